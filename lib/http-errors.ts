@@ -1,0 +1,105 @@
+import type { FieldError } from "./errors";
+
+/**
+ * Maps any error raised while serving a request to the API.md error shape. Only
+ * errors that are the client's (4xx with a known meaning) pass their message on;
+ * everything else becomes a 500 that says "Internal server error" and the request id.
+ */
+
+export interface ErrorBody {
+  error: { type: string; message: string; requestId: string; data?: unknown };
+}
+
+export interface HttpErrorResponse {
+  status: number;
+  body: ErrorBody;
+  /** True when the error is ours to log as a fault (5xx). */
+  internal: boolean;
+}
+
+interface ErrorLike {
+  message?: string;
+  code?: unknown;
+  status?: unknown;
+  type?: unknown;
+  data?: unknown;
+}
+
+const UNAVAILABLE = new Set([
+  "SERVICE_NOT_AVAILABLE",
+  "SERVICE_UNAVAILABLE",
+  "REQUEST_TIMEOUT",
+  "REQUEST_REJECTED",
+  "QUEUE_FULL",
+  "NO_ENDPOINT",
+]);
+
+/** fastest-validator entries carry `actual` (maybe a password): keep field and message only. */
+export function fieldErrors(data: unknown): FieldError[] {
+  if (!Array.isArray(data)) return [];
+  return data.map((d: { field?: unknown; message?: unknown }) => ({
+    field: typeof d.field === "string" ? d.field : "",
+    message: typeof d.message === "string" ? d.message : "is invalid",
+  }));
+}
+
+export function toErrorResponse(
+  raw: unknown,
+  requestId: string,
+  opts: { actionResolved?: boolean } = {},
+): HttpErrorResponse {
+  const err = (raw ?? {}) as ErrorLike;
+  const type = typeof err.type === "string" ? err.type : "";
+  const code =
+    typeof err.code === "number" ? err.code : typeof err.status === "number" ? err.status : 500;
+  const make = (status: number, t: string, message: string, data?: unknown): HttpErrorResponse => ({
+    status,
+    body: { error: { type: t, message, requestId, ...(data === undefined ? {} : { data }) } },
+    internal: status >= 500 && t === "INTERNAL_ERROR",
+  });
+
+  // body-parser (http-errors objects)
+  if (type === "entity.too.large")
+    return make(413, "PAYLOAD_TOO_LARGE", "Request body is larger than 1 MB");
+  if (type === "entity.parse.failed" || type === "INVALID_REQUEST_BODY") {
+    return make(400, "VALIDATION_ERROR", "Malformed JSON body", [
+      { field: "body", message: "is not valid JSON" },
+    ]);
+  }
+  if (type === "encoding.unsupported" || type === "charset.unsupported") {
+    return make(415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported content encoding");
+  }
+
+  if (type === "VALIDATION_ERROR")
+    return make(400, "VALIDATION_ERROR", "Invalid request", fieldErrors(err.data));
+  if (code === 401)
+    return make(
+      401,
+      "UNAUTHORIZED",
+      ownMessage(err, type === "UNAUTHORIZED", "Authentication required"),
+    );
+  if (code === 429) return make(429, "RATE_LIMITED", "Too many requests");
+  if (UNAVAILABLE.has(type) || code === 503)
+    return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
+  // The gateway refuses a non-published action with SERVICE_NOT_FOUND; from a call
+  // already under way it means a downstream service is missing.
+  if (type === "SERVICE_NOT_FOUND") {
+    return opts.actionResolved
+      ? make(503, "SERVICE_UNAVAILABLE", "Service unavailable")
+      : make(404, "NOT_FOUND", "Not found");
+  }
+  if (code === 404)
+    return make(
+      404,
+      "NOT_FOUND",
+      ownMessage(err, type === "NOT_FOUND" && !!err.message, "Not found"),
+    );
+  if (code >= 400 && code < 500 && /^[A-Z][A-Z0-9_]+$/.test(type)) {
+    return make(code, type, err.message ?? "Request refused", err.data);
+  }
+  return make(500, "INTERNAL_ERROR", "Internal server error");
+}
+
+function ownMessage(err: ErrorLike, trusted: boolean, fallback: string): string {
+  return trusted && err.message ? err.message : fallback;
+}

@@ -1,0 +1,44 @@
+import jwt from "jsonwebtoken";
+import { envStr } from "./env";
+
+export interface AuthUser {
+  id: string;
+}
+
+const DEV_SECRET = "mintmesh-dev-secret-change-me";
+let warned = false;
+
+/** JWT_SECRET, required in production; elsewhere a fixed dev secret with a loud warning. */
+export function jwtSecret(): string {
+  const secret = envStr("JWT_SECRET");
+  if (secret) return secret;
+  if (process.env.NODE_ENV === "production") {
+    throw new Error("JWT_SECRET must be set when NODE_ENV=production");
+  }
+  if (!warned && process.env.NODE_ENV !== "test") {
+    warned = true;
+    process.emitWarning(
+      "JWT_SECRET is not set: using the public development secret. Never do this in production.",
+    );
+  }
+  return DEV_SECRET;
+}
+
+export function signAccessToken(user: AuthUser, secret: string, expiresIn: string): string {
+  return jwt.sign({}, secret, {
+    algorithm: "HS256",
+    subject: user.id,
+    expiresIn: expiresIn as jwt.SignOptions["expiresIn"],
+  });
+}
+
+/** The user of a valid token, or null for a forged, malformed or expired one. */
+export function verifyAccessToken(token: string, secret: string): AuthUser | null {
+  try {
+    const payload = jwt.verify(token, secret, { algorithms: ["HS256"] });
+    if (typeof payload !== "object" || typeof payload.sub !== "string" || !payload.sub) return null;
+    return { id: payload.sub };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,31 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Context, Middleware } from "moleculer";
+
+/**
+ * Keeps the running Context in AsyncLocalStorage so every log line written while
+ * handling a request carries its requestID (DESIGN rule 8), without passing ctx
+ * to every logger call.
+ */
+const storage = new AsyncLocalStorage<Context>();
+
+export function currentRequestId(): string | undefined {
+  return storage.getStore()?.requestID ?? undefined;
+}
+
+/** Pino `mixin`: merged into each log line. */
+export function logMixin(): Record<string, string> {
+  const requestID = currentRequestId();
+  return requestID ? { requestID } : {};
+}
+
+export const RequestContextMiddleware: Middleware = {
+  name: "RequestContext",
+  localAction(next) {
+    return function (this: unknown, ctx: Context) {
+      return storage.run(ctx, () => next.call(this as never, ctx));
+    };
+  },
+  localEvent(next) {
+    return (ctx: Context) => storage.run(ctx, () => next(ctx));
+  },
+};

@@ -1,0 +1,133 @@
+import type { BrokerOptions, Errors } from "moleculer";
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import { envBool, envInt, envStr } from "./lib/env";
+import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
+
+/**
+ * Broker options, all read from env (DESIGN.md "Configuration"). The defaults run
+ * one process with nothing installed: no transporter, memory cacher, in-memory channels.
+ */
+const transporter = envStr("TRANSPORTER");
+const redisUrl = envStr("REDIS_URL");
+const channelsUrl = envStr("CHANNELS_URL");
+const metricsPort = envStr("METRICS_PORT");
+const jaegerEndpoint = envStr("JAEGER_ENDPOINT");
+const logLevel = envStr("LOG_LEVEL", "info");
+
+/** Timeouts and unreachable nodes are retryable; a client error never is. */
+const isRetryable = (err: Error): boolean => Boolean((err as Errors.MoleculerError).retryable);
+
+const config: BrokerOptions = {
+  // Tests run many clusters on one NATS server; a namespace keeps them apart.
+  namespace: envStr("NAMESPACE", "mintmesh"),
+  nodeID: envStr("NODE_ID") ?? null,
+
+  logger: {
+    type: "Pino",
+    options: {
+      level: logLevel,
+      pino: {
+        options: { mixin: logMixin, base: { pid: process.pid } },
+      },
+    },
+  },
+  logLevel: logLevel as BrokerOptions["logLevel"],
+
+  transporter: (transporter ?? null) as BrokerOptions["transporter"],
+  serializer: "JSON",
+
+  cacher: redisUrl
+    ? {
+        type: "Redis",
+        options: {
+          prefix: envStr("CACHE_PREFIX", "mintmesh"),
+          ttl: 30,
+          redis: redisUrl as unknown as Record<string, unknown>,
+        },
+      }
+    : { type: "Memory", options: { ttl: 30, clone: true } },
+
+  // 3 s: a user-facing call that has not answered by then has failed for the user anyway.
+  requestTimeout: envInt("REQUEST_TIMEOUT", 3000),
+
+  // Retries only errors Moleculer marks retryable (timeouts, unreachable nodes);
+  // state-changing actions take idempotency keys, so a repeated call is harmless.
+  retryPolicy: {
+    enabled: true,
+    retries: envInt("RETRIES", 3),
+    delay: 50,
+    maxDelay: 800,
+    factor: 2,
+    check: isRetryable,
+  },
+
+  // A SIGKILLed node stops getting calls within ~heartbeatTimeout seconds.
+  heartbeatInterval: envInt("HEARTBEAT_INTERVAL", 2),
+  heartbeatTimeout: envInt("HEARTBEAT_TIMEOUT", 6),
+
+  contextParamsCloning: false,
+  maxCallLevel: 50,
+  tracking: { enabled: true, shutdownTimeout: 5000 },
+
+  registry: {
+    strategy: envStr("BALANCER_STRATEGY", "RoundRobin"),
+    preferLocal: true,
+  },
+
+  circuitBreaker: {
+    enabled: envBool("CIRCUIT_BREAKER", true),
+    // Opens at 50 % failures over a 60 s window once 20 calls give a meaningful rate.
+    threshold: 0.5,
+    windowTime: 60,
+    minRequestCount: envInt("CB_MIN_REQUESTS", 20),
+    // Half-open after 30 s: long enough for a restart, short enough to notice recovery.
+    halfOpenTime: envInt("CB_HALF_OPEN_MS", 30_000),
+    // Only server-side faults count; a 4xx is the caller's fault, not the node's.
+    check: (err: Error) => {
+      const code = (err as Errors.MoleculerError).code;
+      return typeof code !== "number" || code >= 500 || isRetryable(err);
+    },
+  },
+
+  bulkhead: {
+    enabled: true,
+    // Per action and node: enough to keep two cores busy, a bounded queue beyond.
+    concurrency: envInt("BULKHEAD_CONCURRENCY", 100),
+    maxQueueSize: envInt("BULKHEAD_QUEUE", 1000),
+  },
+
+  validator: true,
+
+  metrics: {
+    enabled: Boolean(metricsPort),
+    reporter: metricsPort
+      ? [{ type: "Prometheus", options: { port: Number(metricsPort), path: "/metrics" } }]
+      : [],
+  },
+
+  tracing: {
+    enabled: Boolean(jaegerEndpoint) || envStr("TRACING") === "console",
+    exporter: jaegerEndpoint
+      ? [
+          {
+            type: "Jaeger",
+            options: {
+              endpoint: jaegerEndpoint,
+              sampler: { type: "Const", options: { decision: 1 } },
+            },
+          },
+        ]
+      : [{ type: "Console" }],
+  },
+
+  middlewares: [
+    RequestContextMiddleware,
+    // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
+    ChannelsMiddleware({
+      adapter: channelsUrl ?? "Fake",
+      context: true,
+    } as Parameters<typeof ChannelsMiddleware>[0]),
+  ],
+};
+
+export = config;

@@ -1,0 +1,41 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * Three tiers (DESIGN.md): unit (pure lib code), integration (one in-process broker
+ * behind the real gateway, driven over HTTP), cluster (real processes over the real
+ * NATS and Redis; run one file at a time so timings stay honest on two cores).
+ */
+const env = {
+  NODE_ENV: "test",
+  DATA_DIR: ":memory:",
+  LOG_LEVEL: "warn",
+  JWT_SECRET: "test-secret",
+};
+
+export default defineConfig({
+  test: {
+    execArgv: ["--disable-warning=DEP0174"],
+    projects: [
+      { test: { name: "unit", include: ["test/unit/**/*.test.ts"], env } },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          env,
+          testTimeout: 20_000,
+          hookTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: "cluster",
+          include: ["test/cluster/**/*.test.ts"],
+          env,
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
