@@ -138,7 +138,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
     jwtSecret: jwtSecret(),
     trustProxy: envBool("TRUST_PROXY", false),
     // What /health/ready waits for; by default every service the routes below call.
-    readyServices: envList("READY_SERVICES").length ? envList("READY_SERVICES") : ["users"],
+    readyServices: envList("READY_SERVICES").length
+      ? envList("READY_SERVICES")
+      : ["users", "tokens", "catalog", "analytics"],
     $secureSettings: ["jwtSecret"],
 
     logRequest: "debug",
@@ -182,6 +184,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
         aliases: {
           "GET users/me": "users.me",
           "PATCH users/me": "users.updateMe",
+
+          "POST tokens": "tokens.create",
+          "PATCH tokens/:id/metadata": "tokens.updateMetadata",
+          "POST tokens/:id/transfers": "tokens.transfer",
+          "POST tokens/:id/approvals": "tokens.approve",
+          "POST tokens/:id/transfers-from": "tokens.transferFrom",
+          "GET me/balances": "tokens.myBalances",
+
+          "GET analytics/summary": "analytics.summary",
         },
       },
       {
@@ -191,6 +202,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
         aliases: {
           "POST auth/register": "users.register",
           "GET users/:id": "users.get",
+
+          // Reads of tokens come from the catalog (the CQRS read model) ...
+          "GET tokens": "catalog.list",
+          "GET tokens/:id": "catalog.get",
+          // ... except balances and allowances, which must be exact: the write model answers.
+          "GET tokens/:id/balances/:account": "tokens.balance",
+          "GET tokens/:id/holders": "tokens.holders",
+          "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
         },
       },
     ],
