@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../helpers/http";
+import {
+  freePort,
+  startNode,
+  stopAll,
+  uniqueNamespace,
+  waitUntil,
+  type NodeProcess,
+} from "../helpers/cluster";
+
+describe("gateway and users as two processes over NATS", () => {
+  const namespace = uniqueNamespace("auth");
+  let gateway: NodeProcess | undefined;
+  let users: NodeProcess | undefined;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    [users, gateway] = await Promise.all([
+      startNode({ name: "users", services: ["users"], namespace }),
+      startNode({
+        name: "gateway",
+        services: ["api"],
+        namespace,
+        env: { PORT: String(port), READY_SERVICES: "users" },
+      }),
+    ]);
+    client = new ApiClient(`http://127.0.0.1:${port}`);
+    // Discovery over NATS: the gateway is ready once it has seen the users node.
+    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+  });
+
+  afterAll(() => stopAll([gateway, users]));
+
+  it("registers, logs in and reads the profile through HTTP", async () => {
+    const email = `cluster-${namespace}@example.com`;
+    const requestId = `req-${namespace}`;
+    const reg = await client.post<{ user: { id: string; email: string } }>(
+      "/api/auth/register",
+      { email, password: "correct horse battery", displayName: "Cluster" },
+      { headers: { "x-request-id": requestId } },
+    );
+    expect(reg.status).toBe(201);
+    expect(reg.headers.get("x-request-id")).toBe(requestId);
+    expect(reg.body.user.email).toBe(email);
+
+    // The users process did the work, and its log line carries the gateway's request id.
+    const line = await users!.waitFor(/User registered/, 5000);
+    expect(JSON.parse(line)).toMatchObject({
+      msg: "User registered",
+      requestID: requestId,
+      userId: reg.body.user.id,
+    });
+    expect(users!.proc.pid).not.toBe(gateway!.proc.pid);
+
+    const login = await client.post<{ token: string; user: { id: string } }>("/api/auth/login", {
+      email,
+      password: "correct horse battery",
+    });
+    expect(login.status).toBe(200);
+    expect(login.body.user.id).toBe(reg.body.user.id);
+
+    const me = await client.get<{ id: string; email: string }>("/api/users/me", {
+      token: login.body.token,
+    });
+    expect(me.status).toBe(200);
+    expect(me.body).toMatchObject({ id: reg.body.user.id, email });
+  });
+});
