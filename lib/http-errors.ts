@@ -78,9 +78,10 @@ export function toErrorResponse(
       "UNAUTHORIZED",
       ownMessage(err, type === "UNAUTHORIZED", "Authentication required"),
     );
-  if (code === 429) return make(429, "RATE_LIMITED", "Too many requests");
+  // A full bulkhead queue (429 in Moleculer) is our overload, not the client's rate: 503.
   if (UNAVAILABLE.has(type) || code === 503)
     return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
+  if (code === 429) return make(429, "RATE_LIMITED", "Too many requests");
   // The gateway refuses a non-published action with SERVICE_NOT_FOUND; from a call
   // already under way it means a downstream service is missing.
   if (type === "SERVICE_NOT_FOUND") {

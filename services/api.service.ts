@@ -81,7 +81,8 @@ function rateLimit(limit: number, prefix: string) {
             constructor(win: number, _opts: unknown, broker: object) {
               const store = new RedisRateLimitStore(win, {
                 redisUrl: redisUrl as string,
-                prefix: `mintmesh:rl:${prefix}`,
+                // Gateways of one cluster (namespace) share counts; other clusters don't.
+                prefix: `${envStr("NAMESPACE", "mintmesh")}:rl:${prefix}`,
               });
               const list = rateStores.get(broker) ?? [];
               list.push(store);

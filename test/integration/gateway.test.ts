@@ -1,0 +1,221 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registerUser } from "../helpers/http";
+import { startPlatform, type Platform } from "../helpers/platform";
+
+interface ErrorBody {
+  error: {
+    type: string;
+    message: string;
+    requestId: string;
+    data?: Array<{ field: string; message: string }>;
+  };
+}
+
+const password = "correct horse battery";
+
+describe("gateway: errors, request ids, idempotency", () => {
+  let p: Platform;
+  beforeAll(async () => {
+    p = await startPlatform(["api", "users"], { READY_SERVICES: "users" });
+  });
+  afterAll(() => p.stop());
+
+  it("answers an unknown route with 404 in the API.md shape", async () => {
+    for (const [method, path] of [
+      ["GET", "/api/nothing-here"],
+      ["DELETE", "/api/users/me"],
+      ["GET", "/elsewhere"],
+    ]) {
+      const res = await p.client.request<ErrorBody>(method, path);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(res.body.error).toMatchObject({ type: "NOT_FOUND", message: "Not found" });
+      expect(res.body.error.requestId).toBe(res.headers.get("x-request-id"));
+    }
+  });
+
+  it("does not route to internal (non-published) actions", async () => {
+    const res = await p.client.post<ErrorBody>("/api/users/resolveAccount", { account: "x" });
+    expect(res.status).toBe(404);
+  });
+
+  it("takes X-Request-ID from the request and returns it; makes one when absent", async () => {
+    const given = await p.client.get("/api/users/usr_unknown", {
+      headers: { "x-request-id": "my-trace-42" },
+    });
+    expect(given.headers.get("x-request-id")).toBe("my-trace-42");
+    expect((given.body as unknown as ErrorBody).error.requestId).toBe("my-trace-42");
+
+    const made = await p.client.get("/health/live");
+    expect(made.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("answers malformed JSON with 400", async () => {
+    const res = await p.client.request<ErrorBody>("POST", "/api/auth/register", {
+      rawBody: '{"email": "a@b.c",',
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.type).toBe("VALIDATION_ERROR");
+    expect(res.body.error.data).toEqual([{ field: "body", message: "is not valid JSON" }]);
+  });
+
+  it("answers a body over 1 MB with 413", async () => {
+    const big = JSON.stringify({
+      email: "a@example.com",
+      password,
+      displayName: "x",
+      bio: "y".repeat(1_100_000),
+    });
+    const res = await p.client.request<ErrorBody>("POST", "/api/auth/register", { rawBody: big });
+    expect(res.status).toBe(413);
+    expect(res.body.error.type).toBe("PAYLOAD_TOO_LARGE");
+  });
+
+  it("answers anything unexpected with 500 that says nothing but the request id", async () => {
+    // A users node whose store fails the way a broken database does.
+    const users = p.broker.getLocalService("users") as unknown as {
+      stores: Record<string, { findOne: unknown }>;
+    };
+    const store = users.stores.users;
+    const original = store.findOne;
+    store.findOne = () =>
+      Promise.reject(new Error("connection to db-7.internal:27017 refused, password=hunter2"));
+    try {
+      const res = await p.client.post<ErrorBody>(
+        "/api/auth/login",
+        { email: "someone@example.com", password },
+        { headers: { "x-request-id": "boom-1" } },
+      );
+      expect(res.status).toBe(500);
+      expect(res.body).toEqual({
+        error: { type: "INTERNAL_ERROR", message: "Internal server error", requestId: "boom-1" },
+      });
+    } finally {
+      store.findOne = original;
+    }
+  });
+
+  describe("Idempotency-Key", () => {
+    it("replays the first response for the same key and body", async () => {
+      const key = `reg-${randomBytes(6).toString("hex")}`;
+      const body = { email: `idem-${key}@example.com`, password, displayName: "Idem" };
+      const first = await p.client.post<{ user: { id: string } }>("/api/auth/register", body, {
+        headers: { "idempotency-key": key },
+      });
+      const second = await p.client.post<{ user: { id: string } }>("/api/auth/register", body, {
+        headers: { "idempotency-key": key },
+      });
+      expect(first.status).toBe(201);
+      expect(second.status).toBe(201);
+      expect(second.body).toEqual(first.body);
+      expect(second.headers.get("idempotent-replayed")).toBe("true");
+
+      // Without the key, the same body is a new request: the email is now taken.
+      const third = await p.client.post("/api/auth/register", body);
+      expect(third.status).toBe(409);
+    });
+
+    it("refuses a key reused for a different request", async () => {
+      const key = `reg-${randomBytes(6).toString("hex")}`;
+      const a = await p.client.post(
+        "/api/auth/register",
+        { email: `a-${key}@example.com`, password, displayName: "A" },
+        {
+          headers: { "idempotency-key": key },
+        },
+      );
+      expect(a.status).toBe(201);
+      const b = await p.client.post<ErrorBody>(
+        "/api/auth/register",
+        { email: `b-${key}@example.com`, password, displayName: "B" },
+        { headers: { "idempotency-key": key } },
+      );
+      expect(b.status).toBe(409);
+      expect(b.body.error.type).toBe("CONFLICT");
+    });
+
+    it("scopes keys to the user: two users may use the same key", async () => {
+      const [u1, u2] = await Promise.all([
+        registerUser(p.client, "k1"),
+        registerUser(p.client, "k2"),
+      ]);
+      const key = "same-key";
+      const r1 = await p.client.post<{ user: { id: string } }>(
+        "/api/auth/login",
+        { email: u1.email, password },
+        {
+          headers: { "idempotency-key": key },
+          token: u1.token,
+        },
+      );
+      const r2 = await p.client.post<{ user: { id: string } }>(
+        "/api/auth/login",
+        { email: u2.email, password },
+        {
+          headers: { "idempotency-key": key },
+          token: u2.token,
+        },
+      );
+      expect(r1.body.user.id).toBe(u1.id);
+      expect(r2.body.user.id).toBe(u2.id);
+    });
+  });
+});
+
+describe("gateway: rate limits", () => {
+  it("limits login attempts per IP more strictly, with 429, RATE_LIMITED and Retry-After", async () => {
+    const p = await startPlatform(["api", "users"], {
+      READY_SERVICES: "users",
+      LOGIN_RATE_LIMIT_MAX: "3",
+      RATE_LIMIT_MAX: "100",
+    });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        statuses.push(
+          (await p.client.post("/api/auth/login", { email: "x@example.com", password })).status,
+        );
+      }
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+      const res = await p.client.post<ErrorBody>("/api/auth/login", {
+        email: "x@example.com",
+        password,
+      });
+      expect(res.body.error.type).toBe("RATE_LIMITED");
+      const retryAfter = Number(res.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(60);
+      // The general limit is separate: other routes still answer.
+      expect((await p.client.get("/api/users/usr_x")).status).toBe(404);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it("shares one count among gateways through Redis when REDIS_URL is set", async () => {
+    const env = {
+      READY_SERVICES: "users",
+      REDIS_URL: process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379",
+      NAMESPACE: `rl-${randomBytes(4).toString("hex")}`,
+      LOGIN_RATE_LIMIT_MAX: "4",
+      // Windows are aligned to the clock: an hour-long one keeps the test off a boundary.
+      RATE_LIMIT_WINDOW_MS: "3600000",
+    };
+    const a = await startPlatform(["api", "users"], env);
+    const b = await startPlatform(["api", "users"], env);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const gw = i % 2 === 0 ? a : b;
+        statuses.push(
+          (await gw.client.post("/api/auth/login", { email: "y@example.com", password })).status,
+        );
+      }
+      // Four attempts in all pass, wherever they land; the fifth and sixth are refused.
+      expect(statuses).toEqual([401, 401, 401, 401, 429, 429]);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
