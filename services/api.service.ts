@@ -248,6 +248,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
   },
 
   methods: {
+    /** onError logs what is ours to log (5xx, once, with the request id); moleculer-web's default would log again. */
+    errorHandler(req: Req, res: Res, err: Error) {
+      (this as unknown as { sendError(q: Req, s: Res, e: Error): void }).sendError(req, res, err);
+    },
+
     /** Verifies the bearer token locally: a missing token is anonymous, a bad one is 401. */
     authenticate(_ctx: Context, _route: unknown, req: Req): AuthUser | null {
       const header = req.headers.authorization;

@@ -55,7 +55,7 @@ interface UsersMethods {
   requireUser(ctx: Context<unknown, { user?: AuthUser }>): Promise<UserDoc>;
 }
 
-type Meta = { user?: AuthUser; $statusCode?: number };
+type Meta = { user?: AuthUser; $statusCode?: number; $location?: string };
 
 const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVars> = {
   name: "users",
@@ -101,6 +101,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         }
         this.logger.info({ userId: doc._id }, "User registered");
         ctx.meta.$statusCode = 201;
+        ctx.meta.$location = `/api/users/${doc._id}`;
         return this.issue(doc);
       },
     },

@@ -55,6 +55,7 @@ describe("users: register, login, profiles (API.md)", () => {
         wallets: [],
       });
       expect(res.body.user.id).toMatch(/^usr_[0-9a-f]{24}$/);
+      expect(res.headers.get("location")).toBe(`/api/users/${res.body.user.id}`);
       expect(new Date(res.body.user.createdAt).toString()).not.toBe("Invalid Date");
       expect(Object.keys(res.body.user).sort()).toEqual(
         ["avatarUrl", "bio", "createdAt", "displayName", "email", "id", "wallets"].sort(),

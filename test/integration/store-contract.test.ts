@@ -1,0 +1,132 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  DbMixin,
+  DuplicateKeyError,
+  mongoDbName,
+  type DbThis,
+  type Doc,
+  type Store,
+} from "../../mixins/db.mixin";
+
+/**
+ * The Store contract every service relies on, run against each backend the env can
+ * pick: NeDB in memory, NeDB files, and MongoDB whenever MONGO_URI is set (there is
+ * no MongoDB server on the CI machine, so that block is skipped there).
+ */
+
+interface Item extends Doc {
+  key: string;
+  n: number;
+  version: number;
+}
+
+function contract(label: string, env: () => Record<string, string>) {
+  describe(`Store contract: ${label}`, () => {
+    let broker: ServiceBroker;
+    let items: Store<Item>;
+    const saved = { ...process.env };
+
+    beforeAll(async () => {
+      Object.assign(process.env, env());
+      broker = new ServiceBroker({ logger: false, namespace: `store-${label}` });
+      const schema: ServiceSchema = {
+        name: `contract${Date.now()}`,
+        mixins: [DbMixin({ items: { unique: ["key"] } })],
+      };
+      const svc = broker.createService(schema) as unknown as DbThis;
+      await broker.start();
+      items = svc.store<Item>("items");
+      await items.remove({});
+    });
+    afterAll(async () => {
+      await broker.stop();
+      process.env = saved;
+    });
+
+    it("inserts and finds, sorted and paged", async () => {
+      for (let i = 0; i < 5; i++)
+        await items.insert({ _id: `i${i}`, key: `k${i}`, n: i, version: 0 });
+      expect((await items.findOne({ _id: "i3" }))?.n).toBe(3);
+      expect(await items.findOne({ _id: "nope" })).toBeNull();
+      const page = await items.find({ n: { $gte: 1 } }, { sort: { n: -1 }, offset: 1, limit: 2 });
+      expect(page.map(d => d.n)).toEqual([3, 2]);
+      expect(await items.count({ n: { $lt: 2 } })).toBe(2);
+    });
+
+    it("refuses a duplicate of a unique field with DuplicateKeyError", async () => {
+      await expect(
+        items.insert({ _id: "dupe", key: "k1", n: 9, version: 0 }),
+      ).rejects.toBeInstanceOf(DuplicateKeyError);
+      expect(await items.count({ key: "k1" })).toBe(1);
+    });
+
+    it("compare-and-set: of many racing updates on one version, exactly one wins", async () => {
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          items.updateOne({ _id: "i0", version: 0 }, { $set: { n: 100 + i, version: 1 } }),
+        ),
+      );
+      const winners = results.filter(r => r !== null);
+      expect(winners).toHaveLength(1);
+      expect(winners[0]?.version).toBe(1);
+      expect((await items.findOne({ _id: "i0" }))?.n).toBe(winners[0]?.n);
+    });
+
+    it("update returns how many matched, $inc is applied atomically", async () => {
+      await Promise.all(
+        Array.from({ length: 20 }, () => items.update({ _id: "i1" }, { $inc: { n: 1 } })),
+      );
+      expect((await items.findOne({ _id: "i1" }))?.n).toBe(21);
+      expect(await items.update({ _id: "missing" }, { $set: { n: 1 } })).toBe(0);
+    });
+
+    it("removes", async () => {
+      expect(await items.remove({ n: { $gte: 2, $lt: 5 } })).toBe(3);
+      expect(await items.count({})).toBe(2);
+    });
+  });
+}
+
+contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "" }));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-store-"));
+contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "" }));
+if (process.env.MONGO_URI)
+  contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
+
+describe("database per service on MongoDB", () => {
+  it("names the database after the URI's and the service's names", () => {
+    expect(mongoDbName("mongodb://mongo:27017/mintmesh", "tokens")).toBe("mintmesh-tokens");
+    expect(mongoDbName("mongodb://mongo:27017", "users")).toBe("mintmesh-users");
+    expect(mongoDbName("mongodb://u:p@a,b,c/prod?replicaSet=rs0", "users")).toBe("prod-users");
+  });
+});
+
+describe("NeDB files are single-writer", () => {
+  it("refuses a second broker on the same DATA_DIR, naming MONGO_URI", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-lock-")),
+      MONGO_URI: "",
+    });
+    const schema: ServiceSchema = { name: "locked", mixins: [DbMixin({ things: {} })] };
+    const a = new ServiceBroker({ logger: false });
+    a.createService(schema);
+    await a.start();
+    // A second process is simulated by writing a live foreign pid into the lock.
+    const lock = path.join(process.env.DATA_DIR as string, "locked", "LOCK");
+    const owner = fs.readFileSync(lock, "utf8");
+    expect(owner).toBe(`${process.pid}@${os.hostname()}`);
+    fs.writeFileSync(lock, `${process.ppid}@${os.hostname()}`);
+    const b = new ServiceBroker({ logger: false });
+    b.createService(schema);
+    await expect(b.start()).rejects.toThrow(/in use by process .*MONGO_URI/s);
+    fs.writeFileSync(lock, owner);
+    await a.stop();
+    expect(fs.existsSync(lock)).toBe(false);
+    process.env = saved;
+  });
+});
