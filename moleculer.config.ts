@@ -2,6 +2,7 @@ import type { BrokerOptions, Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { envBool, envInt, envStr } from "./lib/env";
 import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
+import { HealthMiddleware } from "./middlewares/health.middleware";
 
 /**
  * Broker options, all read from env (DESIGN.md "Configuration"). The defaults run
@@ -122,6 +123,8 @@ const config: BrokerOptions = {
 
   middlewares: [
     RequestContextMiddleware,
+    // Every node's /health/live and /health/ready on HEALTH_PORT (off when unset), for k8s and Docker probes.
+    HealthMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
     ChannelsMiddleware({
       adapter: channelsUrl ?? "Fake",

@@ -1,0 +1,324 @@
+import os from "node:os";
+import { ServiceBroker, type BrokerOptions, type Errors, type ReplOptions } from "moleculer";
+import config from "../moleculer.config";
+
+/**
+ * `npm run repl`: joins the running cluster (same TRANSPORTER and NAMESPACE as its
+ * nodes) as a node of its own that hosts no service, and opens moleculer-repl on it
+ * with the project's moleculer 0.15. The built-in commands (`call`, `dcall`, `emit`,
+ * `nodes`, `services`, `actions`, `cache`, …) work on the whole cluster; the custom
+ * ones below do the common jobs without remembering param names.
+ *
+ * (moleculer-cli's `moleculer connect` bundles moleculer 0.14, whose protocol the
+ * 0.15 nodes refuse: use this instead.)
+ */
+
+type ReplCommand = NonNullable<ReplOptions["customCommands"]>[number];
+
+/** What moleculer-repl hands a custom command: declared `<args>` by name, plus `options`. */
+interface CommandArgs {
+  options: Record<string, unknown>;
+  rawCommand: string;
+  [arg: string]: unknown;
+}
+
+interface CommandDef {
+  command: string;
+  description: string;
+  options?: Array<{ option: string; description: string }>;
+  action(broker: ServiceBroker, args: CommandArgs): Promise<void>;
+}
+
+const DEFAULT_TRANSPORTER = "nats://127.0.0.1:4222";
+
+const out = (...lines: string[]) => {
+  for (const line of lines) process.stdout.write(`${line}\n`);
+};
+
+/** Left-aligned columns: plain text reads well in a terminal and in a pasted bug report. */
+function table(rows: string[][]): string[] {
+  const widths: number[] = [];
+  for (const row of rows)
+    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map(row =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i])))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** An error as the person typing needs it: its type, message and the fields that were wrong. */
+function printError(err: unknown): void {
+  const e = err as Partial<Errors.MoleculerError>;
+  const kind = [e.type, e.code].filter(v => v !== undefined && v !== "").join(" ");
+  out(`>> ERROR${kind ? ` (${kind})` : ""}: ${e.message ?? String(err)}`);
+  const data = e.data as unknown;
+  if (Array.isArray(data)) {
+    for (const item of data as Array<{ field?: string; message?: string }>) {
+      if (item && typeof item === "object" && item.field)
+        out(`   ${item.field}: ${item.message ?? "invalid"}`);
+    }
+  } else if (data && typeof data === "object" && Object.keys(data).length > 0) {
+    out(`   ${JSON.stringify(data)}`);
+  }
+}
+
+/** Errors are printed, never thrown: a typo must not end the session. */
+function command(def: CommandDef): ReplCommand {
+  return {
+    command: def.command,
+    description: def.description,
+    options: def.options,
+    async action(broker, args) {
+      try {
+        await def.action(broker, args as unknown as CommandArgs);
+      } catch (err) {
+        printError(err);
+      }
+    },
+  };
+}
+
+const str = (v: unknown): string => (v === undefined || v === null ? "" : String(v));
+
+interface NodeInfo {
+  id: string;
+  available: boolean;
+  local: boolean;
+  hostname: string | null;
+  services?: Array<{ name: string }>;
+}
+interface ServiceInfo {
+  name: string;
+  available: boolean;
+  nodeID: string;
+}
+
+const health = command({
+  command: "health",
+  description: "Nodes and services of the cluster, with availability and ping times",
+  options: [
+    {
+      option: "--expect <services>",
+      description: "comma-separated services that must have an available node",
+    },
+  ],
+  async action(broker, args) {
+    const nodes = broker.registry.getNodeList({
+      onlyAvailable: false,
+      withServices: true,
+    }) as unknown as NodeInfo[];
+    const services = broker.registry.getServiceList({
+      onlyAvailable: false,
+      skipInternal: true,
+    }) as unknown as ServiceInfo[];
+    // Typed as one pong, but without a nodeID it answers a map of every node's.
+    const pongs = (await broker.ping(undefined, 1000)) as unknown as Record<
+      string,
+      { elapsedTime: number } | null
+    >;
+
+    const remote = nodes.filter(n => !n.local).sort((a, b) => a.id.localeCompare(b.id));
+    const up = remote.filter(n => n.available).length;
+    out(
+      `Nodes: ${up} available, ${remote.length - up} unavailable (namespace "${broker.namespace}")`,
+    );
+    out(
+      ...table([
+        ["NODE", "STATUS", "PING", "SERVICES"],
+        ...remote.map(n => [
+          n.id,
+          n.available ? "available" : "UNAVAILABLE",
+          pongs[n.id] ? `${pongs[n.id]!.elapsedTime} ms` : "-",
+          (n.services ?? [])
+            .map(s => s.name)
+            .filter(s => !s.startsWith("$"))
+            .join(",") || "-",
+        ]),
+      ]).map(l => `  ${l}`),
+    );
+
+    const byName = new Map<string, { up: number; total: number }>();
+    for (const s of services) {
+      const entry = byName.get(s.name) ?? { up: 0, total: 0 };
+      entry.total += 1;
+      if (s.available) entry.up += 1;
+      byName.set(s.name, entry);
+    }
+    const expected = str(args.options.expect)
+      .split(",")
+      .map(s => s.trim())
+      .filter(Boolean);
+    for (const name of expected) if (!byName.has(name)) byName.set(name, { up: 0, total: 0 });
+
+    const names = [...byName.keys()].sort();
+    out(`Services: ${names.length}`);
+    out(
+      ...table([
+        ["SERVICE", "NODES", "STATUS"],
+        ...names.map(name => {
+          const { up: u, total } = byName.get(name)!;
+          return [name, `${u}/${total}`, u > 0 ? "ok" : total > 0 ? "DOWN" : "MISSING"];
+        }),
+      ]).map(l => `  ${l}`),
+    );
+    const down = names.filter(n => byName.get(n)!.up === 0);
+    out(
+      down.length === 0
+        ? "Cluster: healthy"
+        : `Cluster: DEGRADED, no available node for ${down.join(", ")}`,
+    );
+  },
+});
+
+interface AuthResult {
+  user: { id: string; email: string; displayName: string };
+  token: string;
+}
+
+const register = command({
+  command: "register <email> <password> <name>",
+  description: "Register a user (users.register); quote a name with spaces",
+  async action(broker, args) {
+    const res = await broker.call<AuthResult, object>("users.register", {
+      email: str(args.email),
+      password: str(args.password),
+      displayName: str(args.name),
+    });
+    out(`>> Registered ${res.user.id} <${res.user.email}> "${res.user.displayName}"`);
+    out(`>> token: ${res.token}`);
+  },
+});
+
+const login = command({
+  command: "login <email> <password>",
+  description: "Log in (users.login) and print the user id and a JWT",
+  async action(broker, args) {
+    const res = await broker.call<AuthResult, object>("users.login", {
+      email: str(args.email),
+      password: str(args.password),
+    });
+    out(`>> Logged in ${res.user.id} <${res.user.email}>`);
+    out(`>> token: ${res.token}`);
+  },
+});
+
+interface TokenResult {
+  id: string;
+  symbol: string;
+  name: string;
+  decimals: number;
+  totalSupply: string;
+  creatorId: string;
+}
+
+const mktoken = command({
+  command: "mktoken <creatorId> <symbol> <supply>",
+  description:
+    "Create a token as user <creatorId> (tokens.create); supply in base units, kept as a string",
+  options: [
+    { option: "--name <name>", description: "token name (default: the symbol)" },
+    { option: "--decimals <n>", description: "0-18 (default 18)" },
+    { option: "--key <idempotencyKey>", description: "repeat a create safely" },
+  ],
+  async action(broker, args) {
+    const creatorId = str(args.creatorId);
+    const symbol = str(args.symbol);
+    // The supply arrives as typed: `call` would parse it as a Number and lose digits past 2^53.
+    const supply = str(args.supply);
+    const decimals = args.options.decimals === undefined ? 18 : Number(args.options.decimals);
+    const key = str(args.options.key);
+    const token = await broker.call<TokenResult, object>(
+      "tokens.create",
+      { name: str(args.options.name) || symbol, symbol, decimals, initialSupply: supply },
+      // The gateway would put the JWT's user here; the REPL acts as that user.
+      { meta: { user: { id: creatorId }, ...(key ? { idempotencyKey: `repl:${key}` } : {}) } },
+    );
+    out(
+      `>> Created token ${token.id} ${token.symbol} "${token.name}" supply ${token.totalSupply} ` +
+        `(decimals ${token.decimals}) held by ${token.creatorId}`,
+    );
+  },
+});
+
+interface Holder {
+  account: string;
+  amount: string;
+}
+
+const balances = command({
+  command: "balances <tokenId>",
+  description: "Holders of a token, largest first (tokens.holders)",
+  options: [{ option: "--limit <n>", description: "1-100 (default 20)" }],
+  async action(broker, args) {
+    const tokenId = str(args.tokenId);
+    const params: Record<string, unknown> = { id: tokenId };
+    if (args.options.limit !== undefined) params.limit = Number(args.options.limit);
+    const res = await broker.call<Holder[] | { rows: Holder[]; total: number }, object>(
+      "tokens.holders",
+      params,
+    );
+    const rows = Array.isArray(res) ? res : res.rows;
+    const total = Array.isArray(res) ? res.length : res.total;
+    out(`>> ${tokenId}: ${total} holder${total === 1 ? "" : "s"}`);
+    if (rows.length > 0)
+      out(
+        ...table([["ACCOUNT", "AMOUNT"], ...rows.map(h => [h.account, str(h.amount)])]).map(
+          l => `   ${l}`,
+        ),
+      );
+  },
+});
+
+/** Waits for the other nodes to answer discovery, so the first command sees the cluster. */
+async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
+  const remoteCount = () =>
+    broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).length - 1;
+  const until = Date.now() + maxMs;
+  while (remoteCount() === 0 && Date.now() < until) await new Promise(r => setTimeout(r, 100));
+  // INFO packets of the other nodes arrive within a few ms of the first one.
+  if (remoteCount() > 0) await new Promise(r => setTimeout(r, 300));
+  return remoteCount();
+}
+
+async function main(): Promise<void> {
+  const transporter = process.env.TRANSPORTER || DEFAULT_TRANSPORTER;
+  const options: BrokerOptions = {
+    ...config,
+    nodeID: `repl-${os.hostname()}-${process.pid}`,
+    transporter: transporter as BrokerOptions["transporter"],
+    // A person reads this console: short lines, and only what needs attention.
+    logger: {
+      type: "Console",
+      options: { formatter: "short", colors: Boolean(process.stdout.isTTY) },
+    },
+    logLevel: (process.env.REPL_LOG_LEVEL || "warn") as BrokerOptions["logLevel"],
+    metrics: { enabled: false },
+    tracing: { enabled: false },
+    // The node's health server would take the HEALTH_PORT of the node it runs beside.
+    middlewares: (config.middlewares ?? []).filter(
+      mw => typeof mw !== "object" || !("name" in mw) || mw.name !== "Health",
+    ),
+    replOptions: {
+      delimiter: "mintmesh $",
+      customCommands: [health, register, login, mktoken, balances],
+    },
+  };
+  const broker = new ServiceBroker(options);
+  await broker.start();
+  const others = await discover(broker);
+  out(
+    `Joined namespace "${broker.namespace}" on ${transporter} as ${broker.nodeID}: ` +
+      (others > 0
+        ? `${others} other node${others === 1 ? "" : "s"}.`
+        : "no other node answered. Is the cluster running with the same TRANSPORTER and NAMESPACE?"),
+    "Commands: health, register, login, mktoken, balances, call, dcall, nodes, services, actions, help, quit",
+  );
+  broker.repl();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`repl: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

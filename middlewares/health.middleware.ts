@@ -1,0 +1,108 @@
+import http from "node:http";
+import type { Middleware, ServiceBroker } from "moleculer";
+import { envStr } from "../lib/env";
+
+/**
+ * A tiny HTTP health endpoint for every node, for Kubernetes probes and Docker
+ * HEALTHCHECKs: only the gateway has an HTTP server of its own, and a probe must
+ * not depend on one. Off unless HEALTH_PORT is set.
+ *
+ *   GET /health/live   200 while the process runs (the event loop answers)
+ *   GET /health/ready  200 once the broker has started and its transporter is
+ *                      connected; 503 before, while stopping, and when NATS is lost
+ */
+
+export interface HealthOptions {
+  /** Defaults to HEALTH_PORT; no port, no server. */
+  port?: number;
+  /** Defaults to HEALTH_HOST or 0.0.0.0 (probes come from outside the container). */
+  host?: string;
+}
+
+export interface HealthState {
+  ready: boolean;
+  reason?: string;
+}
+
+/** Why this node is not ready, or ready. */
+export function healthState(broker: ServiceBroker, stopping: boolean): HealthState {
+  if (stopping) return { ready: false, reason: "stopping" };
+  if (!broker.started) return { ready: false, reason: "starting" };
+  // No transporter: a single-process node is ready once started.
+  if (broker.transit && !(broker.transit.connected && broker.transit.isReady))
+    return { ready: false, reason: "transporter disconnected" };
+  return { ready: true };
+}
+
+export function HealthMiddleware(opts: HealthOptions = {}): Middleware {
+  const portText = opts.port !== undefined ? String(opts.port) : envStr("HEALTH_PORT");
+  if (!portText) return { name: "Health" };
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`HEALTH_PORT must be a port number, got "${portText}"`);
+  const host = opts.host ?? envStr("HEALTH_HOST", "0.0.0.0");
+
+  let server: http.Server | undefined;
+  let listening: Promise<void> | undefined;
+  let stopping = false;
+
+  const send = (res: http.ServerResponse, status: number, body: object) => {
+    res.writeHead(status, { "Content-Type": "application/json; charset=utf-8" });
+    res.end(JSON.stringify(body));
+  };
+
+  return {
+    name: "Health",
+
+    // Listens from creation on, so liveness answers while services are still starting.
+    created(broker: ServiceBroker) {
+      server = http.createServer((req, res) => {
+        const path = (req.url ?? "").split("?")[0];
+        if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, {});
+        if (path === "/health/live") return send(res, 200, { status: "ok", nodeID: broker.nodeID });
+        if (path === "/health/ready") {
+          const state = healthState(broker, stopping);
+          return state.ready
+            ? send(res, 200, { status: "ok", nodeID: broker.nodeID })
+            : send(res, 503, {
+                status: "unavailable",
+                nodeID: broker.nodeID,
+                reason: state.reason,
+              });
+        }
+        send(res, 404, { status: "not found" });
+      });
+      // Probes must never keep a stopping process alive.
+      server.keepAliveTimeout = 1000;
+      listening = new Promise<void>((resolve, reject) => {
+        server!.once("error", reject);
+        server!.listen(port, host, () => {
+          server!.off("error", reject);
+          resolve();
+        });
+      });
+      // Reported by `starting` below; this only keeps the rejection from going unhandled first.
+      listening.catch(() => undefined);
+    },
+
+    // A port already taken fails the start loudly instead of leaving probes failing.
+    async starting(broker: ServiceBroker) {
+      await listening;
+      const addr = server?.address();
+      if (addr && typeof addr === "object")
+        broker.logger.info(`Health endpoint on http://${host}:${addr.port}/health/{live,ready}`);
+    },
+
+    async stopping() {
+      stopping = true;
+    },
+
+    async stopped() {
+      const srv = server;
+      server = undefined;
+      if (!srv?.listening) return;
+      srv.closeAllConnections();
+      await new Promise<void>(resolve => srv.close(() => resolve()));
+    },
+  };
+}

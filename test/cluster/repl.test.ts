@@ -1,0 +1,254 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../helpers/http";
+import {
+  NATS_URL,
+  REDIS_URL,
+  ROOT,
+  freePort,
+  uniqueNamespace,
+  waitUntil,
+} from "../helpers/cluster";
+
+/**
+ * `npm run cluster` and `npm run repl` as a person uses them: the cluster script
+ * starts the gateway (twice) and users in their own processes over the real NATS;
+ * the REPL joins the same namespace, and commands are typed into its stdin one at a
+ * time, each answer read from what it prints before the next prompt.
+ */
+
+const PROMPT = "mintmesh $ ";
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "");
+const tokensCompiled = fs.existsSync(path.join(ROOT, "dist/services/tokens.service.js"));
+
+interface Proc {
+  proc: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(script: string, env: NodeJS.ProcessEnv): Proc {
+  const proc = spawn(process.execPath, ["--disable-warning=DEP0174", script], {
+    cwd: ROOT,
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let text = "";
+  proc.stdout!.on("data", (b: Buffer) => (text += b.toString()));
+  proc.stderr!.on("data", (b: Buffer) => (text += b.toString()));
+  const exited = new Promise<number | null>(resolve => proc.once("exit", code => resolve(code)));
+  return { proc, output: () => stripAnsi(text), exited };
+}
+
+/** Types one line and returns what the REPL printed until its next prompt. */
+async function type(repl: Proc, line: string, timeoutMs = 15_000): Promise<string> {
+  const from = repl.output().length;
+  repl.proc.stdin!.write(`${line}\n`);
+  return waitUntil(() => {
+    const answer = repl.output().slice(from);
+    return answer.endsWith(PROMPT) ? answer.slice(0, -PROMPT.length) : "";
+  }, timeoutMs);
+}
+
+/** The rows of one of moleculer-repl's box tables, cells trimmed. */
+function tableRows(text: string): string[][] {
+  return text
+    .split("\n")
+    .filter(l => l.startsWith("║"))
+    .map(l =>
+      l
+        .split(/[║│]/)
+        .slice(1, -1)
+        .map(c => c.trim()),
+    );
+}
+
+describe("npm run cluster, then npm run repl on it", () => {
+  const namespace = uniqueNamespace("repl");
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-repl-"));
+  const password = "correct horse battery";
+  let port = 0;
+  let cluster: Proc;
+  let repl: Proc;
+  let banner = "";
+
+  const env = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    // The REPL keeps its history in $HOME; the test leaves the real one alone.
+    HOME: home,
+    TRANSPORTER: NATS_URL,
+    REDIS_URL,
+    NAMESPACE: namespace,
+    PORT: String(port),
+    DATA_DIR: path.join(home, "data"),
+    CLUSTER_SERVICES: "api,users,tokens",
+    // Info, so that each child prints (its start) and the prefixes can be checked.
+    LOG_LEVEL: "info",
+  });
+
+  beforeAll(async () => {
+    port = await freePort();
+    cluster = run(path.join(ROOT, "dist/bin/cluster.js"), env());
+    await waitUntil(() => /\[cluster\s*\] ready in/.test(cluster.output()), 50_000, 200).catch(
+      async (err: Error) => {
+        const ready = await new ApiClient(`http://127.0.0.1:${port}`)
+          .get("/health/ready")
+          .then(r => `${r.status} ${r.text}`, String);
+        throw new Error(
+          `${err.message}; /health/ready: ${ready}\n${cluster.output().slice(-4000)}`,
+        );
+      },
+    );
+    repl = run(path.join(ROOT, "dist/bin/repl.js"), env());
+    banner = await waitUntil(() => (repl.output().endsWith(PROMPT) ? repl.output() : ""), 20_000);
+  });
+
+  afterAll(async () => {
+    repl?.proc.kill("SIGKILL");
+    if (cluster && cluster.proc.exitCode === null) {
+      cluster.proc.kill("SIGTERM");
+      await Promise.race([cluster.exited, new Promise(r => setTimeout(r, 15_000))]);
+    }
+    // Children are in their own process groups: never leave one behind.
+    for (const m of cluster?.output().matchAll(/: pid (\d+) /g) ?? []) {
+      try {
+        process.kill(Number(m[1]), "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it("starts each service in its own process, with a second gateway on the next port", async () => {
+    const pids = [
+      ...cluster.output().matchAll(/\[cluster\s*\] (\S+): pid (\d+) \(SERVICES=(\w+)/g),
+    ];
+    expect(pids.map(m => [m[1], m[3]])).toEqual([
+      ["users", "users"],
+      ...(tokensCompiled ? [["tokens", "tokens"]] : []),
+      ["api", "api"],
+      ["api-2", "api"],
+    ]);
+    expect(new Set(pids.map(m => m[2])).size).toBe(pids.length);
+    // Output is prefixed with the name of the process that wrote it.
+    expect(cluster.output()).toMatch(/^\[users\s*\] /m);
+    for (const p of [port, port + 1]) {
+      const res = await new ApiClient(`http://127.0.0.1:${p}`).get("/health/ready");
+      expect(res.status).toBe(200);
+    }
+  });
+
+  it("joins the cluster's namespace and sees its nodes", async () => {
+    expect(banner).toContain(`Joined namespace "${namespace}"`);
+    expect(banner).toMatch(new RegExp(`${tokensCompiled ? 4 : 3} other nodes`));
+
+    const services = tableRows(await type(repl, "services"));
+    const nodesOf = (name: string) => services.find(r => r[0] === name)?.at(-1);
+    expect(nodesOf("api")).toBe("2");
+    expect(nodesOf("users")).toBe("1");
+  });
+
+  it("health lists every node and service, and names what is missing", async () => {
+    const answer = await type(repl, "health");
+    expect(answer).toMatch(new RegExp(`Nodes: ${tokensCompiled ? 4 : 3} available, 0 unavailable`));
+    expect(answer).toMatch(/^\s+api-2-\S+\s+available\s+\d+ ms\s+api$/m);
+    expect(answer).toMatch(/^\s+users-\S+\s+available\s+\d+ ms\s+users$/m);
+    expect(answer).toMatch(/^\s+api\s+2\/2\s+ok$/m);
+    expect(answer).toMatch(/^\s+users\s+1\/1\s+ok$/m);
+    expect(answer).toContain("Cluster: healthy");
+
+    const degraded = await type(repl, "health --expect users,nfts");
+    expect(degraded).toMatch(/^\s+nfts\s+0\/0\s+MISSING$/m);
+    expect(degraded).toContain("Cluster: DEGRADED, no available node for nfts");
+  });
+
+  it("register creates a user the gateway can log in", async () => {
+    const email = `repl-${namespace}@example.com`;
+    const answer = await type(repl, `register ${email} "${password}" "Repl User"`);
+    const m = /^>> Registered (usr_\w+) <(\S+)> "Repl User"$/m.exec(answer);
+    expect(m, answer).not.toBeNull();
+    expect(m![2]).toBe(email);
+    expect(answer).toMatch(/^>> token: [\w-]+\.[\w-]+\.[\w-]+$/m);
+
+    const login = await new ApiClient(`http://127.0.0.1:${port}`).post<{ user: { id: string } }>(
+      "/api/auth/login",
+      { email, password },
+    );
+    expect(login.status).toBe(200);
+    expect(login.body.user.id).toBe(m![1]);
+
+    // A second registration gets the service's own answer, and the session goes on.
+    const again = await type(repl, `register ${email} "${password}" "Repl User"`);
+    expect(again).toContain(">> ERROR (CONFLICT 409): Email is already registered");
+    expect(again).toContain("email: already registered");
+  });
+
+  it("call works with flags and with a JSON body", async () => {
+    const email = `call-${namespace}@example.com`;
+    const viaFlags = await type(
+      repl,
+      `call users.register --email ${email} --password "${password}" --displayName Caller`,
+    );
+    expect(viaFlags).toContain(">> Response:");
+    expect(viaFlags).toContain(`email: '${email}'`);
+    const id = /id: '(usr_\w+)'/.exec(viaFlags)?.[1];
+    expect(id).toBeDefined();
+
+    const viaJson = await type(
+      repl,
+      `call users.login '${JSON.stringify({ email, password: "wrong password" })}'`,
+    );
+    expect(viaJson).toContain("Invalid email or password");
+
+    const ok = await type(repl, `call users.login '${JSON.stringify({ email, password })}'`);
+    expect(ok).toContain(`id: '${id}'`);
+  });
+
+  it.runIf(tokensCompiled)("mktoken creates a token whose holder balances shows", async () => {
+    const reg = await type(repl, `register maker-${namespace}@example.com "${password}" Maker`);
+    const userId = /Registered (usr_\w+)/.exec(reg)![1];
+    // More digits than a JavaScript number holds: the supply must stay exact.
+    const supply = "123456789012345678901234567890";
+    const made = await type(
+      repl,
+      `mktoken ${userId} RPL${namespace.slice(-4).toUpperCase()} ${supply}`,
+    );
+    const m = new RegExp(
+      `^>> Created token (\\S+) .* supply ${supply} .* held by ${userId}$`,
+      "m",
+    ).exec(made);
+    expect(m, made).not.toBeNull();
+
+    // Bad input gets the validator's answer, naming the field.
+    const bad = await type(repl, `mktoken ${userId} bad! 100`);
+    expect(bad).toMatch(/^>> ERROR \(VALIDATION_ERROR 422\)/m);
+    expect(bad).toMatch(/^\s+symbol: /m);
+
+    const holders = await type(repl, `balances ${m![1]}`);
+    expect(holders).toContain(`>> ${m![1]}: 1 holder`);
+    expect(holders).toMatch(new RegExp(`^\\s+${userId}\\s+${supply}$`, "m"));
+  });
+
+  it.runIf(!tokensCompiled)("balances says clearly when no tokens node runs", async () => {
+    const answer = await type(repl, "balances tok_nothing");
+    expect(answer).toContain(
+      ">> ERROR (SERVICE_NOT_FOUND 404): Service 'tokens.holders' is not found.",
+    );
+  });
+
+  it("leaves on end of input, and the cluster stops on SIGTERM", async () => {
+    repl.proc.stdin!.end();
+    expect(await repl.exited).toBe(0);
+
+    const pids = [...cluster.output().matchAll(/: pid (\d+) /g)].map(m => Number(m[1]));
+    cluster.proc.kill("SIGTERM");
+    expect(await cluster.exited).toBe(0);
+    expect(cluster.output()).toMatch(/\[cluster\s*\] stopped$/m);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});

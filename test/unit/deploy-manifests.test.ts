@@ -1,0 +1,322 @@
+import fs from "node:fs";
+import path from "node:path";
+import { ServiceBroker } from "moleculer";
+import { YAML11_SCHEMA, load, loadAll } from "js-yaml";
+import { afterEach, describe, expect, it } from "vitest";
+import { HealthMiddleware } from "../../middlewares/health.middleware";
+import { freePort } from "../helpers/cluster";
+
+/**
+ * The deployment files checked by parsing, since no cluster or Docker engine runs in CI:
+ * what `kubectl apply` and `docker compose up --scale` would trip over, and the health
+ * endpoint that their probes call.
+ */
+
+const ROOT = path.resolve(__dirname, "../..");
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const obj = (v: unknown): Obj => (isObj(v) ? v : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+interface Manifest {
+  file: string;
+  doc: Obj;
+  kind: string;
+  name: string;
+  namespace: string;
+}
+
+function yamlFiles(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap(e =>
+      e.isDirectory()
+        ? yamlFiles(path.join(dir, e.name))
+        : /\.ya?ml$/.test(e.name)
+          ? [path.join(dir, e.name)]
+          : [],
+    );
+}
+
+const manifestFiles = yamlFiles(path.join(ROOT, "k8s"));
+const manifests: Manifest[] = manifestFiles.flatMap(file =>
+  loadAll(fs.readFileSync(file, "utf8"))
+    .filter(d => d !== null && d !== undefined)
+    .map(d => {
+      const doc = obj(d);
+      const meta = obj(doc.metadata);
+      return {
+        file: path.relative(ROOT, file),
+        doc,
+        kind: String(doc.kind ?? ""),
+        name: String(meta.name ?? ""),
+        namespace: String(meta.namespace ?? "default"),
+      };
+    }),
+);
+const ofKind = (...kinds: string[]) => manifests.filter(m => kinds.includes(m.kind));
+const workloads = ofKind("Deployment", "StatefulSet");
+const podSpec = (m: Manifest) => obj(obj(obj(m.doc.spec).template).spec);
+const podLabels = (m: Manifest) => obj(obj(obj(obj(m.doc.spec).template).metadata).labels);
+const containers = (m: Manifest) => arr(podSpec(m).containers).map(obj);
+const envValue = (c: Obj, name: string) =>
+  arr(c.env)
+    .map(obj)
+    .find(e => e.name === name)?.value;
+
+/** Does every key/value of `selector` appear in `labels`? */
+const selects = (selector: Obj, labels: Obj) =>
+  Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+describe("k8s manifests", () => {
+  it("are there, and every document has apiVersion, kind and metadata.name", () => {
+    expect(manifestFiles.length).toBeGreaterThan(0);
+    for (const m of manifests) {
+      const where = `${m.file} (${m.kind || "?"} ${m.name || "?"})`;
+      expect(typeof m.doc.apiVersion === "string" && m.doc.apiVersion, where).toBeTruthy();
+      expect(m.kind, where).not.toBe("");
+      expect(m.name, where).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    }
+    const keys = manifests.map(m => `${m.namespace}/${m.kind}/${m.name}`);
+    expect(keys.length).toBe(new Set(keys).size);
+  });
+
+  it("have a ConfigMap, a Secret example with JWT_SECRET, and the stateful infrastructure", () => {
+    expect(ofKind("ConfigMap").length).toBeGreaterThan(0);
+    const secrets = ofKind("Secret");
+    expect(secrets.some(s => "JWT_SECRET" in obj(s.doc.stringData ?? s.doc.data))).toBe(true);
+    expect(ofKind("StatefulSet").map(s => s.name)).toEqual(
+      expect.arrayContaining(["nats", "redis", "mongo"]),
+    );
+  });
+
+  it("run the gateway and each service as a Deployment of its own", () => {
+    const hosted = ofKind("Deployment").map(d => envValue(containers(d)[0], "SERVICES"));
+    expect(hosted).toEqual(
+      expect.arrayContaining(["api", "users", "tokens", "catalog", "analytics"]),
+    );
+    expect(hosted.length).toBe(new Set(hosted).size);
+  });
+
+  it("give every workload container readiness and liveness probes on a declared port, and resource requests", () => {
+    expect(workloads.length).toBeGreaterThan(0);
+    for (const w of workloads) {
+      const spec = obj(w.doc.spec);
+      expect(selects(obj(obj(spec.selector).matchLabels), podLabels(w)), `${w.name} selector`).toBe(
+        true,
+      );
+      for (const c of containers(w)) {
+        const where = `${w.file} ${w.name}/${String(c.name)}`;
+        const ports = arr(c.ports).map(obj);
+        for (const probe of ["readinessProbe", "livenessProbe"]) {
+          const p = obj(c[probe]);
+          expect(Object.keys(p).length, `${where} ${probe}`).toBeGreaterThan(0);
+          const port = obj(p.httpGet ?? p.tcpSocket).port;
+          if (port !== undefined) {
+            const declared = ports.some(x => x.name === port || x.containerPort === port);
+            expect(declared, `${where} ${probe} port ${String(port)}`).toBe(true);
+          }
+        }
+        const requests = obj(obj(c.resources).requests);
+        expect(requests.cpu, `${where} cpu request`).toBeDefined();
+        expect(requests.memory, `${where} memory request`).toBeDefined();
+      }
+    }
+  });
+
+  it("take their env from a ConfigMap and Secret that exist", () => {
+    const names = (kind: string) => new Set(ofKind(kind).map(m => m.name));
+    for (const d of ofKind("Deployment")) {
+      for (const c of containers(d)) {
+        for (const from of arr(c.envFrom).map(obj)) {
+          const cm = obj(from.configMapRef).name;
+          const secret = obj(from.secretRef).name;
+          if (cm)
+            expect(names("ConfigMap").has(String(cm)), `${d.name} ConfigMap ${String(cm)}`).toBe(
+              true,
+            );
+          if (secret)
+            expect(names("Secret").has(String(secret)), `${d.name} Secret ${String(secret)}`).toBe(
+              true,
+            );
+        }
+      }
+    }
+  });
+
+  it("autoscale the gateway and the stateless services, each HPA aiming at an existing Deployment", () => {
+    const hpas = ofKind("HorizontalPodAutoscaler");
+    const targets = hpas.map(h => {
+      const spec = obj(h.doc.spec);
+      const ref = obj(spec.scaleTargetRef);
+      const target = ofKind(String(ref.kind)).find(
+        d => d.name === ref.name && d.namespace === h.namespace,
+      );
+      expect(target, `${h.name} targets ${String(ref.kind)} ${String(ref.name)}`).toBeDefined();
+      expect(Number(spec.minReplicas)).toBeLessThanOrEqual(Number(spec.maxReplicas));
+      // A CPU-utilization target means nothing without CPU requests.
+      for (const c of containers(target!))
+        expect(obj(obj(c.resources).requests).cpu, `${h.name} cpu request`).toBeDefined();
+      return envValue(containers(target!)[0], "SERVICES");
+    });
+    expect(targets).toEqual(expect.arrayContaining(["api", "catalog", "analytics"]));
+  });
+
+  it("have each Service select the pods of a workload, on ports those pods declare", () => {
+    for (const s of ofKind("Service")) {
+      const spec = obj(s.doc.spec);
+      const selector = obj(spec.selector);
+      const backing = workloads.filter(
+        w => w.namespace === s.namespace && selects(selector, podLabels(w)),
+      );
+      expect(backing.length, `Service ${s.name} selects no pods`).toBeGreaterThan(0);
+      for (const port of arr(spec.ports).map(obj)) {
+        const target = port.targetPort ?? port.port;
+        const declared = backing.every(w =>
+          containers(w).some(c =>
+            arr(c.ports)
+              .map(obj)
+              .some(p => p.name === target || p.containerPort === target),
+          ),
+        );
+        expect(declared, `Service ${s.name} port ${String(target)}`).toBe(true);
+      }
+    }
+  });
+});
+
+describe("docker-compose.yml", () => {
+  // YAML 1.1 so that the `<<: *node` merge keys are applied as compose applies them.
+  const compose = obj(
+    load(fs.readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8"), { schema: YAML11_SCHEMA }),
+  );
+  const services = obj(compose.services);
+  const env = (name: string) => obj(obj(services[name]).environment);
+  const nodes = Object.keys(services).filter(n => env(n).SERVICES !== undefined);
+
+  it("has the infrastructure, the gateway and each service as its own container", () => {
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(["nats", "mongo", "redis", "jaeger", "gateway"]),
+    );
+    const hosted = nodes.filter(n => n !== "repl").map(n => env(n).SERVICES);
+    expect(hosted).toEqual(
+      expect.arrayContaining(["api", "users", "tokens", "catalog", "analytics"]),
+    );
+    expect(hosted.length).toBe(new Set(hosted).size);
+  });
+
+  it("runs NATS with JetStream", () => {
+    const nats = obj(services.nats);
+    const command = Array.isArray(nats.command) ? nats.command : String(nats.command).split(/\s+/);
+    expect(command).toContain("-js");
+  });
+
+  it("lets every node be scaled: no container_name, no host port but the gateway's", () => {
+    for (const name of nodes) {
+      expect(obj(services[name]).container_name, name).toBeUndefined();
+      if (name !== "gateway") expect(obj(services[name]).ports, name).toBeUndefined();
+    }
+    expect(obj(services.tokens).restart).toBe("unless-stopped");
+  });
+
+  it("gives every node the cluster's env and a healthcheck", () => {
+    const required = [
+      "SERVICES",
+      "TRANSPORTER",
+      "MONGO_URI",
+      "REDIS_URL",
+      "CHANNELS_URL",
+      "JAEGER_ENDPOINT",
+      "JWT_SECRET",
+      "NAMESPACE",
+    ];
+    for (const name of nodes) {
+      expect(Object.keys(env(name)), name).toEqual(expect.arrayContaining(required));
+      expect(env(name).TRANSPORTER, name).toMatch(/^nats:\/\/nats:4222$/);
+      if (name !== "repl") expect(obj(obj(services[name]).healthcheck).test, name).toBeDefined();
+    }
+    expect(env("gateway").SERVICES).toBe("api");
+    // Same services in both deployments.
+    const k8s = ofKind("Deployment").map(d => envValue(containers(d)[0], "SERVICES"));
+    expect(
+      nodes
+        .filter(n => n !== "repl")
+        .map(n => env(n).SERVICES)
+        .sort(),
+    ).toEqual(k8s.sort());
+  });
+});
+
+describe("health endpoint of every node (HEALTH_PORT), as the probes see it", () => {
+  let broker: ServiceBroker | undefined;
+  afterEach(async () => {
+    if (broker?.started) await broker.stop();
+    broker = undefined;
+  });
+
+  const get = async (port: number, p: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}${p}`);
+    return { status: res.status, body: (await res.json()) as Obj };
+  };
+
+  it("is live from creation, ready once started and connected, unready when the transporter drops", async () => {
+    const port = await freePort();
+    broker = new ServiceBroker({
+      nodeID: "health-test",
+      logger: false,
+      transporter: "Fake",
+      middlewares: [HealthMiddleware({ port, host: "127.0.0.1" })],
+    });
+    // Created, not started: the process lives, but must get no traffic yet.
+    await expect.poll(() => get(port, "/health/live").then(r => r.status)).toBe(200);
+    expect(await get(port, "/health/ready")).toEqual({
+      status: 503,
+      body: { status: "unavailable", nodeID: "health-test", reason: "starting" },
+    });
+
+    await broker.start();
+    expect(await get(port, "/health/ready")).toEqual({
+      status: 200,
+      body: { status: "ok", nodeID: "health-test" },
+    });
+
+    await broker.transit!.disconnect();
+    expect((await get(port, "/health/ready")).body.reason).toBe("transporter disconnected");
+    expect((await get(port, "/health/live")).status).toBe(200);
+    expect((await get(port, "/nope")).status).toBe(404);
+
+    await broker.stop();
+    await expect(fetch(`http://127.0.0.1:${port}/health/live`)).rejects.toThrow();
+  });
+
+  it("fails the start when its port is taken, instead of leaving probes to fail", async () => {
+    const port = await freePort();
+    const first = new ServiceBroker({
+      nodeID: "first",
+      logger: false,
+      middlewares: [HealthMiddleware({ port, host: "127.0.0.1" })],
+    });
+    await first.start();
+    try {
+      broker = new ServiceBroker({
+        nodeID: "second",
+        logger: false,
+        middlewares: [HealthMiddleware({ port, host: "127.0.0.1" })],
+      });
+      await expect(broker.start()).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it("is off without HEALTH_PORT", () => {
+    const saved = process.env.HEALTH_PORT;
+    delete process.env.HEALTH_PORT;
+    try {
+      expect(Object.keys(HealthMiddleware())).toEqual(["name"]);
+    } finally {
+      if (saved !== undefined) process.env.HEALTH_PORT = saved;
+    }
+  });
+});
