@@ -18,6 +18,29 @@ const logLevel = envStr("LOG_LEVEL", "info");
 /** Timeouts and unreachable nodes are retryable; a client error never is. */
 const isRetryable = (err: Error): boolean => Boolean((err as Errors.MoleculerError).retryable);
 
+/**
+ * The NATS channels adapter takes its server from `nats.url` only (a bare URL string
+ * would connect to localhost); failed events go to a dead-letter stream, not dropped.
+ */
+function channelsAdapter(url: string | undefined) {
+  if (!url) return "Fake";
+  if (!url.startsWith("nats://")) return url;
+  return {
+    type: "NATS",
+    options: {
+      maxRetries: envInt("CHANNELS_MAX_RETRIES", 10),
+      // One in flight per consumer keeps each channel in order; consumers dedupe by eventId anyway.
+      maxInFlight: envInt("CHANNELS_MAX_IN_FLIGHT", 1),
+      deadLettering: { enabled: true, queueName: "DEAD_LETTERS" },
+      nats: {
+        url,
+        // How long a crashed consumer's in-flight message blocks its channel.
+        consumerOptions: { config: { ack_wait: envInt("CHANNELS_ACK_WAIT_MS", 10_000) * 1e6 } },
+      },
+    },
+  };
+}
+
 const config: BrokerOptions = {
   // Tests run many clusters on one NATS server; a namespace keeps them apart.
   namespace: envStr("NAMESPACE", "mintmesh"),
@@ -127,7 +150,7 @@ const config: BrokerOptions = {
     HealthMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
     ChannelsMiddleware({
-      adapter: channelsUrl ?? "Fake",
+      adapter: channelsAdapter(channelsUrl),
       context: true,
     } as Parameters<typeof ChannelsMiddleware>[0]),
   ],

@@ -31,10 +31,11 @@ export async function startPlatform(
       const mod = (await import(`../../services/${name}.service.ts`)) as { default: ServiceSchema };
       broker.createService(mod.default);
     }
+    // Services read some env when they start (DbMixin: DATA_DIR), so start before restoring it.
+    await broker.start();
   } finally {
     process.env = saved;
   }
-  await broker.start();
   const api = broker.getLocalService("api") as unknown as
     { server?: { address(): AddressInfo } } | undefined;
   const port = api?.server?.address().port ?? 0;

@@ -1,0 +1,231 @@
+import type { Context } from "moleculer";
+import {
+  TOKEN_EVENTS,
+  type DomainEvent,
+  type Token,
+  type TokenMetadata,
+  type TokenTransferred,
+} from "./events";
+
+/**
+ * Pure parts of the read models (catalog views, analytics counters): query building,
+ * view shaping and counter arithmetic, with no broker and no database.
+ */
+
+// ---------------------------------------------------------------------------------------
+// Channels
+
+/** What a service's `channels: {...}` entry looks like with the middleware's `context: true`. */
+export interface ChannelHandlerSchema<TThis> {
+  group?: string;
+  maxRetries?: number;
+  maxInFlight?: number;
+  deadLettering?: { enabled: boolean; queueName?: string };
+  /** NATS JetStream only: per-channel consumer options, merged over the adapter's. */
+  nats?: { consumerOptions?: { config?: Record<string, unknown> } };
+  handler(this: TThis, ctx: Context<unknown>, raw: unknown): Promise<void>;
+}
+export type ChannelSchemas<TThis> = Record<string, ChannelHandlerSchema<TThis>>;
+
+/**
+ * A read model is built from the whole history: a consumer group created after events
+ * were published (a first deployment, a new read model) starts from the stream's
+ * beginning, not from "new" (the adapter's default). An existing group resumes where
+ * it stopped either way.
+ */
+export const FROM_THE_START = { consumerOptions: { config: { deliver_policy: "all" } } };
+
+/** The envelope check every consumer makes before trusting a message. */
+export function isDomainEvent(value: unknown): value is DomainEvent<Record<string, unknown>> {
+  const v = value as Partial<DomainEvent> | null;
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof v.eventId === "string" &&
+    v.eventId.length > 0 &&
+    typeof v.type === "string" &&
+    typeof v.data === "object" &&
+    v.data !== null
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalog
+
+export const CATALOG_SORTS = ["createdAt", "holders", "transfers"] as const;
+export type CatalogSort = (typeof CATALOG_SORTS)[number];
+
+/** A token as the catalog answers it: the API.md token plus `featured` and `stats`. */
+export interface CatalogToken extends Token {
+  featured: boolean;
+  stats: { holders: number; transfers: number };
+}
+
+/** The token fields a view stores, with lowercase copies for case-insensitive prefix search. */
+export interface ViewTokenFields {
+  name: string;
+  symbol: string;
+  nameLower: string;
+  symbolLower: string;
+  decimals: number;
+  totalSupply: string;
+  creatorId: string;
+  metadata: TokenMetadata;
+  createdAt: string;
+}
+
+export function viewTokenFields(token: Token): ViewTokenFields {
+  return {
+    name: token.name,
+    symbol: token.symbol,
+    nameLower: token.name.toLowerCase(),
+    symbolLower: token.symbol.toLowerCase(),
+    decimals: token.decimals,
+    totalSupply: token.totalSupply,
+    creatorId: token.creatorId,
+    metadata: token.metadata ?? {},
+    createdAt: token.createdAt,
+  };
+}
+
+export interface ViewStats {
+  holders: number;
+  transfers: number;
+  featured: boolean;
+}
+
+/**
+ * "Featured" is derived from events alone: a token many accounts hold. The threshold is
+ * a setting (CATALOG_FEATURED_MIN_HOLDERS); a marketing promotion can later OR into it.
+ */
+export function viewStats(holders: number, transfers: number, minHolders: number): ViewStats {
+  return { holders, transfers, featured: holders >= minHolders };
+}
+
+const REGEXP_SPECIAL = /[.*+?^${}()|[\]\\]/g;
+
+/**
+ * An anchored pattern for "starts with `q`", every metacharacter escaped so user input
+ * stays literal. A range [q, next) would do the same, but NeDB compares UTF-16 units
+ * and MongoDB code points, which disagree above U+D7FF; MongoDB serves an anchored,
+ * case-sensitive prefix pattern from the index just like a range.
+ */
+export function prefixPattern(q: string): RegExp {
+  return new RegExp("^" + q.replace(REGEXP_SPECIAL, "\\$&"));
+}
+export interface ListParams {
+  q?: string;
+  creator?: string;
+  sort?: CatalogSort;
+  featured?: boolean;
+}
+
+/** Only complete, live views are listed: placeholders wait for tokens.created, tombstones stay hidden. */
+export const VISIBLE = { hasToken: true, deleted: false } as const;
+
+export function listQuery(p: ListParams): Record<string, unknown> {
+  const query: Record<string, unknown> = { ...VISIBLE };
+  if (p.q !== undefined && p.q !== "") {
+    const pattern = prefixPattern(p.q.toLowerCase());
+    query.$or = [{ nameLower: { $regex: pattern } }, { symbolLower: { $regex: pattern } }];
+  }
+  if (p.creator !== undefined) query.creatorId = p.creator;
+  if (p.featured !== undefined) query.featured = p.featured;
+  return query;
+}
+
+/** Most first, newest first; `_id` last so pages do not overlap when values tie. */
+export function listSort(sort: CatalogSort = "createdAt"): Record<string, 1 | -1> {
+  if (sort === "createdAt") return { createdAt: -1, _id: -1 };
+  return { [sort]: -1, createdAt: -1, _id: -1 };
+}
+
+export interface CatalogViewLike extends ViewTokenFields, ViewStats {
+  _id: string;
+}
+
+export function toCatalogToken(v: CatalogViewLike): CatalogToken {
+  return {
+    id: v._id,
+    name: v.name,
+    symbol: v.symbol,
+    decimals: v.decimals,
+    totalSupply: v.totalSupply,
+    creatorId: v.creatorId,
+    metadata: v.metadata,
+    createdAt: v.createdAt,
+    featured: v.featured,
+    stats: { holders: v.holders, transfers: v.transfers },
+  };
+}
+
+/**
+ * Stats of a token the catalog has not seen yet (read-after-write): just created, its
+ * creator holds the whole supply and nothing moved. `known` are counts already gathered
+ * from events that overtook tokens.created.
+ */
+export function freshStats(
+  token: Token,
+  minHolders: number,
+  known?: { holders: number; transfers: number },
+): ViewStats {
+  if (known && (known.holders > 0 || known.transfers > 0))
+    return viewStats(known.holders, known.transfers, minHolders);
+  return viewStats(token.totalSupply === "0" ? 0 : 1, 0, minHolders);
+}
+
+// ---------------------------------------------------------------------------------------
+// Analytics
+
+export interface Counters {
+  tokens: number;
+  transfers: number;
+  nftsMinted: number;
+  sales: number;
+}
+export const COUNTER_NAMES = ["tokens", "transfers", "nftsMinted", "sales"] as const;
+
+export function emptyCounters(): Counters {
+  return { tokens: 0, transfers: 0, nftsMinted: 0, sales: 0 };
+}
+
+/** What one event adds: counter increments and, for moves of value, volume of one token. */
+export interface CounterDelta {
+  counters?: Partial<Counters>;
+  volume?: { tokenId: string; amount: string };
+}
+
+/**
+ * One entry per counted channel. `tokens` counts live tokens (a launch undone by its
+ * saga deletes its token); transfers and volume are history and stay. NFT mints and
+ * sales join here as one line each once their events exist.
+ */
+export const ANALYTICS_RULES: Record<string, (data: Record<string, unknown>) => CounterDelta> = {
+  [TOKEN_EVENTS.created]: () => ({ counters: { tokens: 1 } }),
+  [TOKEN_EVENTS.deleted]: () => ({ counters: { tokens: -1 } }),
+  [TOKEN_EVENTS.transferred]: data => {
+    const t = data as unknown as TokenTransferred;
+    return { counters: { transfers: 1 }, volume: { tokenId: t.tokenId, amount: t.amount } };
+  },
+};
+
+export function addCounters(base: Counters, delta: Partial<Counters>): Counters {
+  const out = { ...base };
+  for (const k of COUNTER_NAMES) out[k] = (base[k] ?? 0) + (delta[k] ?? 0);
+  return out;
+}
+
+const DIGITS = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * a + b over decimal strings with BigInt. Volume is a sum of many uint256 amounts, so it
+ * may pass 2^256−1: no upper bound here, unlike balances.
+ */
+export function addAmounts(a: string, b: string): string {
+  if (!DIGITS.test(a) || !DIGITS.test(b)) throw new Error(`Not an amount: "${a}" + "${b}"`);
+  return (BigInt(a) + BigInt(b)).toString(10);
+}
+
+export interface AnalyticsSummary extends Counters {
+  volumeByToken: Record<string, string>;
+}

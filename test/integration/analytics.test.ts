@@ -1,0 +1,168 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AnalyticsSummary } from "../../lib/read-model";
+import type { DbMethods } from "../../mixins/db.mixin";
+import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
+import { waitUntil } from "../helpers/cluster";
+import { registerUser } from "../helpers/http";
+import { startPlatform, type Platform } from "../helpers/platform";
+
+/**
+ * GET /api/analytics/summary over counters the analytics consumer group keeps, fed by
+ * events on the real in-memory channel adapter, with duplicates and a restart on the
+ * same data files.
+ */
+
+const BIG = "340282366920938463463374607431768211455"; // 2^128 − 1: far past a float's precision
+
+describe("analytics: GET /api/analytics/summary", () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-analytics-"));
+  const env = { READY_SERVICES: "users,analytics", ANALYTICS_CACHE_TTL: "0" };
+  const savedDataDir = process.env.DATA_DIR;
+  let p: Platform;
+  let token: string;
+
+  beforeAll(async () => {
+    // DbMixin reads DATA_DIR when the service starts, after startPlatform has put the
+    // env back; files (not memory) are what makes the restart below meaningful.
+    process.env.DATA_DIR = dataDir;
+    p = await startPlatform(["api", "users", "analytics"], env);
+    token = (await registerUser(p.client, "analyst")).token;
+  });
+  afterAll(async () => {
+    await p?.stop();
+    process.env.DATA_DIR = savedDataDir;
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const summary = async () => {
+    const res = await p.client.get<AnalyticsSummary>("/api/analytics/summary", { token });
+    expect(res.status).toBe(200);
+    return res.body;
+  };
+
+  /** Sends `event` and waits until the summary has counted it: everything sent before is in. */
+  async function settle(): Promise<AnalyticsSummary> {
+    const before = (await summary()).tokens;
+    const probe = new TokenScript({ creatorId: "probe" });
+    await sendToChannel(p.broker, probe.created());
+    await waitUntil(async () => (await summary()).tokens === before + 1, 5000);
+    await sendToChannel(p.broker, probe.deleted());
+    await waitUntil(async () => (await summary()).tokens === before, 5000);
+    return summary();
+  }
+
+  it("needs a signed-in user", async () => {
+    const res = await p.client.get("/api/analytics/summary");
+    expect(res.status).toBe(401);
+    expect(res.body).toMatchObject({ error: { type: "UNAUTHORIZED" } });
+  });
+
+  it("starts at zero", async () => {
+    expect(await summary()).toEqual({
+      tokens: 0,
+      transfers: 0,
+      nftsMinted: 0,
+      sales: 0,
+      volumeByToken: {},
+    });
+  });
+
+  it("counts tokens, transfers and exact volume, each event once however often it arrives", async () => {
+    const a = new TokenScript({ creatorId: "alice", totalSupply: "1" + "0".repeat(60) });
+    const b = new TokenScript({ creatorId: "bob", totalSupply: "1000" });
+    const events = [
+      a.created(),
+      b.created(),
+      a.transfer("alice", "bob", BIG),
+      a.transfer("alice", "carol", BIG),
+      a.transfer("alice", "carol", "1"),
+      b.transfer("bob", "alice", "7"),
+      b.transfer("bob", "bob", "0"),
+    ];
+    await sendAll(p.broker, events);
+    await sendAll(p.broker, [...events].reverse()); // every one redelivered
+
+    await waitUntil(async () => (await summary()).transfers === 5, 5000);
+    const s = await settle();
+    expect(s).toEqual({
+      tokens: 2,
+      transfers: 5,
+      nftsMinted: 0,
+      sales: 0,
+      volumeByToken: {
+        [a.token.id]: (2n * BigInt(BIG) + 1n).toString(),
+        [b.token.id]: "7",
+      },
+    });
+  });
+
+  it("stops counting a deleted token but keeps its transfer history", async () => {
+    const before = await summary();
+    const c = new TokenScript({ creatorId: "carol", totalSupply: "5" });
+    await sendAll(p.broker, [c.created(), c.transfer("carol", "dave", "2")]);
+    await waitUntil(async () => (await summary()).transfers === before.transfers + 1, 5000);
+    await sendToChannel(p.broker, c.deleted());
+    await sendToChannel(p.broker, c.deleted());
+    const s = await settle();
+    expect(s.tokens).toBe(before.tokens);
+    expect(s.transfers).toBe(before.transfers + 1);
+    expect(s.volumeByToken[c.token.id]).toBe("2");
+  });
+
+  it("does not count twice an event whose handler died after counting it, before recording it", async () => {
+    const e = new TokenScript({ creatorId: "erin", totalSupply: "9" });
+    const move = e.transfer("erin", "gina", "4");
+    await sendAll(p.broker, [e.created(), move]);
+    await waitUntil(async () => (await summary()).volumeByToken[e.token.id] === "4", 5000);
+    const before = await settle();
+
+    // Put the stores back into the state a crash right after the counter write leaves:
+    // counters changed and the eventId pending on them, but not yet in `applied`.
+    const svc = p.broker.getLocalService("analytics") as unknown as DbMethods;
+    await svc.store("applied").remove({ _id: move.eventId });
+    await svc
+      .store("counters")
+      .update(
+        { _id: { $in: ["global", `volume:${e.token.id}`] } },
+        { $push: { pending: move.eventId } },
+      );
+
+    await sendToChannel(p.broker, move); // the redelivery
+    const after = await settle();
+    expect(after).toEqual(before);
+    expect(await svc.store("applied").count({ _id: move.eventId })).toBe(1);
+    expect(await svc.store("counters").count({ pending: move.eventId })).toBe(0);
+  });
+
+  it("keeps its counts across a restart and does not count redelivered events again", async () => {
+    const d = new TokenScript({ creatorId: "dave", totalSupply: "100" });
+    const history = [
+      d.created(),
+      d.transfer("dave", "erin", "10"),
+      d.transfer("erin", "dave", "3"),
+    ];
+    await sendAll(p.broker, history);
+    await waitUntil(async () => (await summary()).volumeByToken[d.token.id] === "13", 5000);
+    const before = await settle();
+
+    await p.stop();
+    p = await startPlatform(["api", "users", "analytics"], env);
+    token = (await registerUser(p.client, "analyst")).token;
+    expect(await summary()).toEqual(before);
+
+    // An outbox relay that died before marking these sent publishes them again.
+    await sendAll(p.broker, history);
+    const fresh = d.transfer("dave", "frank", "1");
+    await sendToChannel(p.broker, fresh);
+    await waitUntil(async () => (await summary()).transfers === before.transfers + 1, 5000);
+    const after = await settle();
+    expect(after).toEqual({
+      ...before,
+      transfers: before.transfers + 1,
+      volumeByToken: { ...before.volumeByToken, [d.token.id]: "14" },
+    });
+  });
+});
