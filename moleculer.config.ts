@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { envBool, envInt, envStr } from "./lib/env";
+import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
 import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
 import { HealthMiddleware } from "./middlewares/health.middleware";
 
@@ -74,8 +75,10 @@ const config: BrokerOptions = {
   // 3 s: a user-facing call that has not answered by then has failed for the user anyway.
   requestTimeout: envInt("REQUEST_TIMEOUT", 3000),
 
-  // Retries only errors Moleculer marks retryable (timeouts, unreachable nodes);
-  // state-changing actions take idempotency keys, so a repeated call is harmless.
+  // Retries only errors Moleculer marks retryable (timeouts, unreachable nodes). A timed-out
+  // call may have run: actions that are neither idempotent nor keyed opt out with
+  // `retryPolicy: { enabled: false }` (it travels to callers with the action). 3 retries: with
+  // a dead replica still listed, each try may land on it; the 4th comes after it is dropped.
   retryPolicy: {
     enabled: true,
     retries: envInt("RETRIES", 3),
@@ -85,9 +88,11 @@ const config: BrokerOptions = {
     check: isRetryable,
   },
 
-  // A SIGKILLed node stops getting calls within ~heartbeatTimeout seconds.
-  heartbeatInterval: envInt("HEARTBEAT_INTERVAL", 2),
-  heartbeatTimeout: envInt("HEARTBEAT_TIMEOUT", 6),
+  // Moleculer sweeps every heartbeatTimeout s for nodes silent longer than that, so a SIGKILLed
+  // node stops getting calls 3-6 s after its last beat; three missed 1 s beats before that,
+  // and a node dropped by mistake rejoins with its next beat.
+  heartbeatInterval: envInt("HEARTBEAT_INTERVAL", 1),
+  heartbeatTimeout: envInt("HEARTBEAT_TIMEOUT", 3),
 
   contextParamsCloning: false,
   maxCallLevel: 50,
@@ -107,8 +112,11 @@ const config: BrokerOptions = {
     // Half-open after 30 s: long enough for a restart, short enough to notice recovery.
     halfOpenTime: envInt("CB_HALF_OPEN_MS", 30_000),
     // Only server-side faults count; a 4xx is the caller's fault, not the node's.
+    // A full bulkhead (QUEUE_FULL) is a healthy node shedding load: counting it would turn a
+    // burst into halfOpenTime of refusals for every caller.
     check: (err: Error) => {
-      const code = (err as Errors.MoleculerError).code;
+      const { code, type } = err as Errors.MoleculerError;
+      if (type === "QUEUE_FULL") return false;
       return typeof code !== "number" || code >= 500 || isRetryable(err);
     },
   },
@@ -153,6 +161,9 @@ const config: BrokerOptions = {
       adapter: channelsAdapter(channelsUrl),
       context: true,
     } as Parameters<typeof ChannelsMiddleware>[0]),
+    // Last: the innermost wrapper of each local action, so injected faults act inside this
+    // node's bulkhead, breaker and timeout like a failing handler. Inert unless FAULTS is set.
+    FaultInjectionMiddleware(),
   ],
 };
 

@@ -13,6 +13,7 @@ import {
 } from "../lib/idempotency";
 import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/jwt";
 import { RedisRateLimitStore, retryAfterSeconds } from "../lib/rate-limit";
+import { TrafficMixin, type TrafficMethods } from "../mixins/traffic.mixin";
 
 /**
  * api: the moleculer-web gateway. REST routes of API.md, JWT checked here (no remote
@@ -131,7 +132,18 @@ const commonRoute = {
 
 const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
   name: "api",
-  mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
+  mixins: [ApiGateway as unknown as Partial<ServiceSchema>, TrafficMixin],
+
+  // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
+  // new parent id; its breaker, tripped by one failing downstream, made every route 404; its
+  // bulkhead would cap the node's HTTP concurrency for all routes together.
+  actions: {
+    rest: {
+      retryPolicy: { enabled: false },
+      circuitBreaker: { enabled: false },
+      bulkhead: { enabled: false },
+    },
+  },
 
   settings: {
     port: envInt("PORT", 3000),
@@ -175,6 +187,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
         ...commonRoute,
         name: "login",
         rateLimit: loginLimit,
+        // Per-route retries: a timed-out login means users is busy hashing; retrying adds scrypt work.
+        callOptions: { retries: 0 },
         aliases: { "POST auth/login": "users.login" },
       },
       {
@@ -200,6 +214,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
         ...commonRoute,
         name: "public",
         rateLimit: generalLimit,
+        // Canary split and x-version routing (CANARY env, mixins/traffic.mixin.ts).
+        onBeforeCall(this: ApiThis & TrafficMethods, ctx: Context, _route: unknown, req: Req) {
+          this.routeTraffic(ctx, req);
+        },
         aliases: {
           "POST auth/register": "users.register",
           "GET users/:id": "users.get",

@@ -7,6 +7,7 @@ import {
   type Doc,
 } from "../mixins/db.mixin";
 import { envInt, envStr } from "../lib/env";
+import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
 import { notFound } from "../lib/errors";
 import {
   TOKEN_EVENTS,
@@ -153,6 +154,8 @@ const CatalogService: ServiceSchema<
       transfers: { indexes: ["tokenId"] },
       applied: {},
     }),
+    // Serves the last good read when the store or tokens.get (the fallback) fails.
+    ReadFallbackMixin({ actions: ["list", "get"] }),
   ],
 
   settings: {

@@ -70,6 +70,8 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
 
   actions: {
     register: {
+      // Not idempotent, not keyed: a retry after a timeout that did register would answer 409.
+      retryPolicy: { enabled: false },
       params: {
         $$strict: "remove",
         email: { type: "email", normalize: true, max: 254 },

@@ -1,0 +1,124 @@
+import { createHash } from "node:crypto";
+import type { Context, Service, ServiceHooks, ServiceSchema } from "moleculer";
+
+/**
+ * Fallback for reads: keeps the last good answer of chosen actions per action + params and
+ * serves it when a later call fails with an "unavailable" error (a timeout, a node or
+ * service that is gone, a 5xx from a dependency), rather than failing the read. A client
+ * error (4xx: bad params, not found) is never masked.
+ *
+ * Where answers are kept: in this process's memory (bounded, newest kept) and, when the
+ * broker has a cacher, there too, so with the Redis cacher a replica can serve what another
+ * replica answered. The served answer is marked with the response header
+ * `X-Fallback: last-good` (through `ctx.meta.$responseHeaders`, which the gateway applies).
+ *
+ * It works from the service's action hooks, i.e. on the node that owns the action: it covers
+ * the owner's own dependencies failing. When every node of the service is down, callers get
+ * there by retrying on another replica (retryPolicy), not through this mixin.
+ *
+ * Usage: mixins: [ReadFallbackMixin({ actions: ["list", "get"] })]
+ */
+
+export interface ReadFallbackOptions {
+  /** Action names of the service (without the service prefix). */
+  actions: string[];
+  /** How long an answer may be served after it was good (default one hour). */
+  ttlSeconds?: number;
+  /** Answers kept in memory per service (default 1000; the oldest go first). */
+  maxEntries?: number;
+}
+
+export const FALLBACK_HEADER = "X-Fallback";
+
+interface Kept {
+  at: number;
+  data: unknown;
+}
+
+interface FallbackVars {
+  readFallbackMemory: Map<string, Kept>;
+}
+
+interface FallbackMeta {
+  $responseHeaders?: Record<string, string>;
+}
+
+type FallbackThis = Service & FallbackVars;
+
+/** True for errors that say "could not answer now", not "the request is wrong". */
+export function isUnavailableError(err: unknown): boolean {
+  const e = (err ?? {}) as { retryable?: unknown; code?: unknown };
+  if (e.retryable === true) return true;
+  const code = typeof e.code === "number" ? e.code : undefined;
+  return code === undefined || code >= 500;
+}
+
+/** Same params → same key, whatever the order of their properties. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    return `{${Object.keys(obj)
+      .filter(k => obj[k] !== undefined)
+      .sort()
+      .map(k => `${JSON.stringify(k)}:${stableJson(obj[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+export function fallbackKey(action: string, params: unknown): string {
+  const hash = createHash("sha256").update(stableJson(params)).digest("base64url");
+  return `readFallback:${action}:${hash}`;
+}
+
+export function ReadFallbackMixin(opts: ReadFallbackOptions): Partial<ServiceSchema> {
+  const ttlMs = (opts.ttlSeconds ?? 3600) * 1000;
+  const maxEntries = opts.maxEntries ?? 1000;
+
+  async function remember(this: FallbackThis, ctx: Context, res: unknown): Promise<unknown> {
+    if (res === undefined) return res;
+    const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
+    const mem = this.readFallbackMemory;
+    mem.delete(key); // re-insert: Map order is age order
+    mem.set(key, { at: Date.now(), data: res });
+    if (mem.size > maxEntries) mem.delete(mem.keys().next().value as string);
+    // Shared copy for the other replicas; a failing cacher must not fail the read.
+    this.broker.cacher
+      ?.set(key, { at: Date.now(), data: res }, Math.ceil(ttlMs / 1000))
+      .catch((err: unknown) => this.logger.debug("Read fallback not stored", err));
+    return res;
+  }
+
+  async function serve(this: FallbackThis, ctx: Context<unknown, FallbackMeta>, err: unknown) {
+    if (!isUnavailableError(err)) throw err;
+    const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
+    let kept: Kept | null | undefined = this.readFallbackMemory.get(key);
+    if (!kept && this.broker.cacher) {
+      kept = (await this.broker.cacher.get(key).catch(() => null)) as Kept | null;
+    }
+    if (!kept || Date.now() - kept.at > ttlMs) throw err;
+    this.logger.warn(`${ctx.action?.name} failed; serving its last good answer`, {
+      err: (err as Error).message,
+      ageMs: Date.now() - kept.at,
+    });
+    ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, [FALLBACK_HEADER]: "last-good" };
+    return kept.data;
+  }
+
+  const after: Record<string, typeof remember> = {};
+  const error: Record<string, typeof serve> = {};
+  for (const name of opts.actions) {
+    after[name] = remember;
+    error[name] = serve;
+  }
+
+  const schema: Partial<ServiceSchema<Record<string, unknown>, object, FallbackVars>> = {
+    // Hook functions get the service as `this` at run time.
+    hooks: { after, error } as unknown as ServiceHooks,
+    created() {
+      this.readFallbackMemory = new Map();
+    },
+  };
+  return schema as Partial<ServiceSchema>;
+}

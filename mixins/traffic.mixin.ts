@@ -1,0 +1,109 @@
+import type { IncomingHttpHeaders } from "node:http";
+import {
+  Errors,
+  type ActionEndpoint,
+  type Context,
+  type Service,
+  type ServiceSchema,
+  type ServiceSettingSchema,
+} from "moleculer";
+import { envStr } from "../lib/env";
+import { validationError } from "../lib/errors";
+import {
+  chooseVersion,
+  parseTraffic,
+  versionedActionName,
+  type TrafficConfig,
+} from "../lib/traffic";
+
+/**
+ * Gateway mixin: version routing like an Istio VirtualService (see lib/traffic.ts for the
+ * CANARY format). moleculer-web resolves an alias to `req.$endpoint` and later calls exactly
+ * that endpoint (`ctx.call(req.$endpoint, …)`); a route's `onBeforeCall` runs in between, so
+ * swapping `req.$endpoint` there sends the request to another version. Retries keep the
+ * version: the retry middleware calls the endpoint's action name, e.g. `v2.catalog.list`.
+ *
+ * Wiring (services/api.service.ts): `mixins: [ApiGateway, TrafficMixin]`, and on a route
+ *   onBeforeCall(ctx, route, req) { this.routeTraffic(ctx, req); }
+ */
+
+export interface TrafficRequest {
+  headers: IncomingHttpHeaders;
+  $endpoint?: unknown;
+  $action?: unknown;
+}
+
+export interface TrafficMethods {
+  /** Picks the version for this request and points `req.$endpoint` at it. */
+  routeTraffic(ctx: Context, req: TrafficRequest): void;
+}
+
+export interface TrafficVars {
+  traffic: TrafficConfig;
+}
+
+type TrafficThis = Service & TrafficMethods & TrafficVars;
+
+export const VERSION_HEADER = "x-version";
+
+const schema: Partial<ServiceSchema<ServiceSettingSchema, TrafficMethods, TrafficVars>> = {
+  methods: {
+    routeTraffic(this: TrafficThis, ctx: Context, req: TrafficRequest): void {
+      const endpoint = req.$endpoint as ActionEndpoint | undefined;
+      if (!endpoint || this.traffic.size === 0) return;
+      const svc = endpoint.service as unknown as {
+        name: string;
+        fullName: string;
+        version?: unknown;
+      };
+      // Only aliases of the unversioned (v1) service are routed; an alias naming a version stays.
+      if (svc.version !== undefined && svc.version !== null) return;
+      const actionName = endpoint.action.name ?? "";
+      const rawAction = actionName.slice(svc.fullName.length + 1);
+
+      const raw = req.headers[VERSION_HEADER];
+      const header = Array.isArray(raw) ? raw[0] : raw;
+      const registry = this.broker.registry;
+      const decision = chooseVersion(this.traffic, svc.name, header, version => {
+        const list = registry.getActionEndpoints(versionedActionName(svc.name, version, rawAction));
+        return Boolean(list?.hasAvailable());
+      });
+
+      switch (decision.kind) {
+        case "keep":
+          return;
+        case "bad-header":
+          throw validationError(VERSION_HEADER, "must be a version such as v2");
+        case "unavailable":
+          throw new Errors.ServiceNotAvailableError({
+            action: versionedActionName(svc.name, decision.version, rawAction),
+          });
+        case "version": {
+          const target = versionedActionName(svc.name, decision.version, rawAction);
+          if (target === actionName) return;
+          const next = this.broker.findNextActionEndpoint(target, {}, ctx);
+          if (next instanceof Error) {
+            // Went away since the availability check: a pinned request fails, a split one stays.
+            if (decision.pinned) throw next;
+            return;
+          }
+          req.$endpoint = next;
+          req.$action = next.action;
+        }
+      }
+    },
+  },
+
+  created() {
+    // Parsed at start: a bad CANARY stops the gateway instead of misrouting traffic.
+    this.traffic = parseTraffic(envStr("CANARY"));
+    if (this.traffic.size > 0) {
+      const text = [...this.traffic]
+        .map(([s, vs]) => `${s}: ${vs.map(v => `${v.version}=${v.weight}`).join(", ")}`)
+        .join("; ");
+      this.logger.info(`Traffic split: ${text}`);
+    }
+  },
+};
+
+export const TrafficMixin = schema as Partial<ServiceSchema>;

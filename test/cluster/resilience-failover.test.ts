@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ServiceBroker } from "moleculer";
+import { ApiClient } from "../helpers/http";
+import {
+  freePort,
+  stopAll,
+  uniqueNamespace,
+  waitUntil,
+  type NodeProcess,
+} from "../helpers/cluster";
+import { joinProbe, nodeIdOf, runLoad, sleep, startWiredNode } from "../helpers/resilience";
+
+/**
+ * (b) SIGKILL one of two catalog replicas under steady load through the gateway: no client
+ * sees an error (calls sent to the dead node time out and are retried on the live one), and
+ * calls are back to normal once the heartbeat timeout has dropped the dead node. Moleculer
+ * checks heartbeats every HEARTBEAT_TIMEOUT s, so a node is dropped 1–2 × that after its
+ * last beat.
+ */
+/** moleculer.config.ts: heartbeatTimeout default (HEARTBEAT_TIMEOUT). */
+const HEARTBEAT_TIMEOUT_MS = 3000;
+const REQUEST_TIMEOUT_MS = 3000;
+
+describe("a replica killed under load", () => {
+  const namespace = uniqueNamespace("rfo");
+  const victimId = nodeIdOf("catalog-2", namespace);
+  let gateway: NodeProcess | undefined;
+  let survivor: NodeProcess | undefined;
+  let victim: NodeProcess | undefined;
+  let probe: ServiceBroker | undefined;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    [survivor, victim, gateway, probe] = await Promise.all([
+      startWiredNode({ name: "catalog-1", services: ["catalog"], namespace }),
+      startWiredNode({ name: "catalog-2", services: ["catalog"], namespace }),
+      startWiredNode({
+        name: "gateway",
+        services: ["api"],
+        namespace,
+        env: { PORT: String(port), READY_SERVICES: "catalog" },
+      }),
+      joinProbe(namespace),
+    ]);
+    client = new ApiClient(`http://127.0.0.1:${port}`);
+    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    await waitUntil(() => probe!.registry.getActionEndpoints("catalog.list")?.count() === 2);
+  });
+
+  afterAll(async () => {
+    await probe?.stop();
+    await stopAll([gateway, survivor, victim]);
+  });
+
+  it("serves every request through the kill and is back to normal after the heartbeat timeout", async () => {
+    let killedAt = 0;
+    let leftAt = 0;
+    const load = runLoad(i => client.get(`/api/tokens?offset=${i % 10}`), {
+      workers: 3,
+      gapMs: 40,
+      durationMs: 2000 + 2 * HEARTBEAT_TIMEOUT_MS + REQUEST_TIMEOUT_MS + 3000,
+    });
+    await sleep(2000);
+    killedAt = Date.now();
+    await victim!.kill("SIGKILL");
+    // When the probe (configured like the nodes) drops the dead node from its registry.
+    const watch = waitUntil(
+      () => !probe!.registry.nodes.get(victimId)?.available,
+      3 * HEARTBEAT_TIMEOUT_MS,
+      50,
+    ).then(() => {
+      leftAt = Date.now();
+    });
+    const [samples] = await Promise.all([load, watch]);
+
+    // Zero client-visible errors.
+    const failed = samples.filter(s => s.error || s.value?.status !== 200);
+    expect(failed.map(s => s.value?.status ?? String(s.error))).toEqual([]);
+    expect(samples.filter(s => s.startedAt < killedAt).length).toBeGreaterThan(20);
+
+    // Some calls did go to the dead node and waited for their timeout before the retry ...
+    const slow = samples.filter(s => s.ms >= REQUEST_TIMEOUT_MS - 500);
+    expect(slow.length).toBeGreaterThan(0);
+    // ... but only until the dead node was dropped, within 2 × the heartbeat timeout.
+    expect(leftAt - killedAt).toBeLessThan(2 * HEARTBEAT_TIMEOUT_MS + 1000);
+    const lastSlowStart = Math.max(...slow.map(s => s.startedAt));
+    expect(lastSlowStart - killedAt).toBeLessThan(2 * HEARTBEAT_TIMEOUT_MS + 1000);
+    const afterwards = samples.filter(
+      s => s.startedAt > killedAt + 2 * HEARTBEAT_TIMEOUT_MS + 1000,
+    );
+    expect(afterwards.length).toBeGreaterThan(20);
+    expect(Math.max(...afterwards.map(s => s.ms))).toBeLessThan(1000);
+  });
+});

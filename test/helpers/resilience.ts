@@ -1,0 +1,107 @@
+import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
+import { NATS_URL, startNode, type NodeProcess, type StartNodeOptions } from "./cluster";
+
+/**
+ * Helpers for the resilience cluster tests: nodes with run-time fault control, a probe
+ * broker joined to the test's namespace to see which node answers, and bounded request loops.
+ */
+
+/** Settings every resilience node shares: fault control on, no per-IP limit on the load. */
+export const RESILIENCE_ENV: Record<string, string> = {
+  FAULTS_CONTROL: "true",
+  RATE_LIMIT_MAX: "0",
+};
+
+/** startNode with RESILIENCE_ENV (opts.env wins). */
+export function startWiredNode(opts: StartNodeOptions): Promise<NodeProcess> {
+  return startNode({ ...opts, env: { ...RESILIENCE_ENV, ...opts.env } });
+}
+
+/** The node id startNode gives a node named `name`. */
+export const nodeIdOf = (name: string, namespace: string): string => `${name}-${namespace}`;
+
+/** A broker in the test process, joined to the namespace: calls nodes, sees the registry. */
+export async function joinProbe(namespace: string): Promise<ServiceBroker> {
+  const broker = new ServiceBroker({
+    namespace,
+    nodeID: `probe-${namespace}-${process.pid}`,
+    transporter: NATS_URL as BrokerOptions["transporter"],
+    serializer: "JSON",
+    logger: false,
+    requestTimeout: 3000,
+    // Raw answers: which node was chosen, without retries hiding it.
+    retryPolicy: { enabled: false },
+    heartbeatInterval: 1,
+    heartbeatTimeout: 3,
+  });
+  await broker.start();
+  return broker;
+}
+
+/** Calls `action` and tells which node the balancer sent it to. */
+export async function callAndSee<T>(
+  broker: ServiceBroker,
+  action: string,
+  params: Record<string, unknown> = {},
+  opts: Record<string, unknown> = {},
+): Promise<{ result: T; nodeID: string }> {
+  const p = broker.call<T, Record<string, unknown>>(action, params, opts);
+  const result = await p;
+  const ctx = (p as unknown as { ctx?: Context }).ctx;
+  return { result, nodeID: ctx?.nodeID ?? "?" };
+}
+
+export interface Sample<T> {
+  startedAt: number;
+  ms: number;
+  value?: T;
+  error?: unknown;
+}
+
+/**
+ * Runs `fn` from `workers` loops until `untilMs` from now has passed (or `stop()` says so),
+ * each loop sleeping `gapMs` between calls. Errors are recorded, never thrown.
+ */
+export async function runLoad<T>(
+  fn: (i: number) => Promise<T>,
+  opts: { workers: number; durationMs: number; gapMs?: number; stop?: () => boolean },
+): Promise<Array<Sample<T>>> {
+  const samples: Array<Sample<T>> = [];
+  const until = Date.now() + opts.durationMs;
+  let seq = 0;
+  const worker = async () => {
+    while (Date.now() < until && !opts.stop?.()) {
+      const startedAt = Date.now();
+      const i = seq++;
+      try {
+        const value = await fn(i);
+        samples.push({ startedAt, ms: Date.now() - startedAt, value });
+      } catch (error) {
+        samples.push({ startedAt, ms: Date.now() - startedAt, error });
+      }
+      if (opts.gapMs) await sleep(opts.gapMs);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.workers }, worker));
+  return samples.sort((a, b) => a.startedAt - b.startedAt);
+}
+
+export const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms));
+
+/** Sets the faults of one node (it must run with FAULTS_CONTROL=true). */
+export async function setFaults(broker: ServiceBroker, nodeID: string, spec: string) {
+  await broker.call("$faults.set", { spec }, { nodeID });
+}
+
+/** How many calls the fault injection has failed or delayed on one node, per action. */
+export async function faultHits(
+  broker: ServiceBroker,
+  nodeID: string,
+): Promise<Record<string, number>> {
+  const res = await broker.call<{ hits: Record<string, number> }, Record<string, never>>(
+    "$faults.get",
+    {},
+    { nodeID },
+  );
+  return res.hits;
+}
