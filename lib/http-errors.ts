@@ -43,11 +43,7 @@ export function fieldErrors(data: unknown): FieldError[] {
   }));
 }
 
-export function toErrorResponse(
-  raw: unknown,
-  requestId: string,
-  opts: { actionResolved?: boolean } = {},
-): HttpErrorResponse {
+export function toErrorResponse(raw: unknown, requestId: string): HttpErrorResponse {
   const err = (raw ?? {}) as ErrorLike;
   const type = typeof err.type === "string" ? err.type : "";
   const code =
@@ -82,13 +78,9 @@ export function toErrorResponse(
   if (UNAVAILABLE.has(type) || code === 503)
     return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
   if (code === 429) return make(429, "RATE_LIMITED", "Too many requests");
-  // The gateway refuses a non-published action with SERVICE_NOT_FOUND; from a call
-  // already under way it means a downstream service is missing.
-  if (type === "SERVICE_NOT_FOUND") {
-    return opts.actionResolved
-      ? make(503, "SERVICE_UNAVAILABLE", "Service unavailable")
-      : make(404, "NOT_FOUND", "Not found");
-  }
+  // No node serves the action (yet, or any more): the gateway's aliases only name
+  // published actions, so this is an outage, not an unknown route.
+  if (type === "SERVICE_NOT_FOUND") return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
   if (code === 404)
     return make(
       404,

@@ -240,7 +240,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
       }
       const ctx = req.$ctx;
       const requestId = ctx?.requestID ?? "";
-      const out = toErrorResponse(err, requestId, { actionResolved: Boolean(req.$endpoint) });
+      const out = toErrorResponse(err, requestId);
       if (out.internal) {
         this.logger.error({ requestID: requestId, err }, "Request failed");
       }
@@ -253,7 +253,17 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
       this.sendJson(res, out.status, out.body, headers);
       // Remember what the action answered, so a retry with the key gets the same.
       const idem = req.$idempotency;
-      if (idem && req.$endpoint && out.status < 500 && ![401, 429].includes(out.status)) {
+      // Only what the action itself decided; a gateway-side failure (unavailable, rate limit) is not an answer.
+      const fromAction =
+        (err as { name?: string }).name === "ClientError" ||
+        out.body.error.type === "VALIDATION_ERROR";
+      if (
+        idem &&
+        req.$endpoint &&
+        fromAction &&
+        out.status < 500 &&
+        ![401, 429].includes(out.status)
+      ) {
         const stored: StoredResponse = {
           fingerprint: idem.fingerprint,
           status: out.status,

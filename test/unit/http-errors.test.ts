@@ -60,10 +60,12 @@ describe("error responses (API.md shape)", () => {
     }
   });
 
-  it("says 404 for a non-published action but 503 for a missing downstream", () => {
-    const err = new Errors.ServiceNotFoundError({ action: "users.resolveAccount" });
-    expect(toErrorResponse(err, rid).status).toBe(404);
-    expect(toErrorResponse(err, rid, { actionResolved: true }).status).toBe(503);
+  it("says 503 when no node serves the action, not 404", () => {
+    const err = new Errors.ServiceNotFoundError({ action: "tokens.transfer" });
+    expect(toErrorResponse(err, rid)).toMatchObject({
+      status: 503,
+      body: { error: { type: "SERVICE_UNAVAILABLE" } },
+    });
   });
 
   it("hides everything about an unexpected error", () => {

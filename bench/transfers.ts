@@ -1,0 +1,227 @@
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+/**
+ * Transfers per second through the gateway, embedded mode (one process, no
+ * transporter): the platform (api, users, tokens) runs as a child process, as
+ * `npm run serve` would, and this process is the clients: CLIENTS concurrent HTTP
+ * clients posting transfers for BENCH_SECONDS (at most BENCH_TRANSFERS transfers).
+ *
+ * env: BENCH_CLIENTS (50), BENCH_SECONDS (10), BENCH_TRANSFERS (200000),
+ * BENCH_DATA_DIR (a fresh temp dir with NeDB files; ":memory:" for NeDB in memory),
+ * BENCH_IDEMPOTENCY=1 to send an Idempotency-Key on every transfer.
+ */
+
+const ROOT = path.resolve(__dirname, "../..");
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const MAX_TRANSFERS = Number(process.env.BENCH_TRANSFERS ?? 200_000);
+const WITH_KEYS = process.env.BENCH_IDEMPOTENCY === "1";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function api<T>(
+  base: string,
+  method: string,
+  url: string,
+  body?: unknown,
+  token?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(base + url, {
+    method,
+    headers: {
+      "content-type": "application/json",
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+const percentile = (sorted: number[], p: number): number =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const dataDir =
+    process.env.BENCH_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-"));
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawn(
+    process.execPath,
+    [
+      "--disable-warning=DEP0174",
+      // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the platform
+      ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+      path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
+      "--config",
+      path.join(ROOT, "dist/moleculer.config.js"),
+    ],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "inherit", "inherit"],
+      env: {
+        ...process.env,
+        SERVICEDIR: path.join(ROOT, "dist/services"),
+        SERVICES: "api,users,tokens",
+        READY_SERVICES: "users,tokens",
+        TRANSPORTER: "",
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        DATA_DIR: dataDir,
+        RATE_LIMIT_MAX: "0",
+        LOG_LEVEL: "warn",
+        JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
+      },
+    },
+  );
+  const exited = new Promise(resolve => server.once("exit", resolve));
+  const stop = () => server.exitCode === null && server.kill("SIGTERM");
+  process.on("exit", stop);
+
+  try {
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const ready = await fetch(`${base}/health/ready`).then(
+        r => r.status === 200,
+        () => false,
+      );
+      if (ready) break;
+      if (Date.now() > until || server.exitCode !== null) throw new Error("platform did not start");
+      await new Promise(r => setTimeout(r, 200));
+    }
+
+    // One account per client plus the creator, who funds them.
+    const register = async (i: number) => {
+      const res = await api<{ user: { id: string }; token: string }>(
+        base,
+        "POST",
+        "/api/auth/register",
+        {
+          email: `bench-${process.pid}-${i}@example.com`,
+          password: "bench password",
+          displayName: `bench ${i}`,
+        },
+      );
+      if (res.status !== 201) throw new Error(`register: ${res.status}`);
+      return { id: res.body.user.id, token: res.body.token };
+    };
+    const creator = await register(-1);
+    const users: Array<{ id: string; token: string }> = [];
+    for (let i = 0; i < CLIENTS; i++) users.push(await register(i));
+    const symbol = `B${Date.now().toString(36).toUpperCase()}`.slice(0, 11);
+    const token = await api<{ id: string }>(
+      base,
+      "POST",
+      "/api/tokens",
+      { name: "Bench", symbol, decimals: 0, initialSupply: String(10n ** 30n) },
+      creator.token,
+    );
+    if (token.status !== 201) throw new Error(`create token: ${token.status}`);
+    const tokenId = token.body.id;
+    for (const u of users) {
+      const res = await api(
+        base,
+        "POST",
+        `/api/tokens/${tokenId}/transfers`,
+        { to: u.id, amount: String(10n ** 20n) },
+        creator.token,
+      );
+      if (res.status !== 201) throw new Error(`fund: ${res.status}`);
+    }
+
+    // node:http with keep-alive: far cheaper per request than fetch, so the clients
+    // take less of the CPU the platform needs.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+    const post = (url: string, body: string, headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          `${base}${url}`,
+          {
+            method: "POST",
+            agent,
+            headers: {
+              "content-type": "application/json",
+              "content-length": Buffer.byteLength(body),
+              ...headers,
+            },
+          },
+          res => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      });
+    const latencies: number[] = [];
+    const statuses = new Map<number, number>();
+    let started = 0;
+    let seq = 0;
+    const t0 = performance.now();
+    const deadline = t0 + SECONDS * 1000;
+    const client = async (i: number) => {
+      const me = users[i];
+      while (performance.now() < deadline && started < MAX_TRANSFERS) {
+        started++;
+        const to = users[(i + 1 + (seq++ % (CLIENTS - 1 || 1))) % CLIENTS];
+        const t = performance.now();
+        const status = await post(
+          `/api/tokens/${tokenId}/transfers`,
+          JSON.stringify({ to: to.id, amount: "1" }),
+          {
+            authorization: `Bearer ${me.token}`,
+            ...(WITH_KEYS ? { "idempotency-key": `b-${i}-${seq}` } : {}),
+          },
+        );
+        latencies.push(performance.now() - t);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+    };
+    await Promise.all(users.map((_, i) => client(i)));
+    const elapsed = (performance.now() - t0) / 1000;
+    agent.destroy();
+
+    const ok = statuses.get(201) ?? 0;
+    latencies.sort((a, b) => a - b);
+    const holders = await api<{ rows: Array<{ amount: string }>; total: number }>(
+      base,
+      "GET",
+      `/api/tokens/${tokenId}/holders?limit=100`,
+    );
+    const sum = holders.body.rows.reduce((s, r) => s + BigInt(r.amount), 0n);
+
+    console.log(`data: ${dataDir === ":memory:" ? "NeDB in memory" : `NeDB files in ${dataDir}`}`);
+    console.log(`clients: ${CLIENTS}, idempotency keys: ${WITH_KEYS ? "yes" : "no"}`);
+    console.log(`transfers: ${ok} ok of ${latencies.length} in ${elapsed.toFixed(2)} s`);
+    console.log(`statuses: ${[...statuses].map(([s, n]) => `${s}=${n}`).join(" ")}`);
+    console.log(`transfers/s: ${(ok / elapsed).toFixed(0)}`);
+    console.log(`latency p50: ${percentile(latencies, 0.5).toFixed(2)} ms`);
+    console.log(`latency p99: ${percentile(latencies, 0.99).toFixed(2)} ms`);
+    console.log(`supply == sum of balances: ${sum === 10n ** 30n}`);
+  } finally {
+    stop();
+    await exited;
+    if (!process.env.BENCH_DATA_DIR) fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch(err => {
+  console.error(err);
+  process.exitCode = 1;
+});

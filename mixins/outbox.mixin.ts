@@ -1,0 +1,222 @@
+import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { DuplicateKeyError, type CollectionSpec, type DbMethods, type Doc } from "./db.mixin";
+import type { DomainEvent } from "../lib/events";
+
+/**
+ * Transactional outbox (DESIGN rule 2). A write model stores each event in its own
+ * `outbox` collection before it acknowledges the change; this relay publishes the
+ * entries with `broker.sendToChannel(type, event)` and marks them sent. It runs right
+ * after writes (coalesced) and on a timer, and re-sends whatever a crash left unsent:
+ * delivery is at least once, and consumers dedupe by `eventId`.
+ *
+ * Use: add `...OUTBOX_COLLECTION` to the service's DbMixin collections, mix this in,
+ * call `outboxWrite(events)` where the change is saved, and `outboxStart()` at the end
+ * of the service's `started` (after its own recovery, so recovered events go out too).
+ */
+
+export interface OutboxDoc extends Doc {
+  /** The event's id: re-writing the same change after a crash is a no-op. */
+  _id: string;
+  type: string;
+  event: DomainEvent;
+  sent: boolean;
+  /** ms since epoch; orders the sweep and ages out sent entries. */
+  at: number;
+}
+
+export const OUTBOX_COLLECTION: Record<string, CollectionSpec> = {
+  outbox: { indexes: ["sent", "at"] },
+};
+
+export interface OutboxOptions {
+  /** How often unsent entries are swept from the database (ms). */
+  intervalMs?: number;
+  /** Entries published per round. */
+  batchSize?: number;
+  /** How long sent entries are kept, for inspection and late duplicate checks (ms). */
+  keepSentMs?: number;
+}
+
+export interface OutboxStats {
+  unsent: number;
+  sent: number;
+  published: number;
+}
+
+export interface OutboxMethods {
+  outboxWrite(events: DomainEvent[]): Promise<void>;
+  outboxFlush(): Promise<void>;
+  outboxSweep(): Promise<number>;
+  outboxStart(): Promise<void>;
+  outboxStats(): Promise<OutboxStats>;
+  outboxHas(eventId: string): Promise<boolean>;
+}
+
+interface OutboxVars {
+  outbox: {
+    opts: Required<OutboxOptions>;
+    /** Written by this process and not yet published. */
+    queue: OutboxDoc[];
+    queued: Set<string>;
+    running: Promise<void> | null;
+    again: boolean;
+    timer: NodeJS.Timeout | null;
+    published: number;
+    lastWarn: number;
+    stopping: boolean;
+  };
+}
+
+interface Publisher {
+  sendToChannel(channel: string, payload: unknown): Promise<unknown>;
+  channelAdapter?: { connected?: boolean };
+}
+type OutboxThis = OutboxMethods & OutboxVars & DbMethods & { broker: unknown; logger: Logger };
+interface Logger {
+  warn(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+}
+
+export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema> {
+  const opts: Required<OutboxOptions> = {
+    intervalMs: options.intervalMs ?? 1000,
+    batchSize: options.batchSize ?? 500,
+    keepSentMs: options.keepSentMs ?? 60 * 60 * 1000,
+  };
+
+  /** Publishes `docs`; the ones that went out are marked sent in one write. */
+  async function publish(self: OutboxThis, docs: OutboxDoc[]): Promise<void> {
+    const broker = self.broker as Publisher;
+    // Before the broker has connected its channel adapter (our `started` runs first), or
+    // after it began to disconnect, a publish would fail or be dropped: the sweep retries.
+    if (docs.length === 0 || broker.channelAdapter?.connected === false) return;
+    const results = await Promise.allSettled(docs.map(d => broker.sendToChannel(d.type, d.event)));
+    const ok = docs.filter((_, i) => results[i].status === "fulfilled").map(d => d._id);
+    const failed = results.find(r => r.status === "rejected");
+    if (failed && Date.now() - self.outbox.lastWarn > 10_000) {
+      self.outbox.lastWarn = Date.now();
+      self.logger.warn(
+        { err: (failed as PromiseRejectedResult).reason, unsent: docs.length - ok.length },
+        "Outbox publish failed; will retry",
+      );
+    }
+    if (ok.length > 0) {
+      await self.store<OutboxDoc>("outbox").update({ _id: { $in: ok } }, { $set: { sent: true } });
+      self.outbox.published += ok.length;
+    }
+  }
+
+  const schema: Partial<ServiceSchema<ServiceSettingSchema, OutboxMethods, OutboxVars>> = {
+    methods: {
+      async outboxWrite(this: OutboxThis, events: DomainEvent[]) {
+        const store = this.store<OutboxDoc>("outbox");
+        const at = Date.now();
+        for (const event of events) {
+          const doc: OutboxDoc = { _id: event.eventId, type: event.type, event, sent: false, at };
+          try {
+            await store.insert(doc);
+          } catch (err) {
+            // Already written (a retry or a recovery): the first entry stands.
+            if (err instanceof DuplicateKeyError) continue;
+            throw err;
+          }
+          this.outbox.queue.push(doc);
+          this.outbox.queued.add(doc._id);
+        }
+        if (!this.outbox.running) setImmediate(() => void this.outboxFlush());
+        else this.outbox.again = true;
+      },
+
+      /** Publishes what this process wrote; one round at a time. */
+      async outboxFlush(this: OutboxThis) {
+        const box = this.outbox;
+        if (box.running) {
+          box.again = true;
+          return box.running;
+        }
+        box.running = (async () => {
+          try {
+            do {
+              box.again = false;
+              while (box.queue.length > 0) {
+                const batch = box.queue.splice(0, opts.batchSize);
+                try {
+                  await publish(this, batch);
+                } finally {
+                  for (const d of batch) box.queued.delete(d._id);
+                }
+              }
+            } while (box.again);
+          } catch (err) {
+            // The entries stay unsent in the database: the sweep retries them.
+            this.logger.warn({ err }, "Outbox flush failed");
+          } finally {
+            box.running = null;
+          }
+        })();
+        return box.running;
+      },
+
+      /** Publishes unsent entries found in the database (after a crash, or a failed publish). */
+      async outboxSweep(this: OutboxThis) {
+        const store = this.store<OutboxDoc>("outbox");
+        const docs = (
+          await store.find({ sent: false }, { sort: { at: 1 }, limit: opts.batchSize })
+        ).filter(d => !this.outbox.queued.has(d._id));
+        await publish(this, docs);
+        await store.remove({ sent: true, at: { $lt: Date.now() - opts.keepSentMs } });
+        return docs.length;
+      },
+
+      async outboxStart(this: OutboxThis) {
+        const box = this.outbox;
+        const tick = async () => {
+          box.timer = null;
+          try {
+            // Drain a backlog in rounds, then wait for the next interval.
+            while ((await this.outboxSweep()) === opts.batchSize && !box.stopping);
+          } catch (err) {
+            this.logger.warn({ err }, "Outbox sweep failed");
+          }
+          if (!box.stopping) box.timer = setTimeout(() => void tick(), opts.intervalMs);
+        };
+        // Shortly after start: the channel adapter connects once every service has started.
+        box.timer = setTimeout(() => void tick(), 50);
+      },
+
+      async outboxStats(this: OutboxThis) {
+        const store = this.store<OutboxDoc>("outbox");
+        const [unsent, sent] = await Promise.all([
+          store.count({ sent: false }),
+          store.count({ sent: true }),
+        ]);
+        return { unsent, sent, published: this.outbox.published };
+      },
+
+      async outboxHas(this: OutboxThis, eventId: string) {
+        return (await this.store<OutboxDoc>("outbox").findOne({ _id: eventId })) !== null;
+      },
+    },
+
+    created() {
+      this.outbox = {
+        opts,
+        queue: [],
+        queued: new Set(),
+        running: null,
+        again: false,
+        timer: null,
+        published: 0,
+        lastWarn: 0,
+        stopping: false,
+      };
+    },
+
+    async stopped() {
+      this.outbox.stopping = true;
+      if (this.outbox.timer) clearTimeout(this.outbox.timer);
+      await this.outbox.running;
+    },
+  };
+  return schema as Partial<ServiceSchema>;
+}

@@ -1,0 +1,78 @@
+import { randomBytes } from "node:crypto";
+import type { ApiClient } from "./http";
+
+/** Token helpers for tests that drive the gateway over HTTP. */
+
+export interface TokenBody {
+  id: string;
+  name: string;
+  symbol: string;
+  decimals: number;
+  totalSupply: string;
+  creatorId: string;
+  metadata: Record<string, string>;
+  createdAt: string;
+}
+
+export interface TransferBody {
+  id: string;
+  tokenId: string;
+  from: string;
+  to: string;
+  amount: string;
+  createdAt: string;
+}
+
+/** A symbol no other test has taken: /^[A-Z0-9]{2,11}$/. */
+export function uniqueSymbol(prefix = "T"): string {
+  return (prefix + randomBytes(5).toString("hex")).toUpperCase().slice(0, 11);
+}
+
+export async function createToken(
+  client: ApiClient,
+  token: string,
+  overrides: Record<string, unknown> = {},
+): Promise<TokenBody> {
+  const res = await client.post<TokenBody>(
+    "/api/tokens",
+    {
+      name: "Test token",
+      symbol: uniqueSymbol(),
+      decimals: 18,
+      initialSupply: "1000000",
+      ...overrides,
+    },
+    { token },
+  );
+  if (res.status !== 201) throw new Error(`create token failed: ${res.status} ${res.text}`);
+  return res.body;
+}
+
+export async function balanceOf(
+  client: ApiClient,
+  tokenId: string,
+  account: string,
+): Promise<string> {
+  const res = await client.get<{ amount: string }>(`/api/tokens/${tokenId}/balances/${account}`);
+  if (res.status !== 200) throw new Error(`balance failed: ${res.status} ${res.text}`);
+  return res.body.amount;
+}
+
+/** Every holder of a token (all pages), largest first. */
+export async function allHolders(
+  client: ApiClient,
+  tokenId: string,
+): Promise<Array<{ account: string; amount: string }>> {
+  const rows: Array<{ account: string; amount: string }> = [];
+  for (let offset = 0; ; offset += 100) {
+    const res = await client.get<{ rows: typeof rows; total: number }>(
+      `/api/tokens/${tokenId}/holders?limit=100&offset=${offset}`,
+    );
+    if (res.status !== 200) throw new Error(`holders failed: ${res.status} ${res.text}`);
+    rows.push(...res.body.rows);
+    if (rows.length >= res.body.total || res.body.rows.length === 0) return rows;
+  }
+}
+
+export const sumAmounts = (rows: Array<{ amount: string }>): bigint =>
+  rows.reduce((s, r) => s + BigInt(r.amount), 0n);
