@@ -97,6 +97,58 @@ contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "" }));
 if (process.env.MONGO_URI)
   contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
 
+describe("NeDB files keep what was acknowledged", () => {
+  it("reloads every acknowledged write after a restart, also across a compaction", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-reload-")),
+      MONGO_URI: "",
+    });
+    const schema: ServiceSchema = {
+      name: "reload",
+      mixins: [DbMixin({ items: { unique: ["key"] } })],
+    };
+    const start = async () => {
+      const broker = new ServiceBroker({ logger: false });
+      const svc = broker.createService(schema) as unknown as DbThis;
+      await broker.start();
+      return { broker, items: svc.store<Item>("items") };
+    };
+    try {
+      const a = await start();
+      const writes = Array.from({ length: 200 }, (_, i) =>
+        a.items.insert({ _id: `r${i}`, key: `k${i}`, n: 0, version: 0 }),
+      );
+      await Promise.all(writes);
+      // NeDB rewrites the whole file on compaction, while writes keep coming.
+      const db = (
+        a.broker.getLocalService("reload") as unknown as {
+          adapters: Array<{ db: { compactDatafileAsync(): Promise<void> } }>;
+        }
+      ).adapters[0].db;
+      await Promise.all([
+        db.compactDatafileAsync(),
+        ...Array.from({ length: 50 }, (_, i) =>
+          a.items.updateOne({ _id: `r${i}`, version: 0 }, { $set: { n: i, version: 1 } }),
+        ),
+      ]);
+      await a.items.remove({ _id: "r199" });
+      await a.broker.stop();
+
+      const b = await start();
+      expect(await b.items.count({})).toBe(199);
+      expect(await b.items.count({ version: 1 })).toBe(50);
+      expect((await b.items.findOne({ _id: "r49" }))?.n).toBe(49);
+      await expect(
+        b.items.insert({ _id: "x", key: "k1", n: 0, version: 0 }),
+      ).rejects.toBeInstanceOf(DuplicateKeyError);
+      await b.broker.stop();
+    } finally {
+      process.env = saved;
+    }
+  });
+});
+
 describe("database per service on MongoDB", () => {
   it("names the database after the URI's and the service's names", () => {
     expect(mongoDbName("mongodb://mongo:27017/mintmesh", "tokens")).toBe("mintmesh-tokens");
