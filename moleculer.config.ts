@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { envBool, envInt, envStr } from "./lib/env";
+import { ActionBulkheadMiddleware } from "./middlewares/action-bulkhead.middleware";
 import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
 import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
 import { HealthMiddleware } from "./middlewares/health.middleware";
@@ -121,12 +122,8 @@ const config: BrokerOptions = {
     },
   },
 
-  bulkhead: {
-    enabled: true,
-    // Per action and node: enough to keep two cores busy, a bounded queue beyond.
-    concurrency: envInt("BULKHEAD_CONCURRENCY", 100),
-    maxQueueSize: envInt("BULKHEAD_QUEUE", 1000),
-  },
+  // Per action (ActionBulkheadMiddleware below), never on event handlers.
+  bulkhead: { enabled: false },
 
   validator: true,
 
@@ -154,6 +151,12 @@ const config: BrokerOptions = {
 
   middlewares: [
     RequestContextMiddleware,
+    // Per action and node: enough to keep two cores busy, a bounded queue beyond; the
+    // overflow is a 503 to the client, never a crash.
+    ActionBulkheadMiddleware({
+      concurrency: envInt("BULKHEAD_CONCURRENCY", 100),
+      maxQueueSize: envInt("BULKHEAD_QUEUE", 1000),
+    }),
     // Every node's /health/live and /health/ready on HEALTH_PORT (off when unset), for k8s and Docker probes.
     HealthMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.

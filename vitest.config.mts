@@ -14,7 +14,7 @@ const env = {
 
 export default defineConfig({
   test: {
-    execArgv: ["--disable-warning=DEP0174"],
+    execArgv: ["--disable-warning=DEP0174", "--experimental-async-context-frame"],
     projects: [
       { test: { name: "unit", include: ["test/unit/**/*.test.ts"], env } },
       {

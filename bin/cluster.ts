@@ -243,6 +243,7 @@ function start(
       process.execPath,
       [
         "--disable-warning=DEP0174",
+        "--experimental-async-context-frame",
         path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
         "--config",
         path.join(ROOT, "dist/moleculer.config.js"),

@@ -6,6 +6,8 @@ import type { Context, Middleware } from "moleculer";
  * handling a request carries its requestID (DESIGN rule 8), without passing ctx
  * to every logger call.
  */
+// Nodes run with --experimental-async-context-frame: on Node 22 the default (async_hooks)
+// AsyncLocalStorage slows every promise, a fifth of the throughput under load.
 const storage = new AsyncLocalStorage<Context>();
 
 export function currentRequestId(): string | undefined {

@@ -32,11 +32,15 @@ interface Proc {
 }
 
 function run(script: string, env: NodeJS.ProcessEnv): Proc {
-  const proc = spawn(process.execPath, ["--disable-warning=DEP0174", script], {
-    cwd: ROOT,
-    env,
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const proc = spawn(
+    process.execPath,
+    ["--disable-warning=DEP0174", "--experimental-async-context-frame", script],
+    {
+      cwd: ROOT,
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
   let text = "";
   proc.stdout!.on("data", (b: Buffer) => (text += b.toString()));
   proc.stderr!.on("data", (b: Buffer) => (text += b.toString()));
