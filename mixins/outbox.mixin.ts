@@ -69,7 +69,26 @@ interface OutboxVars {
 
 interface Publisher {
   sendToChannel(channel: string, payload: unknown): Promise<unknown>;
-  channelAdapter?: { connected?: boolean };
+  channelAdapter?: {
+    connected?: boolean;
+    // NATS JetStream only: streams hold events until their consumers come.
+    addPrefixTopic?(topic: string): string;
+    createStream?(name: string, subjects: string[], opts: object): Promise<unknown>;
+  };
+}
+
+/**
+ * With JetStream a stream is made by the first consumer that subscribes; until then a
+ * publish has nowhere to go. The publisher makes the stream itself (as the adapter names
+ * it), so an event nobody consumes yet waits there instead of blocking the outbox.
+ */
+async function ensureStream(broker: Publisher, type: string, done: Set<string>): Promise<void> {
+  const adapter = broker.channelAdapter;
+  if (!adapter?.createStream || !adapter.addPrefixTopic) return;
+  const subject = adapter.addPrefixTopic(type);
+  if (done.has(subject)) return;
+  await adapter.createStream(subject.split(".").join("_"), [subject], {});
+  done.add(subject);
 }
 type OutboxThis = OutboxMethods & OutboxVars & DbMethods & { broker: unknown; logger: Logger };
 interface Logger {
@@ -84,12 +103,15 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
     keepSentMs: options.keepSentMs ?? 60 * 60 * 1000,
   };
 
+  const streams = new Set<string>();
+
   /** Publishes `docs`; the ones that went out are marked sent in one write. */
   async function publish(self: OutboxThis, docs: OutboxDoc[]): Promise<void> {
     const broker = self.broker as Publisher;
     // Before the broker has connected its channel adapter (our `started` runs first), or
     // after it began to disconnect, a publish would fail or be dropped: the sweep retries.
     if (docs.length === 0 || broker.channelAdapter?.connected === false) return;
+    for (const type of new Set(docs.map(d => d.type))) await ensureStream(broker, type, streams);
     const results = await Promise.allSettled(docs.map(d => broker.sendToChannel(d.type, d.event)));
     const ok = docs.filter((_, i) => results[i].status === "fulfilled").map(d => d._id);
     const failed = results.find(r => r.status === "rejected");
