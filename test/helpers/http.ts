@@ -1,5 +1,15 @@
 /** A small HTTP client for the gateway, as a script or a browser would use it. */
 
+/** The API.md error shape. */
+export interface ErrorBody {
+  error: {
+    type: string;
+    message: string;
+    requestId: string;
+    data?: Array<{ field: string; message: string }>;
+  };
+}
+
 export interface HttpResult<T = Record<string, unknown>> {
   status: number;
   headers: Headers;

@@ -1,27 +1,13 @@
 import { randomBytes } from "node:crypto";
 import type { ApiClient } from "./http";
+import type { Token } from "../../lib/events";
+import type { TransferRecord } from "../../lib/ledger";
 
 /** Token helpers for tests that drive the gateway over HTTP. */
 
-export interface TokenBody {
-  id: string;
-  name: string;
-  symbol: string;
-  decimals: number;
-  totalSupply: string;
-  creatorId: string;
-  metadata: Record<string, string>;
-  createdAt: string;
-}
-
-export interface TransferBody {
-  id: string;
-  tokenId: string;
-  from: string;
-  to: string;
-  amount: string;
-  createdAt: string;
-}
+/** What the API answers: the shapes of lib/events.ts and lib/ledger.ts. */
+export type TokenBody = Token;
+export type TransferBody = TransferRecord;
 
 /** A symbol no other test has taken: /^[A-Z0-9]{2,11}$/. */
 export function uniqueSymbol(prefix = "T"): string {

@@ -1,16 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerUser } from "../helpers/http";
+import { registerUser, type ErrorBody } from "../helpers/http";
 import { startPlatform, type Platform } from "../helpers/platform";
-
-interface ErrorBody {
-  error: {
-    type: string;
-    message: string;
-    requestId: string;
-    data?: Array<{ field: string; message: string }>;
-  };
-}
 
 const password = "correct horse battery";
 

@@ -1,6 +1,6 @@
 import jwt from "jsonwebtoken";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerUser } from "../helpers/http";
+import { registerUser, type ErrorBody } from "../helpers/http";
 import { startPlatform, type Platform } from "../helpers/platform";
 
 interface UserBody {
@@ -15,14 +15,6 @@ interface UserBody {
 interface AuthBody {
   user: UserBody;
   token: string;
-}
-interface ErrorBody {
-  error: {
-    type: string;
-    message: string;
-    requestId: string;
-    data?: Array<{ field: string; message: string }>;
-  };
 }
 
 const password = "correct horse battery";
