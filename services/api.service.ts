@@ -199,6 +199,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
         aliases: {
           "GET users/me": "users.me",
           "PATCH users/me": "users.updateMe",
+          "POST users/me/wallets/challenge": "users.walletChallenge",
+          "POST users/me/wallets": "users.linkWallet",
+          "DELETE users/me/wallets/:address": "users.unlinkWallet",
 
           "POST tokens": "tokens.create",
           "PATCH tokens/:id/metadata": "tokens.updateMetadata",

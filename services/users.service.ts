@@ -8,11 +8,22 @@ import {
 } from "../mixins/db.mixin";
 import { conflict, notFound, unauthorized } from "../lib/errors";
 import { newId } from "../lib/ids";
-import { envStr } from "../lib/env";
+import { envInt, envStr } from "../lib/env";
 import { jwtSecret, signAccessToken, type AuthUser } from "../lib/jwt";
 import { dummyHash, hashPassword, verifyPassword } from "../lib/passwords";
+import {
+  ADDRESS_PATTERN,
+  buildChallenge,
+  mismatch,
+  normalizeAddress,
+  parseMessage,
+  verifySignature,
+} from "../lib/siwe";
 
-/** users: accounts, login (JWT), profiles. Password hashes never leave this service. */
+/**
+ * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message.
+ * Password hashes never leave this service.
+ */
 
 interface Wallet {
   address: string;
@@ -30,6 +41,31 @@ interface UserDoc extends Doc {
   createdAt: string;
 }
 
+/** A wallet challenge: issued to one user for one address, valid until expiresAt, used once. */
+interface ChallengeDoc extends Doc {
+  nonce: string;
+  userId: string;
+  address: string;
+  chainId: number;
+  domain: string;
+  uri: string;
+  issuedAt: string;
+  expiresAt: string;
+  used: boolean;
+  usedAt?: string;
+}
+
+/**
+ * Who owns an address. Its unique index, not the users documents, decides between two
+ * users linking one address at the same moment; users.wallets mirrors it for display.
+ */
+interface WalletLinkDoc extends Doc {
+  address: string;
+  userId: string;
+  chainId: number;
+  linkedAt: string;
+}
+
 export interface User {
   id: string;
   email: string;
@@ -45,6 +81,7 @@ export type PublicProfile = Omit<User, "email">;
 interface UsersSettings {
   jwtSecret: string;
   jwtExpiresIn: string;
+  siwe: { domain: string; uri: string; ttlMs: number };
   $secureSettings: string[];
 }
 
@@ -53,17 +90,31 @@ interface UsersMethods {
   toProfile(doc: UserDoc): PublicProfile;
   issue(doc: UserDoc): { user: User; token: string };
   requireUser(ctx: Context<unknown, { user?: AuthUser }>): Promise<UserDoc>;
+  claimAddress(userId: string, address: string, chainId: number): Promise<Wallet>;
+  walletsChanged(userId: string): Promise<void>;
 }
 
 type Meta = { user?: AuthUser; $statusCode?: number; $location?: string };
 
 const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVars> = {
   name: "users",
-  mixins: [DbMixin({ users: { unique: ["email"], indexes: ["wallets.address"] } })],
+  mixins: [
+    DbMixin({
+      users: { unique: ["email"], indexes: ["wallets.address"] },
+      challenges: { unique: ["nonce"], indexes: ["expiresAt"] },
+      walletLinks: { unique: ["address"], indexes: ["userId"] },
+    }),
+  ],
 
   settings: {
     jwtSecret: jwtSecret(),
     jwtExpiresIn: envStr("JWT_EXPIRES_IN", "12h"),
+    // What the signed message names; a wallet shows it, so it must be the site the user is on.
+    siwe: {
+      domain: envStr("SIWE_DOMAIN", "localhost:3000"),
+      uri: envStr("SIWE_URI", "http://localhost:3000"),
+      ttlMs: envInt("SIWE_TTL_MS", 5 * 60_000),
+    },
     // Never sent to other nodes in the service descriptor.
     $secureSettings: ["jwtSecret"],
   },
@@ -153,8 +204,135 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
             ? doc
             : await this.store<UserDoc>("users").updateOne({ _id: doc._id }, { $set: changes });
         if (!updated) throw unauthorized();
-        await this.broker.cacher?.clean(`users.get:${doc._id}*`);
+        await this.broker.cacher?.clean(`users.get:*${doc._id}*`);
         return this.toUser(updated);
+      },
+    },
+
+    walletChallenge: {
+      params: {
+        $$strict: "remove",
+        address: { type: "string", pattern: ADDRESS_PATTERN },
+        chainId: {
+          type: "number",
+          integer: true,
+          positive: true,
+          max: Number.MAX_SAFE_INTEGER,
+        },
+      },
+      async handler(ctx: Context<{ address: string; chainId: number }, Meta>) {
+        const user = await this.requireUser(ctx);
+        const { domain, uri, ttlMs } = this.settings.siwe;
+        const issuedAt = new Date();
+        const expiresAt = new Date(issuedAt.getTime() + ttlMs);
+        const { message, nonce } = buildChallenge({
+          domain,
+          uri,
+          address: ctx.params.address,
+          chainId: ctx.params.chainId,
+          issuedAt,
+          expiresAt,
+        });
+        const challenges = this.store<ChallengeDoc>("challenges");
+        // Expired challenges can never be used again: drop them instead of keeping them forever.
+        await challenges.remove({ expiresAt: { $lt: issuedAt.toISOString() } });
+        await challenges.insert({
+          _id: newId("chl"),
+          nonce,
+          userId: user._id,
+          address: normalizeAddress(ctx.params.address),
+          chainId: ctx.params.chainId,
+          domain,
+          uri,
+          issuedAt: issuedAt.toISOString(),
+          expiresAt: expiresAt.toISOString(),
+          used: false,
+        });
+        ctx.meta.$statusCode = 201;
+        // A challenge has no URL of its own; Location names where its signed message goes.
+        ctx.meta.$location = "/api/users/me/wallets";
+        return { message, nonce, expiresAt: expiresAt.toISOString() };
+      },
+    },
+
+    linkWallet: {
+      // A retry after a timeout that did link would find the challenge used and answer 401.
+      retryPolicy: { enabled: false },
+      params: {
+        $$strict: "remove",
+        message: { type: "string", min: 1, max: 4096 },
+        signature: { type: "string", min: 1, max: 1024 },
+      },
+      async handler(ctx: Context<{ message: string; signature: string }, Meta>) {
+        const user = await this.requireUser(ctx);
+        const msg = parseMessage(ctx.params.message);
+        if (!msg) throw unauthorized("Invalid signed message");
+        const challenges = this.store<ChallengeDoc>("challenges");
+        const challenge = await challenges.findOne({ nonce: msg.nonce });
+        // One answer for unknown and foreign nonces: it tells nothing about other users' challenges.
+        if (!challenge || challenge.userId !== user._id) {
+          throw unauthorized("Unknown wallet challenge");
+        }
+        if (challenge.used) throw unauthorized("Wallet challenge already used");
+        const now = new Date();
+        if (Date.parse(challenge.expiresAt) <= now.getTime()) {
+          throw unauthorized("Wallet challenge expired");
+        }
+        if (mismatch(msg, challenge)) {
+          throw unauthorized("Signed message does not match the challenge");
+        }
+        const valid = await verifySignature(msg, ctx.params.signature, {
+          domain: challenge.domain,
+          nonce: challenge.nonce,
+          now,
+        });
+        if (!valid) throw unauthorized("Invalid wallet signature");
+
+        // Compare-and-set: of two racing submissions of one challenge only one flips it.
+        const consumed = await challenges.updateOne(
+          { _id: challenge._id, used: false },
+          { $set: { used: true, usedAt: now.toISOString() } },
+        );
+        if (!consumed) throw unauthorized("Wallet challenge already used");
+
+        const wallet = await this.claimAddress(user._id, challenge.address, challenge.chainId);
+        // $addToSet of the entry built from the link: a repeated link adds no second entry.
+        const updated = await this.store<UserDoc>("users").updateOne(
+          { _id: user._id },
+          { $addToSet: { wallets: wallet } },
+        );
+        if (!updated) throw unauthorized();
+        await this.walletsChanged(user._id);
+        this.logger.info({ userId: user._id, address: wallet.address }, "Wallet linked");
+        ctx.meta.$statusCode = 201;
+        // The public profile is where the linked wallet shows.
+        ctx.meta.$location = `/api/users/${user._id}`;
+        return this.toUser(updated);
+      },
+    },
+
+    unlinkWallet: {
+      params: {
+        $$strict: "remove",
+        address: { type: "string", pattern: ADDRESS_PATTERN },
+      },
+      async handler(ctx: Context<{ address: string }, Meta>) {
+        const user = await this.requireUser(ctx);
+        const address = normalizeAddress(ctx.params.address);
+        // The profile first, then the link: a crash in between leaves the address still
+        // owned (not claimable twice), and the owner's next unlink frees it.
+        const pulled = await this.store<UserDoc>("users").updateOne(
+          { _id: user._id, "wallets.address": address },
+          { $pull: { wallets: { address } } },
+        );
+        const freed = await this.store<WalletLinkDoc>("walletLinks").remove({
+          address,
+          userId: user._id,
+        });
+        if (!pulled && freed === 0) throw notFound("Wallet");
+        await this.walletsChanged(user._id);
+        this.logger.info({ userId: user._id, address }, "Wallet unlinked");
+        return this.toUser(pulled ?? user);
       },
     },
 
@@ -178,10 +356,15 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       cache: { keys: ["account"], ttl: 30 },
       async handler(ctx: Context<{ account: string }>) {
         const { account } = ctx.params;
-        const query = /^0x[0-9a-fA-F]{40}$/.test(account)
-          ? { "wallets.address": account.toLowerCase() }
-          : { _id: account };
-        const doc = await this.store<UserDoc>("users").findOne(query);
+        if (ADDRESS_PATTERN.test(account)) {
+          // walletLinks is the owner of record (unique per address).
+          const link = await this.store<WalletLinkDoc>("walletLinks").findOne({
+            address: normalizeAddress(account),
+          });
+          if (!link) throw notFound("Account");
+          return { id: link.userId };
+        }
+        const doc = await this.store<UserDoc>("users").findOne({ _id: account });
         if (!doc) throw notFound("Account");
         return { id: doc._id };
       },
@@ -222,6 +405,50 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       // A valid token for an account that no longer exists is as good as none.
       if (!doc) throw unauthorized();
       return doc;
+    },
+
+    /**
+     * Makes `userId` the owner of `address` (409 when another user is). The unique index
+     * decides races; the same user claiming again gets the entry it already has.
+     */
+    async claimAddress(userId: string, address: string, chainId: number): Promise<Wallet> {
+      const links = this.store<WalletLinkDoc>("walletLinks");
+      const entry = (l: WalletLinkDoc): Wallet => ({
+        address: l.address,
+        chainId: l.chainId,
+        linkedAt: l.linkedAt,
+      });
+      // Twice at most: the owner found by a failed insert may unlink before we read it.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const link: WalletLinkDoc = {
+          _id: newId("wln"),
+          address,
+          userId,
+          chainId,
+          linkedAt: new Date().toISOString(),
+        };
+        try {
+          await links.insert(link);
+          return entry(link);
+        } catch (err) {
+          if (!(err instanceof DuplicateKeyError)) throw err;
+        }
+        const owner = await links.findOne({ address });
+        if (owner && owner.userId !== userId) {
+          throw conflict("Wallet is linked to another account", [
+            { field: "address", message: "linked to another account" },
+          ]);
+        }
+        if (owner) return entry(owner);
+      }
+      throw conflict("Wallet is being linked or unlinked; try again");
+    },
+
+    /** Profiles show wallets, and resolveAccount answers by address in any case: drop both caches. */
+    async walletsChanged(userId: string): Promise<void> {
+      // Cache keys quote string params (users.get:"usr_…"): match around the id.
+      await this.broker.cacher?.clean(`users.get:*${userId}*`);
+      await this.broker.cacher?.clean("users.resolveAccount:**");
     },
   },
 };
