@@ -122,8 +122,10 @@ const config: BrokerOptions = {
     },
   },
 
-  // Per action (ActionBulkheadMiddleware below), never on event handlers.
-  bulkhead: { enabled: false },
+  // Per action (ActionBulkheadMiddleware below), never on event handlers. The in-memory
+  // channels adapter bounds its consumers with an event bulkhead of maxInFlight that takes
+  // its queue size from here: 0 (unbounded) so a burst waits instead of being dropped.
+  bulkhead: { enabled: false, maxQueueSize: 0 },
 
   validator: true,
 

@@ -66,6 +66,7 @@ async function main(): Promise<void> {
     process.execPath,
     [
       "--disable-warning=DEP0174",
+      "--experimental-async-context-frame",
       // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the platform
       ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
       path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
@@ -78,8 +79,10 @@ async function main(): Promise<void> {
       env: {
         ...process.env,
         SERVICEDIR: path.join(ROOT, "dist/services"),
-        SERVICES: "api,users,tokens",
-        READY_SERVICES: "users,tokens",
+        // The whole platform as `npm start` runs it (catalog and analytics consume the
+        // events in the same process); BENCH_SERVICES=api,users,tokens measures the ledger alone.
+        SERVICES: process.env.BENCH_SERVICES ?? "",
+        READY_SERVICES: process.env.BENCH_SERVICES ? "users,tokens" : "",
         TRANSPORTER: "",
         PORT: String(port),
         HOST: "127.0.0.1",
@@ -214,6 +217,30 @@ async function main(): Promise<void> {
     console.log(`latency p50: ${percentile(latencies, 0.5).toFixed(2)} ms`);
     console.log(`latency p99: ${percentile(latencies, 0.99).toFixed(2)} ms`);
     console.log(`supply == sum of balances: ${sum === 10n ** 30n}`);
+
+    // The read model: how long until GET /api/tokens/:id counts every transfer (the
+    // funding ones too), at most BENCH_CATCHUP_SECONDS. Only when catalog runs here.
+    if (!process.env.BENCH_SERVICES || process.env.BENCH_SERVICES.includes("catalog")) {
+      const expected = ok + users.length;
+      const catchUpMs = Number(process.env.BENCH_CATCHUP_SECONDS ?? 60) * 1000;
+      const c0 = performance.now();
+      let shown = -1;
+      while (shown !== expected && performance.now() - c0 < catchUpMs) {
+        const res = await api<{ stats?: { transfers: number } }>(
+          base,
+          "GET",
+          `/api/tokens/${tokenId}`,
+        ).catch(() => undefined);
+        shown = res?.body?.stats?.transfers ?? -1;
+        if (shown !== expected) await new Promise(r => setTimeout(r, 100));
+      }
+      const waited = ((performance.now() - c0) / 1000).toFixed(2);
+      console.log(
+        shown === expected
+          ? `catalog caught up: stats.transfers == ${expected} after ${waited} s`
+          : `catalog NOT caught up after ${waited} s: stats.transfers ${shown} of ${expected}`,
+      );
+    }
   } finally {
     stop();
     await exited;

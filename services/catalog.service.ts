@@ -23,10 +23,14 @@ import {
   CATALOG_SORTS,
   freshStats,
   FROM_THE_START,
+  holderFlip,
+  holderKey,
   isDomainEvent,
   listQuery,
   listSort,
+  parseStatsKey,
   toCatalogToken,
+  transferKey,
   viewStats,
   viewTokenFields,
   type CatalogSort,
@@ -43,9 +47,24 @@ import {
  * Every effect is idempotent by construction, so a redelivery (or a crash halfway
  * through a handler) can never count twice:
  *  - balances are compare-and-set on BalanceAfter.version (newest wins);
- *  - a transfer is a row keyed by transferId; stats are counts of rows, never `$inc`;
+ *  - a transfer is a row keyed by transferId;
  *  - token fields are guarded by occurredAt; a deletion leaves a tombstone.
  * Applied eventIds are remembered too, so a duplicate is skipped without any work.
+ *
+ * Stats (holders, transfers) are maintained incrementally, not recounted: a recount of a
+ * token's transfers costs O(its transfers) per event, so a burst on one token cost
+ * O(n²) and the catalog fell behind for good. Each change is keyed (lib/read-model
+ * StatsKey) and applied the way analytics applies counters, so it lands exactly once
+ * even across a crash or two replicas handling the same event:
+ *  1. a compare-and-set on the view's `rev` changes the counts and pushes the keys onto
+ *     `pending`, after checking that neither `pending` nor the source (the transfer row,
+ *     the balance's `flips`) has them yet;
+ *  2. the sources are written: the transfer row inserted, the balance's `flips` moved on;
+ *  3. the keys are pulled from `pending`.
+ * A handler that dies between 1 and 3 leaves its keys in `pending`; its redelivery, the
+ * next event of that token, or the sweep at start-up finishes them (step 2 is
+ * idempotent). Checking `pending` before the source, then writing on an unchanged `rev`,
+ * closes the window where another handler finishes the same key in between.
  *
  * A view may exist before tokens.created (a transfer overtook it): such a placeholder
  * collects stats but is not visible until the token itself arrives.
@@ -56,9 +75,10 @@ export interface ViewDoc extends Doc, Partial<ViewTokenFields>, ViewStats {
   deleted: boolean;
   /** occurredAt of the event that last set the token fields ("" for none yet). */
   tokenAt: string;
-  /** Bumped before every recount; the recount is written only if newer (see refreshStats). */
-  statsSeq: number;
-  statsAt: number;
+  /** Bumped by every change of the stats: their compare-and-set. */
+  rev: number;
+  /** Keys of stats changes applied here whose sources are not written yet (see above). */
+  pending: string[];
 }
 
 interface BalanceDoc extends Doc {
@@ -66,6 +86,8 @@ interface BalanceDoc extends Doc {
   account: string;
   amount: string;
   version: number;
+  /** How often the view's holder count followed this balance: odd = counted as a holder. */
+  flips: number;
 }
 
 interface TransferDoc extends Doc {
@@ -86,12 +108,21 @@ interface CatalogMethods {
   ensureView(tokenId: string): Promise<void>;
   setToken(tokenId: string, token: Token, at: string, onlyIfNew: boolean): Promise<void>;
   applyBalances(tokenId: string, balances: BalanceAfter[]): Promise<void>;
-  refreshStats(tokenId: string): Promise<void>;
+  settleStats(tokenId: string, transferId: string | undefined, accounts: string[]): Promise<void>;
+  commitStatsKey(tokenId: string, key: string): Promise<void>;
+  upgradeStats(): Promise<void>;
   cleanCache(tokenIds: string[]): Promise<void>;
+  flushClean(): Promise<void>;
 }
 
 interface CatalogVars {
+  /** Delayed re-cleans, one per clean. */
   cleanTimers: Set<NodeJS.Timeout>;
+  /** Tokens changed since the last clean of the list entries. */
+  cleanIds: Set<string>;
+  /** The next clean, when one is waiting for its window. */
+  cleanTimer: NodeJS.Timeout | null;
+  lastCleanAt: number;
 }
 
 type CatalogThis = Service<CatalogSettings> & CatalogMethods & DbMethods & DbVars & CatalogVars;
@@ -114,6 +145,14 @@ const cacheTtl = envInt("CATALOG_CACHE_TTL", 30);
  * would keep stale data until the TTL; a second clean shortly after closes that window.
  */
 const recleanMs = envInt("CATALOG_RECLEAN_MS", 250);
+/**
+ * Cleaning `catalog.list:**` walks every key of a memory cacher (SCAN on Redis): it runs
+ * at most once per window, however many events arrive in it. A list may be this much
+ * staler under load; a token's own entry is dropped on every event (one key, O(1)).
+ */
+const cleanWindowMs = envInt("CATALOG_CLEAN_WINDOW_MS", 100);
+/** Stats compare-and-set rounds before giving up (the event is then redelivered). */
+const MAX_STATS_ROUNDS = 50;
 
 /** Our own key for one token, so an event can clean exactly that entry. */
 const getCacheKey = (id: string): string => `catalog.get:${id}`;
@@ -268,21 +307,27 @@ const CatalogService: ServiceSchema<
           await this.ensureView(tokenId);
           // updated may have overtaken created: then created's older fields lose.
           await this.setToken(tokenId, data.token, event.occurredAt, true);
-          await this.applyBalances(tokenId, data.balances ?? []);
-          await this.refreshStats(tokenId);
+          const balances = data.balances ?? [];
+          await this.applyBalances(tokenId, balances);
+          await this.settleStats(
+            tokenId,
+            undefined,
+            balances.map(b => b.account),
+          );
           break;
         }
         case TOKEN_EVENTS.transferred: {
           const data = event.data as TokenTransferred;
           tokenId = data.tokenId;
           await this.ensureView(tokenId);
-          try {
-            await this.store<TransferDoc>("transfers").insert({ _id: data.transferId, tokenId });
-          } catch (err) {
-            if (!(err instanceof DuplicateKeyError)) throw err;
-          }
-          await this.applyBalances(tokenId, data.balances ?? []);
-          await this.refreshStats(tokenId);
+          const balances = data.balances ?? [];
+          await this.applyBalances(tokenId, balances);
+          // The transfer row is written by settleStats, as the mark that it is counted.
+          await this.settleStats(
+            tokenId,
+            data.transferId,
+            balances.map(b => b.account),
+          );
           break;
         }
         case TOKEN_EVENTS.updated: {
@@ -330,8 +375,8 @@ const CatalogService: ServiceSchema<
           holders: 0,
           transfers: 0,
           featured: false,
-          statsSeq: 0,
-          statsAt: 0,
+          rev: 0,
+          pending: [],
         });
       } catch (err) {
         if (!(err instanceof DuplicateKeyError)) throw err; // another handler made it first
@@ -363,6 +408,7 @@ const CatalogService: ServiceSchema<
             account: b.account,
             amount: b.amount,
             version: b.version,
+            flips: 0,
           });
         } catch (err) {
           if (!(err instanceof DuplicateKeyError)) throw err;
@@ -373,36 +419,166 @@ const CatalogService: ServiceSchema<
     },
 
     /**
-     * Recounts holders and transfers. Each recount takes a ticket (statsSeq) before it
-     * counts and is written only if no later ticket wrote first, so the last write
-     * always holds a count taken after every change before it — also across replicas.
+     * Brings the view's stats up to date with this event's transfer and balances (and
+     * finishes any change left pending by an earlier handler): steps 1–3 in the header.
+     * O(1) reads and writes by primary key, whatever the token's history.
      */
-    async refreshStats(tokenId: string): Promise<void> {
+    async settleStats(
+      tokenId: string,
+      transferId: string | undefined,
+      accounts: string[],
+    ): Promise<void> {
       const views = this.store<ViewDoc>("views");
-      const ticket = await views.updateOne({ _id: tokenId }, { $inc: { statsSeq: 1 } });
-      if (!ticket) return;
-      const [holders, transfers] = await Promise.all([
-        this.store<BalanceDoc>("balances").count({ tokenId, amount: { $ne: "0" } }),
-        this.store<TransferDoc>("transfers").count({ tokenId }),
-      ]);
-      await views.updateOne(
-        { _id: tokenId, statsAt: { $lt: ticket.statsSeq } },
-        {
-          $set: {
-            ...viewStats(holders, transfers, this.settings.featuredMinHolders),
-            statsAt: ticket.statsSeq,
-          },
-        },
-      );
+      const balances = this.store<BalanceDoc>("balances");
+      for (let round = 0; round < MAX_STATS_ROUNDS; round++) {
+        const view = await views.findOne({ _id: tokenId });
+        if (!view) return;
+        const pending = new Set(view.pending ?? []);
+
+        // Read after the view: whatever another handler finished before that read is
+        // visible in its source now; whatever it applies after it moves `rev`.
+        const fresh: string[] = [];
+        let transfers = 0;
+        let holders = 0;
+        if (
+          transferId !== undefined &&
+          !pending.has(transferKey(transferId)) &&
+          !(await this.store<TransferDoc>("transfers").findOne({ _id: transferId }))
+        ) {
+          fresh.push(transferKey(transferId));
+          transfers++;
+        }
+        const checked = new Set(accounts);
+        for (const key of pending) {
+          const k = parseStatsKey(key);
+          if (k?.kind === "holder") checked.add(k.account);
+        }
+        for (const account of checked) {
+          const b = await balances.findOne({ _id: `${tokenId}/${account}` });
+          const flip = b && holderFlip(b.amount, b.flips ?? 0);
+          if (!flip || pending.has(holderKey(account, flip.flip))) continue;
+          fresh.push(holderKey(account, flip.flip));
+          holders += flip.delta;
+        }
+
+        if (fresh.length > 0) {
+          const applied = await views.updateOne(
+            { _id: tokenId, rev: view.rev },
+            {
+              $set: {
+                ...viewStats(
+                  view.holders + holders,
+                  view.transfers + transfers,
+                  this.settings.featuredMinHolders,
+                ),
+                rev: view.rev + 1,
+              },
+              $push: { pending: { $each: fresh } },
+            },
+          );
+          if (!applied) continue; // another change came first: look again
+        }
+
+        const keys = [...pending, ...fresh];
+        if (keys.length === 0) return;
+        for (const key of keys) await this.commitStatsKey(tokenId, key);
+        await views.updateOne({ _id: tokenId }, { $pull: { pending: { $in: keys } } });
+        // A balance may have changed again while its flip was on its way: look once more.
+        if (!keys.some(k => parseStatsKey(k)?.kind === "holder")) return;
+        transferId = undefined;
+      }
+      throw new Error(`Stats of ${tokenId} are too contended; the event will be redelivered`);
     },
 
+    /** Step 2 for one key: idempotent, so anyone may finish anyone's key. */
+    async commitStatsKey(tokenId: string, key: string): Promise<void> {
+      const k = parseStatsKey(key);
+      if (k?.kind === "transfer") {
+        try {
+          await this.store<TransferDoc>("transfers").insert({ _id: k.transferId, tokenId });
+        } catch (err) {
+          if (!(err instanceof DuplicateKeyError)) throw err;
+        }
+      } else if (k?.kind === "holder") {
+        // Fails only when this flip is already recorded.
+        await this.store<BalanceDoc>("balances").updateOne(
+          { _id: `${tokenId}/${k.account}`, flips: k.flip - 1 },
+          { $set: { flips: k.flip } },
+        );
+      } else {
+        this.logger.warn({ tokenId, key }, "Unknown stats key dropped");
+      }
+    },
+
+    /**
+     * At start-up, before the channels are consumed: views written by the recounting
+     * version (no `rev`) get exact counts and their balances their `flips` once; views
+     * with changes left pending by a crash are finished.
+     */
+    async upgradeStats(): Promise<void> {
+      const views = this.store<ViewDoc>("views");
+      const balances = this.store<BalanceDoc>("balances");
+      const old = await views.find({ rev: { $exists: false } });
+      if (old.length > 0) {
+        await balances.update({ flips: { $exists: false }, amount: "0" }, { $set: { flips: 0 } });
+        await balances.update({ flips: { $exists: false } }, { $set: { flips: 1 } });
+        for (const v of old) {
+          const [holders, transfers] = await Promise.all([
+            balances.count({ tokenId: v._id, amount: { $ne: "0" } }),
+            this.store<TransferDoc>("transfers").count({ tokenId: v._id }),
+          ]);
+          await views.updateOne(
+            { _id: v._id, rev: { $exists: false } },
+            {
+              $set: {
+                ...viewStats(holders, transfers, this.settings.featuredMinHolders),
+                rev: 0,
+                pending: [],
+              },
+              $unset: { statsSeq: true, statsAt: true },
+            },
+          );
+        }
+        this.logger.info({ views: old.length }, "Catalog stats upgraded to incremental");
+      }
+      for (const v of await views.find({ "pending.0": { $exists: true } }))
+        await this.settleStats(v._id, undefined, []);
+    },
+
+    /**
+     * Drops the changed tokens' own entries now, and has the list entries cleaned: right
+     * away when no clean ran in the last window, else once the window is over.
+     */
     async cleanCache(tokenIds: string[]): Promise<void> {
       const cacher = this.broker.cacher;
       if (!cacher) return;
+      // Redis refuses DEL without keys.
+      if (tokenIds.length > 0) await cacher.del(tokenIds.map(getCacheKey));
+      for (const id of tokenIds) this.cleanIds.add(id);
+      if (this.cleanTimer) return; // the waiting clean will take these too
+      const wait = this.lastCleanAt + cleanWindowMs - Date.now();
+      if (wait <= 0) {
+        await this.flushClean();
+        return;
+      }
+      this.cleanTimer = setTimeout(() => {
+        this.cleanTimer = null;
+        this.flushClean().catch(err => this.logger.warn({ err }, "Catalog cache clean failed"));
+      }, wait);
+      this.cleanTimer.unref();
+    },
+
+    /** One clean of the list entries and the tokens changed since the last, and its re-clean. */
+    async flushClean(): Promise<void> {
+      const cacher = this.broker.cacher;
+      if (!cacher) return;
+      const keys = [...this.cleanIds].map(getCacheKey);
+      this.cleanIds.clear();
+      this.lastCleanAt = Date.now();
       const clean = async () => {
         await Promise.all([
           cacher.clean("catalog.list:**"),
-          ...tokenIds.map(id => cacher.clean(getCacheKey(id))),
+          keys.length > 0 ? cacher.del(keys) : undefined,
         ]);
       };
       await clean();
@@ -417,9 +593,19 @@ const CatalogService: ServiceSchema<
 
   created() {
     this.cleanTimers = new Set();
+    this.cleanIds = new Set();
+    this.cleanTimer = null;
+    this.lastCleanAt = 0;
+  },
+
+  /** Runs after DbMixin's `started` (mixins first) and before the channels subscribe. */
+  async started() {
+    await this.upgradeStats();
   },
 
   async stopped() {
+    if (this.cleanTimer) clearTimeout(this.cleanTimer);
+    this.cleanTimer = null;
     for (const t of this.cleanTimers) clearTimeout(t);
     this.cleanTimers.clear();
   },
