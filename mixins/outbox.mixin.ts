@@ -156,7 +156,9 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
           box.again = true;
           return box.running;
         }
-        box.running = (async () => {
+        // The body starts in a microtask: run synchronously (an empty queue), its `finally`
+        // would clear `running` before this assignment sets it, and no flush would run again.
+        box.running = Promise.resolve().then(async () => {
           try {
             do {
               box.again = false;
@@ -175,7 +177,7 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
           } finally {
             box.running = null;
           }
-        })();
+        });
         return box.running;
       },
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Service, ServiceSchema } from "moleculer";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type Registered } from "../helpers/http";
+import { waitUntil } from "../helpers/cluster";
 import {
   allHolders,
   balanceOf,
@@ -111,6 +112,11 @@ describe("concurrent transfers", () => {
     const ids = results.filter(r => r.status === 201).map(r => r.body.id);
     expect(new Set(ids).size).toBe(ids.length);
     await checkInvariant(token, expectedBalances(planned, acked));
+    // The outbox relay keeps up with the burst: every event goes out.
+    await waitUntil(
+      async () => (await p.broker.call<{ unsent: number }>("tokens.outboxStats")).unsent === 0,
+      5000,
+    );
 
     // Every key again, all at once: the first answers come back and nothing moves twice.
     const again = await Promise.all(planned.map(send));
@@ -119,6 +125,25 @@ describe("concurrent transfers", () => {
       expect(r.body).toEqual(results[i].body);
     });
     await checkInvariant(token, expectedBalances(planned, acked));
+  });
+
+  it("keeps publishing events after a relay round that found nothing to send", async () => {
+    // A round with an empty queue (two writes scheduled two rounds, the first sent both)
+    // once left the relay marked as running forever: nothing was published again.
+    const tokens = p.broker.getLocalService("tokens") as unknown as {
+      outboxFlush(): Promise<void>;
+    };
+    await tokens.outboxFlush();
+    const before = await p.broker.call<{ published: number }>("tokens.outboxStats");
+    await fundedToken();
+    const after = await waitUntil(async () => {
+      const stats = await p.broker.call<{ unsent: number; published: number }>(
+        "tokens.outboxStats",
+      );
+      return stats.unsent === 0 ? stats : null;
+    }, 5000);
+    // tokens.created and one tokens.transferred per funded account went out.
+    expect(after!.published - before.published).toBe(ACCOUNTS);
   });
 
   it("stays exact when two writers share the database without sharing locks or caches", async () => {
