@@ -4,6 +4,7 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { runnerArgs } from "../bin/runner-args";
 
 /**
  * Transfers per second through the gateway, embedded mode (one process, no
@@ -64,15 +65,8 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   const server = spawn(
     process.execPath,
-    [
-      "--disable-warning=DEP0174",
-      "--experimental-async-context-frame",
-      // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the platform
-      ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
-      path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
-      "--config",
-      path.join(ROOT, "dist/moleculer.config.js"),
-    ],
+    // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the platform
+    runnerArgs(ROOT, (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)),
     {
       cwd: ROOT,
       stdio: ["ignore", "inherit", "inherit"],

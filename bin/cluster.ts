@@ -3,6 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { runnerArgs } from "./runner-args";
 
 /**
  * `npm run cluster`: the whole platform as a local cluster, for people without
@@ -241,13 +242,7 @@ function start(
     // The same command as `npm run serve`.
     const proc = spawn(
       process.execPath,
-      [
-        "--disable-warning=DEP0174",
-        "--experimental-async-context-frame",
-        path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
-        "--config",
-        path.join(ROOT, "dist/moleculer.config.js"),
-      ],
+      runnerArgs(ROOT),
       // Own process group: a terminal's Ctrl+C reaches each child once, through us.
       { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
     );

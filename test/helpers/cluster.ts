@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
+import { runnerArgs } from "../../bin/runner-args";
 
 /**
  * Real Moleculer nodes for the cluster tier: each is a separate `moleculer-runner`
@@ -60,17 +61,11 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeProcess> {
     LOG_LEVEL: "info",
     ...opts.env,
   };
-  const proc = spawn(
-    process.execPath,
-    [
-      "--disable-warning=DEP0174",
-      "--experimental-async-context-frame",
-      path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"),
-      "--config",
-      path.join(ROOT, "dist/moleculer.config.js"),
-    ],
-    { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] },
-  );
+  const proc = spawn(process.execPath, runnerArgs(ROOT), {
+    cwd: ROOT,
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   const lines: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
   const onData = (buf: Buffer) => {
