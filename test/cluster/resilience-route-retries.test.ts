@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ServiceBroker } from "moleculer";
+import { ApiClient } from "../helpers/http";
+import {
+  freePort,
+  stopAll,
+  uniqueNamespace,
+  waitUntil,
+  type NodeProcess,
+} from "../helpers/cluster";
+import { faultHits, joinProbe, nodeIdOf, setFaults, startWiredNode } from "../helpers/resilience";
+
+/**
+ * Per-route retries, as a VirtualService's `retries` per route: the read routes keep the
+ * broker's retries (RETRIES, 3) for a retryable failure, while the login route sets
+ * `callOptions.retries: 0` (a retried login would only add scrypt work to a busy node).
+ */
+describe("retries per gateway route", () => {
+  const namespace = uniqueNamespace("rrr");
+  const usersId = nodeIdOf("users", namespace);
+  let gateway: NodeProcess | undefined;
+  let users: NodeProcess | undefined;
+  let probe: ServiceBroker | undefined;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    [users, gateway, probe] = await Promise.all([
+      startWiredNode({ name: "users", services: ["users"], namespace }),
+      startWiredNode({
+        name: "gateway",
+        services: ["api"],
+        namespace,
+        env: { PORT: String(port), READY_SERVICES: "users" },
+      }),
+      joinProbe(namespace),
+    ]);
+    client = new ApiClient(`http://127.0.0.1:${port}`);
+    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+  });
+
+  afterAll(async () => {
+    await probe?.stop();
+    await stopAll([gateway, users]);
+  });
+
+  it("retries a failing read three times, a failing login not at all", async () => {
+    // 503 aborts are retryable: only the route's settings decide how often it is tried.
+    await setFaults(probe!, usersId, "users.get:abort=503;users.login:abort=503");
+    try {
+      const read = await client.get("/api/users/usr_never_read");
+      expect(read.status).toBe(503);
+      const login = await client.post("/api/auth/login", {
+        email: "nobody@example.com",
+        password: "correct horse battery",
+      });
+      expect(login.status).toBe(503);
+      const hits = await faultHits(probe!, usersId);
+      expect(hits["users.get"]).toBe(4);
+      expect(hits["users.login"]).toBe(1);
+    } finally {
+      await setFaults(probe!, usersId, "");
+    }
+  });
+});
