@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../helpers/http";
+import type { ApiClient } from "../helpers/http";
 import {
-  freePort,
   startNode,
   stopAll,
   uniqueNamespace,
-  waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 
 describe("gateway and users as two processes over NATS", () => {
@@ -16,19 +16,14 @@ describe("gateway and users as two processes over NATS", () => {
   let client: ApiClient;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [users, gateway] = await Promise.all([
+    let gw: Gateway;
+    [users, gw] = await Promise.all([
       startNode({ name: "users", services: ["users"], namespace }),
-      startNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "users" },
-      }),
+      // Ready once the gateway has discovered the users node over NATS.
+      startGateway({ namespace, env: { READY_SERVICES: "users" } }),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    // Discovery over NATS: the gateway is ready once it has seen the users node.
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
   });
 
   afterAll(() => stopAll([gateway, users]));

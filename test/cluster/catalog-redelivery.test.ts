@@ -8,15 +8,16 @@ import type { DomainEvent } from "../../lib/events";
 import type { CatalogToken } from "../../lib/read-model";
 import {
   NATS_URL,
-  freePort,
   startNode,
   stopAll,
   uniqueNamespace,
   waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 import { TokenScript, deleteNamespaceStreams, sendAll } from "../helpers/channels";
-import { ApiClient } from "../helpers/http";
+import type { ApiClient } from "../helpers/http";
 
 /**
  * The catalog as its own process on NATS JetStream: it is killed in the middle of a
@@ -43,18 +44,13 @@ describe("catalog catches up after a crash and stays exact under redelivery", ()
     });
 
   beforeAll(async () => {
-    const port = await freePort();
-    [catalog, gateway] = await Promise.all([
+    let gw: Gateway;
+    [catalog, gw] = await Promise.all([
       startCatalog(),
-      startNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "catalog" },
-      }),
+      startGateway({ namespace, env: { READY_SERVICES: "catalog" } }),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
 
     // Publishes as the write model does: sendToChannel on the same JetStream, same namespace.
     publisher = new ServiceBroker({

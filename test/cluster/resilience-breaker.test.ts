@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { ApiClient, registerUser } from "../helpers/http";
+import { type ApiClient, registerUser } from "../helpers/http";
 import {
-  freePort,
   stopAll,
   uniqueNamespace,
   waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 import {
   faultHits,
@@ -38,15 +39,13 @@ describe("circuit breaker between the gateway and users", () => {
   const missing = () => `/api/users/missing-${n++}`;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [users, gateway, probe] = await Promise.all([
+    let gw: Gateway;
+    [users, gw, probe] = await Promise.all([
       startWiredNode({ name: "users", services: ["users"], namespace }),
-      startWiredNode({
-        name: "gateway",
-        services: ["api"],
+      startGateway({
         namespace,
+        start: startWiredNode,
         env: {
-          PORT: String(port),
           READY_SERVICES: "users",
           CB_MIN_REQUESTS: "4",
           CB_HALF_OPEN_MS: String(HALF_OPEN_MS),
@@ -54,8 +53,8 @@ describe("circuit breaker between the gateway and users", () => {
       }),
       joinProbe(namespace),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
     const user = await registerUser(client, "breaker");
     freshUserPath = `/api/users/${user.id}`;
     expect((await client.get(missing())).status).toBe(404);

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, registerUser } from "../helpers/http";
+import { type ApiClient, registerUser } from "../helpers/http";
 import {
-  freePort,
   stopAll,
   uniqueNamespace,
-  waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 import { runLoad, startWiredNode } from "../helpers/resilience";
 
@@ -25,8 +25,8 @@ describe("bulkhead per action", () => {
   let token: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [users, gateway] = await Promise.all([
+    let gw: Gateway;
+    [users, gw] = await Promise.all([
       startWiredNode({
         name: "users",
         services: ["users"],
@@ -37,15 +37,10 @@ describe("bulkhead per action", () => {
           BULKHEAD_QUEUE: "4",
         },
       }),
-      startWiredNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "users" },
-      }),
+      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "users" } }),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
     token = (await registerUser(client, "bulkhead")).token;
   });
 

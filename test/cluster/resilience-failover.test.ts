@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { ApiClient } from "../helpers/http";
+import type { ApiClient } from "../helpers/http";
 import {
-  freePort,
   stopAll,
   uniqueNamespace,
   waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 import { joinProbe, nodeIdOf, runLoad, sleep, startWiredNode } from "../helpers/resilience";
 
@@ -31,20 +32,15 @@ describe("a replica killed under load", () => {
   let client: ApiClient;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [survivor, victim, gateway, probe] = await Promise.all([
+    let gw: Gateway;
+    [survivor, victim, gw, probe] = await Promise.all([
       startWiredNode({ name: "catalog-1", services: ["catalog"], namespace }),
       startWiredNode({ name: "catalog-2", services: ["catalog"], namespace }),
-      startWiredNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "catalog" },
-      }),
+      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "catalog" } }),
       joinProbe(namespace),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
     await waitUntil(() => probe!.registry.getActionEndpoints("catalog.list")?.count() === 2);
   });
 

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { ApiClient } from "../helpers/http";
+import type { ApiClient } from "../helpers/http";
 import {
-  freePort,
   stopAll,
   uniqueNamespace,
-  waitUntil,
   type NodeProcess,
+  startGateway,
+  type Gateway,
 } from "../helpers/cluster";
 import { faultHits, joinProbe, nodeIdOf, setFaults, startWiredNode } from "../helpers/resilience";
 
@@ -24,19 +24,14 @@ describe("retries per gateway route", () => {
   let client: ApiClient;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [users, gateway, probe] = await Promise.all([
+    let gw: Gateway;
+    [users, gw, probe] = await Promise.all([
       startWiredNode({ name: "users", services: ["users"], namespace }),
-      startWiredNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "users" },
-      }),
+      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "users" } }),
       joinProbe(namespace),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200);
+    client = gw.client;
+    gateway = gw.node;
   });
 
   afterAll(async () => {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
+import { ApiClient } from "./http";
 import { runnerArgs } from "../../bin/runner-args";
 
 /**
@@ -155,4 +156,36 @@ export async function waitUntil<T>(
 
 export async function stopAll(nodes: Array<NodeProcess | undefined>): Promise<void> {
   await Promise.all(nodes.map(n => n?.kill("SIGTERM")));
+}
+
+export interface Gateway {
+  node: NodeProcess;
+  client: ApiClient;
+  port: number;
+}
+
+/**
+ * The api service in a process of its own on a free port. Resolves once its
+ * /health/ready answers 200, i.e. it has discovered every service in READY_SERVICES.
+ */
+export async function startGateway(opts: {
+  namespace: string;
+  env?: Record<string, string>;
+  name?: string;
+  start?: (o: StartNodeOptions) => Promise<NodeProcess>;
+  readyTimeoutMs?: number;
+}): Promise<Gateway> {
+  const port = await freePort();
+  const node = await (opts.start ?? startNode)({
+    name: opts.name ?? "gateway",
+    services: ["api"],
+    namespace: opts.namespace,
+    env: { PORT: String(port), ...opts.env },
+  });
+  const client = new ApiClient(`http://127.0.0.1:${port}`);
+  await waitUntil(
+    async () => (await client.get("/health/ready")).status === 200,
+    opts.readyTimeoutMs ?? 30_000,
+  );
+  return { node, client, port };
 }
