@@ -59,14 +59,8 @@ import type { AuthUser } from "../lib/jwt";
 
 type TokenState = "creating" | "active" | "deleting";
 
-interface TokenDoc extends Doc {
-  name: string;
-  symbol: string;
-  decimals: number;
-  totalSupply: string;
-  creatorId: string;
-  metadata: TokenMetadata;
-  createdAt: string;
+/** A stored token: the API's Token (its `id` is `_id`) plus the write model's own fields. */
+interface TokenDoc extends Doc, Omit<Token, "id"> {
   state: TokenState;
   version: number;
   /** Idempotency key of the create call: a retry finds its own token behind the taken symbol. */
