@@ -63,6 +63,7 @@ export interface Store<T extends Doc = Doc> {
 class AppendLog {
   private stream: fs.WriteStream | null = null;
   private failed: Error | null = null;
+  private batch: string[] = [];
   /** Resolves once everything appended so far is written. */
   lastWrite: Promise<void> = Promise.resolve();
 
@@ -70,18 +71,28 @@ class AppendLog {
 
   append(text: string): void {
     if (this.failed) throw this.failed;
-    this.stream ??= fs.createWriteStream(this.filename, { flags: "a" });
-    const stream = this.stream;
+    this.batch.push(text);
+    if (this.batch.length > 1) return;
+    // Group commit: everything appended until the next turn of the event loop goes out
+    // in one write, instead of one write (and one syscall) per document.
     this.lastWrite = new Promise((resolve, reject) =>
-      stream.write(text, err => {
-        if (err) {
-          // Memory and file now disagree: refuse every later write rather than diverge further.
-          this.failed = err;
-          reject(err);
-        } else resolve();
-      }),
+      setImmediate(() => this.flush(resolve, reject)),
     );
     this.lastWrite.catch(() => undefined);
+  }
+
+  private flush(resolve: () => void, reject: (err: Error) => void): void {
+    const text = this.batch.join("");
+    this.batch = [];
+    if (this.failed) return reject(this.failed);
+    this.stream ??= fs.createWriteStream(this.filename, { flags: "a" });
+    this.stream.write(text, err => {
+      if (err) {
+        // Memory and file now disagree: refuse every later write rather than diverge further.
+        this.failed = err;
+        reject(err);
+      } else resolve();
+    });
   }
 
   /** Before NeDB rewrites the file (compaction), finish and close; the next append reopens. */
