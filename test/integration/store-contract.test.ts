@@ -92,7 +92,18 @@ function contract(label: string, env: () => Record<string, string>) {
 }
 
 contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "" }));
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-store-"));
+/** Temp dirs of this file, removed when it is done. */
+const tempDirs: string[] = [];
+const tempDir = (prefix: string): string => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const dir = tempDir("mintmesh-store-");
 contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "" }));
 if (process.env.MONGO_URI)
   contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
@@ -101,7 +112,7 @@ describe("NeDB files keep what was acknowledged", () => {
   it("reloads every acknowledged write after a restart, also across a compaction", async () => {
     const saved = { ...process.env };
     Object.assign(process.env, {
-      DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-reload-")),
+      DATA_DIR: tempDir("mintmesh-reload-"),
       MONGO_URI: "",
     });
     const schema: ServiceSchema = {
@@ -161,7 +172,7 @@ describe("NeDB files are single-writer", () => {
   it("refuses a second broker on the same DATA_DIR, naming MONGO_URI", async () => {
     const saved = { ...process.env };
     Object.assign(process.env, {
-      DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-lock-")),
+      DATA_DIR: tempDir("mintmesh-lock-"),
       MONGO_URI: "",
     });
     const schema: ServiceSchema = { name: "locked", mixins: [DbMixin({ things: {} })] };
