@@ -12,6 +12,7 @@ import {
   uniqueNamespace,
   waitUntil,
 } from "../helpers/cluster";
+import { deleteNamespaceStreams } from "../helpers/channels";
 
 /**
  * `npm run cluster` and `npm run repl` as a person uses them: the cluster script
@@ -125,6 +126,7 @@ describe("npm run cluster, then npm run repl on it", () => {
       }
     }
     fs.rmSync(home, { recursive: true, force: true });
+    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
   });
 
   it("starts each service in its own process, with a second gateway on the next port", async () => {

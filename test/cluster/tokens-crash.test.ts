@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { ApiClient, registerUser, type Registered } from "../helpers/http";
+import { deleteNamespaceStreams } from "../helpers/channels";
 import {
   NATS_URL,
   freePort,
@@ -111,13 +112,7 @@ describe("tokens survive a SIGKILL mid-burst", () => {
   });
 
   afterAll(async () => {
-    const adapter = (
-      probe as unknown as {
-        channelAdapter?: { manager?: { streams: { delete(n: string): Promise<unknown> } } };
-      }
-    ).channelAdapter;
-    for (const name of ["created", "transferred", "updated", "approved", "deleted"])
-      await adapter?.manager?.streams.delete(`${namespace}_tokens_${name}`).catch(() => null);
+    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
     await probe?.stop();
     await stopAll([gateway, users, tokens, catalog]);
     fs.rmSync(dataDir, { recursive: true, force: true });
