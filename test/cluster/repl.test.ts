@@ -8,7 +8,7 @@ import {
   NATS_URL,
   REDIS_URL,
   ROOT,
-  freePort,
+  freePortPair,
   uniqueNamespace,
   waitUntil,
 } from "../helpers/cluster";
@@ -95,7 +95,7 @@ describe("npm run cluster, then npm run repl on it", () => {
   });
 
   beforeAll(async () => {
-    port = await freePort();
+    port = await freePortPair();
     cluster = run(path.join(ROOT, "dist/bin/cluster.js"), env());
     await waitUntil(() => /\[cluster\s*\] ready in/.test(cluster.output()), 50_000, 200).catch(
       async (err: Error) => {

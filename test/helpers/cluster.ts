@@ -41,6 +41,20 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A free port whose next port is free too (`npm run cluster` puts a second gateway there). */
+export async function freePortPair(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    const nextFree = await new Promise<boolean>(resolve => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once("error", () => resolve(false));
+      srv.listen(port + 1, "127.0.0.1", () => srv.close(() => resolve(true)));
+    });
+    if (nextFree) return port;
+  }
+}
+
 export interface StartNodeOptions {
   name: string;
   services: string[];
