@@ -5,6 +5,7 @@ import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { MemoryAdapter, type DbAdapter } from "moleculer-db";
 import type Datastore from "@seald-io/nedb";
 import { envStr } from "../lib/env";
+import { tuneNedb } from "../lib/nedb-tuning";
 
 /**
  * Storage for a service, chosen by env (DESIGN.md "data"):
@@ -327,6 +328,7 @@ export interface DbVars {
 export type DbThis = DbMethods & DbVars;
 
 export function DbMixin(collections: Record<string, CollectionSpec>): Partial<ServiceSchema> {
+  tuneNedb();
   const schema: Partial<ServiceSchema<ServiceSettingSchema, DbMethods, DbVars>> = {
     methods: {
       store<T extends Doc>(name: string): Store<T> {

@@ -24,10 +24,17 @@ interface Item extends Doc {
   version: number;
 }
 
+interface Tagged extends Doc {
+  key: string;
+  group: string;
+  n: number;
+}
+
 function contract(label: string, env: () => Record<string, string>) {
   describe(`Store contract: ${label}`, () => {
     let broker: ServiceBroker;
     let items: Store<Item>;
+    let tagged: Store<Tagged>;
     const saved = { ...process.env };
 
     beforeAll(async () => {
@@ -35,12 +42,16 @@ function contract(label: string, env: () => Record<string, string>) {
       broker = new ServiceBroker({ logger: false, namespace: `store-${label}` });
       const schema: ServiceSchema = {
         name: `contract${Date.now()}`,
-        mixins: [DbMixin({ items: { unique: ["key"] } })],
+        mixins: [
+          DbMixin({ items: { unique: ["key"] }, tagged: { unique: ["key"], indexes: ["group"] } }),
+        ],
       };
       const svc = broker.createService(schema) as unknown as DbThis;
       await broker.start();
       items = svc.store<Item>("items");
+      tagged = svc.store<Tagged>("tagged");
       await items.remove({});
+      await tagged.remove({});
     });
     afterAll(async () => {
       await broker.stop();
@@ -82,6 +93,32 @@ function contract(label: string, env: () => Record<string, string>) {
       );
       expect((await items.findOne({ _id: "i1" }))?.n).toBe(21);
       expect(await items.update({ _id: "missing" }, { $set: { n: 1 } })).toBe(0);
+    });
+
+    it("queries by indexed fields see every update, whether it moves the key or not", async () => {
+      for (const i of [1, 2, 3])
+        await tagged.insert({ _id: `t${i}`, key: `k${i}`, group: "g1", n: i });
+      await tagged.updateOne({ _id: "t1" }, { $set: { n: 10 } });
+      await tagged.update({ group: "g1" }, { $inc: { n: 100 } });
+      await tagged.updateOne({ _id: "t2" }, { $set: { group: "g2", n: 20 } });
+      const g1 = await tagged.find({ group: "g1" }, { sort: { _id: 1 } });
+      expect(g1.map(d => [d._id, d.n])).toEqual([
+        ["t1", 110],
+        ["t3", 103],
+      ]);
+      expect((await tagged.find({ group: "g2" })).map(d => [d._id, d.n])).toEqual([["t2", 20]]);
+      expect((await tagged.findOne({ key: "k1" }))?.n).toBe(110);
+      expect((await tagged.findOne({ _id: "t3" }))?.n).toBe(103);
+    });
+
+    it("an update that would break a unique index changes nothing", async () => {
+      await expect(
+        tagged.updateOne({ _id: "t3" }, { $set: { key: "k1", n: -1 } }),
+      ).rejects.toBeInstanceOf(DuplicateKeyError);
+      expect((await tagged.findOne({ _id: "t3" }))?.n).toBe(103);
+      expect((await tagged.findOne({ key: "k3" }))?.n).toBe(103);
+      expect((await tagged.findOne({ key: "k1" }))?._id).toBe("t1");
+      expect((await tagged.find({ group: "g1" })).map(d => d.n).sort()).toEqual([103, 110]);
     });
 
     it("removes", async () => {
@@ -191,5 +228,34 @@ describe("NeDB files are single-writer", () => {
     await a.stop();
     expect(fs.existsSync(lock)).toBe(false);
     process.env = saved;
+  });
+});
+
+describe("NeDB indexes after a failed multi-document update", () => {
+  it("every index still answers with the documents as they were", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { DATA_DIR: ":memory:", MONGO_URI: "" });
+    const broker = new ServiceBroker({ logger: false, namespace: "store-indexes" });
+    const svc = broker.createService({
+      name: "indexes",
+      mixins: [DbMixin({ tagged: { unique: ["key"], indexes: ["group"] } })],
+    }) as unknown as DbThis;
+    await broker.start();
+    try {
+      const tagged = svc.store<Tagged>("tagged");
+      await tagged.insert({ _id: "a", key: "ka", group: "g", n: 1 });
+      await tagged.insert({ _id: "b", key: "kb", group: "g", n: 2 });
+      // "a" keeps its key, "b" would take it: NeDB refuses the whole update.
+      await expect(tagged.update({ group: "g" }, { $set: { key: "ka", n: 9 } })).rejects.toThrow();
+      expect((await tagged.findOne({ key: "ka" }))?.n).toBe(1);
+      expect((await tagged.findOne({ key: "kb" }))?.n).toBe(2);
+      expect((await tagged.findOne({ _id: "a" }))?.n).toBe(1);
+      expect((await tagged.find({ group: "g" }, { sort: { _id: 1 } })).map(d => d.n)).toEqual([
+        1, 2,
+      ]);
+    } finally {
+      await broker.stop();
+      process.env = saved;
+    }
   });
 });

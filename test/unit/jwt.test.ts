@@ -39,4 +39,13 @@ describe("access tokens (JWT HS256)", () => {
     expect(verifyAccessToken(jwt.sign({ foo: 1 }, secret), secret)).toBeNull();
     expect(verifyAccessToken("not-a-token", secret)).toBeNull();
   });
+
+  it("a token accepted before is refused once it expires, and never under another secret", async () => {
+    const token = jwt.sign({ sub: "usr_2", exp: Math.floor(Date.now() / 1000) + 1 }, secret);
+    expect(verifyAccessToken(token, secret)).toEqual({ id: "usr_2" });
+    expect(verifyAccessToken(token, "another-secret")).toBeNull();
+    expect(verifyAccessToken(token, secret)).toEqual({ id: "usr_2" });
+    await new Promise(r => setTimeout(r, 2100));
+    expect(verifyAccessToken(token, secret)).toBeNull();
+  });
 });
