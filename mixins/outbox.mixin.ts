@@ -5,9 +5,10 @@ import type { DomainEvent } from "../lib/events";
 /**
  * Transactional outbox (DESIGN rule 2). A write model stores each event in its own
  * `outbox` collection before it acknowledges the change; this relay publishes the
- * entries with `broker.sendToChannel(type, event)` and marks them sent. It runs right
- * after writes (coalesced) and on a timer, and re-sends whatever a crash left unsent:
- * delivery is at least once, and consumers dedupe by `eventId`.
+ * entries with `broker.sendToChannel(type, event)` and then deletes them, so the
+ * collection holds only what is still to send (small, and cheap to sweep). It runs
+ * right after writes (coalesced) and on a timer, and re-sends whatever a crash left
+ * unsent: delivery is at least once, and consumers dedupe by `eventId`.
  *
  * Use: add `...OUTBOX_COLLECTION` to the service's DbMixin collections, mix this in,
  * call `outboxWrite(events)` where the change is saved, and `outboxStart()` at the end
@@ -19,13 +20,13 @@ export interface OutboxDoc extends Doc {
   _id: string;
   type: string;
   event: DomainEvent;
-  sent: boolean;
-  /** ms since epoch; orders the sweep and ages out sent entries. */
+  /** ms since epoch, when it was written. */
   at: number;
 }
 
+/** Only unsent entries are kept, so no index but `_id` is worth its upkeep. */
 export const OUTBOX_COLLECTION: Record<string, CollectionSpec> = {
-  outbox: { indexes: ["sent", "at"] },
+  outbox: {},
 };
 
 export interface OutboxOptions {
@@ -33,13 +34,12 @@ export interface OutboxOptions {
   intervalMs?: number;
   /** Entries published per round. */
   batchSize?: number;
-  /** How long sent entries are kept, for inspection and late duplicate checks (ms). */
-  keepSentMs?: number;
 }
 
 export interface OutboxStats {
+  /** Entries written and not yet published. */
   unsent: number;
-  sent: number;
+  /** Entries this process published since it started. */
   published: number;
 }
 
@@ -49,6 +49,7 @@ export interface OutboxMethods {
   outboxSweep(): Promise<number>;
   outboxStart(): Promise<void>;
   outboxStats(): Promise<OutboxStats>;
+  /** Whether the event is written and not yet published. */
   outboxHas(eventId: string): Promise<boolean>;
 }
 
@@ -100,17 +101,16 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
   const opts: Required<OutboxOptions> = {
     intervalMs: options.intervalMs ?? 1000,
     batchSize: options.batchSize ?? 500,
-    keepSentMs: options.keepSentMs ?? 60 * 60 * 1000,
   };
 
   const streams = new Set<string>();
 
-  /** Publishes `docs`; the ones that went out are marked sent in one write. */
-  async function publish(self: OutboxThis, docs: OutboxDoc[]): Promise<void> {
+  /** Publishes `docs`; the ones that went out are deleted in one write. Resolves to how many. */
+  async function publish(self: OutboxThis, docs: OutboxDoc[]): Promise<number> {
     const broker = self.broker as Publisher;
     // Before the broker has connected its channel adapter (our `started` runs first), or
     // after it began to disconnect, a publish would fail or be dropped: the sweep retries.
-    if (docs.length === 0 || broker.channelAdapter?.connected === false) return;
+    if (docs.length === 0 || broker.channelAdapter?.connected === false) return 0;
     for (const type of new Set(docs.map(d => d.type))) await ensureStream(broker, type, streams);
     const results = await Promise.allSettled(docs.map(d => broker.sendToChannel(d.type, d.event)));
     const ok = docs.filter((_, i) => results[i].status === "fulfilled").map(d => d._id);
@@ -123,9 +123,10 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
       );
     }
     if (ok.length > 0) {
-      await self.store<OutboxDoc>("outbox").update({ _id: { $in: ok } }, { $set: { sent: true } });
+      await self.store<OutboxDoc>("outbox").remove({ _id: { $in: ok } });
       self.outbox.published += ok.length;
     }
+    return ok.length;
   }
 
   const schema: Partial<ServiceSchema<ServiceSettingSchema, OutboxMethods, OutboxVars>> = {
@@ -134,7 +135,7 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
         const store = this.store<OutboxDoc>("outbox");
         const at = Date.now();
         for (const event of events) {
-          const doc: OutboxDoc = { _id: event.eventId, type: event.type, event, sent: false, at };
+          const doc: OutboxDoc = { _id: event.eventId, type: event.type, event, at };
           try {
             await store.insert(doc);
           } catch (err) {
@@ -184,12 +185,12 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
       /** Publishes unsent entries found in the database (after a crash, or a failed publish). */
       async outboxSweep(this: OutboxThis) {
         const store = this.store<OutboxDoc>("outbox");
-        const docs = (
-          await store.find({ sent: false }, { sort: { at: 1 }, limit: opts.batchSize })
-        ).filter(d => !this.outbox.queued.has(d._id));
-        await publish(this, docs);
-        await store.remove({ sent: true, at: { $lt: Date.now() - opts.keepSentMs } });
-        return docs.length;
+        // In no particular order: channels do not order events across a sweep anyway.
+        const found = await store.find({}, { limit: opts.batchSize });
+        return publish(
+          this,
+          found.filter(d => !this.outbox.queued.has(d._id)),
+        );
       },
 
       async outboxStart(this: OutboxThis) {
@@ -197,7 +198,7 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
         const tick = async () => {
           box.timer = null;
           try {
-            // Drain a backlog in rounds, then wait for the next interval.
+            // Drain a backlog in full rounds while they go out, then wait for the next interval.
             while ((await this.outboxSweep()) === opts.batchSize && !box.stopping);
           } catch (err) {
             this.logger.warn({ err }, "Outbox sweep failed");
@@ -209,12 +210,8 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
       },
 
       async outboxStats(this: OutboxThis) {
-        const store = this.store<OutboxDoc>("outbox");
-        const [unsent, sent] = await Promise.all([
-          store.count({ sent: false }),
-          store.count({ sent: true }),
-        ]);
-        return { unsent, sent, published: this.outbox.published };
+        const unsent = await this.store<OutboxDoc>("outbox").count({});
+        return { unsent, published: this.outbox.published };
       },
 
       async outboxHas(this: OutboxThis, eventId: string) {

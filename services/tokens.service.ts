@@ -102,7 +102,9 @@ interface TokensVars {
   inflight: Map<string, { fp: string; done: Promise<TransferRecord> }>;
   /** Journal ids this process is applying now. */
   running: Set<string>;
-  /** Journal ids that are complete: their markers may go. */
+  /** Journal ids whose event is in the outbox and whose `done` is not written yet. */
+  completing: Set<string>;
+  /** Journal ids whose `done` is written: their markers may go. */
   settled: Map<string, true>;
   doneQueue: string[];
   doneFlush: Promise<void> | null;
@@ -759,7 +761,7 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
       }
       // Markers left by a previous run (or another replica): ask the journal. A
       // pending entry's markers stay: recovery needs them.
-      const foreign = unknown.filter(jid => !this.running.has(jid));
+      const foreign = unknown.filter(jid => !this.running.has(jid) && !this.completing.has(jid));
       if (foreign.length > 0) {
         const docs = await this.store<JournalDoc>("journal").find({
           _id: { $in: foreign },
@@ -862,8 +864,15 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
       const local = this.inflight.get(req.key);
       if (local) return local.done;
       if (j.state === "failed" && j.error) throw businessError(j.error.type, j.error.message);
-      if (j.state === "done" || (await this.outboxHas(`${TOKEN_EVENTS.transferred}:${j._id}`)))
+      if (
+        j.state === "done" ||
+        this.completing.has(j._id) ||
+        (await this.outboxHas(`${TOKEN_EVENTS.transferred}:${j._id}`))
+      )
         return toTransferRecord(j);
+      // Its `done` may have been written since `j` was read (and its event published).
+      const now = await this.store<JournalDoc>("journal").findOne({ _id: j._id });
+      if (now?.state === "done") return toTransferRecord(now);
       throw conflict("A transfer with this idempotency key is in progress");
     },
 
@@ -930,11 +939,12 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
 
     /**
      * The transfer's event is in the outbox: it is complete. Its journal entry becomes
-     * `done` in a batched write (until then the outbox entry proves it), and its markers
-     * go with the next write of each balance.
+     * `done` in a batched write; only then may its markers go (with the next write of
+     * each balance), since until then they are what recovery goes by: the outbox entry
+     * itself is deleted once published.
      */
     settle(journalId: string): void {
-      boundedSet(this.settled, journalId, true);
+      this.completing.add(journalId);
       this.doneQueue.push(journalId);
       if (!this.doneFlush) {
         this.doneFlush = new Promise<void>(resolve => setImmediate(resolve)).then(() =>
@@ -947,13 +957,18 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
       try {
         while (this.doneQueue.length > 0) {
           const ids = this.doneQueue.splice(0, 1000);
-          await this.store<JournalDoc>("journal").update(
-            { _id: { $in: ids }, state: "pending" },
-            { $set: { state: "done" } },
-          );
+          try {
+            await this.store<JournalDoc>("journal").update(
+              { _id: { $in: ids }, state: "pending" },
+              { $set: { state: "done" } },
+            );
+            for (const id of ids) boundedSet(this.settled, id, true);
+          } finally {
+            for (const id of ids) this.completing.delete(id);
+          }
         }
       } catch (err) {
-        // Recovery marks them done later from their outbox entries.
+        // Still pending, markers kept: recovery completes them again (consumers dedupe).
         this.logger.warn({ err }, "Marking journal entries done failed");
       } finally {
         this.doneFlush = null;
@@ -1028,6 +1043,7 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
     this.accountCache = new Map();
     this.inflight = new Map();
     this.running = new Set();
+    this.completing = new Set();
     this.settled = new Map();
     this.doneQueue = [];
     this.doneFlush = null;
