@@ -7,6 +7,7 @@ import {
   type Doc,
 } from "../mixins/db.mixin";
 import { envInt } from "../lib/env";
+import { KeyedBatcher } from "../lib/batcher";
 import {
   ANALYTICS_RULES,
   COUNTER_NAMES,
@@ -32,6 +33,10 @@ import {
  * dies, its redelivery can tell for each document whether the change is already in:
  * the eventId is in `pending`, or in `applied`. `pending` only ever holds events in
  * flight, so it stays small.
+ *
+ * Every event changes the global document, so events are applied in batches (one
+ * compare-and-set per document for all the events that arrived meanwhile), with many
+ * delivered at once (ANALYTICS_IN_FLIGHT); counting does not depend on their order.
  */
 
 interface CounterDoc extends Doc {
@@ -59,19 +64,33 @@ interface Target {
   change(doc: CounterDoc): Record<string, unknown>;
 }
 
-interface AnalyticsMethods {
-  consume(channel: string, raw: unknown): Promise<void>;
-  targets(delta: CounterDelta): Target[];
-  applyOnce(target: Target, eventId: string): Promise<void>;
+/** An event as analytics keeps it while its batch is applied. */
+interface Incoming {
+  channel: string;
+  eventId: string;
+  targets: Target[];
 }
 
-type AnalyticsThis = Service & AnalyticsMethods & DbMethods & DbVars;
+interface AnalyticsMethods {
+  consume(channel: string, raw: unknown): Promise<void>;
+  applyBatch(events: Incoming[]): Promise<void>;
+  targets(delta: CounterDelta): Target[];
+  applyOnce(id: string, changes: Array<{ eventId: string; target: Target }>): Promise<void>;
+}
+
+interface AnalyticsVars {
+  batches: KeyedBatcher<Incoming>;
+}
+
+type AnalyticsThis = Service & AnalyticsMethods & AnalyticsVars & DbMethods & DbVars;
 
 const GLOBAL_ID = "global";
 /** Seconds a summary may be served from cache (0: never cached). */
 const cacheTtl = envInt("ANALYTICS_CACHE_TTL", 2);
 /** Compare-and-set attempts before giving up (the message is then redelivered). */
 const MAX_CAS_ATTEMPTS = 50;
+/** Events of a channel handled at once; they meet in batches (see applyBatch). */
+const inFlight = envInt("ANALYTICS_IN_FLIGHT", 200);
 
 /** Adding a counted channel is one entry in ANALYTICS_RULES; this follows from it. */
 const channels: ChannelSchemas<AnalyticsThis> = Object.fromEntries(
@@ -80,6 +99,7 @@ const channels: ChannelSchemas<AnalyticsThis> = Object.fromEntries(
     {
       group: "analytics",
       nats: FROM_THE_START,
+      maxInFlight: inFlight,
       async handler(this: AnalyticsThis, ctx: Context<unknown>) {
         await this.consume(channel, ctx.params);
       },
@@ -90,7 +110,7 @@ const channels: ChannelSchemas<AnalyticsThis> = Object.fromEntries(
 const AnalyticsService: ServiceSchema<
   Record<string, never>,
   AnalyticsMethods & DbMethods,
-  DbVars
+  DbVars & AnalyticsVars
 > & {
   channels: ChannelSchemas<AnalyticsThis>;
 } = {
@@ -98,6 +118,10 @@ const AnalyticsService: ServiceSchema<
   mixins: [DbMixin({ counters: { indexes: ["kind"] }, applied: {} })],
 
   channels,
+
+  created() {
+    this.batches = new KeyedBatcher(async (_key, events) => this.applyBatch(events));
+  },
 
   actions: {
     summary: {
@@ -128,28 +152,54 @@ const AnalyticsService: ServiceSchema<
         this.logger.error({ channel }, "Malformed event skipped");
         return;
       }
-      const { eventId } = raw;
       const targets = this.targets(rule(raw.data));
+      await this.batches.submit(GLOBAL_ID, { channel, eventId: raw.eventId, targets });
+    },
+
+    /** Events that arrived together: each counter document changes once for all of them. */
+    async applyBatch(events: Incoming[]): Promise<void> {
       const applied = this.store<AppliedDoc>("applied");
       const counters = this.store<CounterDoc>("counters");
+      // One per eventId: a redelivery may share a batch with its first delivery.
+      const byId = new Map(events.map(e => [e.eventId, e]));
+      const seen = new Set(
+        (await applied.find({ _id: { $in: [...byId.keys()] } })).map(d => d._id),
+      );
+      if (seen.size > 0) this.logger.debug({ count: seen.size }, "Duplicate events skipped");
+      const fresh = [...byId.values()].filter(e => !seen.has(e.eventId));
 
-      if (!(await applied.findOne({ _id: eventId }))) {
-        for (const t of targets) await this.applyOnce(t, eventId);
-        try {
-          await applied.insert({
-            _id: eventId,
-            type: channel,
-            appliedAt: new Date().toISOString(),
-          });
-        } catch (err) {
-          if (!(err instanceof DuplicateKeyError)) throw err;
+      const changes = new Map<string, Array<{ eventId: string; target: Target }>>();
+      for (const e of fresh) {
+        for (const target of e.targets) {
+          const list = changes.get(target.id) ?? [];
+          list.push({ eventId: e.eventId, target });
+          changes.set(target.id, list);
         }
-      } else {
-        this.logger.debug({ eventId, channel }, "Duplicate event skipped");
       }
-      // Also on a duplicate: an earlier attempt may have died between `applied` and here.
-      for (const t of targets)
-        await counters.update({ _id: t.id }, { $pull: { pending: eventId } });
+      await Promise.all([...changes].map(([id, list]) => this.applyOnce(id, list)));
+      await Promise.all(
+        fresh.map(async e => {
+          try {
+            await applied.insert({
+              _id: e.eventId,
+              type: e.channel,
+              appliedAt: new Date().toISOString(),
+            });
+          } catch (err) {
+            if (!(err instanceof DuplicateKeyError)) throw err;
+          }
+        }),
+      );
+      // Also for duplicates: an earlier attempt may have died between `applied` and here.
+      const pulls = new Map<string, string[]>();
+      for (const e of byId.values()) {
+        for (const t of e.targets) pulls.set(t.id, [...(pulls.get(t.id) ?? []), e.eventId]);
+      }
+      await Promise.all(
+        [...pulls].map(([id, ids]) =>
+          counters.update({ _id: id }, { $pull: { pending: { $in: ids } } }),
+        ),
+      );
     },
 
     targets(delta: CounterDelta): Target[] {
@@ -186,29 +236,50 @@ const AnalyticsService: ServiceSchema<
       return out;
     },
 
-    async applyOnce(target: Target, eventId: string): Promise<void> {
+    /** The changes of several events to one document, in one compare-and-set. */
+    async applyOnce(
+      id: string,
+      changes: Array<{ eventId: string; target: Target }>,
+    ): Promise<void> {
       const counters = this.store<CounterDoc>("counters");
       const applied = this.store<AppliedDoc>("applied");
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const doc = await counters.findOne({ _id: target.id });
+        const doc = await counters.findOne({ _id: id });
         if (!doc) {
           try {
-            await counters.insert(target.init());
+            await counters.insert(changes[0].target.init());
           } catch (err) {
             if (!(err instanceof DuplicateKeyError)) throw err;
           }
           continue;
         }
-        if (doc.pending.includes(eventId)) return; // an earlier attempt got this far
-        // A concurrent delivery of the same event may have finished and pulled it already.
-        if (await applied.findOne({ _id: eventId })) return;
+        // Already in: an earlier attempt got this far with them.
+        const pending = new Set(doc.pending);
+        let todo = changes.filter(c => !pending.has(c.eventId));
+        if (todo.length === 0) return;
+        // A concurrent delivery of the same events may have finished and pulled them already.
+        const finished = new Set(
+          (await applied.find({ _id: { $in: todo.map(c => c.eventId) } })).map(d => d._id),
+        );
+        todo = todo.filter(c => !finished.has(c.eventId));
+        if (todo.length === 0) return;
+        let next: CounterDoc = doc;
+        let set: Record<string, unknown> = {};
+        for (const c of todo) {
+          const changed = c.target.change(next);
+          set = { ...set, ...changed };
+          next = { ...next, ...changed } as CounterDoc;
+        }
         const done = await counters.updateOne(
-          { _id: target.id, rev: doc.rev },
-          { $set: { ...target.change(doc), rev: doc.rev + 1 }, $push: { pending: eventId } },
+          { _id: id, rev: doc.rev },
+          {
+            $set: { ...set, rev: doc.rev + 1 },
+            $push: { pending: { $each: todo.map(c => c.eventId) } },
+          },
         );
         if (done) return;
       }
-      throw new Error(`Counter ${target.id} is too contended; the event will be redelivered`);
+      throw new Error(`Counter ${id} is too contended; the event will be redelivered`);
     },
   },
 };

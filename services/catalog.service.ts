@@ -7,6 +7,7 @@ import {
   type Doc,
 } from "../mixins/db.mixin";
 import { envInt, envStr } from "../lib/env";
+import { KeyedBatcher } from "../lib/batcher";
 import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
 import { notFound } from "../lib/errors";
 import {
@@ -68,6 +69,12 @@ import {
  *
  * A view may exist before tokens.created (a transfer overtook it): such a placeholder
  * collects stats but is not visible until the token itself arrives.
+ *
+ * Transfers are many and all land on their token's view, so they are taken many at a
+ * time (CATALOG_TRANSFERS_IN_FLIGHT) and applied per token in batches: one pass of the
+ * steps above for all the transfers that arrived meanwhile. One by one, the view fell
+ * behind the ledger under load. A transfer's row in `transfers` is what marks it
+ * counted, in a batch as alone.
  */
 
 export interface ViewDoc extends Doc, Partial<ViewTokenFields>, ViewStats {
@@ -105,10 +112,12 @@ interface CatalogSettings {
 
 interface CatalogMethods {
   consume(channel: string, event: unknown): Promise<void>;
+  applyTransfers(tokenId: string, events: Array<DomainEvent<TokenTransferred>>): Promise<void>;
+  markApplied(events: Array<DomainEvent<unknown>>, channel: string): Promise<void>;
   ensureView(tokenId: string): Promise<void>;
   setToken(tokenId: string, token: Token, at: string, onlyIfNew: boolean): Promise<void>;
   applyBalances(tokenId: string, balances: BalanceAfter[]): Promise<void>;
-  settleStats(tokenId: string, transferId: string | undefined, accounts: string[]): Promise<void>;
+  settleStats(tokenId: string, transferIds: string[], accounts: string[]): Promise<void>;
   commitStatsKey(tokenId: string, key: string): Promise<void>;
   upgradeStats(): Promise<void>;
   cleanCache(tokenIds: string[]): Promise<void>;
@@ -116,6 +125,8 @@ interface CatalogMethods {
 }
 
 interface CatalogVars {
+  /** tokens.transferred events, applied per token in batches. */
+  transferBatches: KeyedBatcher<DomainEvent<TokenTransferred>>;
   /** Delayed re-cleans, one per clean. */
   cleanTimers: Set<NodeJS.Timeout>;
   /** Tokens changed since the last clean of the list entries. */
@@ -153,6 +164,12 @@ const recleanMs = envInt("CATALOG_RECLEAN_MS", 250);
 const cleanWindowMs = envInt("CATALOG_CLEAN_WINDOW_MS", 100);
 /** Stats compare-and-set rounds before giving up (the event is then redelivered). */
 const MAX_STATS_ROUNDS = 50;
+/**
+ * Transfers handled at once: they are batched per token (see applyTransfers), which
+ * only helps when several are delivered before the first is acknowledged. The view is
+ * order-independent, so this costs nothing in correctness.
+ */
+const transfersInFlight = envInt("CATALOG_TRANSFERS_IN_FLIGHT", 200);
 
 /** Our own key for one token, so an event can clean exactly that entry. */
 const getCacheKey = (id: string): string => `catalog.get:${id}`;
@@ -171,6 +188,7 @@ const channels: ChannelSchemas<CatalogThis> = Object.fromEntries(
     {
       group,
       nats: FROM_THE_START,
+      ...(channel === TOKEN_EVENTS.transferred ? { maxInFlight: transfersInFlight } : {}),
       async handler(this: CatalogThis, ctx: Context<unknown>) {
         await this.consume(channel, ctx.params);
       },
@@ -293,6 +311,11 @@ const CatalogService: ServiceSchema<
         return;
       }
       const event = raw as DomainEvent<unknown>;
+      if (channel === TOKEN_EVENTS.transferred) {
+        const data = event.data as TokenTransferred;
+        await this.transferBatches.submit(data.tokenId, event as DomainEvent<TokenTransferred>);
+        return;
+      }
       const applied = this.store<AppliedDoc>("applied");
       if (await applied.findOne({ _id: event.eventId })) {
         this.logger.debug({ eventId: event.eventId, channel }, "Duplicate event skipped");
@@ -311,21 +334,7 @@ const CatalogService: ServiceSchema<
           await this.applyBalances(tokenId, balances);
           await this.settleStats(
             tokenId,
-            undefined,
-            balances.map(b => b.account),
-          );
-          break;
-        }
-        case TOKEN_EVENTS.transferred: {
-          const data = event.data as TokenTransferred;
-          tokenId = data.tokenId;
-          await this.ensureView(tokenId);
-          const balances = data.balances ?? [];
-          await this.applyBalances(tokenId, balances);
-          // The transfer row is written by settleStats, as the mark that it is counted.
-          await this.settleStats(
-            tokenId,
-            data.transferId,
+            [],
             balances.map(b => b.account),
           );
           break;
@@ -351,16 +360,59 @@ const CatalogService: ServiceSchema<
           return;
       }
 
-      try {
-        await applied.insert({
-          _id: event.eventId,
-          type: channel,
-          appliedAt: new Date().toISOString(),
-        });
-      } catch (err) {
-        if (!(err instanceof DuplicateKeyError)) throw err;
-      }
+      await this.markApplied([event], channel);
       await this.broker.broadcast("catalog.changed", { tokenIds: [tokenId] });
+    },
+
+    /**
+     * The transfers of one token that arrived together: one pass over the view for all
+     * of them. Each balance takes the newest version among them (what applying them one
+     * by one would leave), and the stats count every transfer not counted yet.
+     */
+    async applyTransfers(
+      tokenId: string,
+      events: Array<DomainEvent<TokenTransferred>>,
+    ): Promise<void> {
+      const byId = new Map(events.map(e => [e.eventId, e]));
+      const seen = await this.store<AppliedDoc>("applied").find({ _id: { $in: [...byId.keys()] } });
+      for (const d of seen) byId.delete(d._id);
+      if (byId.size === 0) {
+        this.logger.debug({ tokenId, count: events.length }, "Duplicate events skipped");
+        return;
+      }
+      const fresh = [...byId.values()];
+      await this.ensureView(tokenId);
+      const newest = new Map<string, BalanceAfter>();
+      for (const e of fresh) {
+        for (const b of e.data.balances ?? []) {
+          const cur = newest.get(b.account);
+          if (!cur || b.version > cur.version) newest.set(b.account, b);
+        }
+      }
+      await this.applyBalances(tokenId, [...newest.values()]);
+      // The transfer rows are written by settleStats, as the mark that they are counted.
+      await this.settleStats(
+        tokenId,
+        fresh.map(e => e.data.transferId),
+        [...newest.keys()],
+      );
+      await this.markApplied(fresh, TOKEN_EVENTS.transferred);
+      await this.broker.broadcast("catalog.changed", { tokenIds: [tokenId] });
+    },
+
+    /** Remembers the events as applied, so a redelivery is skipped without any work. */
+    async markApplied(events: Array<DomainEvent<unknown>>, channel: string): Promise<void> {
+      const applied = this.store<AppliedDoc>("applied");
+      const appliedAt = new Date().toISOString();
+      await Promise.all(
+        events.map(async e => {
+          try {
+            await applied.insert({ _id: e.eventId, type: channel, appliedAt });
+          } catch (err) {
+            if (!(err instanceof DuplicateKeyError)) throw err;
+          }
+        }),
+      );
     },
 
     async ensureView(tokenId: string): Promise<void> {
@@ -393,41 +445,41 @@ const CatalogService: ServiceSchema<
 
     async applyBalances(tokenId: string, balances: BalanceAfter[]): Promise<void> {
       const store = this.store<BalanceDoc>("balances");
-      for (const b of balances) {
-        const _id = `${tokenId}/${b.account}`;
-        const cas = () =>
-          store.updateOne(
-            { _id, version: { $lt: b.version } },
-            { $set: { amount: b.amount, version: b.version } },
-          );
-        if (await cas()) continue;
-        try {
-          await store.insert({
-            _id,
-            tokenId,
-            account: b.account,
-            amount: b.amount,
-            version: b.version,
-            flips: 0,
-          });
-        } catch (err) {
-          if (!(err instanceof DuplicateKeyError)) throw err;
-          // It exists: either at a newer version (nothing to do) or inserted just now.
-          await cas();
-        }
-      }
+      // Different documents: side by side, so their writes share one trip to the disk.
+      await Promise.all(
+        balances.map(async b => {
+          const _id = `${tokenId}/${b.account}`;
+          const cas = () =>
+            store.updateOne(
+              { _id, version: { $lt: b.version } },
+              { $set: { amount: b.amount, version: b.version } },
+            );
+          if (await cas()) return;
+          try {
+            await store.insert({
+              _id,
+              tokenId,
+              account: b.account,
+              amount: b.amount,
+              version: b.version,
+              flips: 0,
+            });
+          } catch (err) {
+            if (!(err instanceof DuplicateKeyError)) throw err;
+            // It exists: either at a newer version (nothing to do) or inserted just now.
+            await cas();
+          }
+        }),
+      );
     },
 
     /**
-     * Brings the view's stats up to date with this event's transfer and balances (and
-     * finishes any change left pending by an earlier handler): steps 1–3 in the header.
-     * O(1) reads and writes by primary key, whatever the token's history.
+     * Brings the view's stats up to date with these transfers and balances (and finishes
+     * any change left pending by an earlier handler): steps 1–3 in the header. Reads and
+     * writes by primary key, as many as the transfers and accounts, whatever the token's
+     * history.
      */
-    async settleStats(
-      tokenId: string,
-      transferId: string | undefined,
-      accounts: string[],
-    ): Promise<void> {
+    async settleStats(tokenId: string, transferIds: string[], accounts: string[]): Promise<void> {
       const views = this.store<ViewDoc>("views");
       const balances = this.store<BalanceDoc>("balances");
       for (let round = 0; round < MAX_STATS_ROUNDS; round++) {
@@ -440,26 +492,33 @@ const CatalogService: ServiceSchema<
         const fresh: string[] = [];
         let transfers = 0;
         let holders = 0;
-        if (
-          transferId !== undefined &&
-          !pending.has(transferKey(transferId)) &&
-          !(await this.store<TransferDoc>("transfers").findOne({ _id: transferId }))
-        ) {
-          fresh.push(transferKey(transferId));
-          transfers++;
+        const uncounted = [...new Set(transferIds)].filter(id => !pending.has(transferKey(id)));
+        if (uncounted.length > 0) {
+          const rows = await this.store<TransferDoc>("transfers").find({
+            _id: { $in: uncounted },
+          });
+          const counted = new Set(rows.map(r => r._id));
+          for (const id of uncounted) {
+            if (counted.has(id)) continue;
+            fresh.push(transferKey(id));
+            transfers++;
+          }
         }
         const checked = new Set(accounts);
         for (const key of pending) {
           const k = parseStatsKey(key);
           if (k?.kind === "holder") checked.add(k.account);
         }
-        for (const account of checked) {
-          const b = await balances.findOne({ _id: `${tokenId}/${account}` });
+        const found = await Promise.all(
+          [...checked].map(account => balances.findOne({ _id: `${tokenId}/${account}` })),
+        );
+        [...checked].forEach((account, i) => {
+          const b = found[i];
           const flip = b && holderFlip(b.amount, b.flips ?? 0);
-          if (!flip || pending.has(holderKey(account, flip.flip))) continue;
+          if (!flip || pending.has(holderKey(account, flip.flip))) return;
           fresh.push(holderKey(account, flip.flip));
           holders += flip.delta;
-        }
+        });
 
         if (fresh.length > 0) {
           const applied = await views.updateOne(
@@ -481,11 +540,12 @@ const CatalogService: ServiceSchema<
 
         const keys = [...pending, ...fresh];
         if (keys.length === 0) return;
-        for (const key of keys) await this.commitStatsKey(tokenId, key);
+        // Each key is its own document (a transfer row, one account's flips): side by side.
+        await Promise.all(keys.map(key => this.commitStatsKey(tokenId, key)));
         await views.updateOne({ _id: tokenId }, { $pull: { pending: { $in: keys } } });
         // A balance may have changed again while its flip was on its way: look once more.
         if (!keys.some(k => parseStatsKey(k)?.kind === "holder")) return;
-        transferId = undefined;
+        transferIds = [];
       }
       throw new Error(`Stats of ${tokenId} are too contended; the event will be redelivered`);
     },
@@ -542,7 +602,7 @@ const CatalogService: ServiceSchema<
         this.logger.info({ views: old.length }, "Catalog stats upgraded to incremental");
       }
       for (const v of await views.find({ "pending.0": { $exists: true } }))
-        await this.settleStats(v._id, undefined, []);
+        await this.settleStats(v._id, [], []);
     },
 
     /**
@@ -592,6 +652,9 @@ const CatalogService: ServiceSchema<
   },
 
   created() {
+    this.transferBatches = new KeyedBatcher((tokenId, events) =>
+      this.applyTransfers(tokenId, events),
+    );
     this.cleanTimers = new Set();
     this.cleanIds = new Set();
     this.cleanTimer = null;
