@@ -181,10 +181,26 @@ describe("NeDB files keep what was acknowledged", () => {
         ),
       ]);
       await a.items.remove({ _id: "r199" });
+      // Plain JSON and NeDB's own encoding (Dates) must read back alike.
+      const at = new Date("2026-01-02T03:04:05.678Z");
+      const nested = { list: [1, "two", null, { deep: [true] }], text: 'quote " and \\ and \n' };
+      await a.items.insert({ _id: "json", key: "json", n: 1, version: 0, ...nested });
+      await a.items.insert({ _id: "date", key: "date", n: 2, version: 0, at, nested });
       await a.broker.stop();
 
       const b = await start();
-      expect(await b.items.count({})).toBe(199);
+      expect(await b.items.findOne({ _id: "json" })).toEqual({
+        _id: "json",
+        key: "json",
+        n: 1,
+        version: 0,
+        ...nested,
+      });
+      const dated = await b.items.findOne({ _id: "date" });
+      expect(dated?.at).toBeInstanceOf(Date);
+      expect((dated?.at as Date).toISOString()).toBe(at.toISOString());
+      expect(dated?.nested).toEqual(nested);
+      expect(await b.items.count({})).toBe(201);
       expect(await b.items.count({ version: 1 })).toBe(50);
       expect((await b.items.findOne({ _id: "r49" }))?.n).toBe(49);
       await expect(
