@@ -540,6 +540,18 @@ const TokensService: ServiceSchema<TokensSettings, Methods, DbVars & TokensVars>
     },
   },
 
+  events: {
+    /** A wallet was linked or unlinked: addresses resolved to this user may be stale. */
+    "users.walletsChanged": {
+      params: { userId: { type: "string", min: 1, max: 64 } },
+      handler(ctx: Context<{ userId: string }>) {
+        for (const [account, hit] of this.accountCache) {
+          if (hit.id === ctx.params.userId && account !== hit.id) this.accountCache.delete(account);
+        }
+      },
+    },
+  },
+
   methods: {
     requireUserId(ctx: Context<unknown, Meta>): string {
       const id = ctx.meta.user?.id;

@@ -444,11 +444,16 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       throw conflict("Wallet is being linked or unlinked; try again");
     },
 
-    /** Profiles show wallets, and resolveAccount answers by address in any case: drop both caches. */
+    /**
+     * Profiles show wallets, and resolveAccount answers by address in any case: drop both
+     * caches, and tell the services that keep resolved addresses of their own (tokens).
+     * A node that misses the broadcast still drops them after its short TTL.
+     */
     async walletsChanged(userId: string): Promise<void> {
       // Cache keys quote string params (users.get:"usr_…"): match around the id.
       await this.broker.cacher?.clean(`users.get:*${userId}*`);
       await this.broker.cacher?.clean("users.resolveAccount:**");
+      await this.broker.broadcast("users.walletsChanged", { userId });
     },
   },
 };

@@ -504,6 +504,32 @@ describe("wallets: tokens take a linked address as an account", () => {
     );
   });
 
+  it("stops crediting an address as soon as its owner unlinks it", async () => {
+    const alice = await registerUser(p.client, "payer");
+    const bob = await registerUser(p.client, "first-owner");
+    const carol = await registerUser(p.client, "next-owner");
+    const wallet = Wallet.createRandom();
+    await linkWallet(p, bob, wallet);
+    const token = await createToken(p.client, alice.token, { initialSupply: "1000" });
+    const pay = () =>
+      p.client.post<{ to: string } & ErrorBody>(
+        `/api/tokens/${token.id}/transfers`,
+        { to: wallet.address, amount: "10" },
+        { token: alice.token },
+      );
+    expect((await pay()).body.to).toBe(bob.id); // tokens now knows the address as Bob's
+
+    expect((await unlink(p, bob, wallet.address)).status).toBe(200);
+    const after = await pay();
+    expect(after.status).toBe(404);
+    expect(after.body.error.type).toBe("NOT_FOUND");
+
+    await linkWallet(p, carol, wallet);
+    expect((await pay()).body.to).toBe(carol.id);
+    expect(await balanceOf(p.client, token.id, bob.id)).toBe("10");
+    expect(await balanceOf(p.client, token.id, carol.id)).toBe("10");
+  });
+
   it("answers 404 for a transfer to an address nobody linked", async () => {
     const alice = await registerUser(p.client, "sender2");
     const token = await createToken(p.client, alice.token, { initialSupply: "1000" });
