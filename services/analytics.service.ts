@@ -193,7 +193,11 @@ const AnalyticsService: ServiceSchema<
       // Also for duplicates: an earlier attempt may have died between `applied` and here.
       const pulls = new Map<string, string[]>();
       for (const e of byId.values()) {
-        for (const t of e.targets) pulls.set(t.id, [...(pulls.get(t.id) ?? []), e.eventId]);
+        for (const t of e.targets) {
+          const ids = pulls.get(t.id) ?? [];
+          ids.push(e.eventId);
+          pulls.set(t.id, ids);
+        }
       }
       await Promise.all(
         [...pulls].map(([id, ids]) =>
