@@ -34,3 +34,11 @@ export const conflict = (message: string, data?: unknown): ClientError =>
 /** A business rule refused the request (INSUFFICIENT_FUNDS, SUPPLY_EXCEEDED, …). */
 export const businessError = (type: string, message: string, data?: unknown): ClientError =>
   new ClientError(message, 422, type, data);
+
+/**
+ * Whether an error from another service's action says "no such thing": our NOT_FOUND
+ * type only. Moleculer's ServiceNotFoundError also has code 404, but means the service is
+ * unreachable, which must not look like absence.
+ */
+export const isNotFound = (err: unknown): boolean =>
+  (err as { type?: unknown } | null)?.type === "NOT_FOUND";

@@ -1,5 +1,6 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DuplicateKeyError, type CollectionSpec, type DbMethods, type Doc } from "./db.mixin";
+import type { DbMethods } from "./db.mixin";
+import { DuplicateKeyError, type CollectionSpec, type Doc } from "../lib/store";
 import type { DomainEvent } from "../lib/events";
 
 /**

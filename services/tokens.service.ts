@@ -1,11 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
-import {
-  DbMixin,
-  DuplicateKeyError,
-  type DbMethods,
-  type DbVars,
-  type Doc,
-} from "../mixins/db.mixin";
+import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { DuplicateKeyError, type Doc } from "../lib/store";
 import {
   OUTBOX_COLLECTION,
   OutboxMixin,

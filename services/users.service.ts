@@ -1,11 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
-import {
-  DbMixin,
-  DuplicateKeyError,
-  type DbMethods,
-  type DbVars,
-  type Doc,
-} from "../mixins/db.mixin";
+import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { DuplicateKeyError, type Doc } from "../lib/store";
 import { conflict, notFound, unauthorized } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { envInt, envStr } from "../lib/env";

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DomainEvent } from "../../lib/events";
 import type { CatalogToken } from "../../lib/read-model";
-import type { DbMethods, Doc } from "../../mixins/db.mixin";
+import type { DbMethods } from "../../mixins/db.mixin";
+import type { Doc } from "../../lib/store";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
 import { waitUntil } from "../helpers/cluster";
 import { startPlatform, type Platform } from "../helpers/platform";

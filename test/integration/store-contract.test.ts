@@ -3,14 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  DbMixin,
-  DuplicateKeyError,
-  mongoDbName,
-  type DbThis,
-  type Doc,
-  type Store,
-} from "../../mixins/db.mixin";
+import { DbMixin, type DbThis } from "../../mixins/db.mixin";
+import { DuplicateKeyError, type Doc, type Store } from "../../lib/store";
+import { mongoDbName } from "../../lib/mongo-store";
 
 /**
  * The Store contract every service relies on, run against each backend the env can
