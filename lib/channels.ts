@@ -1,4 +1,6 @@
 import type { ServiceBroker } from "moleculer";
+import type { DomainEvent } from "./events";
+import type { EventPublisher } from "./outbox";
 import type { ChannelsBroker } from "../types/moleculer";
 
 /**
@@ -17,3 +19,28 @@ export function channelsOf(broker: ServiceBroker): ChannelsBroker {
  * it stopped either way.
  */
 export const FROM_THE_START = { consumerOptions: { config: { deliver_policy: "all" } } };
+
+/**
+ * Publishes domain events to the channel named by their type. With JetStream a stream is
+ * made by the first consumer that subscribes; until then a publish has nowhere to go, so
+ * the publisher makes the stream itself (as the adapter names it) and an event nobody
+ * consumes yet waits there instead of blocking the outbox.
+ */
+export function channelPublisher(broker: ServiceBroker): EventPublisher {
+  const channels = channelsOf(broker);
+  const streams = new Set<string>();
+  return {
+    ready: () => channels.channelAdapter?.connected !== false,
+    async publish(type: string, event: DomainEvent): Promise<void> {
+      const adapter = channels.channelAdapter;
+      if (adapter?.createStream && adapter.addPrefixTopic) {
+        const subject = adapter.addPrefixTopic(type);
+        if (!streams.has(subject)) {
+          await adapter.createStream(subject.split(".").join("_"), [subject], {});
+          streams.add(subject);
+        }
+      }
+      await channels.sendToChannel(type, event);
+    },
+  };
+}

@@ -80,3 +80,8 @@ export interface TokenUpdated {
 export interface TokenDeleted {
   tokenId: string;
 }
+
+/** An event of `type` whose id is derived from the change (`id`), so a re-write repeats it. */
+export function domainEvent<T>(type: EventType, id: string, data: T): DomainEvent<T> {
+  return { eventId: `${type}:${id}`, type, occurredAt: new Date().toISOString(), data };
+}

@@ -59,6 +59,17 @@ export interface JournalDoc {
   createdAt: string;
 }
 
+/** What a transfer action asks of the engine: accounts resolved, the key scoped to its caller. */
+export interface TransferRequest {
+  kind: JournalDoc["kind"];
+  tokenId: string;
+  from: string;
+  to: string;
+  amount: string;
+  spender: string | null;
+  key: string;
+}
+
 export interface TransferRecord {
   id: string;
   tokenId: string;

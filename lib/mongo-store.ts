@@ -127,4 +127,3 @@ export function mongoDbName(uri: string, service: string): string {
   const base = new URL(uri).pathname.replace(/^\//, "") || "mintmesh";
   return `${base}-${service}`;
 }
-

@@ -45,7 +45,6 @@ export interface Store<T extends Doc = Doc> {
   close(): Promise<void>;
 }
 
-
 /**
  * Inserts `doc` unless a document with its unique key exists already. True when this
  * call inserted it, false when one was there (a retry, a recovery, or a racing writer):

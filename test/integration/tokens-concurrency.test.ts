@@ -131,9 +131,9 @@ describe("concurrent transfers", () => {
     // A round with an empty queue (two writes scheduled two rounds, the first sent both)
     // once left the relay marked as running forever: nothing was published again.
     const tokens = p.broker.getLocalService("tokens") as unknown as {
-      outboxFlush(): Promise<void>;
+      outbox: { flush(): Promise<void> };
     };
-    await tokens.outboxFlush();
+    await tokens.outbox.flush();
     const before = await p.broker.call<{ published: number }>("tokens.outboxStats");
     await fundedToken();
     const after = await waitUntil(async () => {
@@ -153,9 +153,11 @@ describe("concurrent transfers", () => {
       .default as unknown as ServiceSchema;
     const twin = p.broker.createService({ ...schema, name: "tokens-twin" }) as Service & {
       stores: unknown;
+      buildEngines(): void;
     };
     await p.broker.waitForServices("tokens-twin");
     twin.stores = (p.broker.getLocalService("tokens") as Service & { stores: unknown }).stores;
+    twin.buildEngines();
 
     const token = await fundedToken();
     const planned = plan(11);

@@ -1,0 +1,82 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { BoundedMap } from "../lib/bounded-map";
+import { envInt } from "../lib/env";
+import { ClientError, isNotFound } from "../lib/errors";
+import { defineMixin } from "./define";
+
+/**
+ * Accounts as API.md takes them: a user id, or the 0x address of a wallet linked to a
+ * user, which means that user. Resolved by users.resolveAccount and remembered briefly;
+ * `users.walletsChanged` makes every node forget the addresses of a user at once.
+ */
+
+export interface AccountsSettings extends ServiceSettingSchema {
+  /** How long a resolved account is trusted without asking users again. */
+  accountTtlMs: number;
+}
+
+export interface AccountsMethods {
+  /** The user id behind `account`; 404 naming the request field when there is none. */
+  resolveAccount(ctx: Context, account: string, field: string): Promise<string>;
+  /** The user id behind `account`, or null. */
+  findAccount(ctx: Context, account: string): Promise<string | null>;
+}
+
+interface AccountsVars {
+  accountCache: BoundedMap<string, { id: string; until: number }>;
+}
+
+export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
+  AccountsSettings,
+  AccountsMethods,
+  AccountsVars
+>({
+  settings: { accountTtlMs: envInt("ACCOUNT_TTL_MS", 30_000) },
+
+  events: {
+    /** A wallet was linked or unlinked: addresses resolved to this user may be stale. */
+    "users.walletsChanged": {
+      params: { userId: { type: "string", min: 1, max: 64 } },
+      handler(ctx: Context<{ userId: string }>) {
+        for (const [account, hit] of this.accountCache) {
+          if (hit.id === ctx.params.userId && account !== hit.id) this.accountCache.delete(account);
+        }
+      },
+    },
+  },
+
+  methods: {
+    async resolveAccount(ctx: Context, account: string, field: string): Promise<string> {
+      const id = await this.findAccount(ctx, account);
+      if (!id) {
+        throw new ClientError(`Account '${account}' (${field}) not found`, 404, "NOT_FOUND", [
+          { field, message: "unknown account" },
+        ]);
+      }
+      return id;
+    },
+
+    async findAccount(ctx: Context, account: string): Promise<string | null> {
+      const hit = this.accountCache.get(account);
+      if (hit && hit.until > Date.now()) return hit.id;
+      try {
+        const res = await ctx.call<{ id: string }, { account: string }>("users.resolveAccount", {
+          account,
+        });
+        this.accountCache.set(account, {
+          id: res.id,
+          until: Date.now() + this.settings.accountTtlMs,
+        });
+        return res.id;
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    },
+  } satisfies AccountsMethods &
+    ThisType<AccountsMethods & AccountsVars & { settings: AccountsSettings }>,
+
+  created() {
+    this.accountCache = new BoundedMap(100_000);
+  },
+});
