@@ -1,0 +1,76 @@
+import { openNedbStore } from "../../lib/nedb-store";
+import { Outbox, type OutboxDoc } from "../../lib/outbox";
+import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/token-registry";
+import { TransferEngine, type TransferStores } from "../../lib/transfer-engine";
+import type { DomainEvent } from "../../lib/events";
+import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/ledger";
+import type { Doc, Store } from "../../lib/store";
+
+/**
+ * The tokens write model's engines over real NeDB stores in memory, without a broker:
+ * what a unit test of lib/ builds. `restart()` gives new engine instances over the same
+ * stores, as a process started again on the same database would have.
+ */
+
+export type LedgerStores = TransferStores & TokenStores & { outbox: Store<OutboxDoc> };
+
+export const quiet = { info: () => undefined, warn: () => undefined };
+
+export async function openLedgerStores(): Promise<LedgerStores> {
+  return {
+    tokens: await openNedbStore<TokenDoc>("tokens", { unique: ["symbol"], indexes: ["state"] }),
+    balances: await openNedbStore<BalanceDoc>("balances", { indexes: ["tokenId", "account"] }),
+    allowances: await openNedbStore<AllowanceDoc>("allowances", { indexes: ["tokenId"] }),
+    journal: await openNedbStore<JournalDoc>("journal", { unique: ["key"], indexes: ["state"] }),
+    outbox: await openNedbStore<OutboxDoc>("outbox", {}),
+  };
+}
+
+export interface Ledger {
+  stores: LedgerStores;
+  outbox: Outbox;
+  registry: TokenRegistry;
+  engine: TransferEngine;
+  /** Everything the outbox published, in order. */
+  published: DomainEvent[];
+}
+
+/** Engines over `stores`; the outbox publishes into `published` (the channels' place). */
+export function ledgerOn(stores: LedgerStores): Ledger {
+  const published: DomainEvent[] = [];
+  const outbox = new Outbox(
+    stores.outbox,
+    { ready: () => true, publish: async (_type, event) => void published.push(event) },
+    quiet,
+  );
+  // The registry tells the engine of deleted tokens; the engine asks the registry what is live.
+  const registry = new TokenRegistry(stores, outbox, quiet, id => engine.forgetToken(id));
+  const engine = new TransferEngine(stores, outbox, registry, quiet);
+  return { stores, outbox, registry, engine, published };
+}
+
+/** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
+export function failOnce<T extends Doc, K extends "insert" | "update" | "updateOne" | "remove">(
+  store: Store<T>,
+  method: K,
+  when: (...args: Parameters<Store<T>[K]>) => boolean = () => true,
+): { fired: () => boolean } {
+  const real = store[method].bind(store) as (...args: Parameters<Store<T>[K]>) => unknown;
+  let fired = false;
+  const wrapped = (...args: Parameters<Store<T>[K]>) => {
+    if (!fired && when(...args)) {
+      fired = true;
+      store[method] = real as Store<T>[K];
+      return Promise.reject(new Error(`crash point: ${store.name}.${method}`));
+    }
+    return real(...args);
+  };
+  store[method] = wrapped as Store<T>[K];
+  return { fired: () => fired };
+}
+
+/** Sum of a token's balances: must equal its supply whatever happened. */
+export async function sumOfBalances(stores: LedgerStores, tokenId: string): Promise<bigint> {
+  const rows = await stores.balances.find({ tokenId });
+  return rows.reduce((sum, b) => sum + BigInt(b.amount), 0n);
+}
