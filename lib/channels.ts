@@ -44,3 +44,16 @@ export function channelPublisher(broker: ServiceBroker): EventPublisher {
     },
   };
 }
+
+/**
+ * The NATS channels adapter hands `url` to the nats client, which ignores credentials in
+ * a URL (Moleculer's NATS transporter reads them): split them out into its options.
+ */
+export function natsConnection(url: string): { url: string; user?: string; pass?: string } {
+  const u = new URL(url);
+  if (!u.username) return { url };
+  const auth = { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) };
+  u.username = "";
+  u.password = "";
+  return { url: u.toString().replace(/\/$/, ""), ...auth };
+}

@@ -145,6 +145,75 @@ describe("k8s manifests", () => {
     }
   });
 
+  it("run NATS, Redis and MongoDB with passwords from the Secret, and nodes connect with them", () => {
+    const secret = obj(ofKind("Secret").find(s => s.name === "mintmesh-secrets")?.doc.stringData);
+    const fromSecret = (c: Obj, name: string) =>
+      obj(
+        obj(
+          arr(c.env)
+            .map(obj)
+            .find(e => e.name === name)?.valueFrom,
+        ).secretKeyRef,
+      );
+    const server = (name: string) =>
+      containers(ofKind("StatefulSet").find(s => s.name === name)!)[0];
+    const nats = server("nats");
+    expect(arr(nats.args)).toEqual(
+      expect.arrayContaining(["--user", "--pass", "$(NATS_PASSWORD)"]),
+    );
+    expect(fromSecret(nats, "NATS_PASSWORD")).toEqual({
+      name: "mintmesh-secrets",
+      key: "NATS_PASSWORD",
+    });
+    const redis = server("redis");
+    expect(arr(redis.args)).toEqual(expect.arrayContaining(["--requirepass", "$(REDIS_PASSWORD)"]));
+    expect(fromSecret(redis, "REDIS_PASSWORD").key).toBe("REDIS_PASSWORD");
+    const mongo = server("mongo");
+    expect(fromSecret(mongo, "MONGO_INITDB_ROOT_PASSWORD").key).toBe("MONGO_PASSWORD");
+    // The URLs the nodes use carry credentials and live in the Secret, not the ConfigMap.
+    const config = obj(ofKind("ConfigMap").find(c => c.name === "mintmesh-config")?.doc.data);
+    for (const key of ["TRANSPORTER", "CHANNELS_URL", "REDIS_URL", "MONGO_URI"]) {
+      expect(config[key], `ConfigMap ${key}`).toBeUndefined();
+      expect(String(secret[key]), `Secret ${key}`).toMatch(/^[a-z]+:\/\/[^/@]*:[^/@]+@/);
+    }
+  });
+
+  it("let only mintmesh's nodes reach NATS, Redis and MongoDB", () => {
+    const policies = ofKind("NetworkPolicy");
+    for (const [name, port] of [
+      ["nats", 4222],
+      ["redis", 6379],
+      ["mongo", 27017],
+    ] as const) {
+      const policy = policies.find(p =>
+        selects(obj(obj(obj(p.doc.spec).podSelector).matchLabels), {
+          "app.kubernetes.io/name": name,
+        }),
+      );
+      expect(policy, `NetworkPolicy for ${name}`).toBeDefined();
+      const spec = obj(policy!.doc.spec);
+      expect(arr(spec.policyTypes)).toContain("Ingress");
+      const rules = arr(spec.ingress).map(obj);
+      expect(rules.length).toBe(1);
+      const from = arr(rules[0].from).map(f => obj(obj(f).podSelector).matchLabels);
+      expect(from).toEqual([{ "app.kubernetes.io/name": "mintmesh" }]);
+      expect(arr(rules[0].ports).map(p => obj(p).port)).toEqual([port]);
+      // The nodes' pods carry that label; the servers' own pods do not.
+      for (const d of ofKind("Deployment"))
+        expect(podLabels(d)["app.kubernetes.io/name"], d.name).toBe("mintmesh");
+    }
+  });
+
+  it("run a MongoDB server the adapter's driver supports (its wire-version table ends at 5.0)", () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const driver = require("mongodb/lib/core/wireprotocol/constants") as {
+      MAX_SUPPORTED_SERVER_VERSION: string;
+    };
+    const image = String(containers(ofKind("StatefulSet").find(s => s.name === "mongo")!)[0].image);
+    const version = image.split(":")[1];
+    expect(Number(version)).toBeLessThanOrEqual(Number(driver.MAX_SUPPORTED_SERVER_VERSION));
+  });
+
   it("autoscale the gateway and the stateless services, each HPA aiming at an existing Deployment", () => {
     const hpas = ofKind("HorizontalPodAutoscaler");
     const targets = hpas.map(h => {
@@ -212,6 +281,19 @@ describe("docker-compose.yml", () => {
     expect(command).toContain("-js");
   });
 
+  it("runs NATS, Redis and MongoDB with passwords, and a MongoDB the driver supports", () => {
+    const command = (name: string) => arr(obj(services[name]).command).map(String);
+    expect(command("nats")).toEqual(expect.arrayContaining(["--user", "mintmesh", "--pass"]));
+    expect(command("nats")[command("nats").indexOf("--pass") + 1]).toMatch(/^\$\{NATS_PASSWORD:\?/);
+    expect(command("redis")[command("redis").indexOf("--requirepass") + 1]).toMatch(
+      /^\$\{REDIS_PASSWORD:\?/,
+    );
+    expect(env("mongo").MONGO_INITDB_ROOT_PASSWORD).toMatch(/^\$\{MONGO_PASSWORD:\?/);
+    for (const name of ["nats", "redis", "mongo"])
+      expect(obj(services[name]).ports, name).toBeUndefined();
+    expect(String(obj(services.mongo).image)).toBe("mongo:5.0");
+  });
+
   it("lets every node be scaled: no container_name, no host port but the gateway's", () => {
     for (const name of nodes) {
       expect(obj(services[name]).container_name, name).toBeUndefined();
@@ -233,7 +315,16 @@ describe("docker-compose.yml", () => {
     ];
     for (const name of nodes) {
       expect(Object.keys(env(name)), name).toEqual(expect.arrayContaining(required));
-      expect(env(name).TRANSPORTER, name).toMatch(/^nats:\/\/nats:4222$/);
+      // Credentials from the environment (never a default), as the servers require them.
+      expect(env(name).TRANSPORTER, name).toMatch(
+        /^nats:\/\/mintmesh:\$\{NATS_PASSWORD:\?[^}]*\}@nats:4222$/,
+      );
+      expect(env(name).REDIS_URL, name).toMatch(
+        /^redis:\/\/:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379$/,
+      );
+      expect(env(name).MONGO_URI, name).toMatch(
+        /^mongodb:\/\/mintmesh:\$\{MONGO_PASSWORD:\?[^}]*\}@mongo:/,
+      );
       if (name !== "repl") expect(obj(obj(services[name]).healthcheck).test, name).toBeDefined();
     }
     expect(env("gateway").SERVICES).toBe("api");
