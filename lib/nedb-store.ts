@@ -10,69 +10,14 @@ import {
   type Update,
 } from "./store";
 import { tuneNedb } from "./nedb-tuning";
+import { AppendLog, corruptLine, cutTornTail } from "./nedb-append-log";
+import { StoreUnavailableError, storeHealth } from "./store-health";
 
 /**
  * NeDB collections (the embedded default): in memory, or one append-only file per
  * collection. The same Datastore moleculer-db's MemoryAdapter wraps, opened directly so
  * engines and their tests get a real store without a broker.
  */
-
-/**
- * NeDB appends each write to its file with open/append/close, and its per-collection
- * queue waits for that before the next operation: the disk's round trips, not the CPU,
- * bound a collection's writes. This keeps the file open and lets the queue go on: what
- * a turn of the event loop appends goes out in one write at the end of the turn (group
- * commit), and a Store call answers only once its own bytes are in the file, so an
- * acknowledged write survives a crash of the process just as with NeDB's own appends
- * (neither syncs to disk).
- *
- * The write is synchronous: an append to the page cache takes microseconds, while
- * handing it to the thread pool and back cost the busy event loop more than the write
- * itself (a tenth of the process's CPU under load, at several writes per request).
- */
-class AppendLog {
-  private fd: number | null = null;
-  private failed: Error | null = null;
-  private batch: string[] = [];
-  /** Resolves once everything appended so far is written. */
-  lastWrite: Promise<void> = Promise.resolve();
-
-  constructor(private readonly filename: string) {}
-
-  append(text: string): void {
-    if (this.failed) throw this.failed;
-    this.batch.push(text);
-    if (this.batch.length > 1) return;
-    this.lastWrite = new Promise((resolve, reject) =>
-      setImmediate(() => this.flush(resolve, reject)),
-    );
-    this.lastWrite.catch(() => undefined);
-  }
-
-  private flush(resolve: () => void, reject: (err: Error) => void): void {
-    const text = this.batch.join("");
-    this.batch = [];
-    if (this.failed) return reject(this.failed);
-    try {
-      this.fd ??= fs.openSync(this.filename, "a");
-      const bytes = Buffer.from(text);
-      for (let at = 0; at < bytes.length;) at += fs.writeSync(this.fd, bytes, at);
-      resolve();
-    } catch (err) {
-      // Memory and file now disagree: refuse every later write rather than diverge further.
-      this.failed = err as Error;
-      reject(this.failed);
-    }
-  }
-
-  /** Before NeDB rewrites the file (compaction), finish and close; the next append reopens. */
-  async close(): Promise<void> {
-    await this.lastWrite;
-    const fd = this.fd;
-    this.fd = null;
-    if (fd !== null) fs.closeSync(fd);
-  }
-}
 
 interface NedbPersistence {
   inMemoryOnly: boolean;
@@ -90,10 +35,12 @@ function hasDate(v: unknown): boolean {
   return false;
 }
 
-function pipelineAppends<T extends Doc>(db: Datastore<T>, filename: string): AppendLog {
-  const log = new AppendLog(filename);
-  // NeDB's types leave out its persistence object, whose write hooks this replaces.
-  const persistence = (db as unknown as { persistence: NedbPersistence }).persistence;
+/** NeDB's types leave out its persistence object, whose write hooks the store replaces. */
+const persistenceOf = <T extends Doc>(db: Datastore<T>): NedbPersistence =>
+  (db as unknown as { persistence: NedbPersistence }).persistence;
+
+function pipelineAppends<T extends Doc>(db: Datastore<T>, log: AppendLog): void {
+  const persistence = persistenceOf(db);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const model = require("@seald-io/nedb/lib/model") as { serialize(doc: unknown): string };
   // NeDB's serializer calls a replacer for every key (to encode Dates and re-check keys
@@ -109,27 +56,138 @@ function pipelineAppends<T extends Doc>(db: Datastore<T>, filename: string): App
     await log.close();
     await rewrite();
   };
-  return log;
 }
 
+export interface NedbStoreOptions {
+  /** The collection's file; none: in memory. */
+  filename?: string;
+  /** fdatasync before a write is acknowledged (default true). */
+  sync?: boolean;
+  /** Named in readiness and logs, e.g. "tokens/journal". */
+  label?: string;
+  /** How often a store that could not write tries the disk again (ms). */
+  probeMs?: number;
+  logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/**
+ * One NeDB collection as a Store. When its file cannot be written (ENOSPC, EIO), NeDB's
+ * memory already holds what the file lacks (it changes memory before it persists): the
+ * store then refuses writes with 503, reads the file back into memory, and tries the
+ * disk every `probeMs`; once a probe write syncs, writes resume. No restart needed.
+ */
 export class NedbStore<T extends Doc> implements Store<T> {
+  private broken: Error | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly label: string;
+  /** Set while the file is read back: NeDB's load would rewrite it, which a full disk refuses. */
+  private reloading = false;
+  /** The file could not be read back: memory cannot be trusted for reads either. */
+  private dead = false;
+
   constructor(
     readonly name: string,
     private readonly db: Datastore<T>,
-    private readonly log?: AppendLog,
-  ) {}
+    private readonly opts: NedbStoreOptions = {},
+  ) {
+    this.label = opts.label ?? name;
+    if (!opts.filename) return;
+    this.log = new AppendLog(opts.filename, opts.sync ?? true, err => this.failed(err));
+    pipelineAppends(db, this.log);
+    const persistence = persistenceOf(db);
+    const rewrite = persistence.persistCachedDatabaseAsync.bind(persistence);
+    persistence.persistCachedDatabaseAsync = async () => {
+      if (!this.reloading) await rewrite();
+    };
+  }
 
-  /** Waits until this call's writes are in the file (see AppendLog). */
+  private readonly log?: AppendLog;
+
+  /** Waits until this call's writes are on disk (see AppendLog). */
   private async written<R>(result: R): Promise<R> {
-    if (this.log) await this.log.lastWrite;
+    if (this.log) {
+      try {
+        await this.log.lastWrite;
+      } catch {
+        throw new StoreUnavailableError(this.label);
+      }
+    }
     return result;
   }
 
+  /** Refuses a write before NeDB changes its memory, while the file cannot take it. */
+  private writable(): void {
+    if (this.broken || this.dead) throw new StoreUnavailableError(this.label);
+  }
+
+  private failed(err: Error): void {
+    if (this.broken) return;
+    this.broken = err;
+    const code = (err as NodeJS.ErrnoException).code ?? err.message;
+    storeHealth.failed(this.label, code);
+    this.opts.logger?.warn({ store: this.label, code }, "Store cannot write: refusing writes");
+    // Memory back to what the file holds; NeDB's queue runs it after the writes in flight.
+    this.reloading = true;
+    try {
+      cutTornTail(this.opts.filename!);
+    } catch {
+      // A torn tail refuses the reload below, which keeps the store closed.
+    }
+    this.db
+      .loadDatabaseAsync()
+      .then(() => {
+        this.probeTimer = setTimeout(() => this.probe(), this.opts.probeMs ?? 1000);
+        this.probeTimer.unref();
+      })
+      .catch(e => {
+        // Memory may be empty now: serving it would lose data. Only a restart reopens it.
+        this.dead = true;
+        this.opts.logger?.warn(
+          { store: this.label, err: e },
+          "Store reload failed: restart the node",
+        );
+      })
+      .finally(() => {
+        this.reloading = false;
+      });
+  }
+
+  /** A small synced write beside the file: when it succeeds, the disk takes writes again. */
+  private probe(): void {
+    this.probeTimer = null;
+    const file = `${this.opts.filename}.probe`;
+    try {
+      const fd = fs.openSync(file, "w");
+      try {
+        fs.writeSync(fd, Buffer.alloc(4096, 0x20));
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+        fs.rmSync(file, { force: true });
+      }
+      cutTornTail(this.opts.filename!);
+    } catch {
+      this.probeTimer = setTimeout(() => this.probe(), this.opts.probeMs ?? 1000);
+      this.probeTimer.unref();
+      return;
+    }
+    this.broken = null;
+    storeHealth.recovered(this.label);
+    this.opts.logger?.info({ store: this.label }, "Store writes again");
+  }
+
+  /** Reads answer from memory, unless it could not be read back after a failure. */
+  private readable(): void {
+    if (this.dead) throw new StoreUnavailableError(this.label);
+  }
+
   findOne(query: Query): Promise<T | null> {
+    this.readable();
     return this.db.findOneAsync(query) as Promise<T | null>;
   }
 
   find(query: Query, opts: FindOptions = {}): Promise<T[]> {
+    this.readable();
     let cursor = this.db.findAsync(query);
     if (opts.sort) cursor = cursor.sort(opts.sort);
     if (opts.offset) cursor = cursor.skip(opts.offset);
@@ -139,11 +197,13 @@ export class NedbStore<T extends Doc> implements Store<T> {
   }
 
   count(query: Query): Promise<number> {
+    this.readable();
     // countAsync returns a Cursor typed as a number cursor; awaiting it gives the count.
     return this.db.countAsync(query) as unknown as Promise<number>;
   }
 
   async insert(doc: T): Promise<T> {
+    this.writable();
     try {
       return await this.written((await this.db.insertAsync(doc)) as T);
     } catch (err) {
@@ -154,11 +214,13 @@ export class NedbStore<T extends Doc> implements Store<T> {
   }
 
   async update(query: Query, update: Update): Promise<number> {
+    this.writable();
     const res = await this.db.updateAsync(query, update, { multi: true });
     return this.written(res.numAffected);
   }
 
   async updateOne(query: Query, update: Update): Promise<T | null> {
+    this.writable();
     try {
       const res = await this.db.updateAsync(query, update, {
         multi: false,
@@ -176,29 +238,55 @@ export class NedbStore<T extends Doc> implements Store<T> {
   }
 
   async remove(query: Query): Promise<number> {
+    this.writable();
     return this.written(await this.db.removeAsync(query, { multi: true }));
+  }
+
+  /** Rewrites the file with what memory holds (NeDB's compaction), writes going on meanwhile. */
+  async compact(): Promise<void> {
+    await this.db.compactDatafileAsync();
   }
 
   /** Makes sure the file has everything and stops compacting: the process is stopping. */
   async close(): Promise<void> {
     this.db.stopAutocompaction();
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    storeHealth.recovered(this.label);
     await this.log?.close();
   }
 }
 
-/** Opens one collection: `filename` for a file, none for memory; indexes as `spec` says. */
+/**
+ * Opens one collection: a file when `opts.filename` is set, memory otherwise; indexes as
+ * `spec` says. An incomplete last line (a crash mid-append) is cut off and logged; a
+ * corrupt line anywhere else refuses the start, naming the file and the line.
+ */
 export async function openNedbStore<T extends Doc = Doc>(
   name: string,
   spec: CollectionSpec,
-  filename?: string,
+  opts: NedbStoreOptions = {},
 ): Promise<NedbStore<T>> {
   tuneNedb();
-  const db = new Datastore<T>(filename ? { filename } : {});
-  await db.loadDatabaseAsync();
-  const log = filename ? pipelineAppends(db, filename) : undefined;
+  const { filename } = opts;
+  if (filename) {
+    const cut = cutTornTail(filename);
+    if (cut > 0)
+      opts.logger?.warn({ file: filename, bytes: cut }, "Cut an incomplete last line off");
+  }
+  // Threshold 0: any corrupt line refuses the start (the torn tail is already gone).
+  const db = new Datastore<T>(filename ? { filename, corruptAlertThreshold: 0 } : {});
+  try {
+    await db.loadDatabaseAsync();
+  } catch (err) {
+    const line = filename && corruptLine(filename);
+    if (line) throw new Error(`${filename}:${line} is corrupt; refusing to start on it`);
+    throw err;
+  }
+  const store = new NedbStore<T>(name, db, opts);
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
   // Compact the append-only file now and then so restarts stay fast.
   if (filename) db.setAutocompactionInterval(10 * 60 * 1000);
-  return new NedbStore<T>(name, db, log);
+  return store;
 }

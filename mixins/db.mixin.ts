@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { envStr } from "../lib/env";
+import { envBool, envStr } from "../lib/env";
 import { lockDataDir } from "../lib/data-dir-lock";
 import { openMongoStore } from "../lib/mongo-store";
 import { openNedbStore } from "../lib/nedb-store";
@@ -18,7 +18,12 @@ import { defineMixin } from "./define";
  */
 
 export interface DbSettings extends ServiceSettingSchema {
-  db: { mongoUri?: string; dataDir: string };
+  db: {
+    mongoUri?: string;
+    dataDir: string;
+    /** NeDB files: fdatasync before acknowledging (STORE_SYNC, on unless turned off). */
+    sync: boolean;
+  };
 }
 
 export interface DbMethods {
@@ -36,7 +41,11 @@ export type DbThis = DbMethods & DbVars;
 export function DbMixin(collections: Record<string, CollectionSpec>): Partial<ServiceSchema> {
   return defineMixin<DbSettings, DbMethods, DbVars>({
     settings: {
-      db: { mongoUri: envStr("MONGO_URI"), dataDir: envStr("DATA_DIR", "./data") },
+      db: {
+        mongoUri: envStr("MONGO_URI"),
+        dataDir: envStr("DATA_DIR", "./data"),
+        sync: envBool("STORE_SYNC", true),
+      },
     },
 
     methods: {
@@ -53,21 +62,28 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
     },
 
     async started() {
-      const { mongoUri, dataDir } = this.settings.db;
+      const { mongoUri, dataDir, sync } = this.settings.db;
+      // Unsynced writes may vanish with the machine: for tests and development only.
+      if (!sync && envStr("NODE_ENV") === "production")
+        throw new Error(
+          "STORE_SYNC=false is refused with NODE_ENV=production: acknowledged must mean on disk",
+        );
       const service = this.name;
       if (!mongoUri && dataDir !== ":memory:") {
         const dir = path.resolve(dataDir, service);
         fs.mkdirSync(dir, { recursive: true });
-        this.releaseLock = lockDataDir(dir, service);
+        this.releaseLock = await lockDataDir(dir, service);
       }
       for (const [name, spec] of Object.entries(collections)) {
         this.stores[name] = mongoUri
           ? await openMongoStore(mongoUri, service, name, spec, this)
-          : await openNedbStore(
-              name,
-              spec,
-              dataDir === ":memory:" ? undefined : path.resolve(dataDir, service, `${name}.db`),
-            );
+          : await openNedbStore(name, spec, {
+              filename:
+                dataDir === ":memory:" ? undefined : path.resolve(dataDir, service, `${name}.db`),
+              sync,
+              label: `${service}/${name}`,
+              logger: this.logger,
+            });
       }
     },
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DbMixin, type DbThis } from "../../mixins/db.mixin";
 import { DuplicateKeyError, type Doc, type Store } from "../../lib/store";
 import { mongoDbName } from "../../lib/mongo-store";
+import { NedbStore } from "../../lib/nedb-store";
 
 /**
  * The Store contract every service relies on, run against each backend the env can
@@ -164,13 +165,9 @@ describe("NeDB files keep what was acknowledged", () => {
       );
       await Promise.all(writes);
       // NeDB rewrites the whole file on compaction, while writes keep coming.
-      const db = (
-        a.broker.getLocalService("reload") as unknown as {
-          adapters: Array<{ db: { compactDatafileAsync(): Promise<void> } }>;
-        }
-      ).adapters[0].db;
+      if (!(a.items instanceof NedbStore)) throw new Error("expected a NeDB store");
       await Promise.all([
-        db.compactDatafileAsync(),
+        a.items.compact(),
         ...Array.from({ length: 50 }, (_, i) =>
           a.items.updateOne({ _id: `r${i}`, version: 0 }, { $set: { n: i, version: 1 } }),
         ),
