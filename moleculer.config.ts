@@ -57,8 +57,10 @@ const config: BrokerOptions = {
       },
     },
   },
+  // LOG_LEVEL as given (info, debug, …); the typings want the union of level names.
   logLevel: logLevel as BrokerOptions["logLevel"],
 
+  // Moleculer takes a URL ("nats://…"); its typings list transporter names only.
   transporter: (transporter ?? null) as BrokerOptions["transporter"],
   serializer: "JSON",
 
@@ -68,6 +70,7 @@ const config: BrokerOptions = {
         options: {
           prefix: envStr("CACHE_PREFIX", "mintmesh"),
           ttl: 30,
+          // Handed to ioredis, which takes a URL; Moleculer's typings want an options object.
           redis: redisUrl as unknown as Record<string, unknown>,
         },
       }
@@ -162,6 +165,7 @@ const config: BrokerOptions = {
     // Every node's /health/live and /health/ready on HEALTH_PORT (off when unset), for k8s and Docker probes.
     HealthMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
+    // Its typings make every option required; the middleware fills in defaults for the rest.
     ChannelsMiddleware({
       adapter: channelsAdapter(channelsUrl),
       context: true,

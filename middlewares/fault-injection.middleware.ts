@@ -1,4 +1,4 @@
-import { Errors, type Context, type Middleware, type ServiceBroker } from "moleculer";
+import { Errors, type Context, type Middleware, type Service, type ServiceBroker } from "moleculer";
 import { envBool, envStr } from "../lib/env";
 import {
   decideFault,
@@ -85,15 +85,15 @@ export function FaultInjectionMiddleware(opts: FaultInjectionOptions = {}): Midd
       const name = action.name ?? "";
       // The control actions must keep working while everything else is broken.
       if (name.startsWith("$")) return next;
-      return function faultInjection(this: unknown, ctx: Context) {
-        if (rules.length === 0) return next.call(this as never, ctx);
+      return function faultInjection(this: Service, ctx: Context) {
+        if (rules.length === 0) return next.call(this, ctx);
         const { delayMs, abort } = decideFault(rules, name);
-        if (delayMs === 0 && !abort) return next.call(this as never, ctx);
+        if (delayMs === 0 && !abort) return next.call(this, ctx);
         hits[name] = (hits[name] ?? 0) + 1;
         return (async () => {
           if (delayMs > 0) await sleep(delayMs);
           if (abort) throw new InjectedFaultError(name, abort, ctx.broker.nodeID);
-          return next.call(this as never, ctx);
+          return next.call(this, ctx);
         })();
       };
     },

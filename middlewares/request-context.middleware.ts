@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { Context, Middleware } from "moleculer";
+import type { Context, Middleware, Service } from "moleculer";
 
 /**
  * Keeps the running Context in AsyncLocalStorage so every log line written while
@@ -23,8 +23,8 @@ export function logMixin(): Record<string, string> {
 export const RequestContextMiddleware: Middleware = {
   name: "RequestContext",
   localAction(next) {
-    return function (this: unknown, ctx: Context) {
-      return storage.run(ctx, () => next.call(this as never, ctx));
+    return function (this: Service, ctx: Context) {
+      return storage.run(ctx, () => next.call(this, ctx));
     };
   },
   localEvent(next) {

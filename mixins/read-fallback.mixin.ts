@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
-import type { Context, Service, ServiceHooks, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { GatewayContext } from "../lib/context";
+import { defineMixin } from "./define";
 
 /**
  * Fallback for reads: keeps the last good answer of chosen actions per action + params and
@@ -39,11 +41,15 @@ interface FallbackVars {
   readFallbackMemory: Map<string, Kept>;
 }
 
-interface FallbackMeta {
-  $responseHeaders?: Record<string, string>;
+/** Named so the action hooks can refer to them; the service gets them as methods. */
+interface FallbackMethods {
+  /** After hook: keeps a good answer. */
+  readFallbackRemember(ctx: Context, res: unknown): Promise<unknown>;
+  /** Error hook: the last good answer for an "unavailable" failure, or the error again. */
+  readFallbackServe(ctx: GatewayContext, err: unknown): Promise<unknown>;
 }
 
-type FallbackThis = Service & FallbackVars;
+type FallbackThis = Service & FallbackMethods & FallbackVars;
 
 /** True for errors that say "could not answer now", not "the request is wrong". */
 export function isUnavailableError(err: unknown): boolean {
@@ -75,50 +81,50 @@ export function fallbackKey(action: string, params: unknown): string {
 export function ReadFallbackMixin(opts: ReadFallbackOptions): Partial<ServiceSchema> {
   const ttlMs = (opts.ttlSeconds ?? 3600) * 1000;
   const maxEntries = opts.maxEntries ?? 1000;
+  // Hooks by method name (a Moleculer feature): the methods below get the service as `this`.
+  const hooksOf = (method: keyof FallbackMethods) =>
+    Object.fromEntries(opts.actions.map(name => [name, method]));
 
-  async function remember(this: FallbackThis, ctx: Context, res: unknown): Promise<unknown> {
-    if (res === undefined) return res;
-    const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
-    const mem = this.readFallbackMemory;
-    mem.delete(key); // re-insert: Map order is age order
-    mem.set(key, { at: Date.now(), data: res });
-    if (mem.size > maxEntries) mem.delete(mem.keys().next().value as string);
-    // Shared copy for the other replicas; a failing cacher must not fail the read.
-    this.broker.cacher
-      ?.set(key, { at: Date.now(), data: res }, Math.ceil(ttlMs / 1000))
-      .catch((err: unknown) => this.logger.debug("Read fallback not stored", err));
-    return res;
-  }
+  return defineMixin<ServiceSettingSchema, FallbackMethods, FallbackVars>({
+    hooks: { after: hooksOf("readFallbackRemember"), error: hooksOf("readFallbackServe") },
 
-  async function serve(this: FallbackThis, ctx: Context<unknown, FallbackMeta>, err: unknown) {
-    if (!isUnavailableError(err)) throw err;
-    const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
-    let kept: Kept | null | undefined = this.readFallbackMemory.get(key);
-    if (!kept && this.broker.cacher) {
-      kept = (await this.broker.cacher.get(key).catch(() => null)) as Kept | null;
-    }
-    if (!kept || Date.now() - kept.at > ttlMs) throw err;
-    this.logger.warn(`${ctx.action?.name} failed; serving its last good answer`, {
-      err: (err as Error).message,
-      ageMs: Date.now() - kept.at,
-    });
-    ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, [FALLBACK_HEADER]: "last-good" };
-    return kept.data;
-  }
+    methods: {
+      async readFallbackRemember(ctx: Context, res: unknown): Promise<unknown> {
+        if (res === undefined) return res;
+        const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
+        const mem = this.readFallbackMemory;
+        mem.delete(key); // re-insert: Map order is age order
+        mem.set(key, { at: Date.now(), data: res });
+        if (mem.size > maxEntries) mem.delete(mem.keys().next().value as string);
+        // Shared copy for the other replicas; a failing cacher must not fail the read.
+        this.broker.cacher
+          ?.set(key, { at: Date.now(), data: res }, Math.ceil(ttlMs / 1000))
+          .catch((err: unknown) => this.logger.debug("Read fallback not stored", err));
+        return res;
+      },
 
-  const after: Record<string, typeof remember> = {};
-  const error: Record<string, typeof serve> = {};
-  for (const name of opts.actions) {
-    after[name] = remember;
-    error[name] = serve;
-  }
+      async readFallbackServe(ctx: GatewayContext, err: unknown): Promise<unknown> {
+        if (!isUnavailableError(err)) throw err;
+        const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
+        let kept: Kept | null | undefined = this.readFallbackMemory.get(key);
+        if (!kept && this.broker.cacher) {
+          kept = (await this.broker.cacher.get(key).catch(() => null)) as Kept | null;
+        }
+        if (!kept || Date.now() - kept.at > ttlMs) throw err;
+        this.logger.warn(`${ctx.action?.name} failed; serving its last good answer`, {
+          err: (err as Error).message,
+          ageMs: Date.now() - kept.at,
+        });
+        ctx.meta.$responseHeaders = {
+          ...ctx.meta.$responseHeaders,
+          [FALLBACK_HEADER]: "last-good",
+        };
+        return kept.data;
+      },
+    } satisfies FallbackMethods & ThisType<FallbackThis>,
 
-  const schema: Partial<ServiceSchema<Record<string, unknown>, object, FallbackVars>> = {
-    // Hook functions get the service as `this` at run time.
-    hooks: { after, error } as unknown as ServiceHooks,
     created() {
       this.readFallbackMemory = new Map();
     },
-  };
-  return schema as Partial<ServiceSchema>;
+  });
 }

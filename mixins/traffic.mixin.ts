@@ -2,9 +2,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import {
   Errors,
   type ActionEndpoint,
+  type ActionSchema,
   type Context,
-  type Service,
-  type ServiceSchema,
   type ServiceSettingSchema,
 } from "moleculer";
 import { envStr } from "../lib/env";
@@ -15,6 +14,7 @@ import {
   versionedActionName,
   type TrafficConfig,
 } from "../lib/traffic";
+import { defineMixin } from "./define";
 
 /**
  * Gateway mixin: version routing like an Istio VirtualService (see lib/traffic.ts for the
@@ -25,12 +25,14 @@ import {
  *
  * Wiring (services/api.service.ts): `mixins: [ApiGateway, TrafficMixin]`, and on a route
  *   onBeforeCall(ctx, route, req) { this.routeTraffic(ctx, req); }
+ * The split is the `canary` setting (default: the CANARY env).
  */
 
+/** What the mixin reads and sets on moleculer-web's request. */
 export interface TrafficRequest {
   headers: IncomingHttpHeaders;
-  $endpoint?: unknown;
-  $action?: unknown;
+  $endpoint?: ActionEndpoint;
+  $action?: ActionSchema;
 }
 
 export interface TrafficMethods {
@@ -42,20 +44,21 @@ export interface TrafficVars {
   traffic: TrafficConfig;
 }
 
-type TrafficThis = Service & TrafficMethods & TrafficVars;
+export interface TrafficSettings extends ServiceSettingSchema {
+  /** The split, in the CANARY format of lib/traffic.ts; unset or empty: no routing. */
+  canary?: string;
+}
 
 export const VERSION_HEADER = "x-version";
 
-const schema: Partial<ServiceSchema<ServiceSettingSchema, TrafficMethods, TrafficVars>> = {
+export const TrafficMixin = defineMixin<TrafficSettings, TrafficMethods, TrafficVars>({
+  settings: { canary: envStr("CANARY") },
+
   methods: {
-    routeTraffic(this: TrafficThis, ctx: Context, req: TrafficRequest): void {
-      const endpoint = req.$endpoint as ActionEndpoint | undefined;
+    routeTraffic(ctx: Context, req: TrafficRequest): void {
+      const endpoint = req.$endpoint;
       if (!endpoint || this.traffic.size === 0) return;
-      const svc = endpoint.service as unknown as {
-        name: string;
-        fullName: string;
-        version?: unknown;
-      };
+      const svc = endpoint.service;
       // Only aliases of the unversioned (v1) service are routed; an alias naming a version stays.
       if (svc.version !== undefined && svc.version !== null) return;
       const actionName = endpoint.action.name ?? "";
@@ -96,7 +99,7 @@ const schema: Partial<ServiceSchema<ServiceSettingSchema, TrafficMethods, Traffi
 
   created() {
     // Parsed at start: a bad CANARY stops the gateway instead of misrouting traffic.
-    this.traffic = parseTraffic(envStr("CANARY"));
+    this.traffic = parseTraffic(this.settings.canary);
     if (this.traffic.size > 0) {
       const text = [...this.traffic]
         .map(([s, vs]) => `${s}: ${vs.map(v => `${v.version}=${v.weight}`).join(", ")}`)
@@ -104,6 +107,4 @@ const schema: Partial<ServiceSchema<ServiceSettingSchema, TrafficMethods, Traffi
       this.logger.info(`Traffic split: ${text}`);
     }
   },
-};
-
-export const TrafficMixin = schema as Partial<ServiceSchema>;
+});

@@ -1,95 +1,93 @@
-import type { Context, ServiceSchema } from "moleculer";
+import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { DuplicateKeyError, type Doc } from "../lib/store";
+import { insertIfAbsent } from "../lib/store";
 import { conflict, notFound, unauthorized } from "../lib/errors";
+import { created, requireUserId, type GatewayContext } from "../lib/context";
 import { newId } from "../lib/ids";
 import { envInt, envStr } from "../lib/env";
-import { jwtSecret, signAccessToken, type AuthUser } from "../lib/jwt";
+import { jwtSecret, signAccessToken } from "../lib/jwt";
 import { dummyHash, hashPassword, verifyPassword } from "../lib/passwords";
 import {
   ADDRESS_PATTERN,
   buildChallenge,
-  mismatch,
   normalizeAddress,
   parseMessage,
   verifySignature,
 } from "../lib/siwe";
+import {
+  toProfile,
+  toUser,
+  walletOf,
+  usableChallenge,
+  type ChallengeDoc,
+  type User,
+  type UserDoc,
+  type Wallet,
+  type WalletLinkDoc,
+} from "../lib/users";
 
 /**
  * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message.
- * Password hashes never leave this service.
+ * Password hashes never leave this service. The documents and their public shapes are
+ * in lib/users.ts.
  */
 
-interface Wallet {
-  address: string;
-  chainId: number;
-  linkedAt: string;
-}
+export type { PublicProfile, User } from "../lib/users";
 
-interface UserDoc extends Doc {
-  email: string;
-  passwordHash: string;
-  displayName: string;
-  bio: string;
-  avatarUrl: string | null;
-  wallets: Wallet[];
-  createdAt: string;
-}
-
-/** A wallet challenge: issued to one user for one address, valid until expiresAt, used once. */
-interface ChallengeDoc extends Doc {
-  nonce: string;
-  userId: string;
-  address: string;
-  chainId: number;
-  domain: string;
-  uri: string;
-  issuedAt: string;
-  expiresAt: string;
-  used: boolean;
-  usedAt?: string;
-}
-
-/**
- * Who owns an address. Its unique index, not the users documents, decides between two
- * users linking one address at the same moment; users.wallets mirrors it for display.
- */
-interface WalletLinkDoc extends Doc {
-  address: string;
-  userId: string;
-  chainId: number;
-  linkedAt: string;
-}
-
-export interface User {
-  id: string;
-  email: string;
-  displayName: string;
-  bio: string;
-  avatarUrl: string | null;
-  wallets: Wallet[];
-  createdAt: string;
-}
-
-export type PublicProfile = Omit<User, "email">;
-
-interface UsersSettings {
+export interface UsersSettings extends ServiceSettingSchema {
   jwtSecret: string;
+  /** Access token lifetime, as jsonwebtoken takes it ("12h", "90s"). */
   jwtExpiresIn: string;
+  /** What a wallet challenge names, and how long it is valid. */
   siwe: { domain: string; uri: string; ttlMs: number };
-  $secureSettings: string[];
 }
 
 interface UsersMethods {
-  toUser(doc: UserDoc): User;
-  toProfile(doc: UserDoc): PublicProfile;
   issue(doc: UserDoc): { user: User; token: string };
-  requireUser(ctx: Context<unknown, { user?: AuthUser }>): Promise<UserDoc>;
+  requireUser(ctx: GatewayContext): Promise<UserDoc>;
   claimAddress(userId: string, address: string, chainId: number): Promise<Wallet>;
+  forgetProfile(userId: string): Promise<void>;
   walletsChanged(userId: string): Promise<void>;
 }
 
-type Meta = { user?: AuthUser; $statusCode?: number; $location?: string };
+type UsersThis = Service<UsersSettings> & UsersMethods & DbMethods & DbVars;
+
+export interface RegisterParams {
+  email: string;
+  password: string;
+  displayName: string;
+}
+export interface LoginParams {
+  email: string;
+  password: string;
+}
+export interface UpdateMeParams {
+  displayName?: string;
+  bio?: string;
+  avatarUrl?: string | null;
+}
+export interface WalletChallengeParams {
+  address: string;
+  chainId: number;
+}
+export interface LinkWalletParams {
+  message: string;
+  signature: string;
+}
+export interface UnlinkWalletParams {
+  address: string;
+}
+export interface GetParams {
+  id: string;
+}
+export interface ResolveAccountParams {
+  /** A user id, or the 0x address of a linked wallet. */
+  account: string;
+}
+
+const addressParam = { type: "string" as const, pattern: ADDRESS_PATTERN };
+const alreadyRegistered = () =>
+  conflict("Email is already registered", [{ field: "email", message: "already registered" }]);
 
 const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVars> = {
   name: "users",
@@ -124,7 +122,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         password: { type: "string", min: 8, max: 128 },
         displayName: { type: "string", trim: true, min: 1, max: 64 },
       },
-      async handler(ctx: Context<{ email: string; password: string; displayName: string }, Meta>) {
+      async handler(ctx: GatewayContext<RegisterParams>) {
         const { email, password, displayName } = ctx.params;
         const doc: UserDoc = {
           _id: newId("usr"),
@@ -136,21 +134,10 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
           wallets: [],
           createdAt: new Date().toISOString(),
         };
-        try {
-          // The unique index on email decides races between two registrations.
-          await this.store<UserDoc>("users").insert(doc);
-        } catch (err) {
-          if (err instanceof DuplicateKeyError) {
-            throw conflict("Email is already registered", [
-              { field: "email", message: "already registered" },
-            ]);
-          }
-          throw err;
-        }
+        // The unique index on email decides races between two registrations.
+        if (!(await insertIfAbsent(this.store<UserDoc>("users"), doc))) throw alreadyRegistered();
         this.logger.info({ userId: doc._id }, "User registered");
-        ctx.meta.$statusCode = 201;
-        ctx.meta.$location = `/api/users/${doc._id}`;
-        return this.issue(doc);
+        return created(ctx, `/api/users/${doc._id}`, this.issue(doc));
       },
     },
 
@@ -160,7 +147,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         email: { type: "string", trim: true, lowercase: true, min: 1, max: 254 },
         password: { type: "string", min: 1, max: 128 },
       },
-      async handler(ctx: Context<{ email: string; password: string }>) {
+      async handler(ctx: GatewayContext<LoginParams>) {
         const doc = await this.store<UserDoc>("users").findOne({ email: ctx.params.email });
         // Same work and same answer for an unknown email and a wrong password.
         const ok = await verifyPassword(
@@ -174,8 +161,8 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
 
     me: {
       params: {},
-      async handler(ctx: Context<unknown, Meta>) {
-        return this.toUser(await this.requireUser(ctx));
+      async handler(ctx: GatewayContext) {
+        return toUser(await this.requireUser(ctx));
       },
     },
 
@@ -186,45 +173,39 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         bio: { type: "string", max: 500, optional: true },
         avatarUrl: { type: "url", max: 2048, optional: true, nullable: true },
       },
-      async handler(
-        ctx: Context<{ displayName?: string; bio?: string; avatarUrl?: string | null }, Meta>,
-      ) {
+      async handler(ctx: GatewayContext<UpdateMeParams>) {
         const doc = await this.requireUser(ctx);
-        const changes: Partial<UserDoc> = {};
-        for (const key of ["displayName", "bio", "avatarUrl"] as const) {
-          if (ctx.params[key] !== undefined) changes[key] = ctx.params[key] as never;
-        }
+        const { displayName, bio, avatarUrl } = ctx.params;
+        const changes = Object.fromEntries(
+          Object.entries({ displayName, bio, avatarUrl }).filter(([, v]) => v !== undefined),
+        );
         const updated =
           Object.keys(changes).length === 0
             ? doc
             : await this.store<UserDoc>("users").updateOne({ _id: doc._id }, { $set: changes });
         if (!updated) throw unauthorized();
-        await this.broker.cacher?.clean(`users.get:*${doc._id}*`);
-        return this.toUser(updated);
+        await this.forgetProfile(doc._id);
+        return toUser(updated);
       },
     },
 
     walletChallenge: {
       params: {
         $$strict: "remove",
-        address: { type: "string", pattern: ADDRESS_PATTERN },
-        chainId: {
-          type: "number",
-          integer: true,
-          positive: true,
-          max: Number.MAX_SAFE_INTEGER,
-        },
+        address: addressParam,
+        chainId: { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER },
       },
-      async handler(ctx: Context<{ address: string; chainId: number }, Meta>) {
+      async handler(ctx: GatewayContext<WalletChallengeParams>) {
         const user = await this.requireUser(ctx);
+        const { address, chainId } = ctx.params;
         const { domain, uri, ttlMs } = this.settings.siwe;
         const issuedAt = new Date();
         const expiresAt = new Date(issuedAt.getTime() + ttlMs);
         const { message, nonce } = buildChallenge({
           domain,
           uri,
-          address: ctx.params.address,
-          chainId: ctx.params.chainId,
+          address,
+          chainId,
           issuedAt,
           expiresAt,
         });
@@ -235,18 +216,20 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
           _id: newId("chl"),
           nonce,
           userId: user._id,
-          address: normalizeAddress(ctx.params.address),
-          chainId: ctx.params.chainId,
+          address: normalizeAddress(address),
+          chainId,
           domain,
           uri,
           issuedAt: issuedAt.toISOString(),
           expiresAt: expiresAt.toISOString(),
           used: false,
         });
-        ctx.meta.$statusCode = 201;
         // A challenge has no URL of its own; Location names where its signed message goes.
-        ctx.meta.$location = "/api/users/me/wallets";
-        return { message, nonce, expiresAt: expiresAt.toISOString() };
+        return created(ctx, "/api/users/me/wallets", {
+          message,
+          nonce,
+          expiresAt: expiresAt.toISOString(),
+        });
       },
     },
 
@@ -258,24 +241,14 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         message: { type: "string", min: 1, max: 4096 },
         signature: { type: "string", min: 1, max: 1024 },
       },
-      async handler(ctx: Context<{ message: string; signature: string }, Meta>) {
+      async handler(ctx: GatewayContext<LinkWalletParams>) {
         const user = await this.requireUser(ctx);
         const msg = parseMessage(ctx.params.message);
         if (!msg) throw unauthorized("Invalid signed message");
         const challenges = this.store<ChallengeDoc>("challenges");
-        const challenge = await challenges.findOne({ nonce: msg.nonce });
-        // One answer for unknown and foreign nonces: it tells nothing about other users' challenges.
-        if (!challenge || challenge.userId !== user._id) {
-          throw unauthorized("Unknown wallet challenge");
-        }
-        if (challenge.used) throw unauthorized("Wallet challenge already used");
         const now = new Date();
-        if (Date.parse(challenge.expiresAt) <= now.getTime()) {
-          throw unauthorized("Wallet challenge expired");
-        }
-        if (mismatch(msg, challenge)) {
-          throw unauthorized("Signed message does not match the challenge");
-        }
+        const found = await challenges.findOne({ nonce: msg.nonce });
+        const challenge = usableChallenge(found, user._id, msg, now);
         const valid = await verifySignature(msg, ctx.params.signature, {
           domain: challenge.domain,
           nonce: challenge.nonce,
@@ -299,19 +272,14 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         if (!updated) throw unauthorized();
         await this.walletsChanged(user._id);
         this.logger.info({ userId: user._id, address: wallet.address }, "Wallet linked");
-        ctx.meta.$statusCode = 201;
         // The public profile is where the linked wallet shows.
-        ctx.meta.$location = `/api/users/${user._id}`;
-        return this.toUser(updated);
+        return created(ctx, `/api/users/${user._id}`, toUser(updated));
       },
     },
 
     unlinkWallet: {
-      params: {
-        $$strict: "remove",
-        address: { type: "string", pattern: ADDRESS_PATTERN },
-      },
-      async handler(ctx: Context<{ address: string }, Meta>) {
+      params: { $$strict: "remove", address: addressParam },
+      async handler(ctx: GatewayContext<UnlinkWalletParams>) {
         const user = await this.requireUser(ctx);
         const address = normalizeAddress(ctx.params.address);
         // The profile first, then the link: a crash in between leaves the address still
@@ -327,17 +295,17 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         if (!pulled && freed === 0) throw notFound("Wallet");
         await this.walletsChanged(user._id);
         this.logger.info({ userId: user._id, address }, "Wallet unlinked");
-        return this.toUser(pulled ?? user);
+        return toUser(pulled ?? user);
       },
     },
 
     get: {
       params: { id: { type: "string", min: 1, max: 64 } },
       cache: { keys: ["id"], ttl: 60 },
-      async handler(ctx: Context<{ id: string }>) {
+      async handler(ctx: GatewayContext<GetParams>) {
         const doc = await this.store<UserDoc>("users").findOne({ _id: ctx.params.id });
         if (!doc) throw notFound("User");
-        return this.toProfile(doc);
+        return toProfile(doc);
       },
     },
 
@@ -349,7 +317,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       visibility: "public",
       params: { account: { type: "string", min: 1, max: 128 } },
       cache: { keys: ["account"], ttl: 30 },
-      async handler(ctx: Context<{ account: string }>) {
+      async handler(ctx: GatewayContext<ResolveAccountParams>) {
         const { account } = ctx.params;
         if (ADDRESS_PATTERN.test(account)) {
           // walletLinks is the owner of record (unique per address).
@@ -367,36 +335,17 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
   },
 
   methods: {
-    toUser(doc: UserDoc): User {
-      return {
-        id: doc._id,
-        email: doc.email,
-        displayName: doc.displayName,
-        bio: doc.bio,
-        avatarUrl: doc.avatarUrl,
-        wallets: doc.wallets,
-        createdAt: doc.createdAt,
-      };
-    },
-
-    toProfile(doc: UserDoc): PublicProfile {
-      const { email: _email, ...profile } = this.toUser(doc);
-      return profile;
-    },
-
     issue(doc: UserDoc) {
       const token = signAccessToken(
         { id: doc._id },
         this.settings.jwtSecret,
         this.settings.jwtExpiresIn,
       );
-      return { user: this.toUser(doc), token };
+      return { user: toUser(doc), token };
     },
 
-    async requireUser(ctx: Context<unknown, Meta>): Promise<UserDoc> {
-      const id = ctx.meta.user?.id;
-      if (!id) throw unauthorized();
-      const doc = await this.store<UserDoc>("users").findOne({ _id: id });
+    async requireUser(ctx: GatewayContext): Promise<UserDoc> {
+      const doc = await this.store<UserDoc>("users").findOne({ _id: requireUserId(ctx) });
       // A valid token for an account that no longer exists is as good as none.
       if (!doc) throw unauthorized();
       return doc;
@@ -408,11 +357,6 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
      */
     async claimAddress(userId: string, address: string, chainId: number): Promise<Wallet> {
       const links = this.store<WalletLinkDoc>("walletLinks");
-      const entry = (l: WalletLinkDoc): Wallet => ({
-        address: l.address,
-        chainId: l.chainId,
-        linkedAt: l.linkedAt,
-      });
       // Twice at most: the owner found by a failed insert may unlink before we read it.
       for (let attempt = 0; attempt < 2; attempt++) {
         const link: WalletLinkDoc = {
@@ -422,21 +366,22 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
           chainId,
           linkedAt: new Date().toISOString(),
         };
-        try {
-          await links.insert(link);
-          return entry(link);
-        } catch (err) {
-          if (!(err instanceof DuplicateKeyError)) throw err;
-        }
+        if (await insertIfAbsent(links, link)) return walletOf(link);
         const owner = await links.findOne({ address });
         if (owner && owner.userId !== userId) {
           throw conflict("Wallet is linked to another account", [
             { field: "address", message: "linked to another account" },
           ]);
         }
-        if (owner) return entry(owner);
+        if (owner) return walletOf(owner);
       }
       throw conflict("Wallet is being linked or unlinked; try again");
+    },
+
+    /** Drops the cached public profile of `userId`. */
+    async forgetProfile(userId: string): Promise<void> {
+      // Cache keys quote string params (users.get:"usr_…"): match around the id.
+      await this.broker.cacher?.clean(`users.get:*${userId}*`);
     },
 
     /**
@@ -445,12 +390,11 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
      * A node that misses the broadcast still drops them after its short TTL.
      */
     async walletsChanged(userId: string): Promise<void> {
-      // Cache keys quote string params (users.get:"usr_…"): match around the id.
-      await this.broker.cacher?.clean(`users.get:*${userId}*`);
+      await this.forgetProfile(userId);
       await this.broker.cacher?.clean("users.resolveAccount:**");
       await this.broker.broadcast("users.walletsChanged", { userId });
     },
-  },
+  } satisfies UsersMethods & ThisType<UsersThis>,
 };
 
 export default UsersService;

@@ -41,5 +41,11 @@ declare module "moleculer/src/service" {
   interface ServiceSchema<TSettings, TMethods, TVars, TThis> {
     /** Durable event consumers (@moleculer/channels), by channel name. */
     channels?: Record<string, ChannelSchema<TThis>>;
+    /**
+     * Moleculer calls it with the schema once the mixins are merged in, before the service
+     * is built from it; its 0.15 typings leave it out.
+     */
+    // Method syntax: checked bivariantly, so schemas of different settings stay assignable.
+    merged?(this: TThis, schema: ServiceSchema<TSettings, TMethods, TVars, TThis>): void;
   }
 }

@@ -1,12 +1,22 @@
 import type { AddressInfo } from "node:net";
 import type { BrokerOptions, ServiceBroker as Broker, ServiceSchema } from "moleculer";
 import { vi } from "vitest";
+import type { ApiSettings } from "../../services/api.service";
+import type { UsersSettings } from "../../services/users.service";
 import { ApiClient } from "./http";
 
 /**
  * The whole platform in this test process: one broker with the chosen services and the
- * real gateway on a free port, NeDB in memory. `env` is applied while the config and
- * service modules are loaded, since they read env at load time, as in production.
+ * real gateway on a free port, NeDB in memory.
+ *
+ *   startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } })
+ *
+ * `settings` go over a service's own settings: the way to configure api and users. `env`
+ * is for what is read from env when modules load (the broker config, the defaults of
+ * services' settings); it is applied while they load, as in production. A plain object
+ * of strings in place of the options is taken as `env`. The modules are loaded afresh
+ * each time: the config builds its middlewares (channels, bulkhead) at load, and two
+ * brokers must not share them.
  */
 export interface Platform {
   broker: Broker;
@@ -15,30 +25,67 @@ export interface Platform {
   stop(): Promise<void>;
 }
 
+/** Settings by service name; an object setting is merged with the service's own. */
+export type PlatformSettings = {
+  api?: Overrides<ApiSettings>;
+  users?: Overrides<UsersSettings>;
+};
+type Overrides<S> = {
+  [K in keyof S]?: S[K] extends unknown[] ? S[K] : S[K] extends object ? Partial<S[K]> : S[K];
+};
+
+export interface PlatformOptions {
+  settings?: PlatformSettings;
+  env?: Record<string, string>;
+}
+
 export async function startPlatform(
   services: string[],
-  env: Record<string, string> = {},
+  options: PlatformOptions | Record<string, string> = {},
 ): Promise<Platform> {
+  const { env = {}, settings = {} } = isOptions(options) ? options : { env: options };
+  const given: Record<string, object | undefined> = {
+    ...settings,
+    api: { port: 0, ip: "127.0.0.1", ...settings.api },
+  };
   const saved = { ...process.env };
-  Object.assign(process.env, { PORT: "0", HOST: "127.0.0.1" }, env);
+  Object.assign(process.env, env);
   let broker: Broker;
   try {
     vi.resetModules();
     const { ServiceBroker } = await import("moleculer");
-    const config = (await import("../../moleculer.config")).default as unknown as BrokerOptions;
+    const config: BrokerOptions = (await import("../../moleculer.config")).default;
     broker = new ServiceBroker({ ...config, transporter: null, nodeID: `test-${process.pid}` });
     for (const name of services) {
       const mod = (await import(`../../services/${name}.service.ts`)) as { default: ServiceSchema };
-      broker.createService(mod.default);
+      broker.createService(withSettings(mod.default, given[name]));
     }
     // Services read some env when they start (DbMixin: DATA_DIR), so start before restoring it.
     await broker.start();
   } finally {
     process.env = saved;
   }
+  // moleculer-web's HTTP server; its typings don't declare it.
   const api = broker.getLocalService("api") as unknown as
     { server?: { address(): AddressInfo } } | undefined;
   const port = api?.server?.address().port ?? 0;
   const baseUrl = `http://127.0.0.1:${port}`;
   return { broker, client: new ApiClient(baseUrl), baseUrl, stop: () => broker.stop() };
+}
+
+function isOptions(o: PlatformOptions | Record<string, string>): o is PlatformOptions {
+  return "settings" in o || "env" in o;
+}
+
+const isObject = (v: unknown): v is object =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** `schema` with `overrides` over its settings, object settings merged one level deep. */
+export function withSettings(schema: ServiceSchema, overrides: object = {}): ServiceSchema {
+  const settings: Record<string, unknown> = { ...schema.settings };
+  for (const [key, value] of Object.entries(overrides)) {
+    const own: unknown = settings[key];
+    settings[key] = isObject(value) && isObject(own) ? { ...own, ...value } : value;
+  }
+  return { ...schema, settings };
 }

@@ -8,7 +8,7 @@ const password = "correct horse battery";
 describe("gateway: errors, request ids, idempotency", () => {
   let p: Platform;
   beforeAll(async () => {
-    p = await startPlatform(["api", "users"], { READY_SERVICES: "users" });
+    p = await startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
   });
   afterAll(() => p.stop());
 
@@ -156,9 +156,9 @@ describe("gateway: errors, request ids, idempotency", () => {
 describe("gateway: rate limits", () => {
   it("limits login attempts per IP more strictly, with 429, RATE_LIMITED and Retry-After", async () => {
     const p = await startPlatform(["api", "users"], {
-      READY_SERVICES: "users",
-      LOGIN_RATE_LIMIT_MAX: "3",
-      RATE_LIMIT_MAX: "100",
+      settings: {
+        api: { readyServices: ["users"], rateLimits: { loginMax: 3, max: 100 } },
+      },
     });
     try {
       const statuses: number[] = [];
@@ -184,16 +184,17 @@ describe("gateway: rate limits", () => {
   });
 
   it("shares one count among gateways through Redis when REDIS_URL is set", async () => {
+    // Env, since the broker config reads them too: REDIS_URL (the cacher), NAMESPACE.
     const env = {
-      READY_SERVICES: "users",
       REDIS_URL: process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379",
       NAMESPACE: `rl-${randomBytes(4).toString("hex")}`,
-      LOGIN_RATE_LIMIT_MAX: "4",
-      // Windows are aligned to the clock: an hour-long one keeps the test off a boundary.
-      RATE_LIMIT_WINDOW_MS: "3600000",
     };
-    const a = await startPlatform(["api", "users"], env);
-    const b = await startPlatform(["api", "users"], env);
+    const settings = {
+      // Windows are aligned to the clock: an hour-long one keeps the test off a boundary.
+      api: { readyServices: ["users"], rateLimits: { loginMax: 4, windowMs: 3_600_000 } },
+    };
+    const a = await startPlatform(["api", "users"], { env, settings });
+    const b = await startPlatform(["api", "users"], { env, settings });
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) {

@@ -4,7 +4,7 @@ import { startPlatform, type Platform } from "../helpers/platform";
 describe("health endpoints", () => {
   let p: Platform;
   beforeAll(async () => {
-    p = await startPlatform(["api", "users"], { READY_SERVICES: "users" });
+    p = await startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
   });
   afterAll(() => p.stop());
 

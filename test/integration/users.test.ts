@@ -23,8 +23,9 @@ describe("users: register, login, profiles (API.md)", () => {
   let p: Platform;
   beforeAll(async () => {
     p = await startPlatform(["api", "users"], {
-      READY_SERVICES: "users",
-      LOGIN_RATE_LIMIT_MAX: "1000",
+      settings: {
+        api: { readyServices: ["users"], rateLimits: { loginMax: 1000 } },
+      },
     });
   });
   afterAll(() => p.stop());

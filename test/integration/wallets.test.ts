@@ -67,7 +67,11 @@ const unlink = (p: Platform, user: Registered, address: string) =>
 describe("wallets: link by signed message, unlink, resolve", () => {
   let p: Platform;
   beforeAll(async () => {
-    p = await startPlatform(["api", "users"], { READY_SERVICES: "users", RATE_LIMIT_MAX: "0" });
+    p = await startPlatform(["api", "users"], {
+      settings: {
+        api: { readyServices: ["users"], rateLimits: { max: 0 } },
+      },
+    });
   });
   afterAll(() => p.stop());
 
@@ -440,10 +444,12 @@ describe("wallets: an expired challenge", () => {
   let p: Platform;
   beforeAll(async () => {
     p = await startPlatform(["api", "users"], {
-      READY_SERVICES: "users",
-      SIWE_TTL_MS: "300",
-      SIWE_DOMAIN: "app.mintmesh.test",
-      SIWE_URI: "https://app.mintmesh.test",
+      settings: {
+        api: { readyServices: ["users"] },
+        users: {
+          siwe: { ttlMs: 300, domain: "app.mintmesh.test", uri: "https://app.mintmesh.test" },
+        },
+      },
     });
   });
   afterAll(() => p.stop());
@@ -476,8 +482,9 @@ describe("wallets: tokens take a linked address as an account", () => {
   let p: Platform;
   beforeAll(async () => {
     p = await startPlatform(["api", "users", "tokens"], {
-      READY_SERVICES: "users,tokens",
-      RATE_LIMIT_MAX: "0",
+      settings: {
+        api: { readyServices: ["users", "tokens"], rateLimits: { max: 0 } },
+      },
     });
   });
   afterAll(() => p.stop());
