@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { Errors } from "moleculer";
 
 /**
  * Pure parts of the token ledger (no broker, no database): document shapes of the
@@ -34,8 +35,11 @@ export interface AllowanceDoc {
   ops: Record<string, OpMarker>;
 }
 
-/** d: debited from, c: credited to, s: allowance spent. */
-export type OpMarker = "d" | "c" | "s";
+/**
+ * d: debited from, c: credited to, s: allowance spent, n: a transfer that moves nothing,
+ * done; x: abandoned by recovery before anything moved (its owner may not debit any more).
+ */
+export type OpMarker = "d" | "c" | "s" | "n" | "x";
 
 export type JournalState = "pending" | "done" | "failed";
 
@@ -55,8 +59,12 @@ export interface JournalDoc {
   /** Set for transferFrom: whose allowance is spent. */
   spender: string | null;
   state: JournalState;
-  error: { type: string; message: string } | null;
+  /** The refusal a replay of the key answers with (status 422 unless given). */
+  error: { type: string; message: string; status?: number } | null;
   createdAt: string;
+  /** The engine running it, and until when (ms since epoch) no other may take it over. */
+  owner?: string;
+  leaseUntil?: number;
 }
 
 /** What a transfer action asks of the engine: accounts resolved, the key scoped to its caller. */
@@ -124,5 +132,13 @@ export class KeyedMutex {
 
   get size(): number {
     return this.tails.size;
+  }
+}
+
+/** The owner stalled past its lease and another engine took the transfer over. */
+export class TakenOverError extends Errors.MoleculerError {
+  constructor() {
+    super("Transfer was taken over by another node", 503, "SERVICE_UNAVAILABLE");
+    this.name = "TakenOverError";
   }
 }

@@ -1,18 +1,16 @@
-import { businessError, conflict, notFound, type ClientError } from "./errors";
-import { amountSortKey, checkedAdd, checkedSub, formatAmount } from "./amount";
+import { ClientError, businessError, conflict, notFound } from "./errors";
 import { TOKEN_EVENTS, domainEvent, type BalanceAfter, type TokenTransferred } from "./events";
-import { BoundedMap } from "./bounded-map";
+import { BalanceBook } from "./balance-book";
 import {
-  KeyedMutex,
   balanceId,
   fingerprint,
   toTransferRecord,
   type AllowanceDoc,
   type BalanceDoc,
   type JournalDoc,
-  type OpMarker,
   type TransferRecord,
   type TransferRequest,
+  TakenOverError,
 } from "./ledger";
 import { newId } from "./ids";
 import type { OutboxWriter } from "./outbox";
@@ -30,6 +28,14 @@ import { refundAllowance, spendAllowance } from "./allowance-ops";
  *  3. The event goes to the outbox: from then on the transfer is complete.
  *  4. The entry becomes `done` (batched); only then may its markers go, since until then
  *     they are what recovery goes by (the outbox entry is deleted once published).
+ *
+ * Every pending entry has an owner and a lease. Another engine (a replica on the same
+ * MongoDB, or this process after a restart) recovers an entry only after claiming it by
+ * compare-and-set once its lease has expired, and the owner renews its lease before a
+ * money step once it runs short, so an owner stalled past its lease moves nothing more.
+ * An entry abandoned before anything moved is marked failed, never deleted: a client may
+ * still retry its key, and must not have it paid by a later run. Done and failed entries
+ * are pruned after `retentionMs`, which must outlast every retry window.
  *
  * No broker in here: the tokens service hands it its stores, its outbox and a way to
  * tell whether a token is live, so it runs the same in a unit test.
@@ -51,8 +57,21 @@ interface EngineLogger {
   warn(obj: object, msg: string): void;
 }
 
-/** In-process memories are caches: bounded, and losing an entry only costs a read. */
-const CACHE_LIMIT = 100_000;
+export interface EngineOptions {
+  /** This engine's name in the entries it runs: unique per process (node id + instance). */
+  owner: string;
+  /** How long a pending entry is its owner's before another engine may take it over. */
+  leaseMs: number;
+  /** Done and failed entries older than this are pruned, and their keys forgotten. */
+  retentionMs: number;
+}
+
+const ABANDONED = {
+  type: "CONFLICT",
+  status: 409,
+  message:
+    "This transfer was interrupted before anything moved; send it again with a new Idempotency-Key",
+};
 
 const after = (b: BalanceDoc | null, account: string): BalanceAfter =>
   b
@@ -60,17 +79,13 @@ const after = (b: BalanceDoc | null, account: string): BalanceAfter =>
     : { account, amount: "0", version: 0 };
 
 export class TransferEngine {
-  private readonly balanceLocks = new KeyedMutex();
-  /** Balances last seen by this engine; a stale one only costs a CAS miss. */
-  private readonly balanceCache = new BoundedMap<string, BalanceDoc>(CACHE_LIMIT);
+  private readonly book: BalanceBook;
   /** Transfers of this engine in flight, by idempotency key. */
   private readonly inflight = new Map<string, { fp: string; done: Promise<TransferRecord> }>();
   /** Journal ids this engine is applying now. */
   private readonly running = new Set<string>();
   /** Journal ids whose event is in the outbox and whose `done` is not written yet. */
   private readonly completing = new Set<string>();
-  /** Journal ids whose `done` is written: their markers may go. */
-  private readonly settled = new BoundedMap<string, true>(CACHE_LIMIT);
   private doneQueue: string[] = [];
   private doneFlush: Promise<void> | null = null;
 
@@ -79,17 +94,40 @@ export class TransferEngine {
     private readonly outbox: OutboxWriter,
     private readonly tokens: TokenLookup,
     private readonly logger: EngineLogger,
-  ) {}
+    private readonly opts: EngineOptions,
+  ) {
+    this.book = new BalanceBook(
+      stores.balances,
+      stores.journal,
+      jid => this.running.has(jid) || this.completing.has(jid),
+    );
+  }
 
   /** Journal first (claims the idempotency key), then the balances, then the event. */
   async run(req: TransferRequest): Promise<TransferRecord> {
     const fp = fingerprint([req.kind, req.tokenId, req.from, req.to, req.amount, req.spender]);
-    const local = this.inflight.get(req.key);
-    if (local) {
-      if (local.fp !== fp) throw conflict("Idempotency key was already used for another request");
-      return local.done;
-    }
+    const joined = () => {
+      const local = this.inflight.get(req.key);
+      if (local && local.fp !== fp)
+        throw conflict("Idempotency key was already used for another request");
+      return local?.done;
+    };
+    const early = joined();
+    if (early) return early;
     if (!(await this.tokens.isActive(req.tokenId))) throw notFound("Token");
+    const late = joined(); // another call with this key started during the await
+    if (late) return late;
+    // Claimed here before the journal is written, so this engine's own sweep never takes it.
+    const done = this.start(req, fp);
+    this.inflight.set(req.key, { fp, done });
+    try {
+      return await done;
+    } finally {
+      if (this.inflight.get(req.key)?.done === done) this.inflight.delete(req.key);
+    }
+  }
+
+  private async start(req: TransferRequest, fp: string): Promise<TransferRecord> {
     const j: JournalDoc = {
       _id: newId("trf"),
       key: req.key,
@@ -103,28 +141,26 @@ export class TransferEngine {
       state: "pending",
       error: null,
       createdAt: new Date().toISOString(),
+      owner: this.opts.owner,
+      leaseUntil: Date.now() + this.opts.leaseMs,
     };
     if (!(await insertIfAbsent(this.stores.journal, j))) return this.replay(req, fp);
     this.running.add(j._id);
-    const done = this.apply(j);
-    this.inflight.set(req.key, { fp, done });
     try {
-      return await done;
+      return await this.apply(j);
     } finally {
-      this.inflight.delete(req.key);
       this.running.delete(j._id);
     }
   }
 
   /** A balance as stored now ("0" when the account never held the token). */
-  async balance(tokenId: string, account: string): Promise<string> {
-    return (await this.readBalance(balanceId(tokenId, account), true))?.amount ?? "0";
+  balance(tokenId: string, account: string): Promise<string> {
+    return this.book.amount(tokenId, account);
   }
 
   /** The token is gone: its cached balances must not answer for it. */
   forgetToken(tokenId: string): void {
-    for (const key of this.balanceCache.keys())
-      if (key.startsWith(`${tokenId}:`)) this.balanceCache.delete(key);
+    this.book.forgetToken(tokenId);
   }
 
   /** Resolves once the `done` marks written so far are in the journal. */
@@ -133,34 +169,58 @@ export class TransferEngine {
   }
 
   /**
-   * Finishes the transfers a crash left pending, older than `graceMs` (on a shared
-   * database, younger ones may still be running in another process). Returns how many.
+   * Takes over the pending entries whose lease expired (their owner died or stalled)
+   * and drives each to done or failed. `all`: every pending entry not running here, for
+   * a start on NeDB files, whose lock proves no other process runs any. Returns how many.
    */
-  async recover(graceMs: number): Promise<number> {
-    const before = new Date(Date.now() - graceMs).toISOString();
-    const pending = await this.stores.journal.find({
-      state: "pending",
-      createdAt: { $lte: before },
-    });
+  async recover(all = false): Promise<number> {
+    const now = Date.now();
+    const pending = await this.stores.journal.find({ state: "pending" });
     let count = 0;
     for (const j of pending) {
-      if (this.inflight.has(j.key)) continue;
-      await this.recoverTransfer(j);
-      count++;
+      if (this.inflight.has(j.key) || this.running.has(j._id)) continue;
+      if (!all && (j.leaseUntil ?? 0) > now) continue;
+      const claimed = await this.stores.journal.updateOne(
+        { _id: j._id, state: "pending", leaseUntil: j.leaseUntil ?? { $exists: false } },
+        { $set: { owner: this.opts.owner, leaseUntil: now + this.opts.leaseMs } },
+      );
+      if (!claimed) continue; // another engine claimed it first
+      this.running.add(j._id);
+      try {
+        await this.recoverTransfer(claimed);
+        count++;
+      } finally {
+        this.running.delete(j._id);
+      }
     }
     if (count > 0) this.logger.info({ count }, "Recovered unfinished transfers");
     return count;
   }
 
+  /** Removes done and failed entries past their retention, a batch at a time. Returns how many. */
+  async prune(batch = 500): Promise<number> {
+    const cutoff = new Date(Date.now() - this.opts.retentionMs).toISOString();
+    let removed = 0;
+    for (;;) {
+      const old = await this.stores.journal.find(
+        { state: { $in: ["done", "failed"] }, createdAt: { $lt: cutoff } },
+        { limit: batch },
+      );
+      if (old.length === 0) return removed;
+      removed += await this.stores.journal.remove({ _id: { $in: old.map(j => j._id) } });
+      // Other work runs between batches: a large backlog never holds the event loop.
+      await new Promise(resolve => setImmediate(resolve));
+    }
+  }
+
   /** A key seen before: the first outcome, whatever it was. */
   private async replay(req: TransferRequest, fp: string): Promise<TransferRecord> {
     const j = await this.stores.journal.findOne({ key: req.key });
-    if (!j) return this.run(req); // dropped by recovery meanwhile: run it
+    if (!j) return this.start(req, fp); // pruned meanwhile: a key past retention is new
     if (j.fingerprint !== fp)
       throw conflict("Idempotency key was already used for another request");
-    const local = this.inflight.get(req.key);
-    if (local) return local.done;
-    if (j.state === "failed" && j.error) throw businessError(j.error.type, j.error.message);
+    if (j.state === "failed" && j.error)
+      throw new ClientError(j.error.message, j.error.status ?? 422, j.error.type);
     if (
       j.state === "done" ||
       this.completing.has(j._id) ||
@@ -175,14 +235,15 @@ export class TransferEngine {
 
   private async apply(j: JournalDoc): Promise<TransferRecord> {
     const amount = BigInt(j.amount);
-    if (
-      j.kind === "transferFrom" &&
-      !(await spendAllowance(this.stores.allowances, j, ops => this.markerCleanup(ops)))
-    ) {
-      return this.fail(
-        j,
-        businessError("INSUFFICIENT_ALLOWANCE", "The allowance is smaller than the amount"),
-      );
+    if (j.kind === "transferFrom") {
+      await this.ensureLease(j);
+      const spent = await spendAllowance(this.stores.allowances, j, ops => this.book.cleanup(ops));
+      if (!spent) {
+        return this.fail(
+          j,
+          businessError("INSUFFICIENT_ALLOWANCE", "The allowance is smaller than the amount"),
+        );
+      }
     }
     const insufficient = async () => {
       if (j.kind === "transferFrom") await refundAllowance(this.stores.allowances, j);
@@ -192,22 +253,46 @@ export class TransferEngine {
         businessError("INSUFFICIENT_FUNDS", "The balance is smaller than the amount"),
       );
     };
+    await this.ensureLease(j);
     if (j.from === j.to || amount === 0n) {
-      // Nothing moves, but the rules of a transfer still apply.
-      const cur = await this.readBalance(balanceId(j.tokenId, j.from), true);
-      if (BigInt(cur?.amount ?? "0") < amount) return insufficient();
+      // Nothing moves, but the rules of a transfer still apply; the `n` marker is what
+      // tells recovery it was done, as `d` and `c` do for a transfer that moves.
+      const marked = await this.book.change(j.tokenId, j.from, 0n, j._id, "n", amount);
+      if (!marked) return insufficient();
       return this.complete(j, await this.balancesAfter(j));
     }
-    const debited = await this.changeBalance(j.tokenId, j.from, -amount, j._id, "d");
+    const debited = await this.book.change(j.tokenId, j.from, -amount, j._id, "d");
     if (!debited) return insufficient();
-    const credited = await this.changeBalance(j.tokenId, j.to, amount, j._id, "c");
+    await this.ensureLease(j);
+    const credited = await this.book.change(j.tokenId, j.to, amount, j._id, "c");
     return this.complete(j, [after(debited, j.from), after(credited, j.to)]);
+  }
+
+  /**
+   * The owner's lease must outlast the next step by a margin (clocks of two nodes may
+   * differ by less than it); when it runs short it is renewed by compare-and-set, and a
+   * lost lease stops the owner before it moves anything more.
+   */
+  private async ensureLease(j: JournalDoc): Promise<void> {
+    const now = Date.now();
+    if (now < (j.leaseUntil ?? 0) - this.opts.leaseMs / 3) return;
+    const renewed = await this.stores.journal.updateOne(
+      { _id: j._id, state: "pending", owner: this.opts.owner },
+      { $set: { leaseUntil: now + this.opts.leaseMs } },
+    );
+    if (!renewed) throw new TakenOverError();
+    j.leaseUntil = renewed.leaseUntil;
   }
 
   private async fail(j: JournalDoc, err: ClientError): Promise<never> {
     await this.stores.journal.updateOne(
-      { _id: j._id },
-      { $set: { state: "failed", error: { type: err.type, message: err.message } } },
+      { _id: j._id, state: "pending", owner: this.opts.owner },
+      {
+        $set: {
+          state: "failed",
+          error: { type: err.type, message: err.message, status: err.code },
+        },
+      },
     );
     throw err;
   }
@@ -231,107 +316,8 @@ export class TransferEngine {
     const accounts = j.from === j.to ? [j.from] : [j.from, j.to];
     const out: BalanceAfter[] = [];
     for (const a of accounts)
-      out.push(after(await this.readBalance(balanceId(j.tokenId, a), true), a));
+      out.push(after(await this.book.read(balanceId(j.tokenId, a), true), a));
     return out;
-  }
-
-  private async readBalance(id: string, fresh: boolean): Promise<BalanceDoc | null> {
-    if (!fresh) {
-      const hit = this.balanceCache.get(id);
-      if (hit) return hit;
-    }
-    const doc = await this.stores.balances.findOne({ _id: id });
-    if (doc) this.balanceCache.set(id, doc);
-    else this.balanceCache.delete(id);
-    return doc;
-  }
-
-  /**
-   * Adds `delta` (negative: debit) to a balance by compare-and-set on its version,
-   * writing the journal marker in the same write. Null when the balance is too small.
-   */
-  private async changeBalance(
-    tokenId: string,
-    account: string,
-    delta: bigint,
-    journalId: string,
-    marker: OpMarker,
-  ): Promise<BalanceDoc | null> {
-    const id = balanceId(tokenId, account);
-    const store = this.stores.balances;
-    return this.balanceLocks.run(id, async () => {
-      let fresh = false;
-      for (;;) {
-        const cur = await this.readBalance(id, fresh);
-        const have = BigInt(cur?.amount ?? "0");
-        const next = delta < 0n ? checkedSub(have, -delta) : checkedAdd(have, delta);
-        if (next === null) {
-          if (!fresh) {
-            fresh = true; // a cached balance may be behind another process's credit
-            continue;
-          }
-          return null;
-        }
-        const amount = formatAmount(next);
-        if (!cur) {
-          const doc: BalanceDoc = {
-            _id: id,
-            tokenId,
-            account,
-            amount,
-            sortKey: amountSortKey(amount),
-            version: 1,
-            ops: { [journalId]: marker },
-          };
-          if (await insertIfAbsent(store, doc)) {
-            this.balanceCache.set(id, doc);
-            return doc;
-          }
-          fresh = true; // created meanwhile: read it and retry
-          continue;
-        }
-        const unset = await this.markerCleanup(cur.ops);
-        const update: Record<string, unknown> = {
-          $set: {
-            amount,
-            sortKey: amountSortKey(amount),
-            version: cur.version + 1,
-            [`ops.${journalId}`]: marker,
-          },
-        };
-        if (Object.keys(unset).length > 0) update.$unset = unset;
-        const doc = await store.updateOne({ _id: id, version: cur.version }, update);
-        if (doc) {
-          this.balanceCache.set(id, doc);
-          return doc;
-        }
-        fresh = true; // CAS miss: someone else wrote it; read again and retry
-      }
-    });
-  }
-
-  /** Markers of settled journals, to unset in the next write of their balance. */
-  private async markerCleanup(ops: Record<string, OpMarker>): Promise<Record<string, true>> {
-    const unset: Record<string, true> = {};
-    const unknown: string[] = [];
-    for (const jid of Object.keys(ops ?? {})) {
-      if (this.settled.has(jid)) unset[`ops.${jid}`] = true;
-      else unknown.push(jid);
-    }
-    // Markers left by a previous run (or another replica): ask the journal. A
-    // pending entry's markers stay: recovery needs them.
-    const foreign = unknown.filter(jid => !this.running.has(jid) && !this.completing.has(jid));
-    if (foreign.length > 0) {
-      const docs = await this.stores.journal.find({
-        _id: { $in: foreign },
-        state: { $ne: "pending" },
-      });
-      for (const j of docs) {
-        this.settled.set(j._id, true);
-        unset[`ops.${j._id}`] = true;
-      }
-    }
-    return unset;
   }
 
   /** The transfer's event is in the outbox: it is complete; its `done` is written in a batch. */
@@ -354,7 +340,7 @@ export class TransferEngine {
             { _id: { $in: ids }, state: "pending" },
             { $set: { state: "done" } },
           );
-          for (const id of ids) this.settled.set(id, true);
+          for (const id of ids) this.book.markSettled(id);
         } finally {
           for (const id of ids) this.completing.delete(id);
         }
@@ -368,10 +354,10 @@ export class TransferEngine {
   }
 
   /**
-   * One unfinished transfer. Its markers tell which steps happened: debited and
-   * credited → only the event is missing; debited only → credit it (the debit proved
-   * the funds); not debited → nothing moved (an allowance spent is given back) and the
-   * entry goes, so a retry with the key runs it anew. The client was not answered yet.
+   * One unfinished transfer, claimed by this engine. Its markers tell which steps
+   * happened: debited (or, moving nothing, marked `n`) → finish it, crediting if the credit
+   * is missing (the debit proved the funds); nothing moved → an allowance spent is given
+   * back and the entry fails, so a retry of its key hears that and nothing moves later.
    */
   private async recoverTransfer(j: JournalDoc): Promise<void> {
     if (await this.outbox.has(`${TOKEN_EVENTS.transferred}:${j._id}`)) {
@@ -380,15 +366,18 @@ export class TransferEngine {
     }
     const amount = BigInt(j.amount);
     const moves = j.from !== j.to && amount !== 0n;
-    const from = await this.readBalance(balanceId(j.tokenId, j.from), true);
-    const debited = moves && from?.ops?.[j._id] === "d";
-    if (!debited) {
+    // Either the owner's first step is there, or from now on it never will be.
+    const first = await this.book.fence(j.tokenId, j.from, j._id);
+    if (first === "x") {
       if (j.kind === "transferFrom") await refundAllowance(this.stores.allowances, j);
-      await this.stores.journal.remove({ _id: j._id, state: "pending" });
+      await this.stores.journal.updateOne(
+        { _id: j._id, state: "pending", owner: this.opts.owner },
+        { $set: { state: "failed", error: ABANDONED } },
+      );
+      this.logger.info({ transferId: j._id }, "Abandoned transfer failed: nothing had moved");
       return;
     }
-    const to = await this.readBalance(balanceId(j.tokenId, j.to), true);
-    if (to?.ops?.[j._id] !== "c") await this.changeBalance(j.tokenId, j.to, amount, j._id, "c");
+    if (moves) await this.book.change(j.tokenId, j.to, amount, j._id, "c");
     await this.complete(j, await this.balancesAfter(j));
   }
 }

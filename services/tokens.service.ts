@@ -1,5 +1,5 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import {
   AccountsMixin,
@@ -7,7 +7,7 @@ import {
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
 import { amountRule } from "../lib/amount";
-import { envInt, envStr } from "../lib/env";
+import { envInt } from "../lib/env";
 import type { Token, TokenApproved, TokenMetadata } from "../lib/events";
 import { OUTBOX_COLLECTION, type OutboxStats } from "../lib/outbox";
 import { TransferEngine } from "../lib/transfer-engine";
@@ -25,21 +25,31 @@ import { created, requireUserId, type GatewayContext } from "../lib/context";
  * the actions' params, account resolution (a call to users) and the wiring.
  */
 
-interface TokensSettings extends AccountsSettings {
-  /** Pending journal entries younger than this are left to the process running them. */
-  recoveryGraceMs: number;
+interface TokensOwnSettings {
+  /** How often unfinished transfers whose lease expired are taken over (ms). */
   recoveryIntervalMs: number;
+  /** How long a pending transfer is its node's before another may take it over (ms). */
+  leaseMs: number;
+  /** Done and failed transfers are forgotten after this (ms): longer than any retry window. */
+  journalRetentionMs: number;
+  /** How often the journal is pruned (ms). */
+  pruneIntervalMs: number;
 }
+
+/** What `this.settings` holds: the service's own and its mixins'. */
+type TokensSettings = TokensOwnSettings & AccountsSettings & DbSettings;
 
 interface TokensVars {
   registry: TokenRegistry;
   engine: TransferEngine;
   recoveryTimer: NodeJS.Timeout | null;
+  lastPrune: number;
 }
 
 interface TokensMethods {
   buildEngines(): void;
-  recover(): Promise<void>;
+  recover(all?: boolean): Promise<void>;
+  sweep(): Promise<void>;
   callerKey(ctx: GatewayContext): string;
 }
 
@@ -117,9 +127,10 @@ const transferLocation = (rec: TransferRecord): string =>
   `/api/tokens/${rec.tokenId}/transfers/${rec.id}`;
 
 const TokensService: ServiceSchema<
-  TokensSettings,
+  TokensOwnSettings,
   TokensMethods & DbMethods & OutboxMethods & AccountsMethods,
-  DbVars & OutboxVars & TokensVars
+  DbVars & OutboxVars & TokensVars,
+  TokensThis
 > = {
   name: "tokens",
   mixins: [
@@ -127,7 +138,7 @@ const TokensService: ServiceSchema<
       tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
       balances: { indexes: ["tokenId", "account"] },
       allowances: { indexes: ["tokenId"] },
-      journal: { unique: ["key"], indexes: ["state"] },
+      journal: { unique: ["key"], indexes: ["state", "createdAt"] },
       ...OUTBOX_COLLECTION,
     }),
     OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
@@ -135,11 +146,11 @@ const TokensService: ServiceSchema<
   ],
 
   settings: {
-    // NeDB files have one writer (db.mixin locks DATA_DIR): whatever is pending at start
-    // is orphaned. On MongoDB other replicas may be mid-transfer: leave young entries.
-    recoveryGraceMs: envInt("TOKENS_RECOVERY_GRACE_MS", envStr("MONGO_URI") ? 60_000 : 0),
-    recoveryIntervalMs: envInt("TOKENS_RECOVERY_INTERVAL_MS", envStr("MONGO_URI") ? 30_000 : 0),
-    accountTtlMs: envInt("TOKENS_ACCOUNT_TTL_MS", 30_000),
+    recoveryIntervalMs: envInt("TOKENS_RECOVERY_INTERVAL_MS", 10_000),
+    leaseMs: envInt("TOKENS_LEASE_MS", 30_000),
+    // 7 days: far past the gateway's idempotency window (24 h) and JetStream's redelivery.
+    journalRetentionMs: envInt("JOURNAL_RETENTION_MS", 7 * 24 * 3600_000),
+    pruneIntervalMs: envInt("JOURNAL_PRUNE_INTERVAL_MS", 10 * 60_000),
   },
 
   actions: {
@@ -362,13 +373,30 @@ const TokensService: ServiceSchema<
       this.registry = new TokenRegistry(stores, outbox, this.logger, id =>
         this.engine.forgetToken(id),
       );
-      this.engine = new TransferEngine(stores, outbox, this.registry, this.logger);
+      this.engine = new TransferEngine(stores, outbox, this.registry, this.logger, {
+        owner: `${this.broker.nodeID}/${newId("eng")}`,
+        leaseMs: this.settings.leaseMs,
+        retentionMs: this.settings.journalRetentionMs,
+      });
     },
 
-    /** Finishes what a crash interrupted: tokens half created or deleted, events, transfers. */
-    async recover() {
+    /**
+     * Finishes what a crash interrupted: tokens half created or deleted, events, transfers.
+     * `all`: also transfers whose lease has not expired (a start on NeDB files, whose lock
+     * proves their owner is gone).
+     */
+    async recover(all = false) {
       await this.registry.recover();
-      await this.engine.recover(this.settings.recoveryGraceMs);
+      await this.engine.recover(all);
+    },
+
+    /** Periodic: transfers whose node died or stalled, and the journal past its retention. */
+    async sweep() {
+      await this.recover();
+      if (Date.now() - this.lastPrune < this.settings.pruneIntervalMs) return;
+      this.lastPrune = Date.now();
+      const pruned = await this.engine.prune();
+      if (pruned > 0) this.logger.info({ pruned }, "Journal pruned");
     },
 
     /**
@@ -385,18 +413,19 @@ const TokensService: ServiceSchema<
 
   created() {
     this.recoveryTimer = null;
+    this.lastPrune = 0;
   },
 
   async started() {
     this.buildEngines();
-    await this.recover();
+    await this.recover(!this.settings.db.mongoUri);
     await this.engine.idle();
     this.outbox.start();
-    // With replicas on one MongoDB, a node that died is recovered by the survivors.
+    // A node that died is recovered by the survivors (or by this one, after a failed write).
     const every = this.settings.recoveryIntervalMs;
     if (every > 0) {
       const tick = () => {
-        this.recover()
+        this.sweep()
           .catch(err => this.logger.warn({ err }, "Recovery sweep failed"))
           .finally(() => {
             if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);

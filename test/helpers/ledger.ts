@@ -1,7 +1,7 @@
 import { openNedbStore } from "../../lib/nedb-store";
 import { Outbox, type OutboxDoc } from "../../lib/outbox";
 import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/token-registry";
-import { TransferEngine, type TransferStores } from "../../lib/transfer-engine";
+import { TransferEngine, type EngineOptions, type TransferStores } from "../../lib/transfer-engine";
 import type { DomainEvent } from "../../lib/events";
 import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/ledger";
 import type { Doc, Store } from "../../lib/store";
@@ -35,8 +35,10 @@ export interface Ledger {
   published: DomainEvent[];
 }
 
+let engines = 0;
+
 /** Engines over `stores`; the outbox publishes into `published` (the channels' place). */
-export function ledgerOn(stores: LedgerStores): Ledger {
+export function ledgerOn(stores: LedgerStores, opts: Partial<EngineOptions> = {}): Ledger {
   const published: DomainEvent[] = [];
   const outbox = new Outbox(
     stores.outbox,
@@ -45,7 +47,12 @@ export function ledgerOn(stores: LedgerStores): Ledger {
   );
   // The registry tells the engine of deleted tokens; the engine asks the registry what is live.
   const registry = new TokenRegistry(stores, outbox, quiet, id => engine.forgetToken(id));
-  const engine = new TransferEngine(stores, outbox, registry, quiet);
+  const engine = new TransferEngine(stores, outbox, registry, quiet, {
+    owner: `engine-${++engines}`,
+    leaseMs: 30_000,
+    retentionMs: 7 * 24 * 3600_000,
+    ...opts,
+  });
   return { stores, outbox, registry, engine, published };
 }
 

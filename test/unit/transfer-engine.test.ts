@@ -43,7 +43,7 @@ async function restart(): Promise<void> {
   await ledger.engine.idle();
   ledger = ledgerOn(stores);
   await ledger.registry.recover();
-  await ledger.engine.recover(0);
+  await ledger.engine.recover(true);
   await ledger.engine.idle();
 }
 
@@ -113,17 +113,35 @@ describe("TransferEngine", () => {
 });
 
 describe("TransferEngine crash points", () => {
-  it("journal written, nothing debited: recovery drops the entry and a retry runs anew", async () => {
+  it("journal written, nothing debited: recovery fails the entry; its key answers 409, moves nothing", async () => {
     failOnce(stores.balances, "updateOne");
     await expect(ledger.engine.run(transfer())).rejects.toThrow(/crash point/);
     expect(await stores.journal.count({ state: "pending" })).toBe(1);
 
     await restart();
-    expect(await stores.journal.count({})).toBe(0);
+    // Never deleted: a later run of the same key must not pay what the client gave up on.
+    expect((await stores.journal.findOne({ key: "k1" }))?.state).toBe("failed");
+    await expect(ledger.engine.run(transfer())).rejects.toMatchObject({
+      code: 409,
+      message: expect.stringMatching(/new Idempotency-Key/),
+    });
     expect(await balances()).toEqual({ alice: "1000", bob: "0", carol: "0" });
-    const rec = await ledger.engine.run(transfer());
+    await ledger.engine.run(transfer({ key: "k2" }));
     expect(await balances()).toEqual({ alice: "900", bob: "100", carol: "0" });
-    expect(await ledger.engine.run(transfer())).toEqual(rec);
+  });
+
+  it("a transfer that moves nothing, published but not marked done, keeps its id after a restart", async () => {
+    failOnce(stores.journal, "update", (_q, u) => JSON.stringify(u).includes('"done"'));
+    const self = transfer({ to: "alice", key: "self" });
+    const zero = transfer({ amount: "0", key: "zero" });
+    const first = [await ledger.engine.run(self), await ledger.engine.run(zero)];
+    await ledger.engine.idle();
+    await ledger.outbox.flush(); // published, so the outbox no longer proves them
+    expect(await stores.outbox.count({})).toBe(0);
+
+    await restart();
+    expect([await ledger.engine.run(self), await ledger.engine.run(zero)]).toEqual(first);
+    expect(await balances()).toEqual({ alice: "1000", bob: "0", carol: "0" });
   });
 
   it("debited, not credited: recovery credits, publishes and the key answers that transfer", async () => {
@@ -204,5 +222,106 @@ describe("TransferEngine crash points", () => {
       initialSupply: "50",
     });
     expect(again._id).toBe(half?._id);
+  });
+});
+
+describe("TransferEngine leases: two engines over one database", () => {
+  /** Holds the next balance write of `marker` until `release()`: an owner stalled mid-step. */
+  function stallNext(marker: "d" | "c") {
+    let release!: () => void;
+    const gate = new Promise<void>(resolve => (release = resolve));
+    let reached!: () => void;
+    const arrived = new Promise<void>(resolve => (reached = resolve));
+    const real = stores.balances.updateOne.bind(stores.balances);
+    const realInsert = stores.balances.insert.bind(stores.balances);
+    let armed = true;
+    const hit = (doc: unknown) => armed && JSON.stringify(doc).includes(`":"${marker}"`);
+    stores.balances.updateOne = async (q, u) => {
+      if (hit(u)) {
+        armed = false;
+        reached();
+        await gate;
+      }
+      return real(q, u);
+    };
+    stores.balances.insert = async doc => {
+      if (hit(doc)) {
+        armed = false;
+        reached();
+        await gate;
+      }
+      return realInsert(doc);
+    };
+    return { arrived, release };
+  }
+
+  const LEASE = 150;
+  const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+  it("takes nothing over while the owner's lease runs", async () => {
+    const owner = ledgerOn(stores, { leaseMs: 60_000 });
+    const other = ledgerOn(stores, { leaseMs: 60_000 });
+    const stall = stallNext("d");
+    const run = owner.engine.run(transfer());
+    await stall.arrived;
+    expect(await other.engine.recover()).toBe(0);
+    stall.release();
+    await run;
+    expect(await balances()).toEqual({ alice: "900", bob: "100", carol: "0" });
+  });
+
+  it("an owner stalled before its debit past the lease: the other fails it, the owner moves nothing", async () => {
+    const owner = ledgerOn(stores, { leaseMs: LEASE });
+    const other = ledgerOn(stores, { leaseMs: LEASE });
+    const stall = stallNext("d");
+    const run = owner.engine.run(transfer());
+    await stall.arrived;
+    await sleep(LEASE + 50);
+    expect(await other.engine.recover()).toBe(1);
+    stall.release();
+    await expect(run).rejects.toMatchObject({ code: 503, name: "TakenOverError" });
+    expect(await balances()).toEqual({ alice: "1000", bob: "0", carol: "0" });
+    expect((await stores.journal.findOne({ key: "k1" }))?.state).toBe("failed");
+    await expect(other.engine.run(transfer())).rejects.toMatchObject({ code: 409 });
+    expect(await sumOfBalances(stores, tokenId)).toBe(SUPPLY);
+  });
+
+  it("an owner stalled between debit and credit: the other completes it, the owner credits nothing twice", async () => {
+    const owner = ledgerOn(stores, { leaseMs: LEASE });
+    const other = ledgerOn(stores, { leaseMs: LEASE });
+    const stall = stallNext("c");
+    const run = owner.engine.run(transfer());
+    await stall.arrived;
+    await sleep(LEASE + 50);
+    expect(await other.engine.recover()).toBe(1);
+    await other.engine.idle();
+    stall.release();
+    const rec = await run;
+    expect(await balances()).toEqual({ alice: "900", bob: "100", carol: "0" });
+    expect(await other.engine.run(transfer())).toEqual(rec);
+    expect(await sumOfBalances(stores, tokenId)).toBe(SUPPLY);
+  });
+});
+
+describe("TransferEngine retention", () => {
+  it("replays a key inside the retention window and forgets one past it", async () => {
+    const first = await ledger.engine.run(transfer({ key: "old" }));
+    await ledger.engine.idle();
+    // Aged past the retention by its timestamp, as time would.
+    await stores.journal.update(
+      { key: "old" },
+      { $set: { createdAt: new Date(Date.now() - 8 * 24 * 3600_000).toISOString() } },
+    );
+    const recent = await ledger.engine.run(transfer({ key: "recent", amount: "1" }));
+    await ledger.engine.idle();
+    expect(await ledger.engine.prune()).toBe(1);
+    expect(await ledger.engine.run(transfer({ key: "recent", amount: "1" }))).toEqual(recent);
+    const again = await ledger.engine.run(transfer({ key: "old" }));
+    expect(again.id).not.toBe(first.id); // forgotten: a new transfer
+    expect(await balances()).toMatchObject({ alice: "799", bob: "201" });
+    // Its markers went with it: the next writes of those balances drop them.
+    await ledger.engine.run(transfer({ key: "later", amount: "1" }));
+    const alice = await stores.balances.findOne({ tokenId, account: "alice" });
+    expect(Object.keys(alice?.ops ?? {})).not.toContain(first.id);
   });
 });
