@@ -1,4 +1,3 @@
-import type { Context } from "moleculer";
 import {
   TOKEN_EVENTS,
   type DomainEvent,
@@ -8,32 +7,20 @@ import {
 } from "./events";
 
 /**
- * Pure parts of the read models (catalog views, analytics counters): query building,
- * view shaping and counter arithmetic, with no broker and no database.
+ * Pure parts of the read models (catalog views, analytics counters): the envelope check,
+ * query building, view shaping and counter arithmetic, with no broker and no database.
+ * The engines that keep them in stores are lib/catalog-stats.ts and
+ * lib/analytics-counters.ts; mixins/read-model.mixin.ts feeds them from the channels.
  */
 
 // ---------------------------------------------------------------------------------------
-// Channels
+// Events as consumers receive them
 
-/** What a service's `channels: {...}` entry looks like with the middleware's `context: true`. */
-export interface ChannelHandlerSchema<TThis> {
-  group?: string;
-  maxRetries?: number;
-  maxInFlight?: number;
-  deadLettering?: { enabled: boolean; queueName?: string };
-  /** NATS JetStream only: per-channel consumer options, merged over the adapter's. */
-  nats?: { consumerOptions?: { config?: Record<string, unknown> } };
-  handler(this: TThis, ctx: Context<unknown>, raw: unknown): Promise<void>;
+/** An event with the channel it came on, once its envelope is checked. */
+export interface Received {
+  channel: string;
+  event: DomainEvent;
 }
-export type ChannelSchemas<TThis> = Record<string, ChannelHandlerSchema<TThis>>;
-
-/**
- * A read model is built from the whole history: a consumer group created after events
- * were published (a first deployment, a new read model) starts from the stream's
- * beginning, not from "new" (the adapter's default). An existing group resumes where
- * it stopped either way.
- */
-export const FROM_THE_START = { consumerOptions: { config: { deliver_policy: "all" } } };
 
 /** The envelope check every consumer makes before trusting a message. */
 export function isDomainEvent(value: unknown): value is DomainEvent<Record<string, unknown>> {
@@ -113,7 +100,9 @@ const REGEXP_SPECIAL = /[.*+?^${}()|[\]\\]/g;
 export function prefixPattern(q: string): RegExp {
   return new RegExp("^" + q.replace(REGEXP_SPECIAL, "\\$&"));
 }
-export interface ListParams {
+
+/** What a list is filtered and sorted by (catalog.list's params without the paging). */
+export interface CatalogFilter {
   q?: string;
   creator?: string;
   sort?: CatalogSort;
@@ -123,7 +112,7 @@ export interface ListParams {
 /** Only complete, live views are listed: placeholders wait for tokens.created, tombstones stay hidden. */
 export const VISIBLE = { hasToken: true, deleted: false } as const;
 
-export function listQuery(p: ListParams): Record<string, unknown> {
+export function listQuery(p: CatalogFilter): Record<string, unknown> {
   const query: Record<string, unknown> = { ...VISIBLE };
   if (p.q !== undefined && p.q !== "") {
     const pattern = prefixPattern(p.q.toLowerCase());
@@ -175,7 +164,7 @@ export function freshStats(
 }
 
 /**
- * Catalog stats are kept incrementally (catalog.service.ts): every change to a view's
+ * Catalog stats are kept incrementally (lib/catalog-stats.ts): every change to a view's
  * counts is named by a key that is pushed onto the view's `pending` list in the same
  * write as the change, and pulled once its source document records it as counted.
  *  - `t:<transferId>`: one transfer; counted once its transfer row exists;
@@ -232,11 +221,11 @@ export interface CounterDelta {
  * saga deletes its token); transfers and volume are history and stay. NFT mints and
  * sales join here as one line each once their events exist.
  */
-export const ANALYTICS_RULES: Record<string, (data: Record<string, unknown>) => CounterDelta> = {
+export const ANALYTICS_RULES: Record<string, (data: unknown) => CounterDelta> = {
   [TOKEN_EVENTS.created]: () => ({ counters: { tokens: 1 } }),
   [TOKEN_EVENTS.deleted]: () => ({ counters: { tokens: -1 } }),
   [TOKEN_EVENTS.transferred]: data => {
-    const t = data as unknown as TokenTransferred;
+    const t = data as TokenTransferred;
     return { counters: { transfers: 1 }, volume: { tokenId: t.tokenId, amount: t.amount } };
   },
 };

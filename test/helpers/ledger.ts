@@ -4,7 +4,7 @@ import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/token-
 import { TransferEngine, type EngineOptions, type TransferStores } from "../../lib/transfer-engine";
 import type { DomainEvent } from "../../lib/events";
 import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/ledger";
-import type { Doc, Store } from "../../lib/store";
+import type { Store } from "../../lib/store";
 
 /**
  * The tokens write model's engines over real NeDB stores in memory, without a broker:
@@ -54,26 +54,6 @@ export function ledgerOn(stores: LedgerStores, opts: Partial<EngineOptions> = {}
     ...opts,
   });
   return { stores, outbox, registry, engine, published };
-}
-
-/** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
-export function failOnce<T extends Doc, K extends "insert" | "update" | "updateOne" | "remove">(
-  store: Store<T>,
-  method: K,
-  when: (...args: Parameters<Store<T>[K]>) => boolean = () => true,
-): { fired: () => boolean } {
-  const real = store[method].bind(store) as (...args: Parameters<Store<T>[K]>) => unknown;
-  let fired = false;
-  const wrapped = (...args: Parameters<Store<T>[K]>) => {
-    if (!fired && when(...args)) {
-      fired = true;
-      store[method] = real as Store<T>[K];
-      return Promise.reject(new Error(`crash point: ${store.name}.${method}`));
-    }
-    return real(...args);
-  };
-  store[method] = wrapped as Store<T>[K];
-  return { fired: () => fired };
 }
 
 /** Sum of a token's balances: must equal its supply whatever happened. */

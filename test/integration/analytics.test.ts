@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AnalyticsSummary } from "../../lib/read-model";
+import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
 import { waitUntil } from "../helpers/cluster";
@@ -52,7 +53,7 @@ describe("analytics: GET /api/analytics/summary", () => {
     const probe = new TokenScript({ creatorId: "probe" });
     const last = probe.deleted();
     await sendAll(p.broker, [probe.created(), last]);
-    const svc = p.broker.getLocalService("analytics") as unknown as DbMethods;
+    const svc = p.broker.getLocalService("analytics") as Service & DbMethods;
     await waitUntil(
       async () => (await svc.store("applied").count({ _id: last.eventId })) === 1,
       5000,
@@ -127,7 +128,7 @@ describe("analytics: GET /api/analytics/summary", () => {
 
     // Put the stores back into the state a crash right after the counter write leaves:
     // counters changed and the eventId pending on them, but not yet in `applied`.
-    const svc = p.broker.getLocalService("analytics") as unknown as DbMethods;
+    const svc = p.broker.getLocalService("analytics") as Service & DbMethods;
     await svc.store("applied").remove({ _id: move.eventId });
     await svc
       .store("counters")

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DomainEvent } from "../../lib/events";
 import type { CatalogToken } from "../../lib/read-model";
+import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import type { Doc } from "../../lib/store";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
@@ -41,7 +42,7 @@ describe("catalog: a burst of transfers of one token", () => {
       const amount = i % 7 === 0 ? s.amountOf(source) : 1n;
       events.push(s.transfer(source, accounts[(i * 7 + 3) % accounts.length], String(amount)));
     }
-    const views = (p.broker.getLocalService("catalog") as unknown as DbMethods).store<
+    const views = (p.broker.getLocalService("catalog") as Service & DbMethods).store<
       Doc & { transfers: number }
     >("views");
     const transfersSeen = async () => (await views.findOne({ _id: s.token.id }))?.transfers ?? 0;

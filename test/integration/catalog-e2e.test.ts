@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AnalyticsSummary, CatalogToken } from "../../lib/read-model";
+import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import { waitUntil } from "../helpers/cluster";
 import { registerUser, type Registered } from "../helpers/http";
@@ -92,7 +93,7 @@ describe("tokens → events → catalog and analytics, over HTTP", () => {
       5000,
     );
     // Forget the view and its cached answer, as if tokens.created were still in flight.
-    const catalog = p.broker.getLocalService("catalog") as unknown as DbMethods;
+    const catalog = p.broker.getLocalService("catalog") as Service & DbMethods;
     await catalog.store("views").remove({ _id: created.id });
     await p.broker.cacher?.clean("catalog.**");
 

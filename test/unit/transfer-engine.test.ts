@@ -1,8 +1,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { TOKEN_EVENTS } from "../../lib/events";
 import type { TransferRequest } from "../../lib/ledger";
+import { failOnce } from "../helpers/stores";
 import {
-  failOnce,
   ledgerOn,
   openLedgerStores,
   sumOfBalances,

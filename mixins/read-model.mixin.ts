@@ -1,0 +1,163 @@
+import type {
+  ActionSchema,
+  Context,
+  Service,
+  ServiceSchema,
+  ServiceSettingSchema,
+} from "moleculer";
+import { appliedAmong, markApplied, type AppliedDoc } from "../lib/applied-events";
+import { KeyedBatcher } from "../lib/batcher";
+import { FROM_THE_START } from "../lib/channels";
+import type { DomainEvent } from "../lib/events";
+import { isDomainEvent, type Received } from "../lib/read-model";
+import type { ChannelSchema } from "../types/moleculer";
+import type { DbMethods } from "./db.mixin";
+import { defineMixin } from "./define";
+
+/**
+ * The consumer side of a read model (catalog, analytics; NFTs and market next): it
+ * subscribes the service to its channels and hands it each event once, so the service
+ * only says how to key and how to apply what arrives.
+ *
+ *  - channels: one per `channels` entry, in the consumer group `settings.readModel.group`
+ *    (replicas sharing one get each event once between them), read from the start of
+ *    the stream (lib/channels.ts FROM_THE_START), taking
+ *    `settings.readModel.maxInFlight[channel]` events at once;
+ *  - malformed messages: logged once and acknowledged (they never become valid, and a
+ *    retry would only block the channel);
+ *  - batches: events of a channel with a `key` wait while a batch of the same key is
+ *    applied and go together in the next (lib/batcher.ts), whatever their channel;
+ *    events of a channel without one are applied alone;
+ *  - applied eventIds (lib/applied-events.ts): a batch's events already applied are
+ *    skipped, the rest go to their channel's `apply` (one call per distinct `apply`, so
+ *    channels that share one are applied together), then are recorded as applied, then
+ *    `settled` sees the whole batch.
+ *
+ * Use: add `...APPLIED_COLLECTION` to the service's DbMixin collections and
+ * `readModel: { group, maxInFlight }` to its settings, then mix this in. The channels
+ * are built in `created()` from the settings: the channels middleware reads
+ * `schema.channels` in its `serviceCreated` hook, which runs right after `created()`.
+ */
+
+export interface ReadModelSettings extends ServiceSettingSchema {
+  readModel: {
+    /** Consumer group (default: the service's name). */
+    group?: string;
+    /** Events of each channel handled at once (default: the adapter's). */
+    maxInFlight?: Record<string, number>;
+  };
+}
+
+export interface ReadModelChannel<TThis> {
+  /** Events with equal keys that arrive together are applied in one batch. */
+  key?(event: DomainEvent): string;
+  /** Applies events of this channel not applied before; each may be a redelivery of one that died halfway. */
+  apply(this: TThis, fresh: Received[]): Promise<void>;
+}
+
+export interface ReadModelOptions<TThis> {
+  channels: Record<string, ReadModelChannel<TThis>>;
+  /** After a batch's fresh events are recorded as applied, with all of its events (each once). */
+  settled?(this: TThis, batch: Received[], fresh: Received[]): Promise<void>;
+}
+
+export interface ReadModelMethods {
+  /** What a channel handler does with a message. */
+  receiveEvent(channel: string, raw: unknown): Promise<void>;
+  /** Applies a batch of received events (see the header). */
+  applyEvents(batch: Received[]): Promise<void>;
+}
+
+export interface ReadModelVars {
+  eventBatches: KeyedBatcher<Received>;
+}
+
+export type ReadModelThis = Service<ReadModelSettings> &
+  ReadModelMethods &
+  ReadModelVars &
+  DbMethods;
+
+/**
+ * `Own`: what the service adds to `this` that its `apply` and `settled` use (its engine,
+ * its methods), so they are checked against it.
+ */
+export function ReadModelMixin<Own = object>(
+  opts: ReadModelOptions<ReadModelThis & Own>,
+): Partial<ServiceSchema> {
+  return defineMixin<ReadModelSettings, ReadModelMethods & DbMethods, ReadModelVars & Own>({
+    settings: { readModel: {} },
+
+    methods: {
+      async receiveEvent(channel: string, raw: unknown): Promise<void> {
+        if (!isDomainEvent(raw)) {
+          // It will never become valid: retrying would only block the channel.
+          this.logger.error({ channel }, "Malformed event skipped");
+          return;
+        }
+        const received: Received = { channel, event: raw };
+        const key = opts.channels[channel]?.key?.(raw);
+        if (key === undefined) await this.applyEvents([received]);
+        else await this.eventBatches.submit(key, received);
+      },
+
+      async applyEvents(batch: Received[]): Promise<void> {
+        const applied = this.store<AppliedDoc>("applied");
+        // One per eventId: a redelivery may share a batch with its first delivery.
+        const unique = [...new Map(batch.map(r => [r.event.eventId, r])).values()];
+        const seen = await appliedAmong(
+          applied,
+          unique.map(r => r.event.eventId),
+        );
+        if (seen.size > 0) this.logger.debug({ count: seen.size }, "Duplicate events skipped");
+        const fresh = unique.filter(r => !seen.has(r.event.eventId));
+
+        const byApply = new Map<ReadModelChannel<ReadModelThis & Own>["apply"], Received[]>();
+        for (const r of fresh) {
+          const apply = opts.channels[r.channel].apply;
+          const list = byApply.get(apply) ?? [];
+          list.push(r);
+          byApply.set(apply, list);
+        }
+        for (const [apply, events] of byApply) await apply.call(this, events);
+        await markApplied(applied, fresh);
+        await opts.settled?.call(this, unique, fresh);
+      },
+    },
+
+    created() {
+      this.eventBatches = new KeyedBatcher((_key, batch) => this.applyEvents(batch));
+      const { group, maxInFlight = {} } = this.settings.readModel;
+      const channels: Record<string, ChannelSchema<ReadModelThis>> = {};
+      for (const channel of Object.keys(opts.channels)) {
+        channels[channel] = {
+          group,
+          nats: FROM_THE_START,
+          maxInFlight: maxInFlight[channel],
+          async handler(ctx: Context<unknown>) {
+            await this.receiveEvent(channel, ctx.params);
+          },
+        };
+      }
+      this.schema.channels = { ...this.schema.channels, ...channels };
+    },
+  });
+}
+
+/**
+ * Sets the cache TTL (seconds; false: not cached) of the named actions, from a service's
+ * `merged(schema)` hook: the cacher reads an action's `cache` when it registers the
+ * action, right after that hook, so that is where a TTL taken from settings goes in.
+ */
+export function cacheTtlFromSettings(
+  schema: { actions?: Record<string, unknown> },
+  names: string[],
+  ttl: number | false | undefined,
+): void {
+  if (ttl === undefined) return;
+  for (const name of names) {
+    const action = schema.actions?.[name] as ActionSchema | undefined;
+    if (!action || typeof action !== "object") continue;
+    const cache = typeof action.cache === "object" ? action.cache : {};
+    action.cache = ttl === false ? false : { ...cache, ttl };
+  }
+}

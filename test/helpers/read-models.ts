@@ -1,0 +1,48 @@
+import {
+  ServiceBroker,
+  type BrokerOptions,
+  type Service,
+  type ServiceSchema,
+  type ServiceSettingSchema,
+} from "moleculer";
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import { defineMixin } from "../../mixins/define";
+
+/**
+ * A broker of its own for a read model's unit tests, as the Moleculer TypeScript template
+ * builds one: no logger, the in-memory ("Fake") channels adapter; `options` add to it.
+ */
+export function testBroker(options: BrokerOptions = {}): ServiceBroker {
+  return new ServiceBroker({
+    logger: false,
+    // The middleware's typings want every option; "Fake" needs none.
+    middlewares: [ChannelsMiddleware({ adapter: "Fake", context: true } as never)],
+    ...options,
+  });
+}
+
+/** `schema` with other settings, as a deployment (or a test) gives them: merged over its own. */
+export function createWithSettings<S extends ServiceSettingSchema, M, V>(
+  broker: ServiceBroker,
+  schema: ServiceSchema<S, M, V>,
+  settings: Partial<S>,
+): Service {
+  return broker.createService({ name: schema.name, mixins: [defineMixin(schema)], settings });
+}
+
+/**
+ * How many messages the Fake adapter lets `service` take at once on `channel` in `group`
+ * (its consumer is a service of its own with an event bulkhead); undefined when there is
+ * no such consumer.
+ */
+export function inFlightOf(
+  broker: ServiceBroker,
+  service: string,
+  channel: string,
+  group: string,
+): number | undefined {
+  const consumer = broker.getLocalService(`$channel:${service}:${channel}:${group}`);
+  if (!consumer) return undefined;
+  const events = consumer.schema.events as Record<string, { bulkhead?: { concurrency: number } }>;
+  return events[`channels.${channel}`].bulkhead?.concurrency;
+}
