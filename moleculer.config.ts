@@ -121,6 +121,9 @@ const config: BrokerOptions = {
     check: (err: Error) => {
       const { code, type } = err as Errors.MoleculerError;
       if (type === "QUEUE_FULL") return false;
+      // A store that cannot write (full disk) refuses at once by itself and readiness says so;
+      // an open breaker would go on refusing for halfOpenTime after the disk has room again.
+      if (type === "STORE_UNAVAILABLE") return false;
       return typeof code !== "number" || code >= 500 || isRetryable(err);
     },
   },

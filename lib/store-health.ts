@@ -27,7 +27,9 @@ export const storeHealth = {
  */
 export class StoreUnavailableError extends Errors.MoleculerError {
   constructor(store: string) {
-    super("Storage is unavailable", 503, "SERVICE_UNAVAILABLE", { store });
+    // Our own type, so the circuit breaker can leave it out (moleculer.config.ts); the
+    // gateway answers every 503 as SERVICE_UNAVAILABLE.
+    super("Storage is unavailable", 503, "STORE_UNAVAILABLE", { store });
     this.name = "StoreUnavailableError";
   }
 }

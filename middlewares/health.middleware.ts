@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
 import { envStr } from "../lib/env";
+import { storeHealth } from "../lib/store-health";
 
 /**
  * A tiny HTTP health endpoint for every node, for Kubernetes probes and Docker
@@ -9,7 +10,8 @@ import { envStr } from "../lib/env";
  *
  *   GET /health/live   200 while the process runs (the event loop answers)
  *   GET /health/ready  200 once the broker has started and its transporter is
- *                      connected; 503 before, while stopping, and when NATS is lost
+ *                      connected; 503 before, while stopping, when NATS is lost and
+ *                      while a store of this node cannot write (a full disk)
  */
 
 export interface HealthOptions {
@@ -31,6 +33,9 @@ export function healthState(broker: ServiceBroker, stopping: boolean): HealthSta
   // No transporter: a single-process node is ready once started.
   if (broker.transit && !(broker.transit.connected && broker.transit.isReady))
     return { ready: false, reason: "transporter disconnected" };
+  const stores = storeHealth.problems();
+  if (stores.length > 0)
+    return { ready: false, reason: `store cannot write: ${stores.join(", ")}` };
   return { ready: true };
 }
 

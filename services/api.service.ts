@@ -8,6 +8,7 @@ import type {
   ServiceSettingSchema,
 } from "moleculer";
 import ApiGateway from "moleculer-web";
+import { storeHealth } from "../lib/store-health";
 import { envBool, envInt, envList, envStr } from "../lib/env";
 import { unauthorized, conflict } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
@@ -393,6 +394,8 @@ const ApiService: ServiceSchema<
           .map(s => s.name),
       );
       const missing = this.settings.readyServices.filter(s => !available.has(s));
+      // Stores of this process that cannot write (a full disk), named "service/collection".
+      missing.push(...storeHealth.problems());
       for (const store of this.redisStores()) {
         const ok = await store.ping().catch(() => false);
         if (!ok) {
