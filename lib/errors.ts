@@ -31,6 +31,16 @@ export const notFound = (what = "Resource"): ClientError =>
 export const conflict = (message: string, data?: unknown): ClientError =>
   new ClientError(message, 409, "CONFLICT", data);
 
+/**
+ * The work behind an idempotency key is still running: ask again later. Retryable, so the
+ * gateway does not keep it as the key's answer and the broker's retry policy may ask again.
+ */
+export const inProgress = (message: string): ClientError => {
+  const err = conflict(message);
+  err.retryable = true;
+  return err;
+};
+
 /** A business rule refused the request (INSUFFICIENT_FUNDS, SUPPLY_EXCEEDED, …). */
 export const businessError = (type: string, message: string, data?: unknown): ClientError =>
   new ClientError(message, 422, type, data);

@@ -1,4 +1,4 @@
-import { ClientError, businessError, conflict, notFound } from "./errors";
+import { ClientError, businessError, conflict, inProgress, notFound } from "./errors";
 import { TOKEN_EVENTS, domainEvent, type BalanceAfter, type TokenTransferred } from "./events";
 import { BalanceBook } from "./balance-book";
 import {
@@ -230,7 +230,7 @@ export class TransferEngine {
     // Its `done` may have been written since `j` was read (and its event published).
     const now = await this.stores.journal.findOne({ _id: j._id });
     if (now?.state === "done") return toTransferRecord(now);
-    throw conflict("A transfer with this idempotency key is in progress");
+    throw inProgress("A transfer with this idempotency key is in progress");
   }
 
   private async apply(j: JournalDoc): Promise<TransferRecord> {

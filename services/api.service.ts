@@ -299,7 +299,10 @@ const ApiService: ServiceSchema<
       // Remember what the action answered, so a retry with the key gets the same.
       const idem = req.$idempotency;
       // Only what the action itself decided; a gateway-side failure (unavailable, rate limit) is not an answer.
-      const fromAction = err.name === "ClientError" || out.body.error.type === "VALIDATION_ERROR";
+      // Not an answer that stays: "in progress" (retryable) changes once the work is done.
+      const fromAction =
+        (err.name === "ClientError" && !(err as { retryable?: boolean }).retryable) ||
+        out.body.error.type === "VALIDATION_ERROR";
       if (
         idem &&
         req.$endpoint &&
