@@ -1,0 +1,95 @@
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openNedbStore } from "../../lib/nedb-store";
+import { ROOT } from "../helpers/cluster";
+
+/**
+ * Real processes on one DATA_DIR, from the compiled code (`npm test` builds first): a
+ * writer SIGKILLed in the middle of its appends, and processes racing for the lock.
+ */
+
+const dist = (file: string) => JSON.stringify(path.join(ROOT, "dist/lib", file));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-files-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function run(script: string) {
+  const proc = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout.on("data", b => (out += b));
+  proc.stderr.on("data", b => (out += b));
+  const exited = new Promise<number | null>(resolve => proc.once("exit", code => resolve(code)));
+  return { proc, exited, output: () => out };
+}
+
+describe("a writer SIGKILLed mid-append", () => {
+  it("starts again with every write it acknowledged", async () => {
+    const filename = path.join(tmp, "appends.db");
+    const writer = run(`
+      const { openNedbStore } = require(${dist("nedb-store.js")});
+      (async () => {
+        const s = await openNedbStore("appends", {}, { filename: ${JSON.stringify(filename)} });
+        for (let i = 0; ; i += 20) {
+          await Promise.all(Array.from({ length: 20 }, (_, k) =>
+            s.insert({ _id: "d" + (i + k), pad: "x".repeat(300) })));
+          process.stdout.write("ACK " + (i + 20) + "\\n");
+        }
+      })();`);
+    for (let i = 0; i < 200 && !/ACK (\d{3,})/.test(writer.output()); i++)
+      await new Promise(r => setTimeout(r, 25));
+    writer.proc.kill("SIGKILL");
+    await writer.exited;
+    const acked = Math.max(...[...writer.output().matchAll(/ACK (\d+)/g)].map(m => Number(m[1])));
+    expect(acked).toBeGreaterThanOrEqual(100);
+
+    const store = await openNedbStore("appends", {}, { filename });
+    const count = await store.count({});
+    expect(count).toBeGreaterThanOrEqual(acked);
+    for (let i = 0; i < acked; i++)
+      expect(await store.findOne({ _id: `d${i}` }), `d${i}`).not.toBeNull();
+    await store.close();
+  });
+});
+
+describe("processes racing for one DATA_DIR's lock", () => {
+  /** All start at `goAt` (a busy wait after loading), so their attempts meet. */
+  const race = (dir: string, holdMs: number, goAt = 0) =>
+    run(`
+      const { lockDataDir } = require(${dist("data-dir-lock.js")});
+      while (Date.now() < ${goAt});
+      lockDataDir(${JSON.stringify(dir)}, "tokens").then(
+        release => { console.log("LOCKED"); setTimeout(() => { release(); process.exit(0); }, ${holdMs}); },
+        err => { console.log("REFUSED " + err.message); process.exit(3); });`);
+
+  it("lets exactly one of six win, every time, also over a lock left by a SIGKILLed holder", async () => {
+    const dir = path.join(tmp, "race");
+    fs.mkdirSync(dir);
+    for (let round = 0; round < 8; round++) {
+      const goAt = Date.now() + 700;
+      const racers = Array.from({ length: 6 }, () => race(dir, 400, goAt));
+      if (round % 2 === 1) {
+        // The winner dies without releasing: its LOCK file stays behind.
+        await new Promise(r => setTimeout(r, 950));
+        const winner = racers.find(r => r.output().includes("LOCKED"));
+        winner?.proc.kill("SIGKILL");
+      }
+      const codes = await Promise.all(racers.map(r => r.exited));
+      const won = racers.filter(r => r.output().includes("LOCKED"));
+      expect(won.length, `round ${round}: ${racers.map(r => r.output()).join(" | ")}`).toBe(1);
+      expect(codes.filter(c => c === 3).length, `round ${round}`).toBe(5);
+      for (const r of racers.filter(r => !r.output().includes("LOCKED")))
+        expect(r.output()).toMatch(/in use by .*MONGO_URI/s);
+    }
+  });
+
+  it("never takes over a lock written by another host", async () => {
+    const dir = path.join(tmp, "foreign");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "LOCK"), "4242@some-other-host");
+    const r = race(dir, 0);
+    expect(await r.exited).toBe(3);
+    expect(r.output()).toContain("in use by process 4242 on some-other-host");
+  });
+});
