@@ -14,8 +14,10 @@ export interface AppliedDoc extends Doc {
   appliedAt: string;
 }
 
-/** Looked up by `_id` only. */
-export const APPLIED_COLLECTION: Record<string, CollectionSpec> = { applied: {} };
+/** Looked up by `_id`; pruned by `appliedAt`. */
+export const APPLIED_COLLECTION: Record<string, CollectionSpec> = {
+  applied: { indexes: ["appliedAt"] },
+};
 
 /** Which of `eventIds` are recorded as applied. */
 export async function appliedAmong(
@@ -35,4 +37,32 @@ export async function markApplied(applied: Store<AppliedDoc>, events: Received[]
       insertIfAbsent(applied, { _id: event.eventId, type: channel, appliedAt }),
     ),
   );
+}
+
+/**
+ * Forgets events applied before `before`, a batch at a time (other work runs between).
+ * Safe once no channel can deliver them again: the retention must outlast the streams'
+ * max_age and any outbox that may still re-send them. Returns how many.
+ */
+export async function pruneApplied(
+  applied: Store<AppliedDoc>,
+  before: Date,
+  batch = 500,
+): Promise<number> {
+  return pruneBatches(applied, { appliedAt: { $lt: before.toISOString() } }, batch);
+}
+
+/** Removes what `query` matches, `batch` documents per write, yielding between writes. */
+export async function pruneBatches<T extends Doc>(
+  store: Store<T>,
+  query: Record<string, unknown>,
+  batch = 500,
+): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const old = await store.find(query, { limit: batch });
+    if (old.length === 0) return removed;
+    removed += await store.remove({ _id: { $in: old.map(d => d._id) } });
+    await new Promise(resolve => setImmediate(resolve));
+  }
 }

@@ -1,3 +1,4 @@
+import { pruneBatches } from "./applied-events";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
 import type {
   BalanceAfter,
@@ -83,6 +84,8 @@ export interface BalanceDoc extends Doc {
 
 export interface TransferDoc extends Doc {
   tokenId: string;
+  /** When it was counted (ms since epoch): rows are pruned after the read model's retention. */
+  at?: number;
 }
 
 /** The collections the engine works on, with the indexes its queries and the list need. */
@@ -91,7 +94,7 @@ export const CATALOG_COLLECTIONS = {
     indexes: ["creatorId", "createdAt", "nameLower", "symbolLower", "holders", "transfers"],
   },
   balances: { indexes: ["tokenId"] },
-  transfers: { indexes: ["tokenId"] },
+  transfers: { indexes: ["tokenId", "at"] },
 } satisfies Record<string, CollectionSpec>;
 
 export interface CatalogStores {
@@ -334,11 +337,19 @@ export class CatalogViews {
     throw new Error(`Stats of ${tokenId} are too contended; the event will be redelivered`);
   }
 
+  /**
+   * Forgets the rows of transfers counted before `before`: a transfer event is not
+   * delivered again after the read model's retention (see pruneApplied). Returns how many.
+   */
+  pruneTransferRows(before: Date): Promise<number> {
+    return pruneBatches(this.stores.transfers, { at: { $lt: before.getTime() } });
+  }
+
   /** Step 2 for one key: idempotent, so anyone may finish anyone's key. */
   async commitStatsKey(tokenId: string, key: string): Promise<void> {
     const k = parseStatsKey(key);
     if (k?.kind === "transfer") {
-      await insertIfAbsent(this.stores.transfers, { _id: k.transferId, tokenId });
+      await insertIfAbsent(this.stores.transfers, { _id: k.transferId, tokenId, at: Date.now() });
     } else if (k?.kind === "holder") {
       // Fails only when this flip is already recorded.
       await this.stores.balances.updateOne(
@@ -357,6 +368,8 @@ export class CatalogViews {
    */
   async upgradeStats(): Promise<void> {
     const { views, balances, transfers } = this.stores;
+    // Rows counted before they carried a time start their retention now.
+    await transfers.update({ at: { $exists: false } }, { $set: { at: Date.now() } });
     const old = await views.find({ rev: { $exists: false } });
     if (old.length > 0) {
       await balances.update({ flips: { $exists: false }, amount: "0" }, { $set: { flips: 0 } });

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import Datastore from "@seald-io/nedb";
 import {
   DuplicateKeyError,
@@ -39,22 +40,74 @@ function hasDate(v: unknown): boolean {
 const persistenceOf = <T extends Doc>(db: Datastore<T>): NedbPersistence =>
   (db as unknown as { persistence: NedbPersistence }).persistence;
 
-function pipelineAppends<T extends Doc>(db: Datastore<T>, log: AppendLog): void {
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const model = require("@seald-io/nedb/lib/model") as { serialize(doc: unknown): string };
+/**
+ * NeDB's serializer calls a replacer for every key (to encode Dates and re-check keys
+ * already checked on the way in): several times slower than plain JSON, which gives the
+ * same line for a document without Dates.
+ */
+const serialize = (d: unknown): string => (hasDate(d) ? model.serialize(d) : JSON.stringify(d));
+
+/** Documents serialized per slice of a rewrite, between which other work runs. */
+const REWRITE_SLICE = 2000;
+
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  for (let at = 0; at < bytes.length;) at += fs.writeSync(fd, bytes, at);
+}
+
+/**
+ * The whole file written anew from memory (NeDB's compaction, also at every start): to a
+ * temporary file, synced, then renamed over the old one, as NeDB does. NeDB serializes
+ * every document in one go, which held the event loop for ~270 ms per 100k documents
+ * (and missed heartbeats beyond); here it goes in slices with the event loop free between
+ * them. NeDB's queue holds this collection's operations meanwhile, so memory is still.
+ */
+async function rewriteInSlices<T extends Doc>(db: Datastore<T>, filename: string): Promise<void> {
   const persistence = persistenceOf(db);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const model = require("@seald-io/nedb/lib/model") as { serialize(doc: unknown): string };
-  // NeDB's serializer calls a replacer for every key (to encode Dates and re-check keys
-  // already checked on the way in): several times slower than plain JSON, which gives
-  // the same line for a document without Dates.
-  const serialize = (d: unknown): string => (hasDate(d) ? model.serialize(d) : JSON.stringify(d));
+  const docs = db.getAllData();
+  const indexes = (
+    db as unknown as { indexes: Record<string, { unique: boolean; sparse: boolean }> }
+  ).indexes;
+  const tmp = `${filename}~`;
+  const fd = fs.openSync(tmp, "w");
+  try {
+    for (let i = 0; i < docs.length; i += REWRITE_SLICE) {
+      const slice = docs.slice(i, i + REWRITE_SLICE);
+      writeAll(fd, slice.map(d => persistence.afterSerialization(serialize(d)) + "\n").join(""));
+      await new Promise(resolve => setImmediate(resolve));
+    }
+    for (const [fieldName, index] of Object.entries(indexes)) {
+      if (fieldName === "_id") continue; // NeDB makes that one itself
+      const created = { fieldName, unique: index.unique, sparse: index.sparse };
+      writeAll(
+        fd,
+        persistence.afterSerialization(model.serialize({ $$indexCreated: created })) + "\n",
+      );
+    }
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, filename);
+  const dir = fs.openSync(path.dirname(filename), "r");
+  try {
+    fs.fsyncSync(dir); // the rename itself survives a crash
+  } finally {
+    fs.closeSync(dir);
+  }
+}
+
+function pipelineAppends<T extends Doc>(db: Datastore<T>, log: AppendLog, filename: string): void {
+  const persistence = persistenceOf(db);
   persistence.persistNewStateAsync = async docs => {
     if (persistence.inMemoryOnly || docs.length === 0) return;
     log.append(docs.map(d => persistence.afterSerialization(serialize(d)) + "\n").join(""));
   };
-  const rewrite = persistence.persistCachedDatabaseAsync.bind(persistence);
   persistence.persistCachedDatabaseAsync = async () => {
     await log.close();
-    await rewrite();
+    await rewriteInSlices(db, filename);
   };
 }
 
@@ -93,7 +146,7 @@ export class NedbStore<T extends Doc> implements Store<T> {
     this.label = opts.label ?? name;
     if (!opts.filename) return;
     this.log = new AppendLog(opts.filename, opts.sync ?? true, err => this.failed(err));
-    pipelineAppends(db, this.log);
+    pipelineAppends(db, this.log, opts.filename);
     const persistence = persistenceOf(db);
     const rewrite = persistence.persistCachedDatabaseAsync.bind(persistence);
     persistence.persistCachedDatabaseAsync = async () => {
@@ -276,6 +329,8 @@ export async function openNedbStore<T extends Doc = Doc>(
   }
   // Threshold 0: any corrupt line refuses the start (the torn tail is already gone).
   const db = new Datastore<T>(filename ? { filename, corruptAlertThreshold: 0 } : {});
+  // Before the load: its compaction already goes through the store's rewrite.
+  const store = new NedbStore<T>(name, db, opts);
   try {
     await db.loadDatabaseAsync();
   } catch (err) {
@@ -283,7 +338,6 @@ export async function openNedbStore<T extends Doc = Doc>(
     if (line) throw new Error(`${filename}:${line} is corrupt; refusing to start on it`);
     throw err;
   }
-  const store = new NedbStore<T>(name, db, opts);
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
   // Compact the append-only file now and then so restarts stay fast.

@@ -5,7 +5,8 @@ import type {
   ServiceSchema,
   ServiceSettingSchema,
 } from "moleculer";
-import { appliedAmong, markApplied, type AppliedDoc } from "../lib/applied-events";
+import { appliedAmong, markApplied, pruneApplied, type AppliedDoc } from "../lib/applied-events";
+import { envInt } from "../lib/env";
 import { KeyedBatcher } from "../lib/batcher";
 import { FROM_THE_START } from "../lib/channels";
 import type { DomainEvent } from "../lib/events";
@@ -45,8 +46,14 @@ export interface ReadModelSettings extends ServiceSettingSchema {
     group?: string;
     /** Events of each channel handled at once (default: the adapter's). */
     maxInFlight?: Record<string, number>;
+    /** Applied eventIds (and `prune`'s rows) are forgotten after this (ms; default below). */
+    retentionMs?: number;
+    /** How often they are pruned (ms; 0: never). */
+    pruneIntervalMs?: number;
   };
 }
+
+const RETENTION_MS = 7 * 24 * 3600_000;
 
 export interface ReadModelChannel<TThis> {
   /** Events with equal keys that arrive together are applied in one batch. */
@@ -59,9 +66,13 @@ export interface ReadModelOptions<TThis> {
   channels: Record<string, ReadModelChannel<TThis>>;
   /** After a batch's fresh events are recorded as applied, with all of its events (each once). */
   settled?(this: TThis, batch: Received[], fresh: Received[]): Promise<void>;
+  /** Forgets the service's own marks of events applied before `before`; returns how many. */
+  prune?(this: TThis, before: Date): Promise<number>;
 }
 
 export interface ReadModelMethods {
+  /** Forgets what was applied before the retention; returns how many records went. */
+  pruneApplied(): Promise<number>;
   /** What a channel handler does with a message. */
   receiveEvent(channel: string, raw: unknown): Promise<void>;
   /** Applies a batch of received events (see the header). */
@@ -70,6 +81,7 @@ export interface ReadModelMethods {
 
 export interface ReadModelVars {
   eventBatches: KeyedBatcher<Received>;
+  pruneTimer: NodeJS.Timeout | null;
 }
 
 export type ReadModelThis = Service<ReadModelSettings> &
@@ -85,9 +97,22 @@ export function ReadModelMixin<Own = object>(
   opts: ReadModelOptions<ReadModelThis & Own>,
 ): Partial<ServiceSchema> {
   return defineMixin<ReadModelSettings, ReadModelMethods & DbMethods, ReadModelVars & Own>({
-    settings: { readModel: {} },
+    settings: {
+      readModel: {
+        // 7 days: past the streams' max_age (CHANNELS_MAX_AGE_MS, 3 days), after which no
+        // event can be delivered again, so a forgotten eventId cannot be applied twice.
+        retentionMs: envInt("READ_MODEL_RETENTION_MS", RETENTION_MS),
+        pruneIntervalMs: envInt("READ_MODEL_PRUNE_INTERVAL_MS", 10 * 60_000),
+      },
+    },
 
     methods: {
+      async pruneApplied(): Promise<number> {
+        const before = new Date(Date.now() - (this.settings.readModel.retentionMs ?? RETENTION_MS));
+        const own = (await opts.prune?.call(this, before)) ?? 0;
+        return own + (await pruneApplied(this.store<AppliedDoc>("applied"), before));
+      },
+
       async receiveEvent(channel: string, raw: unknown): Promise<void> {
         if (!isDomainEvent(raw)) {
           // It will never become valid: retrying would only block the channel.
@@ -139,6 +164,26 @@ export function ReadModelMixin<Own = object>(
         };
       }
       this.schema.channels = { ...this.schema.channels, ...channels };
+      this.pruneTimer = null;
+    },
+
+    started() {
+      const every = this.settings.readModel.pruneIntervalMs ?? 0;
+      if (every <= 0) return;
+      const tick = () => {
+        this.pruneApplied()
+          .then(n => n > 0 && this.logger.info({ pruned: n }, "Read model pruned"))
+          .catch(err => this.logger.warn({ err }, "Read model prune failed"))
+          .finally(() => {
+            if (this.pruneTimer) this.pruneTimer = setTimeout(tick, every).unref();
+          });
+      };
+      this.pruneTimer = setTimeout(tick, every).unref();
+    },
+
+    stopped() {
+      if (this.pruneTimer) clearTimeout(this.pruneTimer);
+      this.pruneTimer = null;
     },
   });
 }

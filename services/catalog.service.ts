@@ -126,6 +126,9 @@ const CatalogService: ServiceSchema<
       settled(_batch, fresh) {
         return this.announce(fresh);
       },
+      prune(before) {
+        return this.views.pruneTransferRows(before);
+      },
     }),
   ],
 

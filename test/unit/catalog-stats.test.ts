@@ -223,3 +223,17 @@ describe("catalog views: start-up", () => {
     expect((await views.list({ featured: true }, { limit: 5, offset: 0 })).total).toBe(0);
   });
 });
+
+describe("catalog views: retention", () => {
+  it("forgets the rows of transfers counted before the cut-off, and only those", async () => {
+    const s = new TokenScript({ creatorId: "alice", totalSupply: "100" });
+    await views.created(s.created());
+    const [old, recent] = [s.transfer("alice", "bob", "1"), s.transfer("alice", "bob", "1")];
+    await transfers(old, recent);
+    await stores.transfers.update({ _id: old.data.transferId }, { $set: { at: 1 } });
+    expect(await views.pruneTransferRows(new Date(Date.now() - 60_000))).toBe(1);
+    expect((await stores.transfers.find({})).map(r => r._id)).toEqual([recent.data.transferId]);
+    // The counts stay: pruning forgets how a transfer was counted, not that it was.
+    expect(await statsOf(s.token.id)).toMatchObject({ transfers: 2 });
+  });
+});

@@ -153,6 +153,20 @@ describe("ReadModelMixin", () => {
     expect(await applied().count({ _id: e.eventId })).toBe(1);
   });
 
+  it("skips a redelivery inside the retention window and forgets an event past it", async () => {
+    const [recent, old] = [event("things.named"), event("things.named")];
+    await svc.receiveEvent("things.named", recent);
+    await svc.receiveEvent("things.named", old);
+    // Applied 8 days ago, as far as its record says.
+    const longAgo = new Date(Date.now() - 8 * 24 * 3600_000).toISOString();
+    await applied().update({ _id: old.eventId }, { $set: { appliedAt: longAgo } });
+    expect(await svc.pruneApplied()).toBe(1);
+    applies = [];
+    await svc.receiveEvent("things.named", recent);
+    await svc.receiveEvent("things.named", old);
+    expect(applies).toEqual([{ apply: "alone", ids: [old.eventId] }]);
+  });
+
   it("logs a malformed message once and acknowledges it, on the channel as when called", async () => {
     const logged = vi.spyOn(svc.logger, "error");
     await expect(svc.receiveEvent("things.made", { eventId: "" })).resolves.toBeUndefined();
