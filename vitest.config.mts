@@ -1,9 +1,10 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Three tiers (DESIGN.md): unit (pure lib code), integration (one in-process broker
- * behind the real gateway, driven over HTTP), cluster (real processes over the real
- * NATS and Redis; run one file at a time so timings stay honest on two cores).
+ * Three tiers (docs/architecture.md): unit (pure lib code), integration (one in-process
+ * broker behind the real gateway, driven over HTTP), cluster (real processes over the real
+ * NATS and Redis; run one file at a time so timings stay honest on two cores). The cluster
+ * tier's globalSetup probes NATS and Redis and skips the tier, in one line, when one is silent.
  */
 const env = {
   NODE_ENV: "test",
@@ -30,6 +31,7 @@ export default defineConfig({
         test: {
           name: "cluster",
           include: ["test/cluster/**/*.test.ts"],
+          globalSetup: ["test/helpers/cluster.ts"],
           env,
           testTimeout: 120_000,
           hookTimeout: 60_000,

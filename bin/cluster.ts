@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { runnerArgs } from "./runner-args";
+import { answers, runnerArgs } from "./runner-args";
 
 /**
  * `npm run cluster`: the whole platform as a local cluster, for people without
@@ -74,22 +73,6 @@ function log(line: string): void {
 let labelWidth = "cluster".length;
 function label(name: string): string {
   return `[${name.padEnd(labelWidth)}]`;
-}
-
-/** A clear message now beats every child failing to connect after its timeout. */
-function reachable(url: string, timeoutMs = 1500): Promise<boolean> {
-  const u = new URL(url);
-  const port = Number(u.port || (u.protocol === "redis:" ? 6379 : 4222));
-  return new Promise(resolve => {
-    const sock = net.connect({ host: u.hostname, port });
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once("connect", () => done(true));
-    sock.once("error", () => done(false));
-  });
 }
 
 function servicesToRun(): string[] {
@@ -196,7 +179,7 @@ function main(): void {
       ["NATS", transporter],
       ["Redis", redisUrl],
     ] as const) {
-      if (!(await reachable(url))) {
+      if (!(await answers(url))) {
         log(
           `nothing answers at ${url} (${what}). Start it (e.g. \`nats-server -js\`, ` +
             "`redis-server`) or point TRANSPORTER / REDIS_URL at yours.",

@@ -1,5 +1,12 @@
 import os from "node:os";
-import { ServiceBroker, type BrokerOptions, type Errors, type ReplOptions } from "moleculer";
+import type { REPLServer } from "node:repl";
+import {
+  ServiceBroker,
+  type BrokerOptions,
+  type Errors,
+  type Middleware,
+  type ReplOptions,
+} from "moleculer";
 import config from "../moleculer.config";
 
 /**
@@ -11,6 +18,9 @@ import config from "../moleculer.config";
  *
  * (moleculer-cli's `moleculer connect` bundles moleculer 0.14, whose protocol the
  * 0.15 nodes refuse: use this instead.)
+ *
+ * `npm run dev` gets the same commands: its moleculer-runner takes this file as its
+ * config (the default export at the end), so the REPL of the runner has them too.
  */
 
 type ReplCommand = NonNullable<ReplOptions["customCommands"]>[number];
@@ -119,22 +129,25 @@ const health = command({
       { elapsedTime: number } | null
     >;
 
-    const remote = nodes.filter(n => !n.local).sort((a, b) => a.id.localeCompare(b.id));
-    const up = remote.filter(n => n.available).length;
+    const servicesOf = (n: NodeInfo) => [
+      ...new Set((n.services ?? []).map(s => s.name).filter(s => !s.startsWith("$"))),
+    ];
+    // This node counts when it hosts services (`npm run dev`), not as `npm run repl`'s bare node.
+    const shown = nodes
+      .filter(n => !n.local || servicesOf(n).length > 0)
+      .sort((a, b) => a.id.localeCompare(b.id));
+    const up = shown.filter(n => n.available).length;
     out(
-      `Nodes: ${up} available, ${remote.length - up} unavailable (namespace "${broker.namespace}")`,
+      `Nodes: ${up} available, ${shown.length - up} unavailable (namespace "${broker.namespace}")`,
     );
     out(
       ...table([
         ["NODE", "STATUS", "PING", "SERVICES"],
-        ...remote.map(n => [
+        ...shown.map(n => [
           n.id,
           n.available ? "available" : "UNAVAILABLE",
-          pongs[n.id] ? `${pongs[n.id]!.elapsedTime} ms` : "-",
-          (n.services ?? [])
-            .map(s => s.name)
-            .filter(s => !s.startsWith("$"))
-            .join(",") || "-",
+          n.local ? "local" : pongs[n.id] ? `${pongs[n.id]!.elapsedTime} ms` : "-",
+          servicesOf(n).join(",") || "-",
         ]),
       ]).map(l => `  ${l}`),
     );
@@ -177,6 +190,11 @@ interface AuthResult {
   token: string;
 }
 
+/** What register and login print: the user and a JWT to paste into an Authorization header. */
+function printAuth(verb: string, res: AuthResult, extra = ""): void {
+  out(`>> ${verb} ${res.user.id} <${res.user.email}>${extra}`, `>> token: ${res.token}`);
+}
+
 const register = command({
   command: "register <email> <password> <name>",
   description: "Register a user (users.register); quote a name with spaces",
@@ -186,8 +204,7 @@ const register = command({
       password: str(args.password),
       displayName: str(args.name),
     });
-    out(`>> Registered ${res.user.id} <${res.user.email}> "${res.user.displayName}"`);
-    out(`>> token: ${res.token}`);
+    printAuth("Registered", res, ` "${res.user.displayName}"`);
   },
 });
 
@@ -195,12 +212,8 @@ const login = command({
   command: "login <email> <password>",
   description: "Log in (users.login) and print the user id and a JWT",
   async action(broker, args) {
-    const res = await broker.call<AuthResult, object>("users.login", {
-      email: str(args.email),
-      password: str(args.password),
-    });
-    out(`>> Logged in ${res.user.id} <${res.user.email}>`);
-    out(`>> token: ${res.token}`);
+    const credentials = { email: str(args.email), password: str(args.password) };
+    printAuth("Logged in", await broker.call<AuthResult, object>("users.login", credentials));
   },
 });
 
@@ -282,17 +295,29 @@ async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
   return remoteCount();
 }
 
+/** The project's REPL: its prompt and the commands above, next to moleculer-repl's own. */
+export const replOptions: ReplOptions = {
+  delimiter: "mintmesh $",
+  customCommands: [health, register, login, mktoken, balances],
+};
+
+const COMMANDS =
+  "health, register, login, mktoken, balances, call, dcall, nodes, services, actions, help, quit";
+
+/** A person reads this console: short lines rather than JSON. */
+const consoleLogger: BrokerOptions["logger"] = {
+  type: "Console",
+  options: { formatter: "short", colors: Boolean(process.stdout.isTTY) },
+};
+
 async function main(): Promise<void> {
   const transporter = process.env.TRANSPORTER || DEFAULT_TRANSPORTER;
   const options: BrokerOptions = {
     ...config,
     nodeID: `repl-${os.hostname()}-${process.pid}`,
     transporter: transporter as BrokerOptions["transporter"],
-    // A person reads this console: short lines, and only what needs attention.
-    logger: {
-      type: "Console",
-      options: { formatter: "short", colors: Boolean(process.stdout.isTTY) },
-    },
+    // Only what needs attention.
+    logger: consoleLogger,
     logLevel: (process.env.REPL_LOG_LEVEL || "warn") as BrokerOptions["logLevel"],
     metrics: { enabled: false },
     tracing: { enabled: false },
@@ -300,10 +325,7 @@ async function main(): Promise<void> {
     middlewares: (config.middlewares ?? []).filter(
       mw => typeof mw !== "object" || !("name" in mw) || mw.name !== "Health",
     ),
-    replOptions: {
-      delimiter: "mintmesh $",
-      customCommands: [health, register, login, mktoken, balances],
-    },
+    replOptions,
   };
   const broker = new ServiceBroker(options);
   await broker.start();
@@ -313,12 +335,51 @@ async function main(): Promise<void> {
       (others > 0
         ? `${others} other node${others === 1 ? "" : "s"}.`
         : "no other node answered. Is the cluster running with the same TRANSPORTER and NAMESPACE?"),
-    "Commands: health, register, login, mktoken, balances, call, dcall, nodes, services, actions, help, quit",
+    `Commands: ${COMMANDS}`,
   );
   broker.repl();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`repl: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+/**
+ * In `npm run dev`, a change to moleculer.config or a middleware makes moleculer-runner stop
+ * the broker and start a new one, which opens a REPL of its own: the old broker's REPL
+ * closes with it, or both would read the terminal (and answer every command twice).
+ */
+function oneReplAtATime(): Middleware {
+  let server: REPLServer | undefined;
+  return {
+    name: "DevRepl",
+    created(broker) {
+      const open = broker.repl.bind(broker) as unknown as () => REPLServer;
+      broker.repl = () => {
+        server = open();
+      };
+    },
+    async stopped() {
+      // Its "exit" would stop the broker and end the process. (Closing twice is harmless.)
+      server?.removeAllListeners("exit");
+      server?.close();
+    },
+  };
+}
+
+/**
+ * `npm run dev` (bin/dev.ts) hands this file to moleculer-runner as its `--config`: the
+ * project's broker options (moleculer.config.ts, all from env), with the commands above in
+ * the runner's REPL and console log lines instead of JSON.
+ */
+const devOptions: BrokerOptions = {
+  ...config,
+  logger: consoleLogger,
+  replOptions,
+  middlewares: [...(config.middlewares ?? []), oneReplAtATime()],
+};
+export default devOptions;
+
+// Run as a program (`npm run repl`), not when moleculer-runner loads it as a config.
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`repl: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,11 +1,12 @@
+import net from "node:net";
 import path from "node:path";
 
 /**
  * How every mintmesh node is started, as `npm run serve` does: moleculer-runner on the
- * compiled config. DEP0174 is moleculer-db's NeDB adapter (DESIGN.md, Toolchain); async
- * context frames make AsyncLocalStorage (request ids in logs) cheap on Node 22; a 32 MB
- * young generation halves scavenges under load (about +10 % transfers/s) and fits the
- * pods' memory limits.
+ * compiled config. DEP0174 is moleculer-db's NeDB adapter; async context frames make
+ * AsyncLocalStorage (request ids in logs) cheap on Node 22; a 32 MB young generation halves
+ * scavenges under load (about +10 % transfers/s) and fits the pods' memory limits.
+ * Used by `npm run cluster`, `npm run dev`, the cluster tests and the benchmark.
  */
 export const NODE_FLAGS = [
   "--disable-warning=DEP0174",
@@ -13,12 +14,39 @@ export const NODE_FLAGS = [
   "--max-semi-space-size=32",
 ];
 
-export function runnerArgs(root: string, extraNodeFlags: string[] = []): string[] {
+/**
+ * `node` arguments that run moleculer-runner on `config` (a path under `root`; default the
+ * project's compiled moleculer.config.js). Runner flags such as `--hot --repl` go after them.
+ */
+export function runnerArgs(
+  root: string,
+  extraNodeFlags: string[] = [],
+  config = "dist/moleculer.config.js",
+): string[] {
   return [
     ...NODE_FLAGS,
     ...extraNodeFlags,
     path.join(root, "node_modules/moleculer/bin/moleculer-runner.js"),
     "--config",
-    path.join(root, "dist/moleculer.config.js"),
+    path.join(root, config),
   ];
+}
+
+/**
+ * Whether something accepts TCP connections at a nats:// or redis:// URL: a clear message
+ * up front beats every node failing to connect after its timeout.
+ */
+export function answers(url: string, timeoutMs = 1500): Promise<boolean> {
+  const u = new URL(url);
+  const port = Number(u.port || (u.protocol === "redis:" ? 6379 : 4222));
+  return new Promise(resolve => {
+    const sock = net.connect({ host: u.hostname, port });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once("connect", () => done(true));
+    sock.once("error", () => done(false));
+  });
 }

@@ -1,19 +1,14 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { AnalyticsSummary } from "../../lib/read-model";
-import { deleteNamespaceStreams } from "../helpers/channels";
 import {
   NATS_URL,
-  freePort,
-  startNode,
-  stopAll,
-  uniqueNamespace,
+  clusterDown,
+  useCluster,
   waitUntil,
+  type Gateway,
   type NodeProcess,
 } from "../helpers/cluster";
-import { ApiClient, registerUser, type Registered } from "../helpers/http";
+import { registerUser, type ApiClient, type Registered } from "../helpers/http";
 import { createToken, type TokenBody } from "../helpers/tokens";
 
 /**
@@ -22,10 +17,10 @@ import { createToken, type TokenBody } from "../helpers/tokens";
  * back on the same data it counts exactly those transfers: none lost, none twice.
  */
 
-describe("analytics counts exactly what happened while it was down", () => {
-  const namespace = uniqueNamespace("anrs");
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-analytics-"));
-  let core: NodeProcess | undefined;
+describe.skipIf(clusterDown())("analytics counts exactly what happened while it was down", () => {
+  const cluster = useCluster("anrs");
+  const dataDir = cluster.tempDir("analytics");
+  let core: Gateway;
   let analytics: NodeProcess | undefined;
   let client: ApiClient;
   let alice: Registered;
@@ -33,34 +28,24 @@ describe("analytics counts exactly what happened while it was down", () => {
   let coin: TokenBody;
 
   const startAnalytics = () =>
-    startNode({
+    cluster.node({
       name: "analytics",
       services: ["analytics"],
-      namespace,
       env: { CHANNELS_URL: NATS_URL, DATA_DIR: dataDir, ANALYTICS_CACHE_TTL: "0" },
     });
 
   beforeAll(async () => {
-    const port = await freePort();
     [analytics, core] = await Promise.all([
       startAnalytics(),
-      startNode({
+      cluster.gateway({
         name: "core",
-        services: ["api", "users", "tokens", "catalog"],
-        namespace,
-        env: { PORT: String(port), CHANNELS_URL: NATS_URL },
+        services: ["users", "tokens", "catalog"],
+        env: { CHANNELS_URL: NATS_URL },
       }),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200, 30_000);
+    client = core.client;
     [alice, bob] = await Promise.all([registerUser(client, "alice"), registerUser(client, "bob")]);
     coin = await createToken(client, alice.token, { initialSupply: "1000000" });
-  });
-
-  afterAll(async () => {
-    await stopAll([analytics, core]);
-    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
-    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   const summary = async (): Promise<AnalyticsSummary> => {
@@ -107,7 +92,7 @@ describe("analytics counts exactly what happened while it was down", () => {
       await transfers(amounts);
 
       analytics = await startAnalytics();
-      await waitUntil(async () => (await client.get("/health/ready")).status === 200, 30_000);
+      await core.ready();
       await expectSettled({
         transfers: before.transfers + amounts.length,
         volume: Number(before.volumeByToken[coin.id]) + 150,

@@ -1,32 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ApiClient } from "../helpers/http";
-import {
-  startNode,
-  stopAll,
-  uniqueNamespace,
-  type NodeProcess,
-  startGateway,
-  type Gateway,
-} from "../helpers/cluster";
+import { clusterDown, useCluster, type NodeProcess } from "../helpers/cluster";
 
-describe("gateway and users as two processes over NATS", () => {
-  const namespace = uniqueNamespace("auth");
+describe.skipIf(clusterDown())("gateway and users as two processes over NATS", () => {
+  const cluster = useCluster("auth");
+  const { namespace } = cluster;
   let gateway: NodeProcess | undefined;
   let users: NodeProcess | undefined;
   let client: ApiClient;
 
   beforeAll(async () => {
-    let gw: Gateway;
-    [users, gw] = await Promise.all([
-      startNode({ name: "users", services: ["users"], namespace }),
+    [users, { node: gateway, client }] = await Promise.all([
+      cluster.node({ name: "users", services: ["users"] }),
       // Ready once the gateway has discovered the users node over NATS.
-      startGateway({ namespace, env: { READY_SERVICES: "users" } }),
+      cluster.gateway({ env: { READY_SERVICES: "users" } }),
     ]);
-    client = gw.client;
-    gateway = gw.node;
   });
-
-  afterAll(() => stopAll([gateway, users]));
 
   it("registers, logs in and reads the profile through HTTP", async () => {
     const email = `cluster-${namespace}@example.com`;

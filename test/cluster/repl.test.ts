@@ -1,6 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../helpers/http";
@@ -8,11 +6,11 @@ import {
   NATS_URL,
   REDIS_URL,
   ROOT,
+  clusterDown,
   freePortPair,
-  uniqueNamespace,
+  useCluster,
   waitUntil,
 } from "../helpers/cluster";
-import { deleteNamespaceStreams } from "../helpers/channels";
 
 /**
  * `npm run cluster` and `npm run repl` as a person uses them: the cluster script
@@ -71,9 +69,10 @@ function tableRows(text: string): string[][] {
     );
 }
 
-describe("npm run cluster, then npm run repl on it", () => {
-  const namespace = uniqueNamespace("repl");
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-repl-"));
+describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () => {
+  // The namespace, its streams and the temp HOME; the processes are this file's own.
+  const { namespace, tempDir } = useCluster("repl");
+  const home = tempDir("repl-home");
   const password = "correct horse battery";
   let port = 0;
   let cluster: Proc;
@@ -125,8 +124,6 @@ describe("npm run cluster, then npm run repl on it", () => {
         // already gone
       }
     }
-    fs.rmSync(home, { recursive: true, force: true });
-    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
   });
 
   it("starts each service in its own process, with a second gateway on the next port", async () => {

@@ -1,22 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
 import { type ApiClient, registerUser } from "../helpers/http";
-import {
-  stopAll,
-  uniqueNamespace,
-  waitUntil,
-  type NodeProcess,
-  startGateway,
-  type Gateway,
-} from "../helpers/cluster";
-import {
-  faultHits,
-  joinProbe,
-  nodeIdOf,
-  setFaults,
-  sleep,
-  startWiredNode,
-} from "../helpers/resilience";
+import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
+import { RESILIENCE_ENV, faultHits, joinProbe, setFaults, sleep } from "../helpers/resilience";
 
 /**
  * (c) A downstream that fails every call opens the gateway's circuit breaker: clients get
@@ -25,11 +11,9 @@ import {
  */
 const HALF_OPEN_MS = 2000;
 
-describe("circuit breaker between the gateway and users", () => {
-  const namespace = uniqueNamespace("rcb");
-  const usersId = nodeIdOf("users", namespace);
-  let gateway: NodeProcess | undefined;
-  let users: NodeProcess | undefined;
+describe.skipIf(clusterDown())("circuit breaker between the gateway and users", () => {
+  const cluster = useCluster("rcb", { env: RESILIENCE_ENV });
+  const usersId = cluster.nodeId("users");
   let probe: ServiceBroker | undefined;
   let client: ApiClient;
   /** A user no call has read yet: its first read must reach the users node (no cache hit). */
@@ -39,30 +23,20 @@ describe("circuit breaker between the gateway and users", () => {
   const missing = () => `/api/users/missing-${n++}`;
 
   beforeAll(async () => {
-    let gw: Gateway;
-    [users, gw, probe] = await Promise.all([
-      startWiredNode({ name: "users", services: ["users"], namespace }),
-      startGateway({
-        namespace,
-        start: startWiredNode,
+    [, { client }, probe] = await Promise.all([
+      cluster.node({ name: "users", services: ["users"] }),
+      cluster.gateway({
         env: {
           READY_SERVICES: "users",
           CB_MIN_REQUESTS: "4",
           CB_HALF_OPEN_MS: String(HALF_OPEN_MS),
         },
       }),
-      joinProbe(namespace),
+      joinProbe(cluster),
     ]);
-    client = gw.client;
-    gateway = gw.node;
     const user = await registerUser(client, "breaker");
     freshUserPath = `/api/users/${user.id}`;
     expect((await client.get(missing())).status).toBe(404);
-  });
-
-  afterAll(async () => {
-    await probe?.stop();
-    await stopAll([gateway, users]);
   });
 
   const hits = async () => (await faultHits(probe!, usersId))["users.get"] ?? 0;
@@ -83,7 +57,7 @@ describe("circuit breaker between the gateway and users", () => {
     }
     expect(before.every(r => r.status === 503)).toBe(true);
     expect(opened).toBe(true);
-    // Nothing internal leaks: the API.md shape for an unavailable service.
+    // Nothing internal leaks: the error shape of docs/api.md for an unavailable service.
     const open = await client.get(missing());
     expect(open.status).toBe(503);
     expect(open.body).toMatchObject({ error: { type: "SERVICE_UNAVAILABLE" } });

@@ -1,13 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type ApiClient, registerUser } from "../helpers/http";
-import {
-  stopAll,
-  uniqueNamespace,
-  type NodeProcess,
-  startGateway,
-  type Gateway,
-} from "../helpers/cluster";
-import { runLoad, startWiredNode } from "../helpers/resilience";
+import { clusterDown, useCluster, type NodeProcess } from "../helpers/cluster";
+import { RESILIENCE_ENV, runLoad } from "../helpers/resilience";
 
 /**
  * (d) Bulkheads are per action: a flood of slow calls to users.get fills users.get's slots
@@ -17,34 +11,27 @@ import { runLoad, startWiredNode } from "../helpers/resilience";
  */
 const SLOW_MS = 1000;
 
-describe("bulkhead per action", () => {
-  const namespace = uniqueNamespace("rbh");
-  let gateway: NodeProcess | undefined;
+describe.skipIf(clusterDown())("bulkhead per action", () => {
+  const cluster = useCluster("rbh", { env: RESILIENCE_ENV });
   let users: NodeProcess | undefined;
   let client: ApiClient;
   let token: string;
 
   beforeAll(async () => {
-    let gw: Gateway;
-    [users, gw] = await Promise.all([
-      startWiredNode({
+    [users, { client }] = await Promise.all([
+      cluster.node({
         name: "users",
         services: ["users"],
-        namespace,
         env: {
           FAULTS: `users.get:delay=${SLOW_MS}ms`,
           BULKHEAD_CONCURRENCY: "4",
           BULKHEAD_QUEUE: "4",
         },
       }),
-      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "users" } }),
+      cluster.gateway({ env: { READY_SERVICES: "users" } }),
     ]);
-    client = gw.client;
-    gateway = gw.node;
     token = (await registerUser(client, "bulkhead")).token;
   });
-
-  afterAll(() => stopAll([gateway, users]));
 
   it("keeps another action of the flooded service fast, and refuses the overflow cleanly", async () => {
     let flooding = true;

@@ -1,32 +1,24 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { stopAll, uniqueNamespace, type NodeProcess } from "../helpers/cluster";
-import { callAndSee, joinProbe, nodeIdOf, runLoad, startWiredNode } from "../helpers/resilience";
+import { clusterDown, useCluster } from "../helpers/cluster";
+import { RESILIENCE_ENV, callAndSee, joinProbe, runLoad } from "../helpers/resilience";
 
 /**
  * (a) Discovery: a second replica of a stateless service, started while calls run, takes its
  * share of them within about a second of its start, with no configuration anywhere.
  * A probe broker joined to the namespace makes the calls, so it can see which node answered.
  */
-describe("a new catalog replica joins under load", () => {
-  const namespace = uniqueNamespace("rdi");
-  const second = nodeIdOf("catalog-2", namespace);
-  const nodes: NodeProcess[] = [];
+describe.skipIf(clusterDown())("a new catalog replica joins under load", () => {
+  const cluster = useCluster("rdi", { env: RESILIENCE_ENV });
+  const second = cluster.nodeId("catalog-2");
   let probe: ServiceBroker | undefined;
 
   beforeAll(async () => {
-    const [first, p] = await Promise.all([
-      startWiredNode({ name: "catalog-1", services: ["catalog"], namespace }),
-      joinProbe(namespace),
+    [, probe] = await Promise.all([
+      cluster.node({ name: "catalog-1", services: ["catalog"] }),
+      joinProbe(cluster),
     ]);
-    nodes.push(first);
-    probe = p;
     await probe.waitForServices(["catalog"], 10_000);
-  });
-
-  afterAll(async () => {
-    await probe?.stop();
-    await stopAll(nodes);
   });
 
   it("sends the new replica its share within about a second of its start", async () => {
@@ -40,7 +32,7 @@ describe("a new catalog replica joins under load", () => {
       stop: () => failedToStart || (startedAt > 0 && Date.now() > startedAt + 3000),
     });
     try {
-      nodes.push(await startWiredNode({ name: "catalog-2", services: ["catalog"], namespace }));
+      await cluster.node({ name: "catalog-2", services: ["catalog"] });
       startedAt = Date.now();
     } catch (err) {
       failedToStart = true;

@@ -1,15 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
 import type { ApiClient } from "../helpers/http";
-import {
-  stopAll,
-  uniqueNamespace,
-  waitUntil,
-  type NodeProcess,
-  startGateway,
-  type Gateway,
-} from "../helpers/cluster";
-import { joinProbe, nodeIdOf, runLoad, sleep, startWiredNode } from "../helpers/resilience";
+import { clusterDown, useCluster, waitUntil, type NodeProcess } from "../helpers/cluster";
+import { RESILIENCE_ENV, joinProbe, runLoad, sleep } from "../helpers/resilience";
 
 /**
  * (b) SIGKILL one of two catalog replicas under steady load through the gateway: no client
@@ -22,31 +15,21 @@ import { joinProbe, nodeIdOf, runLoad, sleep, startWiredNode } from "../helpers/
 const HEARTBEAT_TIMEOUT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 3000;
 
-describe("a replica killed under load", () => {
-  const namespace = uniqueNamespace("rfo");
-  const victimId = nodeIdOf("catalog-2", namespace);
-  let gateway: NodeProcess | undefined;
-  let survivor: NodeProcess | undefined;
+describe.skipIf(clusterDown())("a replica killed under load", () => {
+  const cluster = useCluster("rfo", { env: RESILIENCE_ENV });
+  const victimId = cluster.nodeId("catalog-2");
   let victim: NodeProcess | undefined;
   let probe: ServiceBroker | undefined;
   let client: ApiClient;
 
   beforeAll(async () => {
-    let gw: Gateway;
-    [survivor, victim, gw, probe] = await Promise.all([
-      startWiredNode({ name: "catalog-1", services: ["catalog"], namespace }),
-      startWiredNode({ name: "catalog-2", services: ["catalog"], namespace }),
-      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "catalog" } }),
-      joinProbe(namespace),
+    [, victim, { client }, probe] = await Promise.all([
+      cluster.node({ name: "catalog-1", services: ["catalog"] }),
+      cluster.node({ name: "catalog-2", services: ["catalog"] }),
+      cluster.gateway({ env: { READY_SERVICES: "catalog" } }),
+      joinProbe(cluster),
     ]);
-    client = gw.client;
-    gateway = gw.node;
     await waitUntil(() => probe!.registry.getActionEndpoints("catalog.list")?.count() === 2);
-  });
-
-  afterAll(async () => {
-    await probe?.stop();
-    await stopAll([gateway, survivor, victim]);
   });
 
   it("serves every request through the kill and is back to normal after the heartbeat timeout", async () => {

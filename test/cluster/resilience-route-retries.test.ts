@@ -1,42 +1,26 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
 import type { ApiClient } from "../helpers/http";
-import {
-  stopAll,
-  uniqueNamespace,
-  type NodeProcess,
-  startGateway,
-  type Gateway,
-} from "../helpers/cluster";
-import { faultHits, joinProbe, nodeIdOf, setFaults, startWiredNode } from "../helpers/resilience";
+import { clusterDown, useCluster } from "../helpers/cluster";
+import { RESILIENCE_ENV, faultHits, joinProbe, setFaults } from "../helpers/resilience";
 
 /**
  * Per-route retries, as a VirtualService's `retries` per route: the read routes keep the
  * broker's retries (RETRIES, 3) for a retryable failure, while the login route sets
  * `callOptions.retries: 0` (a retried login would only add scrypt work to a busy node).
  */
-describe("retries per gateway route", () => {
-  const namespace = uniqueNamespace("rrr");
-  const usersId = nodeIdOf("users", namespace);
-  let gateway: NodeProcess | undefined;
-  let users: NodeProcess | undefined;
+describe.skipIf(clusterDown())("retries per gateway route", () => {
+  const cluster = useCluster("rrr", { env: RESILIENCE_ENV });
+  const usersId = cluster.nodeId("users");
   let probe: ServiceBroker | undefined;
   let client: ApiClient;
 
   beforeAll(async () => {
-    let gw: Gateway;
-    [users, gw, probe] = await Promise.all([
-      startWiredNode({ name: "users", services: ["users"], namespace }),
-      startGateway({ namespace, start: startWiredNode, env: { READY_SERVICES: "users" } }),
-      joinProbe(namespace),
+    [, { client }, probe] = await Promise.all([
+      cluster.node({ name: "users", services: ["users"] }),
+      cluster.gateway({ env: { READY_SERVICES: "users" } }),
+      joinProbe(cluster),
     ]);
-    client = gw.client;
-    gateway = gw.node;
-  });
-
-  afterAll(async () => {
-    await probe?.stop();
-    await stopAll([gateway, users]);
   });
 
   it("retries a failing read three times, a failing login not at all", async () => {

@@ -1,49 +1,32 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { startNode, stopAll, uniqueNamespace, type NodeProcess } from "../helpers/cluster";
-import { joinProbe, nodeIdOf } from "../helpers/resilience";
+import { clusterDown, nodeIdOf, useCluster, type NodeProcess } from "../helpers/cluster";
+import { joinProbe } from "../helpers/resilience";
 
 /**
  * (g) NeDB keeps a collection in one process's memory: a second process of a stateful
  * service on the same DATA_DIR must refuse to start (and say how to run replicas), while a
  * writer that crashed must not lock its data away for good.
  */
-describe("single writer on NeDB files", () => {
-  const namespace = uniqueNamespace("rsw");
-  let dataDir: string;
+describe.skipIf(clusterDown())("single writer on NeDB files", () => {
+  const cluster = useCluster("rsw");
+  const { namespace } = cluster;
+  const dataDir = cluster.tempDir("sw");
   let probe: ServiceBroker | undefined;
   const nodes: NodeProcess[] = [];
+  /** A users process on the shared DATA_DIR, ready at its first line matching `readyPattern`. */
+  const startUsers = (name: string, readyPattern?: RegExp) =>
+    cluster.node({ name, services: ["users"], env: { DATA_DIR: dataDir }, readyPattern });
 
   beforeAll(async () => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-sw-"));
-    probe = await joinProbe(namespace);
-  });
-
-  afterAll(async () => {
-    await stopAll(nodes);
-    await probe?.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    probe = await joinProbe(cluster);
   });
 
   it("refuses a second users process on the same DATA_DIR, naming MONGO_URI", async () => {
-    const first = await startNode({
-      name: "users-1",
-      services: ["users"],
-      namespace,
-      env: { DATA_DIR: dataDir },
-    });
+    const first = await startUsers("users-1");
     nodes.push(first);
 
-    const second = await startNode({
-      name: "users-2",
-      services: ["users"],
-      namespace,
-      env: { DATA_DIR: dataDir },
-      readyPattern: /MONGO_URI/,
-    });
+    const second = await startUsers("users-2", /MONGO_URI/);
     nodes.push(second);
     const line = second.lines.find(l => /MONGO_URI/.test(l)) ?? "";
     expect(line).toContain(`in use by process ${first.proc.pid}`);
@@ -61,12 +44,7 @@ describe("single writer on NeDB files", () => {
 
   it("lets a new process start after the writer was SIGKILLed (stale lock)", async () => {
     await nodes[0].kill("SIGKILL");
-    const third = await startNode({
-      name: "users-3",
-      services: ["users"],
-      namespace,
-      env: { DATA_DIR: dataDir },
-    });
+    const third = await startUsers("users-3");
     nodes.push(third);
     expect(third.proc.exitCode).toBeNull();
   });

@@ -1,14 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
-import { ApiClient } from "../helpers/http";
-import {
-  freePort,
-  stopAll,
-  uniqueNamespace,
-  waitUntil,
-  type NodeProcess,
-} from "../helpers/cluster";
-import { joinProbe, nodeIdOf, runLoad, setFaults, startWiredNode } from "../helpers/resilience";
+import type { ApiClient } from "../helpers/http";
+import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
+import { RESILIENCE_ENV, joinProbe, runLoad, setFaults } from "../helpers/resilience";
 
 /**
  * (e) A weighted canary split, (f) exact routing by the `x-version` header, both done by the
@@ -21,38 +15,23 @@ interface ListBody {
   catalogVersion?: number;
 }
 
-describe("catalog v1/v2 traffic through the gateway", () => {
-  const namespace = uniqueNamespace("rtr");
-  let gateway: NodeProcess | undefined;
-  let v1: NodeProcess | undefined;
-  let v2: NodeProcess | undefined;
+describe.skipIf(clusterDown())("catalog v1/v2 traffic through the gateway", () => {
+  const cluster = useCluster("rtr", { env: RESILIENCE_ENV });
   let probe: ServiceBroker | undefined;
   let client: ApiClient;
 
   beforeAll(async () => {
-    const port = await freePort();
-    [v1, v2, gateway, probe] = await Promise.all([
-      startWiredNode({ name: "catalog-v1", services: ["catalog"], namespace }),
-      startWiredNode({ name: "catalog-v2", services: ["catalog.v2"], namespace }),
-      startWiredNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "catalog", CANARY: "catalog:v1=90,v2=10" },
-      }),
-      joinProbe(namespace),
+    [, , { client }, probe] = await Promise.all([
+      cluster.node({ name: "catalog-v1", services: ["catalog"] }),
+      cluster.node({ name: "catalog-v2", services: ["catalog.v2"] }),
+      cluster.gateway({ env: { READY_SERVICES: "catalog", CANARY: "catalog:v1=90,v2=10" } }),
+      joinProbe(cluster),
     ]);
-    client = new ApiClient(`http://127.0.0.1:${port}`);
     // Ready once the gateway routes to both versions.
     await waitUntil(async () => {
       const res = await client.get<ListBody>("/api/tokens", { headers: { "x-version": "v2" } });
       return res.status === 200 && res.body.catalogVersion === 2;
     });
-  });
-
-  afterAll(async () => {
-    await probe?.stop();
-    await stopAll([gateway, v1, v2]);
   });
 
   it("splits 1,000 calls 90/10 within ±5 points", async () => {
@@ -103,7 +82,7 @@ describe("catalog v1/v2 traffic through the gateway", () => {
     expect(good.headers.get("x-fallback")).toBeNull();
 
     // v1 (which v2 reads through) fails every list; its cache is emptied so calls reach it.
-    await setFaults(probe!, nodeIdOf("catalog-v1", namespace), "catalog.list:abort=503");
+    await setFaults(probe!, cluster.nodeId("catalog-v1"), "catalog.list:abort=503");
     await probe!.broadcast("catalog.changed", { tokenIds: [] });
     try {
       const stale = await client.get<ListBody>(path, { headers: v2Headers });
@@ -118,7 +97,7 @@ describe("catalog v1/v2 traffic through the gateway", () => {
       const direct = await client.get("/api/tokens?limit=9", { headers: { "x-version": "v1" } });
       expect(direct.status).toBe(503);
     } finally {
-      await setFaults(probe!, nodeIdOf("catalog-v1", namespace), "");
+      await setFaults(probe!, cluster.nodeId("catalog-v1"), "");
     }
     const fresh = await client.get<ListBody>(path, { headers: v2Headers });
     expect(fresh.status).toBe(200);

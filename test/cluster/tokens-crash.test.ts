@@ -1,27 +1,11 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
-import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import { ApiClient, registerUser, type Registered } from "../helpers/http";
-import { deleteNamespaceStreams } from "../helpers/channels";
-import {
-  NATS_URL,
-  freePort,
-  startNode,
-  stopAll,
-  uniqueNamespace,
-  waitUntil,
-  type NodeProcess,
-} from "../helpers/cluster";
-import {
-  allHolders,
-  balanceOf,
-  createToken,
-  sumAmounts,
-  type TransferBody,
-} from "../helpers/tokens";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Context, ServiceBroker } from "moleculer";
+import { registerUser, type ApiClient, type Registered } from "../helpers/http";
+import { jetStreamChannels } from "../helpers/channels";
+import { NATS_URL, clusterDown, useCluster, waitUntil } from "../helpers/cluster";
+import type { Gateway, NodeProcess } from "../helpers/cluster";
+import { allHolders, balanceOf, createToken, sumAmounts } from "../helpers/tokens";
+import type { TransferBody } from "../helpers/tokens";
 import type { DomainEvent, TokenTransferred } from "../../lib/events";
 
 /**
@@ -44,78 +28,53 @@ interface Sent {
   body?: TransferBody;
 }
 
-describe("tokens survive a SIGKILL mid-burst", () => {
-  const namespace = uniqueNamespace("tokcrash");
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-tokens-"));
+describe.skipIf(clusterDown())("tokens survive a SIGKILL mid-burst", () => {
+  const cluster = useCluster("tokcrash");
+  const dataDir = cluster.tempDir("tokens");
   const tokensEnv = { DATA_DIR: dataDir, CHANNELS_URL: NATS_URL, OUTBOX_INTERVAL_MS: "200" };
-  let gateway: NodeProcess | undefined;
-  let users: NodeProcess | undefined;
+  let gateway: Gateway;
   let tokens: NodeProcess | undefined;
-  let catalog: NodeProcess | undefined;
   let probe: ServiceBroker;
   let client: ApiClient;
   const seen = new Map<string, number>();
 
   const startTokens = (name = "tokens") =>
-    startNode({ name, services: ["tokens"], namespace, env: tokensEnv });
+    cluster.node({ name, services: ["tokens"], env: tokensEnv });
 
   beforeAll(async () => {
-    const port = await freePort();
-    [users, gateway, tokens, catalog] = await Promise.all([
-      startNode({ name: "users", services: ["users"], namespace }),
-      startNode({
-        name: "gateway",
-        services: ["api"],
-        namespace,
-        env: { PORT: String(port), READY_SERVICES: "users,tokens,catalog", RATE_LIMIT_MAX: "0" },
-      }),
+    [, tokens, , gateway] = await Promise.all([
+      cluster.node({ name: "users", services: ["users"] }),
       startTokens(),
-      startNode({
+      cluster.node({
         name: "catalog",
         services: ["catalog"],
-        namespace,
         env: { DATA_DIR: ":memory:", CHANNELS_URL: NATS_URL },
       }),
+      cluster.gateway({ env: { READY_SERVICES: "users,tokens,catalog", RATE_LIMIT_MAX: "0" } }),
     ]);
+    client = gateway.client;
     // A consumer in this process, as catalog would be: a durable JetStream group.
-    probe = new ServiceBroker({
-      namespace,
-      nodeID: `probe-${namespace}`,
-      transporter: NATS_URL as BrokerOptions["transporter"],
-      serializer: "JSON",
-      logger: false,
-      // As moleculer.config.ts: notice the dead node soon, never wait forever on it.
-      heartbeatInterval: 2,
-      heartbeatTimeout: 6,
-      requestTimeout: 3000,
-      middlewares: [
-        ChannelsMiddleware({ adapter: NATS_URL, context: true } as Parameters<
-          typeof ChannelsMiddleware
-        >[0]),
-      ],
-    });
-    probe.createService({
-      name: "probe",
-      channels: {
-        "tokens.transferred": {
-          group: "probe",
-          handler(ctx: Context<DomainEvent<TokenTransferred>>) {
-            const id = ctx.params.data.transferId;
-            seen.set(id, (seen.get(id) ?? 0) + 1);
-          },
-        },
+    probe = await cluster.broker(
+      {
+        // As moleculer.config.ts: notice the dead node soon, never wait forever on it.
+        heartbeatInterval: 2,
+        heartbeatTimeout: 6,
+        middlewares: [jetStreamChannels(NATS_URL)],
       },
-    } as never);
-    await probe.start();
-    client = new ApiClient(`http://127.0.0.1:${port}`);
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200, 30_000);
-  });
-
-  afterAll(async () => {
-    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
-    await probe?.stop();
-    await stopAll([gateway, users, tokens, catalog]);
-    fs.rmSync(dataDir, { recursive: true, force: true });
+      broker =>
+        broker.createService({
+          name: "probe",
+          channels: {
+            "tokens.transferred": {
+              group: "probe",
+              handler(ctx: Context<DomainEvent<TokenTransferred>>) {
+                const id = ctx.params.data.transferId;
+                seen.set(id, (seen.get(id) ?? 0) + 1);
+              },
+            },
+          },
+        } as never),
+    );
   });
 
   it("keeps every acknowledged transfer exactly once and re-sends their events", async () => {
@@ -177,7 +136,7 @@ describe("tokens survive a SIGKILL mid-burst", () => {
 
     // A new node id, as a restarted pod gets; same data.
     tokens = await startTokens("tokens-restarted");
-    await waitUntil(async () => (await client.get("/health/ready")).status === 200, 30_000);
+    await gateway.ready();
 
     // Every request whose outcome the client did not learn is retried with its key, over
     // HTTP as a client would: the journal makes the retry return the first result.

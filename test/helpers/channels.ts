@@ -1,15 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { ServiceBroker as Broker } from "moleculer";
-import {
-  TOKEN_EVENTS,
-  type BalanceAfter,
-  type DomainEvent,
-  type Token,
-  type TokenCreated,
-  type TokenDeleted,
-  type TokenTransferred,
-  type TokenUpdated,
-} from "../../lib/events";
+import { TOKEN_EVENTS } from "../../lib/events";
+import type * as Events from "../../lib/events";
 
 /**
  * Publishing domain events the way the write model does (broker.sendToChannel on a real
@@ -17,15 +10,22 @@ import {
  * (balances with growing versions), for read-model tests that do not go through tokens.
  */
 
+/** The channels middleware on NATS JetStream, as a node has it with CHANNELS_URL=nats://…. */
+export function jetStreamChannels(natsUrl: string) {
+  return ChannelsMiddleware({ adapter: natsUrl, context: true } as Parameters<
+    typeof ChannelsMiddleware
+  >[0]);
+}
+
 type ChannelBroker = Broker & {
   sendToChannel(channel: string, payload: unknown, opts?: object): Promise<void>;
 };
 
-export function sendToChannel(broker: Broker, event: DomainEvent): Promise<void> {
+export function sendToChannel(broker: Broker, event: Events.DomainEvent): Promise<void> {
   return (broker as ChannelBroker).sendToChannel(event.type, event);
 }
 
-export async function sendAll(broker: Broker, events: DomainEvent[]): Promise<void> {
+export async function sendAll(broker: Broker, events: Events.DomainEvent[]): Promise<void> {
   for (const e of events) await sendToChannel(broker, e);
 }
 
@@ -34,11 +34,11 @@ const uid = (): string => `${randomBytes(6).toString("hex")}${(seq++).toString(3
 
 /** A token's history as the write model would publish it. */
 export class TokenScript {
-  readonly token: Token;
+  readonly token: Events.Token;
   private readonly balances = new Map<string, { amount: bigint; version: number }>();
   private clock: number;
 
-  constructor(token: Partial<Token> & { creatorId: string }) {
+  constructor(token: Partial<Events.Token> & { creatorId: string }) {
     this.clock = Date.parse(token.createdAt ?? new Date().toISOString());
     this.token = {
       id: `tok_${uid()}`,
@@ -57,7 +57,7 @@ export class TokenScript {
     return new Date(this.clock).toISOString();
   }
 
-  private set(account: string, amount: bigint): BalanceAfter {
+  private set(account: string, amount: bigint): Events.BalanceAfter {
     const version = (this.balances.get(account)?.version ?? 0) + 1;
     this.balances.set(account, { amount, version });
     return { account, amount: amount.toString(), version };
@@ -67,7 +67,7 @@ export class TokenScript {
     return this.balances.get(account)?.amount ?? 0n;
   }
 
-  created(): DomainEvent<TokenCreated> {
+  created(): Events.DomainEvent<Events.TokenCreated> {
     return {
       eventId: `evt_created_${this.token.id}`,
       type: TOKEN_EVENTS.created,
@@ -79,7 +79,7 @@ export class TokenScript {
     };
   }
 
-  transfer(from: string, to: string, amount: string): DomainEvent<TokenTransferred> {
+  transfer(from: string, to: string, amount: string): Events.DomainEvent<Events.TokenTransferred> {
     const value = BigInt(amount);
     const balances =
       from === to
@@ -95,7 +95,7 @@ export class TokenScript {
     };
   }
 
-  updated(changes: Partial<Token>): DomainEvent<TokenUpdated> {
+  updated(changes: Partial<Events.Token>): Events.DomainEvent<Events.TokenUpdated> {
     Object.assign(this.token, changes);
     return {
       eventId: `evt_updated_${uid()}`,
@@ -105,7 +105,7 @@ export class TokenScript {
     };
   }
 
-  deleted(): DomainEvent<TokenDeleted> {
+  deleted(): Events.DomainEvent<Events.TokenDeleted> {
     return {
       eventId: `evt_deleted_${this.token.id}`,
       type: TOKEN_EVENTS.deleted,
@@ -117,24 +117,5 @@ export class TokenScript {
   /** Accounts holding a non-zero balance now. */
   holders(): number {
     return [...this.balances.values()].filter(b => b.amount !== 0n).length;
-  }
-}
-
-/**
- * Deletes the JetStream streams a test namespace created (the channels adapter names
- * them `<namespace>_<channel with dots as underscores>`), so test runs leave nothing behind.
- */
-export async function deleteNamespaceStreams(natsUrl: string, namespace: string): Promise<void> {
-  const { connect } = await import("nats");
-  const nc = await connect({ servers: new URL(natsUrl).host });
-  try {
-    const jsm = await nc.jetstreamManager();
-    const names: string[] = [];
-    for await (const info of jsm.streams.list()) {
-      if (info.config.name.startsWith(`${namespace}_`)) names.push(info.config.name);
-    }
-    for (const name of names) await jsm.streams.delete(name);
-  } finally {
-    await nc.close();
   }
 }

@@ -1,14 +1,23 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
+import type { BrokerOptions, ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, inject } from "vitest";
+import type { TestProject } from "vitest/node";
 import { ApiClient } from "./http";
-import { runnerArgs } from "../../bin/runner-args";
+import { answers, runnerArgs } from "../../bin/runner-args";
 
 /**
  * Real Moleculer nodes for the cluster tier: each is a separate `moleculer-runner`
  * process on the compiled code (run `npm run build` first; `npm test` does), joined
- * over the real NATS server. A unique NAMESPACE per test keeps clusters apart.
+ * over the real NATS server. A unique NAMESPACE per test file keeps clusters apart.
+ *
+ * A test file starts its cluster with `useCluster()`, which cleans up after the file's
+ * tests, inside `describe.skipIf(clusterDown())(…)`: the tier is skipped, with one line
+ * from `setup` below, when NATS or Redis does not answer.
  */
 
 export const ROOT = path.resolve(__dirname, "../..");
@@ -28,6 +37,9 @@ export interface NodeProcess {
 export function uniqueNamespace(prefix = "t"): string {
   return `${prefix}-${randomBytes(4).toString("hex")}`;
 }
+
+/** The node id startNode gives a node named `name`. */
+export const nodeIdOf = (name: string, namespace: string): string => `${name}-${namespace}`;
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -72,7 +84,7 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeProcess> {
     SERVICES: opts.services.join(","),
     TRANSPORTER: NATS_URL,
     NAMESPACE: opts.namespace,
-    NODE_ID: `${opts.name}-${opts.namespace}`,
+    NODE_ID: nodeIdOf(opts.name, opts.namespace),
     LOG_LEVEL: "info",
     ...opts.env,
   };
@@ -143,7 +155,12 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeProcess> {
       });
     },
   };
-  await node.waitFor(opts.readyPattern ?? /started successfully/);
+  try {
+    await node.waitFor(opts.readyPattern ?? /started successfully/);
+  } catch (err) {
+    await node.kill(); // a node that never got ready is nobody's to stop later
+    throw err;
+  }
   return node;
 }
 
@@ -176,30 +193,165 @@ export interface Gateway {
   node: NodeProcess;
   client: ApiClient;
   port: number;
+  /** Resolves once /health/ready answers 200 (again, e.g. after a node was restarted). */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+export interface GatewayOptions {
+  namespace: string;
+  env?: Record<string, string>;
+  name?: string;
+  /** What the process hosts besides the gateway's own `api` (default: nothing else). */
+  services?: string[];
+  start?: (o: StartNodeOptions) => Promise<NodeProcess>;
+  readyTimeoutMs?: number;
 }
 
 /**
  * The api service in a process of its own on a free port. Resolves once its
  * /health/ready answers 200, i.e. it has discovered every service in READY_SERVICES.
  */
-export async function startGateway(opts: {
-  namespace: string;
-  env?: Record<string, string>;
-  name?: string;
-  start?: (o: StartNodeOptions) => Promise<NodeProcess>;
-  readyTimeoutMs?: number;
-}): Promise<Gateway> {
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const port = await freePort();
   const node = await (opts.start ?? startNode)({
     name: opts.name ?? "gateway",
-    services: ["api"],
+    services: ["api", ...(opts.services ?? [])],
     namespace: opts.namespace,
     env: { PORT: String(port), ...opts.env },
   });
   const client = new ApiClient(`http://127.0.0.1:${port}`);
-  await waitUntil(
-    async () => (await client.get("/health/ready")).status === 200,
-    opts.readyTimeoutMs ?? 30_000,
-  );
-  return { node, client, port };
+  const ready = async (timeoutMs = opts.readyTimeoutMs ?? 30_000) => {
+    await waitUntil(async () => (await client.get("/health/ready")).status === 200, timeoutMs);
+  };
+  await ready();
+  return { node, client, port, ready };
 }
+
+/**
+ * Deletes the JetStream streams a test namespace created (the channels adapter names
+ * them `<namespace>_<channel with dots as underscores>`), so test runs leave nothing behind.
+ */
+export async function deleteNamespaceStreams(natsUrl: string, namespace: string): Promise<void> {
+  const { connect } = await import("nats");
+  const nc = await connect({ servers: new URL(natsUrl).host });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const names: string[] = [];
+    for await (const info of jsm.streams.list()) {
+      if (info.config.name.startsWith(`${namespace}_`)) names.push(info.config.name);
+    }
+    for (const name of names) await jsm.streams.delete(name);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** One test file's cluster: what it starts here is stopped and removed after its tests. */
+export interface Cluster {
+  readonly namespace: string;
+  /** The NODE_ID of the node started as `name`. */
+  nodeId(name: string): string;
+  /** startNode in this namespace, env over the cluster's own. */
+  node(opts: Omit<StartNodeOptions, "namespace">): Promise<NodeProcess>;
+  /** startGateway in this namespace, env over the cluster's own. */
+  gateway(opts?: Omit<GatewayOptions, "namespace" | "start">): Promise<Gateway>;
+  /**
+   * A broker in the test process, joined to the namespace over NATS (to call nodes and see
+   * the registry, or to publish and consume channels): `options` over those defaults;
+   * `beforeStart` can create its services.
+   */
+  broker(
+    options?: BrokerOptions,
+    beforeStart?: (broker: ServiceBroker) => void,
+  ): Promise<ServiceBroker>;
+  /** A new directory under the OS temp dir (made before the first test), e.g. a DATA_DIR. */
+  tempDir(name: string): string;
+}
+
+/**
+ * Call in a describe block: a namespace of its own, and after its tests the brokers, the
+ * nodes, the JetStream streams and the temp dirs are gone. `env` goes to every node.
+ */
+export function useCluster(prefix: string, shared: { env?: Record<string, string> } = {}): Cluster {
+  const namespace = uniqueNamespace(prefix);
+  const nodes: NodeProcess[] = [];
+  const brokers: ServiceBroker[] = [];
+  const dirs: string[] = [];
+  let running = false;
+  const start = async (o: StartNodeOptions) => {
+    const node = await startNode({ ...o, env: { ...shared.env, ...o.env } });
+    nodes.push(node);
+    return node;
+  };
+
+  // Hooks, not work at collection time: a skipped file must leave nothing behind.
+  beforeAll(() => {
+    running = true;
+    for (const dir of dirs) fs.mkdirSync(dir, { recursive: true });
+  });
+  afterAll(async () => {
+    await Promise.all(brokers.map(b => b.stop().catch(() => undefined)));
+    await stopAll(nodes);
+    await deleteNamespaceStreams(NATS_URL, namespace).catch(() => undefined);
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  return {
+    namespace,
+    nodeId: name => nodeIdOf(name, namespace),
+    node: opts => start({ ...opts, namespace }),
+    gateway: (opts = {}) => startGateway({ ...opts, namespace, start }),
+    async broker(options = {}, beforeStart) {
+      const { ServiceBroker } = await import("moleculer");
+      const broker = new ServiceBroker({
+        namespace,
+        nodeID: `probe-${brokers.length}-${namespace}-${process.pid}`,
+        transporter: NATS_URL as BrokerOptions["transporter"],
+        serializer: "JSON",
+        logger: false,
+        requestTimeout: 3000,
+        ...options,
+      });
+      brokers.push(broker);
+      beforeStart?.(broker);
+      await broker.start();
+      return broker;
+    },
+    tempDir(name) {
+      const dir = path.join(os.tmpdir(), `mintmesh-${name}-${namespace}`);
+      dirs.push(dir);
+      if (running) fs.mkdirSync(dir, { recursive: true });
+      return dir;
+    },
+  };
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Why the cluster tier cannot run here; "" when NATS and Redis answer. */
+    clusterUnavailable: string;
+  }
+}
+
+/**
+ * The cluster project's globalSetup (vitest.config.mts): probes NATS and Redis once and
+ * says in one line why the tier is skipped when one does not answer. (`.ci/run` starts both.)
+ */
+export async function setup(project: TestProject): Promise<void> {
+  const needed = [
+    [NATS_URL, "nats-server -js", "TEST_NATS_URL"],
+    [REDIS_URL, "redis-server", "TEST_REDIS_URL"],
+  ];
+  let reason = "";
+  for (const [url, server, variable] of needed) {
+    if (!(await answers(url))) {
+      reason = `nothing answers on ${url} (start ${server}, or point ${variable} at one)`;
+      break;
+    }
+  }
+  if (reason) console.warn(`cluster tests skipped: ${reason}`);
+  project.provide("clusterUnavailable", reason);
+}
+
+/** True when the globalSetup found NATS or Redis silent: `describe.skipIf(clusterDown())(…)`. */
+export const clusterDown = (): boolean => Boolean(inject("clusterUnavailable"));

@@ -1,41 +1,28 @@
-import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
-import { NATS_URL, startNode, type NodeProcess, type StartNodeOptions } from "./cluster";
+import type { Context, ServiceBroker } from "moleculer";
+import type { Cluster } from "./cluster";
 
 /**
  * Helpers for the resilience cluster tests: nodes with run-time fault control, a probe
  * broker joined to the test's namespace to see which node answers, and bounded request loops.
  */
 
-/** Settings every resilience node shares: fault control on, no per-IP limit on the load. */
+/**
+ * Settings every resilience node shares, `useCluster(prefix, { env: RESILIENCE_ENV })`:
+ * fault control on, no per-IP limit on the load.
+ */
 export const RESILIENCE_ENV: Record<string, string> = {
   FAULTS_CONTROL: "true",
   RATE_LIMIT_MAX: "0",
 };
 
-/** startNode with RESILIENCE_ENV (opts.env wins). */
-export function startWiredNode(opts: StartNodeOptions): Promise<NodeProcess> {
-  return startNode({ ...opts, env: { ...RESILIENCE_ENV, ...opts.env } });
-}
-
-/** The node id startNode gives a node named `name`. */
-export const nodeIdOf = (name: string, namespace: string): string => `${name}-${namespace}`;
-
-/** A broker in the test process, joined to the namespace: calls nodes, sees the registry. */
-export async function joinProbe(namespace: string): Promise<ServiceBroker> {
-  const broker = new ServiceBroker({
-    namespace,
-    nodeID: `probe-${namespace}-${process.pid}`,
-    transporter: NATS_URL as BrokerOptions["transporter"],
-    serializer: "JSON",
-    logger: false,
-    requestTimeout: 3000,
+/** A broker in the test process, joined to the cluster: calls nodes, sees the registry. */
+export function joinProbe(cluster: Cluster): Promise<ServiceBroker> {
+  return cluster.broker({
     // Raw answers: which node was chosen, without retries hiding it.
     retryPolicy: { enabled: false },
     heartbeatInterval: 1,
     heartbeatTimeout: 3,
   });
-  await broker.start();
-  return broker;
 }
 
 /** Calls `action` and tells which node the balancer sent it to. */
