@@ -1,5 +1,6 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import { natsConnection } from "./lib/channels";
 import { envBool, envInt, envStr } from "./lib/env";
 import { ActionBulkheadMiddleware } from "./middlewares/action-bulkhead.middleware";
 import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
@@ -22,11 +23,17 @@ const isRetryable = (err: Error): boolean => Boolean((err as Errors.MoleculerErr
 
 /**
  * The NATS channels adapter takes its server from `nats.url` only (a bare URL string
- * would connect to localhost); failed events go to a dead-letter stream, not dropped.
+ * would connect to localhost), and credentials from its connection options; failed
+ * events go to a dead-letter stream, not dropped. Streams keep events for
+ * CHANNELS_MAX_AGE_MS (3 days): long enough for a consumer to be down and catch up,
+ * shorter than the read models' memory of what they applied (READ_MODEL_RETENTION_MS),
+ * so nothing a stream can still deliver is forgotten. Streams made before keep their
+ * config: change it with `nats stream edit`.
  */
-function channelsAdapter(url: string | undefined) {
-  if (!url) return "Fake";
-  if (!url.startsWith("nats://")) return url;
+function channelsAdapter(raw: string | undefined) {
+  if (!raw) return "Fake";
+  if (!raw.startsWith("nats://")) return raw;
+  const { url, user, pass } = natsConnection(raw);
   return {
     type: "NATS",
     options: {
@@ -36,6 +43,8 @@ function channelsAdapter(url: string | undefined) {
       deadLettering: { enabled: true, queueName: "DEAD_LETTERS" },
       nats: {
         url,
+        connectionOptions: user ? { user, pass } : {},
+        streamConfig: { max_age: envInt("CHANNELS_MAX_AGE_MS", 3 * 24 * 3600_000) * 1e6 },
         // How long a crashed consumer's in-flight message blocks its channel.
         consumerOptions: { config: { ack_wait: envInt("CHANNELS_ACK_WAIT_MS", 10_000) * 1e6 } },
       },

@@ -198,7 +198,7 @@ export class TransferEngine {
   }
 
   /** Removes done and failed entries past their retention, a batch at a time. Returns how many. */
-  async prune(batch = 500): Promise<number> {
+  async prune(batch = 5000): Promise<number> {
     const cutoff = new Date(Date.now() - this.opts.retentionMs).toISOString();
     let removed = 0;
     for (;;) {
