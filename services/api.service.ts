@@ -9,6 +9,7 @@ import type {
 } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { storeHealth } from "../lib/store-health";
+import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../lib/api-routes";
 import { envBool, envInt, envList, envStr } from "../lib/env";
 import { unauthorized, conflict } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
@@ -233,28 +234,13 @@ const ApiService: ServiceSchema<
         name: "login",
         // Per-route retries: a timed-out login means users is busy hashing; retrying adds scrypt work.
         callOptions: { retries: 0 },
-        aliases: { "POST auth/login": "users.login" },
+        aliases: LOGIN_ROUTES,
       },
       {
         // Needs a user. Listed before "public" so /users/me wins over /users/:id.
         ...commonRoute,
         name: "private",
-        aliases: {
-          "GET users/me": "users.me",
-          "PATCH users/me": "users.updateMe",
-          "POST users/me/wallets/challenge": "users.walletChallenge",
-          "POST users/me/wallets": "users.linkWallet",
-          "DELETE users/me/wallets/:address": "users.unlinkWallet",
-
-          "POST tokens": "tokens.create",
-          "PATCH tokens/:id/metadata": "tokens.updateMetadata",
-          "POST tokens/:id/transfers": "tokens.transfer",
-          "POST tokens/:id/approvals": "tokens.approve",
-          "POST tokens/:id/transfers-from": "tokens.transferFrom",
-          "GET me/balances": "tokens.myBalances",
-
-          "GET analytics/summary": "analytics.summary",
-        },
+        aliases: PRIVATE_ROUTES,
       },
       {
         ...commonRoute,
@@ -263,18 +249,7 @@ const ApiService: ServiceSchema<
         onBeforeCall(this: ApiThis, ctx: Context, _route: unknown, req: Req) {
           this.routeTraffic(ctx, req);
         },
-        aliases: {
-          "POST auth/register": "users.register",
-          "GET users/:id": "users.get",
-
-          // Reads of tokens come from the catalog (the CQRS read model) ...
-          "GET tokens": "catalog.list",
-          "GET tokens/:id": "catalog.get",
-          // ... except balances and allowances, which must be exact: the write model answers.
-          "GET tokens/:id/balances/:account": "tokens.balance",
-          "GET tokens/:id/holders": "tokens.holders",
-          "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
-        },
+        aliases: PUBLIC_ROUTES,
       },
     ],
 

@@ -1,0 +1,43 @@
+/**
+ * The REST routes of the gateway (docs/api.md), by who may call them: the gateway's
+ * logic is in services/api.service.ts, which mounts these under /api. Only `published`
+ * actions belong here; internal ones (`public`) are never aliased. A new service adds its
+ * routes to the tables below.
+ */
+
+/** Needs a user (a bearer JWT). Listed before `PUBLIC` so /users/me wins over /users/:id. */
+export const PRIVATE_ROUTES: Record<string, string> = {
+  "GET users/me": "users.me",
+  "PATCH users/me": "users.updateMe",
+  "POST users/me/wallets/challenge": "users.walletChallenge",
+  "POST users/me/wallets": "users.linkWallet",
+  "DELETE users/me/wallets/:address": "users.unlinkWallet",
+
+  "POST tokens": "tokens.create",
+  "PATCH tokens/:id/metadata": "tokens.updateMetadata",
+  "POST tokens/:id/transfers": "tokens.transfer",
+  "POST tokens/:id/approvals": "tokens.approve",
+  "POST tokens/:id/transfers-from": "tokens.transferFrom",
+  "GET me/balances": "tokens.myBalances",
+
+  "GET analytics/summary": "analytics.summary",
+};
+
+/** Anyone may call these (a user, when known, is still passed on). */
+export const PUBLIC_ROUTES: Record<string, string> = {
+  "POST auth/register": "users.register",
+  "GET users/:id": "users.get",
+
+  // Reads of tokens come from the catalog (the CQRS read model) ...
+  "GET tokens": "catalog.list",
+  "GET tokens/:id": "catalog.get",
+  // ... except balances and allowances, which must be exact: the write model answers.
+  "GET tokens/:id/balances/:account": "tokens.balance",
+  "GET tokens/:id/holders": "tokens.holders",
+  "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
+};
+
+/** Login alone: a stricter rate limit, and never retried (see the gateway). */
+export const LOGIN_ROUTES: Record<string, string> = {
+  "POST auth/login": "users.login",
+};
