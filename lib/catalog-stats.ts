@@ -94,7 +94,8 @@ export const CATALOG_COLLECTIONS = {
     indexes: ["creatorId", "createdAt", "nameLower", "symbolLower", "holders", "transfers"],
   },
   balances: { indexes: ["tokenId"] },
-  transfers: { indexes: ["tokenId", "at"] },
+  // Not by tokenId: NeDB's removal from a key holds O(its rows), and pruning removes many.
+  transfers: { indexes: ["at"] },
 } satisfies Record<string, CollectionSpec>;
 
 export interface CatalogStores {

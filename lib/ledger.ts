@@ -59,6 +59,11 @@ export interface JournalDoc {
   /** Set for transferFrom: whose allowance is spent. */
   spender: string | null;
   state: JournalState;
+  /**
+   * Set while `state` is pending, in a sparse index: recovery finds the few pending
+   * entries without an index over every entry's state, whose upkeep grows with the journal.
+   */
+  pending?: true;
   /** The refusal a replay of the key answers with (status 422 unless given). */
   error: { type: string; message: string; status?: number } | null;
   createdAt: string;

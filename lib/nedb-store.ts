@@ -340,6 +340,7 @@ export async function openNedbStore<T extends Doc = Doc>(
   }
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
+  for (const f of spec.sparse ?? []) await db.ensureIndexAsync({ fieldName: f, sparse: true });
   // Compact the append-only file now and then so restarts stay fast.
   if (filename) db.setAutocompactionInterval(10 * 60 * 1000);
   return store;

@@ -21,6 +21,11 @@ export interface CollectionSpec {
   unique?: string[];
   /** Fields with a plain index. */
   indexes?: string[];
+  /**
+   * Fields with a sparse index: only documents that have the field are in it. For a flag
+   * few documents carry (a transfer still pending): cheap to keep however many do not.
+   */
+  sparse?: string[];
 }
 
 export class DuplicateKeyError extends Error {

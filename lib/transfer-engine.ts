@@ -139,6 +139,7 @@ export class TransferEngine {
       amount: req.amount,
       spender: req.spender,
       state: "pending",
+      pending: true,
       error: null,
       createdAt: new Date().toISOString(),
       owner: this.opts.owner,
@@ -174,8 +175,14 @@ export class TransferEngine {
    * a start on NeDB files, whose lock proves no other process runs any. Returns how many.
    */
   async recover(all = false): Promise<number> {
+    // Entries written before `pending` existed: flagged once, so recovery finds them.
+    if (all)
+      await this.stores.journal.update(
+        { state: "pending", pending: { $exists: false } },
+        { $set: { pending: true } },
+      );
     const now = Date.now();
-    const pending = await this.stores.journal.find({ state: "pending" });
+    const pending = await this.stores.journal.find({ pending: true });
     let count = 0;
     for (const j of pending) {
       if (this.inflight.has(j.key) || this.running.has(j._id)) continue;
@@ -203,7 +210,7 @@ export class TransferEngine {
     let removed = 0;
     for (;;) {
       const old = await this.stores.journal.find(
-        { state: { $in: ["done", "failed"] }, createdAt: { $lt: cutoff } },
+        { createdAt: { $lt: cutoff }, pending: { $exists: false } },
         { limit: batch },
       );
       if (old.length === 0) return removed;
@@ -292,6 +299,7 @@ export class TransferEngine {
           state: "failed",
           error: { type: err.type, message: err.message, status: err.code },
         },
+        $unset: { pending: true },
       },
     );
     throw err;
@@ -338,7 +346,7 @@ export class TransferEngine {
         try {
           await this.stores.journal.update(
             { _id: { $in: ids }, state: "pending" },
-            { $set: { state: "done" } },
+            { $set: { state: "done" }, $unset: { pending: true } },
           );
           for (const id of ids) this.book.markSettled(id);
         } finally {
@@ -372,7 +380,7 @@ export class TransferEngine {
       if (j.kind === "transferFrom") await refundAllowance(this.stores.allowances, j);
       await this.stores.journal.updateOne(
         { _id: j._id, state: "pending", owner: this.opts.owner },
-        { $set: { state: "failed", error: ABANDONED } },
+        { $set: { state: "failed", error: ABANDONED }, $unset: { pending: true } },
       );
       this.logger.info({ transferId: j._id }, "Abandoned transfer failed: nothing had moved");
       return;

@@ -138,7 +138,7 @@ const TokensService: ServiceSchema<
       tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
       balances: { indexes: ["tokenId", "account"] },
       allowances: { indexes: ["tokenId"] },
-      journal: { unique: ["key"], indexes: ["state", "createdAt"] },
+      journal: { unique: ["key"], indexes: ["createdAt"], sparse: ["pending"] },
       ...OUTBOX_COLLECTION,
     }),
     OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),

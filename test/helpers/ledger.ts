@@ -21,7 +21,11 @@ export async function openLedgerStores(): Promise<LedgerStores> {
     tokens: await openNedbStore<TokenDoc>("tokens", { unique: ["symbol"], indexes: ["state"] }),
     balances: await openNedbStore<BalanceDoc>("balances", { indexes: ["tokenId", "account"] }),
     allowances: await openNedbStore<AllowanceDoc>("allowances", { indexes: ["tokenId"] }),
-    journal: await openNedbStore<JournalDoc>("journal", { unique: ["key"], indexes: ["state"] }),
+    journal: await openNedbStore<JournalDoc>("journal", {
+      unique: ["key"],
+      indexes: ["createdAt"],
+      sparse: ["pending"],
+    }),
     outbox: await openNedbStore<OutboxDoc>("outbox", {}),
   };
 }
