@@ -23,8 +23,11 @@ const quiet = { info: () => undefined, warn: () => undefined };
 const seconds = (since: bigint): string =>
   (Number(process.hrtime.bigint() - since) / 1e9).toFixed(2);
 
-/** The journal file as a node would have written it: done transfers, old enough to prune. */
-function writeJournal(file: string, n: number, createdAt: string): void {
+/**
+ * The journal file as a node of the previous version would have written it: done
+ * transfers, old enough to prune, a few per millisecond as under load.
+ */
+function writeJournal(file: string, n: number, oldest: number): void {
   const fd = fs.openSync(file, "w");
   for (let i = 0; i < n; i += 10_000) {
     let text = "";
@@ -41,12 +44,14 @@ function writeJournal(file: string, n: number, createdAt: string): void {
         spender: null,
         state: "done",
         error: null,
-        createdAt,
+        createdAt: new Date(oldest + Math.floor(k / 3)).toISOString(),
       };
       text += JSON.stringify(doc) + "\n";
     }
     fs.writeSync(fd, text);
   }
+  // The indexes the previous version declared (state among them): the store drops what
+  // its spec no longer names when it opens the file.
   for (const [fieldName, unique] of [
     ["key", true],
     ["state", false],
@@ -72,8 +77,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-journal-bench-"));
   const file = path.join(dir, "journal.db");
   try {
-    const old = new Date(Date.now() - 8 * 24 * 3600_000).toISOString();
-    writeJournal(file, ENTRIES, old);
+    writeJournal(file, ENTRIES, Date.now() - 9 * 24 * 3600_000);
     console.log(
       `journal.db: ${ENTRIES} done entries, ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`,
     );

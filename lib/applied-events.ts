@@ -1,4 +1,4 @@
-import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
+import { insertIfAbsent, pruneOlderThan, type CollectionSpec, type Doc, type Store } from "./store";
 import type { Received } from "./read-model";
 
 /**
@@ -40,29 +40,10 @@ export async function markApplied(applied: Store<AppliedDoc>, events: Received[]
 }
 
 /**
- * Forgets events applied before `before`, a batch at a time (other work runs between).
- * Safe once no channel can deliver them again: the retention must outlast the streams'
- * max_age and any outbox that may still re-send them. Returns how many.
+ * Forgets events applied before `before`, oldest first. Safe once no channel can deliver
+ * them again: the retention must outlast the streams' max_age and any outbox that may
+ * still re-send them. Returns how many.
  */
-export async function pruneApplied(
-  applied: Store<AppliedDoc>,
-  before: Date,
-  batch = 500,
-): Promise<number> {
-  return pruneBatches(applied, { appliedAt: { $lt: before.toISOString() } }, batch);
-}
-
-/** Removes what `query` matches, `batch` documents per write, yielding between writes. */
-export async function pruneBatches<T extends Doc>(
-  store: Store<T>,
-  query: Record<string, unknown>,
-  batch = 500,
-): Promise<number> {
-  let removed = 0;
-  for (;;) {
-    const old = await store.find(query, { limit: batch });
-    if (old.length === 0) return removed;
-    removed += await store.remove({ _id: { $in: old.map(d => d._id) } });
-    await new Promise(resolve => setImmediate(resolve));
-  }
+export function pruneApplied(applied: Store<AppliedDoc>, before: Date): Promise<number> {
+  return pruneOlderThan(applied, "appliedAt", before.getTime(), { iso: true });
 }

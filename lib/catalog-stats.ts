@@ -1,5 +1,4 @@
-import { pruneBatches } from "./applied-events";
-import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
+import { pruneOlderThan, insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
 import type {
   BalanceAfter,
   DomainEvent,
@@ -343,7 +342,7 @@ export class CatalogViews {
    * delivered again after the read model's retention (see pruneApplied). Returns how many.
    */
   pruneTransferRows(before: Date): Promise<number> {
-    return pruneBatches(this.stores.transfers, { at: { $lt: before.getTime() } });
+    return pruneOlderThan(this.stores.transfers, "at", before.getTime());
   }
 
   /** Step 2 for one key: idempotent, so anyone may finish anyone's key. */

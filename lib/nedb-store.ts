@@ -338,6 +338,11 @@ export async function openNedbStore<T extends Doc = Doc>(
     if (line) throw new Error(`${filename}:${line} is corrupt; refusing to start on it`);
     throw err;
   }
+  // The spec decides: an index a file brought along and the spec no longer names goes
+  // (a low-cardinality one made every removal cost O(its documents)).
+  const named = new Set([...(spec.unique ?? []), ...(spec.indexes ?? []), ...(spec.sparse ?? [])]);
+  const loaded = Object.keys((db as unknown as { indexes: object }).indexes);
+  for (const f of loaded) if (f !== "_id" && !named.has(f)) await db.removeIndexAsync(f);
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
   for (const f of spec.sparse ?? []) await db.ensureIndexAsync({ fieldName: f, sparse: true });

@@ -64,3 +64,38 @@ export async function insertIfAbsent<T extends Doc>(store: Store<T>, doc: T): Pr
     throw err;
   }
 }
+
+/**
+ * Removes the documents whose `field` (a time: ms since epoch, or an ISO string with
+ * `iso`) is before `cutoffMs`, oldest first, in windows of time sized to take about
+ * `batch` documents each, with other work running between windows. Each window's
+ * removal finds its documents through the field's index and touches only them: a
+ * large backlog never holds the event loop or costs more than its size. Returns how many.
+ */
+export async function pruneOlderThan<T extends Doc>(
+  store: Store<T>,
+  field: string,
+  cutoffMs: number,
+  opts: { iso?: boolean; batch?: number; where?: Query } = {},
+): Promise<number> {
+  const batch = opts.batch ?? 2000;
+  const enc = (ms: number): string | number => (opts.iso ? new Date(ms).toISOString() : ms);
+  const before = (ms: number): Query => ({ [field]: { $lt: enc(ms) }, ...opts.where });
+  const [oldest] = await store.find(before(cutoffMs), { sort: { [field]: 1 }, limit: 1 });
+  if (!oldest) return 0;
+  const first = oldest[field];
+  let from = typeof first === "number" ? first : Date.parse(String(first));
+  let step = 1000;
+  let removed = 0;
+  while (from < cutoffMs) {
+    const to = Math.min(cutoffMs, from + step);
+    const n = await store.remove(before(to));
+    removed += n;
+    // Aim the next window at about `batch` documents.
+    if (n > batch * 2) step = Math.max(1, Math.floor(step / 2));
+    else if (n < batch / 2) step *= 2;
+    from = to;
+    await new Promise(resolve => setImmediate(resolve));
+  }
+  return removed;
+}

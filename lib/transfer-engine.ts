@@ -14,7 +14,7 @@ import {
 } from "./ledger";
 import { newId } from "./ids";
 import type { OutboxWriter } from "./outbox";
-import { insertIfAbsent, type Store } from "./store";
+import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
 import { refundAllowance, spendAllowance } from "./allowance-ops";
 
 /**
@@ -204,20 +204,12 @@ export class TransferEngine {
     return count;
   }
 
-  /** Removes done and failed entries past their retention, a batch at a time. Returns how many. */
-  async prune(batch = 5000): Promise<number> {
-    const cutoff = new Date(Date.now() - this.opts.retentionMs).toISOString();
-    let removed = 0;
-    for (;;) {
-      const old = await this.stores.journal.find(
-        { createdAt: { $lt: cutoff }, pending: { $exists: false } },
-        { limit: batch },
-      );
-      if (old.length === 0) return removed;
-      removed += await this.stores.journal.remove({ _id: { $in: old.map(j => j._id) } });
-      // Other work runs between batches: a large backlog never holds the event loop.
-      await new Promise(resolve => setImmediate(resolve));
-    }
+  /** Removes done and failed entries past their retention, oldest first. Returns how many. */
+  prune(): Promise<number> {
+    return pruneOlderThan(this.stores.journal, "createdAt", Date.now() - this.opts.retentionMs, {
+      iso: true,
+      where: { pending: { $exists: false } },
+    });
   }
 
   /** A key seen before: the first outcome, whatever it was. */

@@ -59,3 +59,23 @@ describe("NeDB collection files at start", () => {
     );
   });
 });
+
+describe("NeDB indexes", () => {
+  it("follow the collection's spec: an index the file brought and the spec no longer names goes", async () => {
+    const filename = path.join(dir, "indexed.db");
+    const before = await openNedbStore("indexed", { indexes: ["state", "at"] }, { filename });
+    await before.insert({ _id: "a", state: "done", at: 1 });
+    await before.close();
+    const after = await openNedbStore("indexed", { indexes: ["at"] }, { filename });
+    await after.compact();
+    await after.close();
+    const declared = fs
+      .readFileSync(filename, "utf8")
+      .split("\n")
+      .filter(l => l.includes("$$indexCreated"))
+      .map(
+        l => (JSON.parse(l) as { $$indexCreated: { fieldName: string } }).$$indexCreated.fieldName,
+      );
+    expect(declared).toEqual(["at"]);
+  });
+});
