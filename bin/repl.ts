@@ -82,6 +82,7 @@ function command(def: CommandDef): ReplCommand {
     options: def.options,
     async action(broker, args) {
       try {
+        // moleculer-repl hands vorpal's untyped args object.
         await def.action(broker, args as unknown as CommandArgs);
       } catch (err) {
         printError(err);
@@ -115,6 +116,7 @@ const health = command({
     },
   ],
   async action(broker, args) {
+    // Moleculer types these lists as its internal registry classes, not the JSON they are.
     const nodes = broker.registry.getNodeList({
       onlyAvailable: false,
       withServices: true,
@@ -350,6 +352,7 @@ function oneReplAtATime(): Middleware {
   return {
     name: "DevRepl",
     created(broker) {
+      // Typed as returning nothing, it returns the REPL server we need to close.
       const open = broker.repl.bind(broker) as unknown as () => REPLServer;
       broker.repl = () => {
         server = open();

@@ -40,6 +40,12 @@ function hasDate(v: unknown): boolean {
 const persistenceOf = <T extends Doc>(db: Datastore<T>): NedbPersistence =>
   (db as unknown as { persistence: NedbPersistence }).persistence;
 
+/** Likewise its indexes by field, which the store rewrites and reconciles with its spec. */
+const indexesOf = <T extends Doc>(
+  db: Datastore<T>,
+): Record<string, { unique: boolean; sparse: boolean }> =>
+  (db as unknown as { indexes: Record<string, { unique: boolean; sparse: boolean }> }).indexes;
+
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const model = require("@seald-io/nedb/lib/model") as { serialize(doc: unknown): string };
 /**
@@ -67,9 +73,7 @@ function writeAll(fd: number, text: string): void {
 async function rewriteInSlices<T extends Doc>(db: Datastore<T>, filename: string): Promise<void> {
   const persistence = persistenceOf(db);
   const docs = db.getAllData();
-  const indexes = (
-    db as unknown as { indexes: Record<string, { unique: boolean; sparse: boolean }> }
-  ).indexes;
+  const indexes = indexesOf(db);
   const tmp = `${filename}~`;
   const fd = fs.openSync(tmp, "w");
   try {
@@ -341,7 +345,7 @@ export async function openNedbStore<T extends Doc = Doc>(
   // The spec decides: an index a file brought along and the spec no longer names goes
   // (a low-cardinality one made every removal cost O(its documents)).
   const named = new Set([...(spec.unique ?? []), ...(spec.indexes ?? []), ...(spec.sparse ?? [])]);
-  const loaded = Object.keys((db as unknown as { indexes: object }).indexes);
+  const loaded = Object.keys(indexesOf(db));
   for (const f of loaded) if (f !== "_id" && !named.has(f)) await db.removeIndexAsync(f);
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
