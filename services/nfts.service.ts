@@ -1,0 +1,315 @@
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import {
+  AccountsMixin,
+  type AccountsMethods,
+  type AccountsSettings,
+} from "../mixins/accounts.mixin";
+import { callerKey } from "../lib/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/context";
+import { envInt } from "../lib/env";
+import type { Collection, Nft, NftMetadata } from "../lib/nft-events";
+import { OUTBOX_COLLECTION } from "../lib/outbox";
+import {
+  NFT_COLLECTIONS,
+  NftRegistry,
+  type CollectionDoc,
+  type NewCollection,
+  type NftDoc,
+} from "../lib/nft-registry";
+
+/**
+ * nfts: the write model of NFT collections and their tokens (ERC-721 semantics). The
+ * domain lives in lib/nft-registry.ts; this file holds params, account resolution and
+ * wiring. Lists are served here from the service's own store (indexed by owner and
+ * collection): the owner of the data answers its reads, no read model needed yet.
+ */
+
+interface NftsOwnSettings {
+  /** How often mints and changes a crash left half done are finished (ms). */
+  recoveryIntervalMs: number;
+}
+type NftsSettings = NftsOwnSettings & AccountsSettings;
+
+interface NftsVars {
+  registry: NftRegistry;
+  recoveryTimer: NodeJS.Timeout | null;
+}
+
+interface NftsMethods {
+  ownerFilter(ctx: Context, owner: string | undefined): Promise<string | null | undefined>;
+}
+
+type NftsThis = Service<NftsSettings> &
+  NftsMethods &
+  NftsVars &
+  DbMethods &
+  OutboxVars &
+  OutboxMethods &
+  AccountsMethods;
+
+export type CreateCollectionParams = NewCollection;
+export interface IdParams {
+  id: string;
+}
+export interface ListParams {
+  limit: number;
+  offset: number;
+}
+export interface ListCollectionsParams extends ListParams {
+  owner?: string;
+}
+export interface MintParams {
+  id: string;
+  to?: string;
+  metadata: NftMetadata;
+}
+export interface ListNftsParams extends ListParams {
+  owner?: string;
+  collection?: string;
+}
+export interface ApproveParams {
+  id: string;
+  spender: string | null;
+}
+export interface TransferParams {
+  id: string;
+  to: string;
+}
+export interface TransferFromParams {
+  id: string;
+  from: string;
+  to: string;
+  idempotencyKey: string;
+}
+
+const idParam = { type: "string" as const, min: 1, max: 64 };
+const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
+const listParams = {
+  limit: {
+    type: "number" as const,
+    integer: true,
+    convert: true,
+    min: 1,
+    max: 100,
+    optional: true,
+    default: 20,
+  },
+  offset: {
+    type: "number" as const,
+    integer: true,
+    convert: true,
+    min: 0,
+    optional: true,
+    default: 0,
+  },
+};
+
+const NftsService: ServiceSchema<
+  NftsOwnSettings,
+  NftsMethods & DbMethods & OutboxMethods & AccountsMethods,
+  DbVars & OutboxVars & NftsVars,
+  NftsThis
+> = {
+  name: "nfts",
+  mixins: [
+    DbMixin({ ...NFT_COLLECTIONS, ...OUTBOX_COLLECTION }),
+    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
+    AccountsMixin,
+  ],
+
+  settings: {
+    recoveryIntervalMs: envInt("NFTS_RECOVERY_INTERVAL_MS", 10_000),
+  },
+
+  actions: {
+    createCollection: {
+      params: {
+        $$strict: "remove",
+        name: { type: "string", trim: true, min: 1, max: 64 },
+        symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+        maxSupply: { type: "number", integer: true, min: 1, optional: true },
+        royaltyBps: { type: "number", integer: true, min: 0, max: 10_000, optional: true },
+      },
+      async handler(ctx: GatewayContext<CreateCollectionParams>): Promise<Collection> {
+        const c = await this.registry.createCollection(
+          requireUserId(ctx),
+          callerKey(ctx),
+          ctx.params,
+        );
+        return created(ctx, `/api/collections/${c.id}`, c);
+      },
+    },
+
+    listCollections: {
+      params: { $$strict: "remove", owner: { ...accountParam, optional: true }, ...listParams },
+      async handler(ctx: Context<ListCollectionsParams>) {
+        const owner = await this.ownerFilter(ctx, ctx.params.owner);
+        if (owner === null) return { rows: [], total: 0 };
+        return this.registry.listCollections(owner, ctx.params.limit, ctx.params.offset);
+      },
+    },
+
+    getCollection: {
+      params: { $$strict: "remove", id: idParam },
+      handler(ctx: Context<IdParams>): Promise<Collection> {
+        return this.registry.collection(ctx.params.id);
+      },
+    },
+
+    mint: {
+      params: {
+        $$strict: "remove",
+        id: idParam,
+        to: { ...accountParam, optional: true },
+        metadata: {
+          type: "object",
+          strict: "remove",
+          props: {
+            name: { type: "string", trim: true, min: 1, max: 128 },
+            description: { type: "string", max: 1000, optional: true },
+            image: { type: "url", max: 2048, optional: true },
+            attributes: {
+              type: "array",
+              optional: true,
+              max: 50,
+              items: {
+                type: "object",
+                strict: "remove",
+                props: {
+                  trait_type: { type: "string", trim: true, min: 1, max: 64 },
+                  value: [
+                    { type: "string", max: 256 },
+                    { type: "number", finite: true },
+                  ],
+                },
+              },
+            },
+          },
+        },
+      },
+      async handler(ctx: GatewayContext<MintParams>): Promise<Nft> {
+        const caller = requireUserId(ctx);
+        const to = ctx.params.to ? await this.resolveAccount(ctx, ctx.params.to, "to") : caller;
+        const nft = await this.registry.mint(
+          ctx.params.id,
+          caller,
+          callerKey(ctx),
+          to,
+          ctx.params.metadata,
+        );
+        return created(ctx, `/api/nfts/${nft.id}`, nft);
+      },
+    },
+
+    list: {
+      params: {
+        $$strict: "remove",
+        owner: { ...accountParam, optional: true },
+        collection: { ...idParam, optional: true },
+        ...listParams,
+      },
+      async handler(ctx: Context<ListNftsParams>) {
+        const owner = await this.ownerFilter(ctx, ctx.params.owner);
+        if (owner === null) return { rows: [], total: 0 };
+        const { collection, limit, offset } = ctx.params;
+        return this.registry.list({ owner, collection }, limit, offset);
+      },
+    },
+
+    get: {
+      params: { $$strict: "remove", id: idParam },
+      handler(ctx: Context<IdParams>): Promise<Nft> {
+        return this.registry.get(ctx.params.id);
+      },
+    },
+
+    approve: {
+      params: {
+        $$strict: "remove",
+        id: idParam,
+        spender: { ...accountParam, nullable: true },
+      },
+      async handler(ctx: GatewayContext<ApproveParams>): Promise<Nft> {
+        const caller = requireUserId(ctx);
+        const spender =
+          ctx.params.spender === null
+            ? null
+            : await this.resolveAccount(ctx, ctx.params.spender, "spender");
+        return this.registry.approve(ctx.params.id, caller, callerKey(ctx), spender);
+      },
+    },
+
+    transfer: {
+      params: { $$strict: "remove", id: idParam, to: accountParam },
+      async handler(ctx: GatewayContext<TransferParams>): Promise<Nft> {
+        const caller = requireUserId(ctx);
+        const to = await this.resolveAccount(ctx, ctx.params.to, "to");
+        return this.registry.transfer(ctx.params.id, caller, callerKey(ctx), to);
+      },
+    },
+
+    /**
+     * Internal (a sale's saga): moves the NFT only while `from` still owns it. The key is
+     * required and scoped to the calling service, so a saga's retry moves it once.
+     */
+    transferFrom: {
+      visibility: "public",
+      params: {
+        $$strict: "remove",
+        id: idParam,
+        from: accountParam,
+        to: accountParam,
+        idempotencyKey: { type: "string", min: 1, max: 255 },
+      },
+      handler(ctx: Context<TransferFromParams>): Promise<Nft> {
+        const key = `svc:${ctx.caller ?? "-"}:${ctx.params.idempotencyKey}`;
+        return this.registry.transferFrom(ctx.params.id, ctx.params.from, key, ctx.params.to);
+      },
+    },
+  },
+
+  methods: {
+    /** `?owner=` as an account: its user id; null when it names nobody (an empty list). */
+    async ownerFilter(ctx: Context, owner: string | undefined) {
+      if (owner === undefined) return undefined;
+      return this.findAccount(ctx, owner);
+    },
+  } satisfies NftsMethods & ThisType<NftsThis>,
+
+  created() {
+    this.recoveryTimer = null;
+  },
+
+  async started() {
+    const outbox = this.openOutbox();
+    this.registry = new NftRegistry(
+      {
+        collections: this.store<CollectionDoc>("collections"),
+        nfts: this.store<NftDoc>("nfts"),
+      },
+      outbox,
+    );
+    await this.registry.recover();
+    outbox.start();
+    const every = this.settings.recoveryIntervalMs;
+    if (every <= 0) return;
+    const tick = () => {
+      this.registry
+        .recover()
+        .catch(err => this.logger.warn({ err }, "NFT recovery sweep failed"))
+        .finally(() => {
+          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);
+        });
+    };
+    this.recoveryTimer = setTimeout(tick, every);
+  },
+
+  async stopped() {
+    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
+  },
+};
+
+export default NftsService;
