@@ -123,6 +123,8 @@ export async function openMongoStore<T extends Doc = Doc>(
   for (const f of spec.indexes ?? []) await adapter.collection.createIndex({ [f]: 1 }, {});
   for (const f of spec.sparse ?? [])
     await adapter.collection.createIndex({ [f]: 1 }, { sparse: true });
+  for (const f of spec.uniqueSparse ?? [])
+    await adapter.collection.createIndex({ [f]: 1 }, { unique: true, sparse: true });
   return new MongoStore<T>(name, adapter.collection, () => adapter.disconnect());
 }
 

@@ -344,12 +344,16 @@ export async function openNedbStore<T extends Doc = Doc>(
   }
   // The spec decides: an index a file brought along and the spec no longer names goes
   // (a low-cardinality one made every removal cost O(its documents)).
-  const named = new Set([...(spec.unique ?? []), ...(spec.indexes ?? []), ...(spec.sparse ?? [])]);
+  const named = new Set(
+    [spec.unique, spec.indexes, spec.sparse, spec.uniqueSparse].flatMap(fields => fields ?? []),
+  );
   const loaded = Object.keys(indexesOf(db));
   for (const f of loaded) if (f !== "_id" && !named.has(f)) await db.removeIndexAsync(f);
   for (const f of spec.unique ?? []) await db.ensureIndexAsync({ fieldName: f, unique: true });
   for (const f of spec.indexes ?? []) await db.ensureIndexAsync({ fieldName: f });
   for (const f of spec.sparse ?? []) await db.ensureIndexAsync({ fieldName: f, sparse: true });
+  for (const f of spec.uniqueSparse ?? [])
+    await db.ensureIndexAsync({ fieldName: f, unique: true, sparse: true });
   // Compact the append-only file now and then so restarts stay fast.
   if (filename) db.setAutocompactionInterval(10 * 60 * 1000);
   return store;

@@ -26,6 +26,8 @@ export interface CollectionSpec {
    * few documents carry (a transfer still pending): cheap to keep however many do not.
    */
   sparse?: string[];
+  /** Unique among the documents that have the field (one live listing per NFT). */
+  uniqueSparse?: string[];
 }
 
 export class DuplicateKeyError extends Error {
