@@ -14,9 +14,11 @@ import { answers, runnerArgs } from "./runner-args";
  *   - a replica of each service that can have one without MongoDB: those without
  *     data (catalog.v2) and catalog, whose replica builds a complete read model of its
  *     own (own NeDB tree, own consumer group);
- *   - the others (users, tokens, analytics, …) once each: NeDB files are single-writer,
- *     and analytics' one consumer group would split the events between two NeDB
- *     copies. With MONGO_URI set every service gets a replica, as in production.
+ *   - the others (users, tokens, analytics, dex, marketing, sagas, …) once each: NeDB
+ *     files are single-writer (for sagas: one process drives its saga log), and
+ *     analytics' one consumer group would split the events between two NeDB copies.
+ *     With MONGO_URI set every service gets a replica, as in production: sagas replicas
+ *     share the log and take each other's sagas over by lease.
  *
  * Only services already compiled to dist/services/<name>.service.js are started.
  * Each child's output is prefixed with its name; SIGINT/SIGTERM go to every child,
@@ -29,7 +31,10 @@ import { answers, runnerArgs } from "./runner-args";
 const ROOT = path.resolve(__dirname, "../..");
 const SERVICE_DIR = path.join(ROOT, "dist/services");
 
-/** Start order: the gateway last, so its first readiness check finds the others. */
+/**
+ * Start order: the gateway last, so its first readiness check finds the others; sagas
+ * after the services a launch calls (it waits for them before resuming sagas anyway).
+ */
 const KNOWN = [
   "users",
   "tokens",

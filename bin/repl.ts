@@ -257,6 +257,59 @@ const mktoken = command({
   },
 });
 
+interface SagaResult {
+  id: string;
+  state: string;
+  steps: Array<{ name: string; state: string; error?: { type: string; message: string } }>;
+  result?: { token: TokenResult; pool: { account: string; reserve: string } };
+  error?: { step: string; type: string; message: string };
+}
+
+const launch = command({
+  command: "launch <creatorId> <symbol> <supply> <liquidity>",
+  description:
+    "Launch a token as user <creatorId> (sagas.launch): create it, put <liquidity> of it in its pool, activate its marketing",
+  options: [
+    { option: "--name <name>", description: "token name (default: the symbol)" },
+    { option: "--decimals <n>", description: "0-18 (default 18)" },
+    { option: "--budget <amount>", description: "marketing budget in base units" },
+    { option: "--key <idempotencyKey>", description: "repeat a launch safely" },
+  ],
+  async action(broker, args) {
+    const creatorId = str(args.creatorId);
+    const symbol = str(args.symbol);
+    const decimals = args.options.decimals === undefined ? 18 : Number(args.options.decimals);
+    const budget = str(args.options.budget);
+    const key = str(args.options.key);
+    const saga = await broker.call<SagaResult, object>(
+      "sagas.launch",
+      {
+        // Amounts as typed: a Number would lose digits past 2^53.
+        token: {
+          name: str(args.options.name) || symbol,
+          symbol,
+          decimals,
+          initialSupply: str(args.supply),
+        },
+        liquidity: { amount: str(args.liquidity) },
+        ...(budget ? { marketing: { budget } } : {}),
+      },
+      { meta: { user: { id: creatorId }, ...(key ? { idempotencyKey: `repl:${key}` } : {}) } },
+    );
+    const r = saga.result;
+    const e = saga.error;
+    out(
+      `>> Launch ${saga.id} ${saga.state}` +
+        (r
+          ? `: token ${r.token.id} ${r.token.symbol} supply ${r.token.totalSupply}, pool ${r.pool.account} holds ${r.pool.reserve}`
+          : e
+            ? `: ${e.step} failed (${e.type}: ${e.message})`
+            : ""),
+    );
+    out(...table(saga.steps.map(s => [s.name, s.state, s.error?.type ?? ""])).map(l => `   ${l}`));
+  },
+});
+
 interface Holder {
   account: string;
   amount: string;
@@ -300,11 +353,11 @@ async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
 /** The project's REPL: its prompt and the commands above, next to moleculer-repl's own. */
 export const replOptions: ReplOptions = {
   delimiter: "mintmesh $",
-  customCommands: [health, register, login, mktoken, balances],
+  customCommands: [health, register, login, mktoken, launch, balances],
 };
 
 const COMMANDS =
-  "health, register, login, mktoken, balances, call, dcall, nodes, services, actions, help, quit";
+  "health, register, login, mktoken, launch, balances, call, dcall, nodes, services, actions, help, quit";
 
 /** A person reads this console: short lines rather than JSON. */
 const consoleLogger: BrokerOptions["logger"] = {

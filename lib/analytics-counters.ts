@@ -111,8 +111,14 @@ export class AnalyticsCounters {
     ]);
     const totals = emptyCounters();
     for (const k of COUNTER_NAMES) totals[k] = global?.[k] ?? 0;
+    const { launchesCompleted, launchesCompensated, launchesFailed, ...counts } = totals;
     return {
-      ...totals,
+      ...counts,
+      launches: {
+        completed: launchesCompleted,
+        compensated: launchesCompensated,
+        failed: launchesFailed,
+      },
       volumeByToken: Object.fromEntries(volumes.map(v => [v.tokenId, v.volume])),
     };
   }

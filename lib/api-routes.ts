@@ -21,6 +21,11 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "GET me/balances": "tokens.myBalances",
 
   "GET analytics/summary": "analytics.summary",
+
+  // Token launches (sagas): a creator sees only their own.
+  "POST launches": "sagas.launch",
+  "GET launches": "sagas.list",
+  "GET launches/:id": "sagas.get",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */
@@ -35,6 +40,8 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   "GET tokens/:id/balances/:account": "tokens.balance",
   "GET tokens/:id/holders": "tokens.holders",
   "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
+
+  "GET pools/:tokenId": "dex.get",
 };
 
 /** Login alone: a stricter rate limit, and never retried (see the gateway). */

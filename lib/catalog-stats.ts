@@ -20,6 +20,7 @@ import {
   viewTokenFields,
   type CatalogFilter,
   type CatalogToken,
+  type ViewPromotion,
   type ViewStats,
   type ViewTokenFields,
 } from "./read-model";
@@ -61,7 +62,7 @@ import {
  * load. A transfer's row in `transfers` is what marks it counted, in a batch as alone.
  */
 
-export interface ViewDoc extends Doc, Partial<ViewTokenFields>, ViewStats {
+export interface ViewDoc extends Doc, Partial<ViewTokenFields>, ViewStats, Partial<ViewPromotion> {
   hasToken: boolean;
   deleted: boolean;
   /** occurredAt of the event that last set the token fields ("" for none yet). */
@@ -114,10 +115,7 @@ export interface CatalogPage {
   offset: number;
 }
 
-interface Logger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
+type Logger = Record<"info" | "warn", (obj: object, msg: string) => void>;
 
 const quiet: Logger = { info: () => undefined, warn: () => undefined };
 
@@ -316,6 +314,7 @@ export class CatalogViews {
                 view.holders + holders,
                 view.transfers + transfers,
                 this.settings.featuredMinHolders,
+                view.promoted,
               ),
               rev: view.rev + 1,
             },

@@ -1,6 +1,8 @@
+import type { NftEventType } from "./nft-events";
+
 /**
- * Domain events: the contract between write models (tokens, nfts, market) and their
- * consumers (catalog, analytics). Each travels on the @moleculer/channels channel named
+ * Domain events: the contract between write models (tokens, nfts, marketing, sagas; the
+ * market next) and their consumers (catalog, analytics). Each travels on the @moleculer/channels channel named
  * by its `type`, at least once; consumers dedupe by `eventId`.
  */
 
@@ -22,7 +24,23 @@ export const TOKEN_EVENTS = {
 } as const;
 
 export type TokenEventType = (typeof TOKEN_EVENTS)[keyof typeof TOKEN_EVENTS];
-export type EventType = TokenEventType;
+
+/** A token's promotion (services/marketing.service.ts): the catalog ORs it into `featured`. */
+export const MARKETING_EVENTS = {
+  activated: "marketing.activated",
+  deactivated: "marketing.deactivated",
+} as const;
+
+/** A saga that ended (services/sagas.service.ts): analytics counts launches by outcome. */
+export const SAGA_EVENTS = {
+  completed: "sagas.completed",
+  compensated: "sagas.compensated",
+  failed: "sagas.failed",
+} as const;
+
+export type MarketingEventType = (typeof MARKETING_EVENTS)[keyof typeof MARKETING_EVENTS];
+export type SagaEventType = (typeof SAGA_EVENTS)[keyof typeof SAGA_EVENTS];
+export type EventType = TokenEventType | NftEventType | MarketingEventType | SagaEventType;
 
 export interface TokenMetadata {
   description?: string;
@@ -79,6 +97,23 @@ export interface TokenUpdated {
 
 export interface TokenDeleted {
   tokenId: string;
+}
+
+/** A token's campaign as it is after a change; `version` orders the changes of one campaign. */
+export interface CampaignChanged {
+  tokenId: string;
+  active: boolean;
+  budget: string | null;
+  version: number;
+}
+
+/** The end of a saga: what it was, for whom, and how it ended. */
+export interface SagaEnded {
+  sagaId: string;
+  /** The saga's kind ("launch", …). */
+  sagaType: string;
+  userId: string;
+  state: "completed" | "compensated" | "failed";
 }
 
 /** An event of `type` whose id is derived from the change (`id`), so a re-write repeats it. */

@@ -1,6 +1,8 @@
 import {
+  SAGA_EVENTS,
   TOKEN_EVENTS,
   type DomainEvent,
+  type SagaEnded,
   type Token,
   type TokenMetadata,
   type TokenTransferred,
@@ -81,12 +83,24 @@ export interface ViewStats {
   featured: boolean;
 }
 
+/** A token's campaign as the catalog last heard of it (marketing.* events). */
+export interface ViewPromotion {
+  promoted: boolean;
+  /** The campaign's version that set `promoted`: an older event changes nothing. */
+  campaignVersion: number;
+}
+
 /**
- * "Featured" is derived from events alone: a token many accounts hold. The threshold is
- * a setting (CATALOG_FEATURED_MIN_HOLDERS); a marketing promotion can later OR into it.
+ * "Featured" is derived from events alone: a token many accounts hold, or one whose
+ * marketing campaign is active. The threshold is a setting (CATALOG_FEATURED_MIN_HOLDERS).
  */
-export function viewStats(holders: number, transfers: number, minHolders: number): ViewStats {
-  return { holders, transfers, featured: holders >= minHolders };
+export function viewStats(
+  holders: number,
+  transfers: number,
+  minHolders: number,
+  promoted = false,
+): ViewStats {
+  return { holders, transfers, featured: holders >= minHolders || promoted };
 }
 
 const REGEXP_SPECIAL = /[.*+?^${}()|[\]\\]/g;
@@ -156,11 +170,12 @@ export function toCatalogToken(v: CatalogViewLike): CatalogToken {
 export function freshStats(
   token: Token,
   minHolders: number,
-  known?: { holders: number; transfers: number },
+  known?: { holders: number; transfers: number; promoted?: boolean },
 ): ViewStats {
+  const promoted = known?.promoted ?? false;
   if (known && (known.holders > 0 || known.transfers > 0))
-    return viewStats(known.holders, known.transfers, minHolders);
-  return viewStats(token.totalSupply === "0" ? 0 : 1, 0, minHolders);
+    return viewStats(known.holders, known.transfers, minHolders, promoted);
+  return viewStats(token.totalSupply === "0" ? 0 : 1, 0, minHolders, promoted);
 }
 
 /**
@@ -203,12 +218,38 @@ export interface Counters {
   transfers: number;
   nftsMinted: number;
   sales: number;
+  /** Launch sagas by how they ended (the summary shows them as `launches`). */
+  launchesCompleted: number;
+  launchesCompensated: number;
+  launchesFailed: number;
 }
-export const COUNTER_NAMES = ["tokens", "transfers", "nftsMinted", "sales"] as const;
+export const COUNTER_NAMES = [
+  "tokens",
+  "transfers",
+  "nftsMinted",
+  "sales",
+  "launchesCompleted",
+  "launchesCompensated",
+  "launchesFailed",
+] as const;
 
 export function emptyCounters(): Counters {
-  return { tokens: 0, transfers: 0, nftsMinted: 0, sales: 0 };
+  return {
+    tokens: 0,
+    transfers: 0,
+    nftsMinted: 0,
+    sales: 0,
+    launchesCompleted: 0,
+    launchesCompensated: 0,
+    launchesFailed: 0,
+  };
 }
+
+/** A launch saga's end counts under its outcome; other sagas' ends count nowhere. */
+const launchEnded =
+  (counter: "launchesCompleted" | "launchesCompensated" | "launchesFailed") =>
+  (data: unknown): CounterDelta =>
+    (data as SagaEnded).sagaType === "launch" ? { counters: { [counter]: 1 } } : {};
 
 /** What one event adds: counter increments and, for moves of value, volume of one token. */
 export interface CounterDelta {
@@ -228,6 +269,9 @@ export const ANALYTICS_RULES: Record<string, (data: unknown) => CounterDelta> = 
     const t = data as TokenTransferred;
     return { counters: { transfers: 1 }, volume: { tokenId: t.tokenId, amount: t.amount } };
   },
+  [SAGA_EVENTS.completed]: launchEnded("launchesCompleted"),
+  [SAGA_EVENTS.compensated]: launchEnded("launchesCompensated"),
+  [SAGA_EVENTS.failed]: launchEnded("launchesFailed"),
 };
 
 export function addCounters(base: Counters, delta: Partial<Counters>): Counters {
@@ -247,6 +291,10 @@ export function addAmounts(a: string, b: string): string {
   return (BigInt(a) + BigInt(b)).toString(10);
 }
 
-export interface AnalyticsSummary extends Counters {
+type LaunchCounter = "launchesCompleted" | "launchesCompensated" | "launchesFailed";
+
+export interface AnalyticsSummary extends Omit<Counters, LaunchCounter> {
+  /** Launch sagas by how they ended. */
+  launches: { completed: number; compensated: number; failed: number };
   volumeByToken: Record<string, string>;
 }

@@ -2,17 +2,26 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { BoundedMap } from "../lib/bounded-map";
 import { envInt } from "../lib/env";
 import { ClientError, isNotFound } from "../lib/errors";
+import { isPoolAccount } from "../lib/liquidity-pools";
 import { defineMixin } from "./define";
 
 /**
  * Accounts as API.md takes them: a user id, or the 0x address of a wallet linked to a
  * user, which means that user. Resolved by users.resolveAccount and remembered briefly;
  * `users.walletsChanged` makes every node forget the addresses of a user at once.
+ *
+ * A pool's account (`pool_<tokenId>`, lib/liquidity-pools.ts) is no user's: it is read
+ * like any account (its balance, its place among the holders), but only the services in
+ * `poolServices` (the dex) may move tokens to or from it; to anyone else, the gateway's
+ * callers included, it is an unknown account. Nobody can sign in as a pool, so nobody
+ * can spend from it or approve a spender of it.
  */
 
 export interface AccountsSettings extends ServiceSettingSchema {
   /** How long a resolved account is trusted without asking users again. */
   accountTtlMs: number;
+  /** The services whose calls may name a pool's account as `from` or `to`. */
+  poolServices: string[];
 }
 
 export interface AccountsMethods {
@@ -31,7 +40,7 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
   AccountsMethods,
   AccountsVars
 >({
-  settings: { accountTtlMs: envInt("ACCOUNT_TTL_MS", 30_000) },
+  settings: { accountTtlMs: envInt("ACCOUNT_TTL_MS", 30_000), poolServices: ["dex"] },
 
   events: {
     /** A wallet was linked or unlinked: addresses resolved to this user may be stale. */
@@ -47,7 +56,9 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
 
   methods: {
     async resolveAccount(ctx: Context, account: string, field: string): Promise<string> {
-      const id = await this.findAccount(ctx, account);
+      const hidden =
+        isPoolAccount(account) && !this.settings.poolServices.includes(ctx.caller ?? "");
+      const id = hidden ? null : await this.findAccount(ctx, account);
       if (!id) {
         throw new ClientError(`Account '${account}' (${field}) not found`, 404, "NOT_FOUND", [
           { field, message: "unknown account" },
@@ -57,6 +68,7 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
     },
 
     async findAccount(ctx: Context, account: string): Promise<string | null> {
+      if (isPoolAccount(account)) return account; // the dex's; users knows nothing of it
       const hit = this.accountCache.get(account);
       if (hit && hit.until > Date.now()) return hit.id;
       try {

@@ -11,10 +11,13 @@ import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
 import { APPLIED_COLLECTION } from "../lib/applied-events";
 import { CatalogCacheCleaner, getCacheKey, type CatalogCacheSettings } from "../lib/catalog-cache";
 import { CATALOG_COLLECTIONS, CatalogViews, type ViewDoc } from "../lib/catalog-stats";
+import { CatalogPromotions } from "../lib/catalog-promotions";
 import { envInt, envStr } from "../lib/env";
 import { isNotFound, notFound } from "../lib/errors";
 import {
+  MARKETING_EVENTS,
   TOKEN_EVENTS,
+  type CampaignChanged,
   type DomainEvent,
   type Token,
   type TokenCreated,
@@ -73,6 +76,7 @@ interface CatalogMethods {
 
 interface CatalogVars {
   views: CatalogViews;
+  promotions: CatalogPromotions;
   cache: CatalogCacheCleaner;
 }
 
@@ -86,6 +90,11 @@ type CatalogThis = Service<CatalogSettings> &
 
 /** Each event as the engine takes it: the envelope is checked, its data is the channel's. */
 const eventsOf = <T>(batch: Received[]) => batch.map(r => r.event as DomainEvent<T>);
+
+/** Campaign changes, in the order they came (each applies only if newer than the view's). */
+async function applyCampaigns(this: { promotions: CatalogPromotions }, fresh: Received[]) {
+  for (const e of eventsOf<CampaignChanged>(fresh)) await this.promotions.changed(e);
+}
 
 const CatalogService: ServiceSchema<
   CatalogSettings,
@@ -122,6 +131,9 @@ const CatalogService: ServiceSchema<
             return this.views.transferred(eventsOf<TokenTransferred>(fresh));
           },
         },
+        // A campaign on or off: `featured` follows it (lib/catalog-promotions.ts).
+        [MARKETING_EVENTS.activated]: { apply: applyCampaigns },
+        [MARKETING_EVENTS.deactivated]: { apply: applyCampaigns },
       },
       settled(_batch, fresh) {
         return this.announce(fresh);
@@ -205,6 +217,7 @@ const CatalogService: ServiceSchema<
           if (isNotFound(err)) throw notFound("Token");
           throw err;
         }
+        // A campaign's event may have come before the token's (the placeholder keeps it).
         const stats = freshStats(token, this.settings.featuredMinHolders, view ?? undefined);
         return {
           ...token,
@@ -248,6 +261,7 @@ const CatalogService: ServiceSchema<
       this.settings,
       this.logger,
     );
+    this.promotions = new CatalogPromotions(this.store("views"), this.views, this.settings);
     await this.views.upgradeStats();
   },
 

@@ -14,7 +14,8 @@ import {
 
 /**
  * `npm run cluster` and `npm run repl` as a person uses them: the cluster script
- * starts the gateway (twice) and users in their own processes over the real NATS;
+ * starts the gateway (twice), users, tokens and the launch's services in their own
+ * processes over the real NATS;
  * the REPL joins the same namespace, and commands are typed into its stdin one at a
  * time, each answer read from what it prints before the next prompt.
  */
@@ -88,7 +89,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     NAMESPACE: namespace,
     PORT: String(port),
     DATA_DIR: path.join(home, "data"),
-    CLUSTER_SERVICES: "api,users,tokens",
+    CLUSTER_SERVICES: "api,users,tokens,dex,marketing,sagas",
     // Info, so that each child prints (its start) and the prefixes can be checked.
     LOG_LEVEL: "info",
   });
@@ -133,6 +134,9 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     expect(pids.map(m => [m[1], m[3]])).toEqual([
       ["users", "users"],
       ["tokens", "tokens"],
+      ["dex", "dex"],
+      ["marketing", "marketing"],
+      ["sagas", "sagas"],
       ["api", "api"],
       ["api-2", "api"],
     ]);
@@ -147,7 +151,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("joins the cluster's namespace and sees its nodes", async () => {
     expect(banner).toContain(`Joined namespace "${namespace}"`);
-    expect(banner).toMatch(/4 other nodes/);
+    expect(banner).toMatch(/7 other nodes/);
 
     const services = tableRows(await type(repl, "services"));
     const nodesOf = (name: string) => services.find(r => r[0] === name)?.at(-1);
@@ -157,7 +161,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("health lists every node and service, and names what is missing", async () => {
     const answer = await type(repl, "health");
-    expect(answer).toMatch(/Nodes: 4 available, 0 unavailable/);
+    expect(answer).toMatch(/Nodes: 7 available, 0 unavailable/);
     expect(answer).toMatch(/^\s+api-2-\S+\s+available\s+\d+ ms\s+api$/m);
     expect(answer).toMatch(/^\s+users-\S+\s+available\s+\d+ ms\s+users$/m);
     expect(answer).toMatch(/^\s+api\s+2\/2\s+ok$/m);
@@ -234,6 +238,34 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     const holders = await type(repl, `balances ${m![1]}`);
     expect(holders).toContain(`>> ${m![1]}: 1 holder`);
     expect(holders).toMatch(new RegExp(`^\\s+${userId}\\s+${supply}$`, "m"));
+  });
+
+  it("launch runs a token launch to its end: completed, or undone when it cannot finish", async () => {
+    const reg = await type(repl, `register launcher-${namespace}@example.com "${password}" L`);
+    const userId = /Registered (usr_\w+)/.exec(reg)![1];
+    const symbol = `LN${namespace.slice(-4).toUpperCase()}`;
+    // Past 2^53, as typed: the amounts must stay exact.
+    const supply = "900000000000000000000";
+    const made = await type(
+      repl,
+      `launch ${userId} ${symbol} ${supply} 300000000000000000000 --budget 5`,
+    );
+    const m = new RegExp(
+      `^>> Launch (sag_\\w+) completed: token (tok_\\w+) ${symbol} supply ${supply}, ` +
+        `pool pool_tok_\\w+ holds 300000000000000000000$`,
+      "m",
+    ).exec(made);
+    expect(m, made).not.toBeNull();
+    expect(made).toMatch(/^\s+addLiquidity\s+done$/m);
+    const holders = await type(repl, `balances ${m![2]}`);
+    expect(holders).toContain(`>> ${m![2]}: 2 holders`);
+    expect(holders).toMatch(new RegExp(`^\\s+pool_${m![2]}\\s+300000000000000000000$`, "m"));
+
+    const undone = await type(repl, `launch ${userId} ${symbol}X 10 11`);
+    expect(undone).toMatch(
+      /^>> Launch sag_\w+ compensated: addLiquidity failed \(INSUFFICIENT_FUNDS: /m,
+    );
+    expect(undone).toMatch(/^\s+createToken\s+compensated$/m);
   });
 
   it("leaves on end of input, and the cluster stops on SIGTERM", async () => {

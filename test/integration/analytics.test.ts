@@ -73,6 +73,7 @@ describe("analytics: GET /api/analytics/summary", () => {
       transfers: 0,
       nftsMinted: 0,
       sales: 0,
+      launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
     });
   });
@@ -99,6 +100,7 @@ describe("analytics: GET /api/analytics/summary", () => {
       transfers: 5,
       nftsMinted: 0,
       sales: 0,
+      launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {
         [a.token.id]: (2n * BigInt(BIG) + 1n).toString(),
         [b.token.id]: "7",

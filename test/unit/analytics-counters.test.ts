@@ -53,6 +53,7 @@ describe("analytics counters", () => {
       transfers: 2,
       nftsMinted: 0,
       sales: 0,
+      launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: { [s.token.id]: "9" },
     });
     expect(await counters.findOne({ _id: GLOBAL_ID })).toMatchObject({ rev: 1, pending: [] });

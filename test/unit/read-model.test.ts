@@ -149,11 +149,14 @@ describe("analytics arithmetic", () => {
   });
 
   it("adds counter deltas", () => {
-    expect(addCounters(emptyCounters(), { tokens: 2, sales: 1 })).toEqual({
+    expect(addCounters(emptyCounters(), { tokens: 2, sales: 1, launchesFailed: 1 })).toEqual({
       tokens: 2,
       transfers: 0,
       nftsMinted: 0,
       sales: 1,
+      launchesCompleted: 0,
+      launchesCompensated: 0,
+      launchesFailed: 1,
     });
   });
 });

@@ -43,6 +43,7 @@ describe("analytics service", () => {
       transfers: 0,
       nftsMinted: 0,
       sales: 0,
+      launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
     });
   });
@@ -60,6 +61,7 @@ describe("analytics service", () => {
       transfers: 0,
       nftsMinted: 0,
       sales: 0,
+      launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
     });
   });

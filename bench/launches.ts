@@ -1,0 +1,212 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { answers, runnerArgs } from "../bin/runner-args";
+
+/**
+ * Token launches (the launch saga: create the token, fill its pool, activate its
+ * marketing) through the gateway: launches per second, and p50/p99 of the time from
+ * POST /api/launches to the saga `completed` (the POST's answer when it is a 201, else
+ * the GET of its Location that first shows it completed). Twice:
+ *
+ *  - embedded: the platform in one process, no transporter, as `npm run serve` runs it;
+ *  - over NATS: each service (api, users, tokens, dex, marketing, sagas) a process of its
+ *    own on the real NATS server (TRANSPORTER), as `npm run cluster` runs them.
+ *
+ * CLIENTS concurrent HTTP clients launch for BENCH_SECONDS each time; NeDB files in a
+ * fresh temp dir (synced, as in production on NeDB).
+ *
+ * env: BENCH_CLIENTS (10), BENCH_SECONDS (10), BENCH_MODES (embedded,nats),
+ * TRANSPORTER (nats://127.0.0.1:4222).
+ */
+
+const ROOT = path.resolve(__dirname, "../..");
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 10);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const MODES = (process.env.BENCH_MODES ?? "embedded,nats").split(",").map(s => s.trim());
+const NATS = process.env.TRANSPORTER || "nats://127.0.0.1:4222";
+const SERVICES = ["users", "tokens", "dex", "marketing", "sagas", "api"];
+const FINAL = ["completed", "compensated", "failed"];
+
+interface Saga {
+  id: string;
+  state: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function api<T>(
+  base: string,
+  method: string,
+  url: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(base + url, {
+    method,
+    headers: {
+      "content-type": "application/json",
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+const percentile = (sorted: number[], p: number): number =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+
+/** Starts the platform as `mode` says; resolves with its gateway's URL and a stop function. */
+async function startPlatform(
+  mode: string,
+  dataDir: string,
+): Promise<{ base: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const shared: NodeJS.ProcessEnv = {
+    ...process.env,
+    SERVICEDIR: path.join(ROOT, "dist/services"),
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    RATE_LIMIT_MAX: "0",
+    LOG_LEVEL: "warn",
+    JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
+    READY_SERVICES: SERVICES.filter(s => s !== "api").join(","),
+  };
+  const namespace = `bench-${randomBytes(3).toString("hex")}`;
+  const plans =
+    mode === "embedded"
+      ? [{ SERVICES: SERVICES.join(","), TRANSPORTER: "" }]
+      : SERVICES.map(s => ({
+          SERVICES: s,
+          TRANSPORTER: NATS,
+          NAMESPACE: namespace,
+          NODE_ID: `${s}-${namespace}`,
+        }));
+  const children: ChildProcess[] = plans.map(env =>
+    spawn(process.execPath, runnerArgs(ROOT), {
+      cwd: ROOT,
+      stdio: ["ignore", "inherit", "inherit"],
+      env: { ...shared, ...env },
+    }),
+  );
+  const exited = children.map(c => new Promise(resolve => c.once("exit", resolve)));
+  const stop = async () => {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    await Promise.all(exited);
+  };
+  process.on("exit", () => children.forEach(c => c.exitCode === null && c.kill("SIGKILL")));
+  const base = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const ready = await fetch(`${base}/health/ready`).then(
+      r => r.status === 200,
+      () => false,
+    );
+    if (ready) return { base, stop };
+    if (Date.now() > until || children.some(c => c.exitCode !== null)) {
+      await stop();
+      throw new Error(`${mode}: the platform did not start`);
+    }
+    await new Promise(r => setTimeout(r, 200));
+  }
+}
+
+async function bench(mode: string): Promise<void> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-launches-"));
+  const { base, stop } = await startPlatform(mode, dataDir);
+  try {
+    const users: Array<{ id: string; token: string }> = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      const res = await api<{ user: { id: string }; token: string }>(
+        base,
+        "POST",
+        "/api/auth/register",
+        {
+          email: `launch-${process.pid}-${mode}-${i}@example.com`,
+          password: "bench password",
+          displayName: `bench ${i}`,
+        },
+      );
+      if (res.status !== 201) throw new Error(`register: ${res.status}`);
+      users.push({ id: res.body.user.id, token: res.body.token });
+    }
+
+    const toCompleted: number[] = [];
+    const outcomes = new Map<string, number>();
+    let seq = 0;
+    const t0 = performance.now();
+    const deadline = t0 + SECONDS * 1000;
+    const client = async (me: { token: string }) => {
+      while (performance.now() < deadline) {
+        const symbol = `B${(seq++).toString(36)}${randomBytes(3).toString("hex")}`
+          .toUpperCase()
+          .slice(0, 11);
+        const t = performance.now();
+        const res = await api<Saga>(
+          base,
+          "POST",
+          "/api/launches",
+          {
+            token: { name: "Bench", symbol, decimals: 0, initialSupply: "1000000" },
+            liquidity: { amount: "250000" },
+            marketing: { budget: "100" },
+          },
+          me.token,
+        );
+        let saga = res.body;
+        while (res.status === 202 && !FINAL.includes(saga.state)) {
+          await new Promise(r => setTimeout(r, 20));
+          saga = (await api<Saga>(base, "GET", `/api/launches/${saga.id}`, undefined, me.token))
+            .body;
+        }
+        const outcome = res.status >= 400 ? `HTTP ${res.status}` : saga.state;
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        if (saga.state === "completed") toCompleted.push(performance.now() - t);
+      }
+    };
+    await Promise.all(users.map(client));
+    const elapsed = (performance.now() - t0) / 1000;
+    toCompleted.sort((a, b) => a - b);
+
+    console.log(
+      `-- ${mode === "embedded" ? "embedded (one process)" : "over NATS (a process per service)"}`,
+    );
+    console.log(`clients: ${CLIENTS}, NeDB files in ${dataDir}`);
+    console.log(`outcomes: ${[...outcomes].map(([s, n]) => `${s}=${n}`).join(" ")}`);
+    console.log(`launches/s (completed): ${(toCompleted.length / elapsed).toFixed(1)}`);
+    console.log(`time to completed p50: ${percentile(toCompleted, 0.5).toFixed(1)} ms`);
+    console.log(`time to completed p99: ${percentile(toCompleted, 0.99).toFixed(1)} ms`);
+  } finally {
+    await stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  for (const mode of MODES) {
+    if (mode === "nats" && !(await answers(NATS))) {
+      console.log(`-- over NATS: skipped, nothing answers at ${NATS} (start nats-server)`);
+      continue;
+    }
+    await bench(mode);
+  }
+}
+
+main().catch(err => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,53 @@
+/**
+ * What a saga is made of (lib/saga-engine.ts drives them): named steps, each an action
+ * call with its compensation, and the `call` the engine makes them through. A new saga
+ * (the NFT purchase next) is one SagaDefinition, like lib/launch-saga.ts.
+ */
+
+export interface SagaCallOptions {
+  /** Derived from the saga id and the step name: the callee keeps it. */
+  idempotencyKey: string;
+  /** The saga's id, e.g. as the request id of the call, so its logs tell whose step it was. */
+  sagaId: string;
+  meta?: Record<string, unknown>;
+}
+
+/** Calls an action (the service builds it on its broker). */
+export type SagaCall = (
+  action: string,
+  params: Record<string, unknown>,
+  opts: SagaCallOptions,
+) => Promise<unknown>;
+
+/** What a step's params are made of. */
+export interface StepInput<I> {
+  sagaId: string;
+  userId: string;
+  input: I;
+  /** Results of the steps done so far, by step name. */
+  results: Record<string, unknown>;
+  /** This call's idempotency key. */
+  key: string;
+}
+
+export interface SagaStep<I> {
+  name: string;
+  action: string;
+  params(s: StepInput<I>): Record<string, unknown>;
+  /** Meta of the call and of its compensation (e.g. the user it acts for). */
+  meta?(s: StepInput<I>): Record<string, unknown>;
+  compensate?: {
+    action: string;
+    /** `result` is undefined when the step's outcome is unknown; null: nothing to undo. */
+    params(s: StepInput<I>, result: unknown): Record<string, unknown> | null;
+    /** The params need the step's result: an unknown outcome is learnt by replaying the step. */
+    needsResult?: boolean;
+  };
+}
+
+export interface SagaDefinition<I> {
+  type: string;
+  steps: Array<SagaStep<I>>;
+  /** The saga's result from its steps' results. */
+  result?(results: Record<string, unknown>): unknown;
+}

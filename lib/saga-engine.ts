@@ -1,0 +1,398 @@
+import { conflict } from "./errors";
+import { SAGA_EVENTS, domainEvent, type SagaEnded } from "./events";
+import type { OutboxWriter } from "./outbox";
+import type { SagaCall, SagaDefinition, SagaStep, StepInput } from "./saga-definition";
+import { Lease, Naps, SagaTakenOver, type LeaseOptions } from "./saga-lease";
+import {
+  backoffMs,
+  classify,
+  isFinal,
+  newSagaDoc,
+  publicError,
+  resultsOf,
+  stepKey,
+  withStep,
+  type SagaDoc,
+  type SagaError,
+} from "./saga-log";
+import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
+
+/**
+ * The saga engine: long-running changes across services as a list of named steps, each
+ * an action call with its compensation, driven to `completed`, or undone in reverse
+ * order to `compensated`, whatever crashes on the way. The launch saga
+ * (lib/launch-saga.ts) is one definition; the NFT purchase is the next.
+ *
+ *  - The log (lib/saga-log.ts) is written before and after every call: a step is marked
+ *    `running` (with its attempt count) before it is called and `done` with its result
+ *    after, so whoever drives the saga next calls again exactly the step whose answer
+ *    was not recorded.
+ *  - Every call carries an idempotency key of the saga id and the step name (its undo one
+ *    of its own), so calling again after a crash is harmless.
+ *  - A retryable failure (timeout, no node) is retried with backoff, `stepAttempts` times
+ *    in all. A refusal (4xx) fails the step for good: its finished predecessors are
+ *    undone, last first. A failure that may have done the work (a 5xx, retries used up)
+ *    fails it too, and it is undone with them: compensations must be harmless when their
+ *    step did nothing. A compensation that needs the step's result it never got replays
+ *    the step (same key) to learn it.
+ *  - A compensation is retried with backoff until it succeeds, `compensationAttempts`
+ *    times at most; then the saga ends `failed`, logged at error level with its id.
+ *  - Leases: a saga is driven by one engine at a time, its `owner`. Every write is a
+ *    compare-and-set on `owner` and `version` that extends `leaseUntil`, and a timer
+ *    renews the lease while a call is out, so another engine (a replica on the same
+ *    MongoDB, or this process after a restart) takes a saga over only once its lease
+ *    expired, by a compare-and-set of its own; the old owner's next write then fails and
+ *    it stops. `recover()` does that, at start and periodically.
+ *  - The end is written with an `unpublished` flag, the `sagas.<state>` event goes to
+ *    the outbox, then the flag goes: `recover()` re-writes events a crash kept back.
+ *
+ * No broker in here: the service hands it its store, its outbox and `call`
+ * (lib/saga-definition.ts); the lease is lib/saga-lease.ts.
+ */
+
+interface SagaLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** `owner`: unique per process (node id + instance). */
+export interface SagaEngineOptions extends LeaseOptions {
+  /** Calls of a step whose failures are retryable, before the saga gives up on it. */
+  stepAttempts: number;
+  /** Calls of a compensation before the saga ends `failed`. */
+  compensationAttempts: number;
+  /** The first backoff between retries, doubling up to maxBackoffMs. */
+  backoffMs: number;
+  maxBackoffMs: number;
+}
+
+class Stopping extends Error {}
+
+/** Definitions of any input: each is only ever handed the input its own sagas started with. */
+type AnyDefinition = SagaDefinition<unknown>;
+type AnyStep = SagaStep<unknown>;
+
+export class SagaEngine {
+  private readonly definitions = new Map<string, AnyDefinition>();
+  /** Sagas this engine drives now, by id. */
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+  /** Backoffs and polls, cut short by stop(). */
+  private readonly naps = new Naps();
+
+  constructor(
+    private readonly store: Store<SagaDoc>,
+    private readonly outbox: OutboxWriter,
+    private readonly call: SagaCall,
+    private readonly logger: SagaLogger,
+    private readonly opts: SagaEngineOptions,
+  ) {}
+
+  define<I>(def: SagaDefinition<I>): void {
+    this.definitions.set(def.type, def);
+  }
+
+  /**
+   * Starts a saga once per key (a retry of the key answers the first saga) and drives it
+   * in the background; `wait()` tells when it ends.
+   */
+  async start<I extends object>(
+    type: string,
+    userId: string,
+    key: string,
+    fingerprint: string,
+    input: I,
+  ): Promise<SagaDoc> {
+    const def = this.definitions.get(type);
+    if (!def) throw new Error(`Unknown saga type ${type}`);
+    const doc = newSagaDoc(def, { userId, key, fingerprint, input }, this.opts);
+    if (await insertIfAbsent(this.store, doc)) {
+      this.logger.info({ sagaId: doc._id, type }, "Saga started");
+      this.launch(doc);
+      return doc;
+    }
+    const first = await this.store.findOne({ key });
+    if (!first) return this.start(type, userId, key, fingerprint, input); // pruned meanwhile
+    if (first.fingerprint !== fingerprint || first.userId !== userId)
+      throw conflict("Idempotency key was already used for another request");
+    return first;
+  }
+
+  find(id: string): Promise<SagaDoc | null> {
+    return this.store.findOne({ _id: id });
+  }
+
+  /** The saga once it has ended, or as it is after `ms`. */
+  async wait(id: string, ms: number): Promise<SagaDoc | null> {
+    const until = Date.now() + ms;
+    const local = this.running.get(id);
+    if (local) await Promise.race([local, this.naps.sleep(ms)]);
+    for (;;) {
+      const doc = await this.find(id);
+      if (!doc || isFinal(doc) || Date.now() >= until) return doc;
+      // Driven by another node: look again shortly.
+      await this.naps.sleep(Math.min(100, until - Date.now()));
+    }
+  }
+
+  /**
+   * Takes over the sagas left running or compensating whose lease expired (their node
+   * died or stalled), and drives each to its end; re-writes the events of ended sagas a
+   * crash kept back. `all`: every saga not driven here, whatever its lease (a start on
+   * NeDB files, whose lock proves no other process drives any). Returns how many it took.
+   */
+  async recover(all = false): Promise<number> {
+    if (this.stopping) return 0;
+    for (const doc of await this.store.find({ unpublished: true })) await this.publish(doc);
+    const now = Date.now();
+    let taken = 0;
+    for (const doc of await this.store.find({ active: true })) {
+      if (this.running.has(doc._id) || (!all && doc.leaseUntil > now)) continue;
+      if (all && doc.owner === this.opts.owner) continue; // started here since: driven here
+      const claimed = await this.store.updateOne(
+        { _id: doc._id, version: doc.version, active: true },
+        {
+          $set: {
+            owner: this.opts.owner,
+            leaseUntil: Date.now() + this.opts.leaseMs,
+            version: doc.version + 1,
+          },
+        },
+      );
+      if (!claimed) continue; // another engine was first
+      this.logger.info(
+        { sagaId: doc._id, state: doc.state, from: doc.owner },
+        "Saga resumed: its lease had expired, or its node restarted",
+      );
+      this.launch(claimed);
+      taken++;
+    }
+    return taken;
+  }
+
+  /** Removes ended sagas created before `before`, oldest first. Returns how many. */
+  prune(before: Date): Promise<number> {
+    return pruneOlderThan(this.store, "createdAt", before.getTime(), {
+      iso: true,
+      where: { active: { $exists: false }, unpublished: { $exists: false } },
+    });
+  }
+
+  /** Stops driving: each saga stops at its next write and its lease is let go for others. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.naps.wakeAll();
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /** Resolves once the sagas driven now have ended or stopped (tests). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  }
+
+  private launch(doc: SagaDoc): void {
+    const done = this.drive(doc).finally(() => this.running.delete(doc._id));
+    this.running.set(doc._id, done);
+  }
+
+  private async drive(doc: SagaDoc): Promise<void> {
+    const def = this.definitions.get(doc.type);
+    if (!def) {
+      this.logger.error({ sagaId: doc._id, type: doc.type }, "Saga of an unknown type left alone");
+      return;
+    }
+    const lease = new Lease(this.store, doc, this.opts);
+    try {
+      if (lease.doc.state === "running") await this.forward(lease, def);
+      if (lease.doc.state === "compensating") await this.backward(lease, def);
+      if (lease.doc.unpublished) await this.publish(lease.doc);
+    } catch (err) {
+      if (err instanceof SagaTakenOver) {
+        this.logger.warn({ sagaId: doc._id }, "Saga taken over by another node; this one stops");
+      } else if (err instanceof Stopping) {
+        await lease.release();
+      } else {
+        // Left with its lease: recovery takes it up again once the lease runs out.
+        this.logger.warn({ sagaId: doc._id, err }, "Saga interrupted; recovery will resume it");
+      }
+    } finally {
+      lease.close();
+    }
+  }
+
+  private async forward(lease: Lease, def: AnyDefinition): Promise<void> {
+    for (let i = 0; i < def.steps.length; i++) {
+      if (lease.doc.steps[i].state === "done") continue;
+      const failure = await this.runStep(lease, def, i);
+      if (!failure) continue;
+      const step = def.steps[i].name;
+      this.logger.info({ sagaId: lease.doc._id, step, error: failure.error }, "Saga step failed");
+      await lease.save({
+        state: "compensating",
+        error: { step, ...failure.error },
+        steps: withStep(lease.doc.steps, i, {
+          state: "failed",
+          error: failure.error,
+          uncertain: failure.uncertain,
+        }),
+      });
+      return;
+    }
+    const results = resultsOf(lease.doc);
+    await lease.end("completed", def.result ? def.result(results) : results);
+    this.logger.info({ sagaId: lease.doc._id }, "Saga completed");
+  }
+
+  /** Calls step `i` until it is done (undefined) or fails for good (the failure). */
+  private async runStep(
+    lease: Lease,
+    def: AnyDefinition,
+    i: number,
+  ): Promise<{ error: SagaError; uncertain: boolean } | undefined> {
+    const step = def.steps[i];
+    for (;;) {
+      if (this.stopping) throw new Stopping();
+      const attempts = lease.doc.steps[i].attempts + 1;
+      await lease.save({ steps: withStep(lease.doc.steps, i, { state: "running", attempts }) });
+      let result: unknown;
+      try {
+        result = await this.callStep(lease.doc, step, false);
+      } catch (err) {
+        const kind = classify(err);
+        if (kind === "retryable" && attempts < this.opts.stepAttempts) {
+          this.logger.warn(
+            { sagaId: lease.doc._id, step: step.name, attempts, err },
+            "Step retried",
+          );
+          await lease.save({ steps: withStep(lease.doc.steps, i, { error: publicError(err) }) });
+          await this.naps.sleep(backoffMs(attempts, this.opts.backoffMs, this.opts.maxBackoffMs));
+          continue;
+        }
+        if (kind !== "refused") this.logger.warn({ sagaId: lease.doc._id, err }, "Step broke");
+        return { error: publicError(err), uncertain: kind !== "refused" };
+      }
+      // Outside the call's try: a log that cannot be written is no failure of the step.
+      await lease.save({
+        steps: withStep(lease.doc.steps, i, { state: "done", result, error: null }),
+      });
+      return undefined;
+    }
+  }
+
+  /** Undoes the steps that did (or may have done) their work, last first. */
+  private async backward(lease: Lease, def: AnyDefinition): Promise<void> {
+    for (let i = def.steps.length - 1; i >= 0; i--) {
+      const s = lease.doc.steps[i];
+      const undo =
+        s.state === "done" || s.state === "compensating" || (s.state === "failed" && s.uncertain);
+      if (!undo) continue;
+      if (!def.steps[i].compensate) continue; // nothing to undo for this step
+      if (!(await this.compensateStep(lease, def, i))) return;
+    }
+    await lease.end("compensated");
+    this.logger.info({ sagaId: lease.doc._id }, "Saga compensated");
+  }
+
+  /** True once step `i` is undone; false when its compensation gave up (the saga failed). */
+  private async compensateStep(lease: Lease, def: AnyDefinition, i: number): Promise<boolean> {
+    const step = def.steps[i];
+    for (;;) {
+      if (this.stopping) throw new Stopping();
+      const n = lease.doc.steps[i].compensations + 1;
+      await lease.save({
+        steps: withStep(lease.doc.steps, i, { state: "compensating", compensations: n }),
+      });
+      let learnt: unknown;
+      try {
+        learnt = await this.undo(lease.doc, step, i);
+      } catch (err) {
+        const error = publicError(err);
+        if (n >= this.opts.compensationAttempts) {
+          await lease.end("failed", undefined, {
+            steps: withStep(lease.doc.steps, i, { state: "compensation-failed", error }),
+          });
+          this.logger.error(
+            { sagaId: lease.doc._id, step: step.name, compensations: n, err },
+            "Saga failed: a compensation kept failing; it needs a person",
+          );
+          return false;
+        }
+        this.logger.warn(
+          { sagaId: lease.doc._id, step: step.name, n, err },
+          "Compensation retried",
+        );
+        await lease.save({ steps: withStep(lease.doc.steps, i, { error }) });
+        await this.naps.sleep(backoffMs(n, this.opts.backoffMs, this.opts.maxBackoffMs));
+        continue;
+      }
+      const change = { state: "compensated" as const, error: null };
+      await lease.save({
+        steps: withStep(
+          lease.doc.steps,
+          i,
+          learnt === undefined ? change : { ...change, result: learnt },
+        ),
+      });
+      return true;
+    }
+  }
+
+  /** Calls step `i`'s compensation; returns the step's result when it had to learn it. */
+  private async undo(doc: SagaDoc, step: AnyStep, i: number): Promise<unknown> {
+    const comp = step.compensate!;
+    let result = doc.steps[i].result;
+    let learnt: unknown;
+    if (result === undefined && comp.needsResult) {
+      // Its outcome is unknown: the same call again (same key) tells it, doing it if need be.
+      try {
+        result = learnt = await this.callStep(doc, step, false);
+      } catch (err) {
+        if (classify(err) !== "refused") throw err;
+        return undefined; // refused now: it never did its work, nothing to undo
+      }
+    }
+    const input = this.inputOf(doc, step.name, true);
+    const params = comp.params(input, result);
+    if (params) await this.invoke(comp.action, params, input, step);
+    return learnt;
+  }
+
+  private callStep(doc: SagaDoc, step: AnyStep, undo: boolean): Promise<unknown> {
+    const input = this.inputOf(doc, step.name, undo);
+    return this.invoke(step.action, step.params(input), input, step);
+  }
+
+  private invoke(
+    action: string,
+    params: Record<string, unknown>,
+    input: StepInput<unknown>,
+    step: AnyStep,
+  ): Promise<unknown> {
+    const opts = { idempotencyKey: input.key, sagaId: input.sagaId, meta: step.meta?.(input) };
+    return this.call(action, params, opts);
+  }
+
+  private inputOf(doc: SagaDoc, step: string, undo: boolean): StepInput<unknown> {
+    return {
+      sagaId: doc._id,
+      userId: doc.userId,
+      input: doc.input,
+      results: resultsOf(doc),
+      key: stepKey(doc._id, step, undo),
+    };
+  }
+
+  /** The saga's event into the outbox, then its flag off (a repeat writes the same event). */
+  private async publish(doc: SagaDoc): Promise<void> {
+    if (!isFinal(doc)) return;
+    const state = doc.state as SagaEnded["state"];
+    const data: SagaEnded = { sagaId: doc._id, sagaType: doc.type, userId: doc.userId, state };
+    await this.outbox.write([domainEvent(SAGA_EVENTS[state], doc._id, data)]);
+    await this.store.update({ _id: doc._id, unpublished: true }, { $unset: { unpublished: true } });
+  }
+}

@@ -1,0 +1,285 @@
+import type { Service, ServiceSchema } from "moleculer";
+import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
+import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import { amountRule } from "../lib/amount";
+import { callerKey } from "../lib/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/context";
+import { envInt } from "../lib/env";
+import { notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/launch-saga";
+import { fingerprint } from "../lib/ledger";
+import { OUTBOX_COLLECTION } from "../lib/outbox";
+import type { SagaCall } from "../lib/saga-definition";
+import { SagaEngine } from "../lib/saga-engine";
+import { SAGA_COLLECTIONS, isFinal, toSaga, type Saga, type SagaDoc } from "../lib/saga-log";
+
+/**
+ * sagas: the orchestrator of changes that span services (DESIGN.md), today the token
+ * launch (lib/launch-saga.ts): POST /api/launches starts one, GET /api/launches[/:id]
+ * show the caller's. The engine (lib/saga-engine.ts) keeps each saga's log in this
+ * service's `sagas` collection before and after every step, undoes what a failure left
+ * half done, and takes over the sagas of a node that died once their lease expires;
+ * their ends go out as sagas.* events through this service's outbox. This file holds
+ * the params, the handlers and the wiring.
+ */
+
+interface SagasOwnSettings {
+  /** How long POST /api/launches waits for the saga to end before it answers 202 (ms). */
+  waitMs: number;
+  /** How long a saga is its node's without a write before another node may take it over (ms). */
+  leaseMs: number;
+  /** How often sagas whose lease expired are taken over (ms; 0: only at start). */
+  recoveryIntervalMs: number;
+  /** Timeout of each step's call (ms). */
+  stepTimeoutMs: number;
+  /** Calls of a step whose failures are retryable before the saga gives up on it. */
+  stepAttempts: number;
+  /** Calls of a compensation before the saga ends `failed`. */
+  compensationAttempts: number;
+  /** The first wait between retries (ms), doubling up to maxBackoffMs. */
+  backoffMs: number;
+  maxBackoffMs: number;
+  /** Ended sagas are forgotten after this (ms). */
+  retentionMs: number;
+  /** How often they are pruned (ms). */
+  pruneIntervalMs: number;
+}
+
+type SagasSettings = SagasOwnSettings & DbSettings;
+
+export interface SagasVars {
+  engine: SagaEngine;
+  recoveryTimer: NodeJS.Timeout | null;
+  lastPrune: number;
+}
+
+interface SagasMethods {
+  callStep: SagaCall;
+  sweep(all?: boolean): Promise<void>;
+  mine(ctx: GatewayContext<IdParams>): Promise<SagaDoc>;
+  discovered(services: string[], maxMs: number): Promise<void>;
+}
+
+type SagasThis = Service<SagasSettings> &
+  SagasMethods &
+  SagasVars &
+  DbMethods &
+  OutboxMethods &
+  OutboxVars;
+
+export type LaunchParams = LaunchInput;
+export interface IdParams {
+  id: string;
+}
+export interface ListParams {
+  limit?: number;
+  offset?: number;
+}
+
+/** The services a launch calls: recovery waits (a while) for them to be discovered. */
+const LAUNCH_SERVICES = ["tokens", "dex", "marketing"];
+
+const SagasService: ServiceSchema<
+  SagasOwnSettings,
+  SagasMethods & DbMethods & OutboxMethods,
+  DbVars & OutboxVars & SagasVars,
+  SagasThis
+> = {
+  name: "sagas",
+  mixins: [
+    DbMixin({ ...SAGA_COLLECTIONS, ...OUTBOX_COLLECTION }),
+    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
+  ],
+
+  settings: {
+    // Under the gateway's request timeout (REQUEST_TIMEOUT, 3 s), so a slow launch is a 202.
+    waitMs: envInt("SAGAS_WAIT_MS", 2000),
+    leaseMs: envInt("SAGAS_LEASE_MS", 15_000),
+    recoveryIntervalMs: envInt("SAGAS_RECOVERY_INTERVAL_MS", 5000),
+    stepTimeoutMs: envInt("SAGAS_STEP_TIMEOUT_MS", 5000),
+    // 8 calls with doubling backoff: a step's service may be gone for about 20 s.
+    stepAttempts: envInt("SAGAS_STEP_ATTEMPTS", 8),
+    compensationAttempts: envInt("SAGAS_COMPENSATION_ATTEMPTS", 10),
+    backoffMs: envInt("SAGAS_BACKOFF_MS", 200),
+    maxBackoffMs: envInt("SAGAS_MAX_BACKOFF_MS", 10_000),
+    retentionMs: envInt("SAGAS_RETENTION_MS", 30 * 24 * 3600_000),
+    pruneIntervalMs: envInt("SAGAS_PRUNE_INTERVAL_MS", 10 * 60_000),
+  },
+
+  actions: {
+    launch: {
+      params: {
+        $$strict: "remove",
+        token: {
+          type: "object",
+          strict: "remove",
+          props: {
+            name: { type: "string", trim: true, min: 1, max: 64 },
+            symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+            decimals: { type: "number", integer: true, min: 0, max: 18 },
+            initialSupply: amountRule(),
+            metadata: {
+              type: "object",
+              optional: true,
+              strict: "remove",
+              props: {
+                description: { type: "string", max: 1000, optional: true },
+                imageUrl: { type: "url", max: 2048, optional: true },
+                website: { type: "url", max: 2048, optional: true },
+              },
+            },
+          },
+        },
+        liquidity: { type: "object", strict: "remove", props: { amount: amountRule() } },
+        marketing: {
+          type: "object",
+          optional: true,
+          strict: "remove",
+          props: { budget: amountRule({ optional: true }) },
+        },
+      },
+      async handler(ctx: GatewayContext<LaunchParams>): Promise<Saga> {
+        const userId = requireUserId(ctx);
+        const { token, liquidity, marketing } = ctx.params;
+        const input: LaunchInput = { token, liquidity, ...(marketing ? { marketing } : {}) };
+        const started = await this.engine.start(
+          LAUNCH,
+          userId,
+          callerKey(ctx),
+          fingerprint([JSON.stringify(input)]),
+          input,
+        );
+        const current = (await this.engine.wait(started._id, this.settings.waitMs)) ?? started;
+        const location = `/api/launches/${current._id}`;
+        if (isFinal(current)) return created(ctx, location, toSaga(current));
+        // Still running: its Location tells how it ends (moleculer-web sends $location on 201 only).
+        ctx.meta.$statusCode = 202;
+        ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, Location: location };
+        return toSaga(current);
+      },
+    },
+
+    list: {
+      params: {
+        $$strict: "remove",
+        limit: { type: "number", integer: true, convert: true, min: 1, max: 100, optional: true },
+        offset: { type: "number", integer: true, convert: true, min: 0, optional: true },
+      },
+      async handler(ctx: GatewayContext<ListParams>) {
+        const query = { userId: requireUserId(ctx), type: LAUNCH };
+        const sagas = this.store<SagaDoc>("sagas");
+        const [docs, total] = await Promise.all([
+          sagas.find(query, {
+            sort: { createdAt: -1, _id: -1 },
+            limit: ctx.params.limit ?? 20,
+            offset: ctx.params.offset ?? 0,
+          }),
+          sagas.count(query),
+        ]);
+        return { rows: docs.map(toSaga), total };
+      },
+    },
+
+    get: {
+      params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
+      async handler(ctx: GatewayContext<IdParams>): Promise<Saga> {
+        return toSaga(await this.mine(ctx));
+      },
+    },
+  },
+
+  methods: {
+    /** A step's call: the engine retries (and records each try), so the broker does not. */
+    callStep(action, params, opts) {
+      return this.broker.call(action, params, {
+        meta: { ...opts.meta, idempotencyKey: opts.idempotencyKey },
+        timeout: this.settings.stepTimeoutMs,
+        retries: 0,
+        // Keys the callees scope by caller are the sagas service's; logs carry the saga id.
+        caller: this.fullName,
+        requestID: opts.sagaId,
+      });
+    },
+
+    /** Sagas whose node died, then (now and then) the ended ones past their retention. */
+    async sweep(all = false) {
+      await this.engine.recover(all);
+      if (Date.now() - this.lastPrune < this.settings.pruneIntervalMs) return;
+      this.lastPrune = Date.now();
+      const pruned = await this.engine.prune(new Date(Date.now() - this.settings.retentionMs));
+      if (pruned > 0) this.logger.info({ pruned }, "Ended sagas pruned");
+    },
+
+    /** The caller's saga; 404 for anyone else's, as for one that does not exist. */
+    async mine(ctx: GatewayContext<IdParams>): Promise<SagaDoc> {
+      const userId = requireUserId(ctx);
+      const doc = await this.engine.find(ctx.params.id);
+      if (!doc || doc.userId !== userId) throw notFound("Launch");
+      return doc;
+    },
+
+    /** Resolves once a node of each service is known, after `maxMs` at most, or at stop. */
+    async discovered(services: string[], maxMs: number): Promise<void> {
+      const until = Date.now() + maxMs;
+      const known = () => {
+        const up = this.broker.registry.getServiceList({ onlyAvailable: true }).map(s => s.name);
+        return services.every(s => up.includes(s));
+      };
+      while (!known() && Date.now() < until && !this.engine.stopped)
+        await new Promise(resolve => setTimeout(resolve, 100).unref());
+    },
+  } satisfies SagasMethods & ThisType<SagasThis>,
+
+  created() {
+    this.recoveryTimer = null;
+    this.lastPrune = Date.now();
+  },
+
+  async started() {
+    const outbox = this.openOutbox();
+    const s = this.settings;
+    this.engine = new SagaEngine(
+      this.store<SagaDoc>("sagas"),
+      outbox,
+      (action, params, opts) => this.callStep(action, params, opts),
+      this.logger,
+      {
+        owner: `${this.broker.nodeID}/${newId("eng")}`,
+        leaseMs: s.leaseMs,
+        stepAttempts: s.stepAttempts,
+        compensationAttempts: s.compensationAttempts,
+        backoffMs: s.backoffMs,
+        maxBackoffMs: s.maxBackoffMs,
+      },
+    );
+    this.engine.define(LAUNCH_SAGA);
+    this.outbox.start();
+    // Resumed once the services they call are known (or after a while, to retry anyway):
+    // called before discovery, every step would fail and be retried. On NeDB files the
+    // directory's lock proves nobody else drives this log: every unfinished saga is ours.
+    const all = !s.db.mongoUri;
+    const tick = () => {
+      this.sweep()
+        .catch(err => this.logger.warn({ err }, "Saga recovery sweep failed"))
+        .finally(() => {
+          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, s.recoveryIntervalMs);
+        });
+    };
+    void this.discovered(LAUNCH_SERVICES, 30_000)
+      .then(() => this.sweep(all))
+      .catch(err => this.logger.warn({ err }, "Saga recovery at start failed"))
+      .finally(() => {
+        if (s.recoveryIntervalMs > 0 && !this.engine.stopped)
+          this.recoveryTimer = setTimeout(tick, s.recoveryIntervalMs);
+      });
+  },
+
+  async stopped() {
+    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
+    await this.engine?.stop();
+  },
+};
+
+export default SagasService;
