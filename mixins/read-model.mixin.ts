@@ -7,6 +7,7 @@ import type {
 } from "moleculer";
 import { appliedAmong, markApplied, pruneApplied, type AppliedDoc } from "../lib/applied-events";
 import { envInt } from "../lib/env";
+import { repeat } from "../lib/repeat";
 import { KeyedBatcher } from "../lib/batcher";
 import { FROM_THE_START } from "../lib/channels";
 import type { DomainEvent } from "../lib/events";
@@ -81,7 +82,7 @@ export interface ReadModelMethods {
 
 export interface ReadModelVars {
   eventBatches: KeyedBatcher<Received>;
-  pruneTimer: NodeJS.Timeout | null;
+  stopPruning: () => void;
 }
 
 export type ReadModelThis = Service<ReadModelSettings> &
@@ -164,26 +165,22 @@ export function ReadModelMixin<Own = object>(
         };
       }
       this.schema.channels = { ...this.schema.channels, ...channels };
-      this.pruneTimer = null;
+      this.stopPruning = () => undefined;
     },
 
     started() {
-      const every = this.settings.readModel.pruneIntervalMs ?? 0;
-      if (every <= 0) return;
-      const tick = () => {
-        this.pruneApplied()
-          .then(n => n > 0 && this.logger.info({ pruned: n }, "Read model pruned"))
-          .catch(err => this.logger.warn({ err }, "Read model prune failed"))
-          .finally(() => {
-            if (this.pruneTimer) this.pruneTimer = setTimeout(tick, every).unref();
-          });
-      };
-      this.pruneTimer = setTimeout(tick, every).unref();
+      this.stopPruning = repeat(
+        this.settings.readModel.pruneIntervalMs ?? 0,
+        async () => {
+          const n = await this.pruneApplied();
+          if (n > 0) this.logger.info({ pruned: n }, "Read model pruned");
+        },
+        err => this.logger.warn({ err }, "Read model prune failed"),
+      );
     },
 
     stopped() {
-      if (this.pruneTimer) clearTimeout(this.pruneTimer);
-      this.pruneTimer = null;
+      this.stopPruning();
     },
   });
 }

@@ -1,3 +1,4 @@
+import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { amountRule } from "../lib/amount";
@@ -44,7 +45,7 @@ interface DexSettings {
 }
 
 interface DexVars {
-  pruneTimer: NodeJS.Timeout | null;
+  stopPruning: () => void;
 }
 
 export interface DexMethods {
@@ -126,28 +127,23 @@ const DexService: ServiceSchema<DexSettings, DexMethods & DbMethods, DbVars & De
   } satisfies DexMethods & ThisType<DexThis>,
 
   created() {
-    this.pruneTimer = null;
+    this.stopPruning = () => undefined;
   },
 
   started() {
-    const every = this.settings.pruneIntervalMs;
-    if (every <= 0) return;
-    const tick = () => {
-      const before = new Date(Date.now() - this.settings.opsRetentionMs);
-      this.pools()
-        .prune(before)
-        .then(n => n > 0 && this.logger.info({ pruned: n }, "Liquidity operations pruned"))
-        .catch(err => this.logger.warn({ err }, "Pruning liquidity operations failed"))
-        .finally(() => {
-          if (this.pruneTimer) this.pruneTimer = setTimeout(tick, every).unref();
-        });
-    };
-    this.pruneTimer = setTimeout(tick, every).unref();
+    this.stopPruning = repeat(
+      this.settings.pruneIntervalMs,
+      async () => {
+        const before = new Date(Date.now() - this.settings.opsRetentionMs);
+        const n = await this.pools().prune(before);
+        if (n > 0) this.logger.info({ pruned: n }, "Liquidity operations pruned");
+      },
+      err => this.logger.warn({ err }, "Pruning liquidity operations failed"),
+    );
   },
 
   stopped() {
-    if (this.pruneTimer) clearTimeout(this.pruneTimer);
-    this.pruneTimer = null;
+    this.stopPruning();
   },
 };
 

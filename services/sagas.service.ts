@@ -1,3 +1,4 @@
+import { repeat } from "../lib/repeat";
 import type { Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -50,7 +51,7 @@ type SagasSettings = SagasOwnSettings & DbSettings;
 
 export interface SagasVars {
   engine: SagaEngine;
-  recoveryTimer: NodeJS.Timeout | null;
+  stopRecovery: () => void;
   lastPrune: number;
 }
 
@@ -232,7 +233,7 @@ const SagasService: ServiceSchema<
   } satisfies SagasMethods & ThisType<SagasThis>,
 
   created() {
-    this.recoveryTimer = null;
+    this.stopRecovery = () => undefined;
     this.lastPrune = Date.now();
   },
 
@@ -259,25 +260,21 @@ const SagasService: ServiceSchema<
     // called before discovery, every step would fail and be retried. On NeDB files the
     // directory's lock proves nobody else drives this log: every unfinished saga is ours.
     const all = !s.db.mongoUri;
-    const tick = () => {
-      this.sweep()
-        .catch(err => this.logger.warn({ err }, "Saga recovery sweep failed"))
-        .finally(() => {
-          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, s.recoveryIntervalMs);
-        });
-    };
     void this.discovered(LAUNCH_SERVICES, 30_000)
       .then(() => this.sweep(all))
       .catch(err => this.logger.warn({ err }, "Saga recovery at start failed"))
       .finally(() => {
-        if (s.recoveryIntervalMs > 0 && !this.engine.stopped)
-          this.recoveryTimer = setTimeout(tick, s.recoveryIntervalMs);
+        if (this.engine.stopped) return;
+        this.stopRecovery = repeat(
+          s.recoveryIntervalMs,
+          () => this.sweep(),
+          err => this.logger.warn({ err }, "Saga recovery sweep failed"),
+        );
       });
   },
 
   async stopped() {
-    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
+    this.stopRecovery();
     await this.engine?.stop();
   },
 };
