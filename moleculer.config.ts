@@ -1,6 +1,8 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { natsConnection } from "./lib/channels";
+import { BoundedMemoryCacher, SafeRedisCacher } from "./lib/cachers";
+import { TRACE_ERROR_FIELDS, traceTags } from "./lib/trace-tags";
 import { envBool, envInt, envStr } from "./lib/env";
 import { ActionBulkheadMiddleware } from "./middlewares/action-bulkhead.middleware";
 import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
@@ -73,17 +75,21 @@ const config: BrokerOptions = {
   transporter: (transporter ?? null) as BrokerOptions["transporter"],
   serializer: "JSON",
 
+  // Redis, shared by the nodes, whose refused writes are logged (lib/cachers.ts); else memory
+  // bounded in entries and in JSON size, whatever clients ask for (DESIGN rule 10).
   cacher: redisUrl
-    ? {
-        type: "Redis",
-        options: {
-          prefix: envStr("CACHE_PREFIX", "mintmesh"),
-          ttl: 30,
-          // Handed to ioredis, which takes a URL; Moleculer's typings want an options object.
-          redis: redisUrl as unknown as Record<string, unknown>,
-        },
-      }
-    : { type: "Memory", options: { ttl: 30, clone: true } },
+    ? new SafeRedisCacher({
+        prefix: envStr("CACHE_PREFIX", "mintmesh"),
+        ttl: 30,
+        // Handed to ioredis, which takes a URL; Moleculer's typings want an options object.
+        redis: redisUrl as unknown as Record<string, unknown>,
+      })
+    : new BoundedMemoryCacher({
+        ttl: 30,
+        clone: true,
+        max: envInt("CACHE_MAX_ENTRIES", 1000),
+        maxSize: envInt("CACHE_MAX_BYTES", 32 * 1024 * 1024),
+      }),
 
   // 3 s: a user-facing call that has not answered by then has failed for the user anyway.
   requestTimeout: envInt("REQUEST_TIMEOUT", 3000),
@@ -153,6 +159,9 @@ const config: BrokerOptions = {
 
   tracing: {
     enabled: Boolean(jaegerEndpoint) || envStr("TRACING") === "console",
+    // Spans record params without secrets, and errors without their data (lib/trace-tags.ts).
+    tags: { action: traceTags, event: traceTags },
+    errorFields: TRACE_ERROR_FIELDS,
     exporter: jaegerEndpoint
       ? [
           {

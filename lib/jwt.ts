@@ -1,6 +1,7 @@
 import { createSecretKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { envStr } from "./env";
+import { ConfigError, isProduction, productionSecret } from "./config-guards";
 
 export interface AuthUser {
   id: string;
@@ -9,13 +10,14 @@ export interface AuthUser {
 const DEV_SECRET = "mintmesh-dev-secret-change-me";
 let warned = false;
 
-/** JWT_SECRET, required in production; elsewhere a fixed dev secret with a loud warning. */
+/**
+ * JWT_SECRET: in production required, at least 32 bytes and no known placeholder (the
+ * node refuses to start, naming it); elsewhere a fixed dev secret with a loud warning.
+ */
 export function jwtSecret(): string {
   const secret = envStr("JWT_SECRET");
-  if (secret) return secret;
-  if (process.env.NODE_ENV === "production") {
-    throw new Error("JWT_SECRET must be set when NODE_ENV=production");
-  }
+  if (secret) return productionSecret("JWT_SECRET", secret);
+  if (isProduction()) throw new ConfigError("JWT_SECRET must be set when NODE_ENV=production");
   if (!warned && process.env.NODE_ENV !== "test") {
     warned = true;
     process.emitWarning(

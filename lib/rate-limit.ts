@@ -1,11 +1,29 @@
+import { createHash } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
 import Redis from "ioredis";
+import { Lru } from "./lru";
 
 /**
- * A moleculer-web rate-limit store kept in Redis, so that every gateway counts the
- * same hits. Windows are fixed and aligned to the epoch: all gateways agree on when
- * a window ends without talking to each other.
+ * Rate limits of the gateway: per client address (moleculer-web's `rateLimit` route
+ * option, counted here in Redis when it is set) and failed logins per account. Windows are
+ * fixed and aligned to the epoch: all gateways agree on when a window ends without talking
+ * to each other.
  */
-export class RedisRateLimitStore {
+
+/** Counts per key and window; what moleculer-web's rate limiter and the login throttle use. */
+export interface AttemptCounter {
+  /** One more for `key` in this window: the count so far. */
+  inc(key: string): Promise<number>;
+  /** Forgets `key`'s count in this window. */
+  reset(key: string): Promise<void>;
+  /** When this window ends (epoch ms). */
+  readonly resetTime: number;
+}
+
+const windowEnd = (windowMs: number): number => (Math.floor(Date.now() / windowMs) + 1) * windowMs;
+
+/** A moleculer-web rate-limit store kept in Redis, so that every gateway counts the same hits. */
+export class RedisRateLimitStore implements AttemptCounter {
   private readonly redis: Redis;
   private readonly prefix: string;
 
@@ -22,16 +40,23 @@ export class RedisRateLimitStore {
   }
 
   get resetTime(): number {
-    return (Math.floor(Date.now() / this.windowMs) + 1) * this.windowMs;
+    return windowEnd(this.windowMs);
+  }
+
+  private keyOf(key: string): string {
+    return `${this.prefix}:${Math.floor(Date.now() / this.windowMs)}:${key}`;
   }
 
   async inc(key: string): Promise<number> {
-    const window = Math.floor(Date.now() / this.windowMs);
-    const k = `${this.prefix}:${window}:${key}`;
+    const k = this.keyOf(key);
     const res = await this.redis.multi().incr(k).pexpire(k, this.windowMs).exec();
     const count = res?.[0]?.[1];
     if (typeof count !== "number") throw new Error("Rate limit store did not answer");
     return count;
+  }
+
+  async reset(key: string): Promise<void> {
+    await this.redis.del(this.keyOf(key));
   }
 
   async ping(): Promise<boolean> {
@@ -43,7 +68,118 @@ export class RedisRateLimitStore {
   }
 }
 
+/** Counts in this process, at most `maxEntries` keys (the oldest go first). */
+export class MemoryAttemptCounter implements AttemptCounter {
+  private readonly counts: Lru<string, number>;
+
+  constructor(
+    private readonly windowMs: number,
+    maxEntries = 100_000,
+  ) {
+    this.counts = new Lru({ maxEntries, ttlMs: windowMs });
+  }
+
+  get resetTime(): number {
+    return windowEnd(this.windowMs);
+  }
+
+  private keyOf(key: string): string {
+    return `${Math.floor(Date.now() / this.windowMs)}:${key}`;
+  }
+
+  async inc(key: string): Promise<number> {
+    const k = this.keyOf(key);
+    const count = (this.counts.get(k) ?? 0) + 1;
+    this.counts.set(k, count);
+    return count;
+  }
+
+  async reset(key: string): Promise<void> {
+    this.counts.delete(this.keyOf(key));
+  }
+}
+
+/** The login throttle's key of an email: hashed, so Redis holds no addresses. */
+export function accountKey(email: string): string {
+  return createHash("sha256").update(email.trim().toLowerCase()).digest("hex").slice(0, 32);
+}
+
 /** Seconds until a rate-limit window ends, for Retry-After. */
 export function retryAfterSeconds(resetTime: number, now = Date.now()): number {
   return Math.max(1, Math.ceil((resetTime - now) / 1000));
+}
+
+/** TRUST_PROXY as a count of our proxies: unset, false or 0: none; true: one; n: n. */
+export function trustProxyHops(raw: string | undefined): number {
+  const v = (raw ?? "").trim().toLowerCase();
+  if (["", "false", "no", "off"].includes(v)) return 0;
+  if (["true", "yes", "on"].includes(v)) return 1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new Error(`Env TRUST_PROXY must be false, true or a number of proxies, got "${raw}"`);
+  }
+  return n;
+}
+
+/** The parts of a request that say where it came from. */
+export interface FromRequest {
+  headers: IncomingHttpHeaders;
+  socket: { remoteAddress?: string };
+}
+
+/**
+ * The client's address. Behind `hops` proxies of ours, each of which appends the address
+ * it saw to X-Forwarded-For, that is the entry `hops` from the right: what is left of it
+ * was written by the client and proves nothing. With fewer entries, the leftmost.
+ */
+export function clientAddress(req: FromRequest, hops: number): string {
+  const socket = req.socket.remoteAddress ?? "unknown";
+  if (hops <= 0) return socket;
+  const header = req.headers["x-forwarded-for"];
+  const chain = (Array.isArray(header) ? header.join(",") : (header ?? ""))
+    .split(",")
+    .map(s => s.trim())
+    .filter(Boolean);
+  const path = [socket, ...chain.reverse()];
+  return path[Math.min(hops, path.length - 1)];
+}
+
+/** moleculer-web's `rateLimit` route option, as built here. */
+export interface RouteRateLimit {
+  window: number;
+  limit: number;
+  headers: boolean;
+  key(req: FromRequest): string;
+  StoreFactory?: new (window: number, opts: unknown, broker: { namespace: string }) => object;
+}
+
+/**
+ * A fixed-window limit of `limit` requests per client address, counted in Redis under
+ * `<namespace>:rl:<prefix>` when redisUrl is set (gateways of one cluster share counts,
+ * other clusters don't); undefined for no limit (0).
+ */
+export function routeRateLimit(opts: {
+  limit: number;
+  windowMs: number;
+  hops: number;
+  prefix: string;
+  redisUrl?: string;
+}): RouteRateLimit | undefined {
+  if (opts.limit <= 0) return undefined;
+  return {
+    window: opts.windowMs,
+    limit: opts.limit,
+    headers: true,
+    key: req => clientAddress(req, opts.hops),
+    StoreFactory: opts.redisUrl ? redisCounters(opts.redisUrl, opts.prefix) : undefined,
+  };
+}
+
+/** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
+function redisCounters(redisUrl: string, prefix: string) {
+  return class extends RedisRateLimitStore {
+    constructor(window: number, _opts: unknown, broker: { namespace: string }) {
+      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}` });
+    }
+  };
 }

@@ -11,10 +11,19 @@ export const ADDRESS_PATTERN = /^0x[0-9a-fA-F]{40}$/;
 
 export const LINK_STATEMENT = "Link this wallet to your mintmesh account";
 
+/**
+ * The statement a wallet shows: it names the account the wallet is being linked to, so a
+ * user asked to sign for someone else's account can see it.
+ */
+export const linkStatement = (userId?: string): string =>
+  userId ? `${LINK_STATEMENT} ${userId}` : LINK_STATEMENT;
+
 /** The one spelling we store and compare: lower-case hex. */
 export const normalizeAddress = (address: string): string => address.toLowerCase();
 
 export interface ChallengeInput {
+  /** The account the wallet is to be linked to, named in the statement. */
+  userId?: string;
   domain: string;
   uri: string;
   address: string;
@@ -35,7 +44,7 @@ export function buildChallenge(input: ChallengeInput): BuiltChallenge {
   const msg = new SiweMessage({
     domain: input.domain,
     address: getAddress(normalizeAddress(input.address)),
-    statement: LINK_STATEMENT,
+    statement: linkStatement(input.userId),
     uri: input.uri,
     version: "1",
     chainId: input.chainId,
@@ -57,6 +66,8 @@ export function parseMessage(text: string): SiweMessage | null {
 
 /** What the server stored when it issued the challenge. */
 export interface ExpectedChallenge {
+  /** The account it was issued for: its statement must name it. */
+  userId?: string;
   nonce: string;
   address: string;
   chainId: number;
@@ -75,6 +86,7 @@ export function mismatch(msg: SiweMessage, expected: ExpectedChallenge): string 
   if (msg.domain !== expected.domain) return "domain";
   if (msg.uri !== expected.uri) return "uri";
   if (msg.version !== "1") return "version";
+  if (msg.statement !== linkStatement(expected.userId)) return "statement";
   return null;
 }
 

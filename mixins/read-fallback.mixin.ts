@@ -1,6 +1,14 @@
 import { createHash } from "node:crypto";
-import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import {
+  Cachers,
+  type Context,
+  type Service,
+  type ServiceSchema,
+  type ServiceSettingSchema,
+} from "moleculer";
 import type { GatewayContext } from "../lib/context";
+import { envInt } from "../lib/env";
+import { Lru } from "../lib/lru";
 import { defineMixin } from "./define";
 
 /**
@@ -9,9 +17,10 @@ import { defineMixin } from "./define";
  * service that is gone, a 5xx from a dependency), rather than failing the read. A client
  * error (4xx: bad params, not found) is never masked.
  *
- * Where answers are kept: in this process's memory (bounded, newest kept) and, when the
- * broker has a cacher, there too, so with the Redis cacher a replica can serve what another
- * replica answered. The served answer is marked with the response header
+ * Where answers are kept: in this process's memory, as JSON in an LRU bounded in entries and
+ * in characters (a page may be 200 KB, and every distinct query is an entry), and, when the
+ * broker's cacher is shared (Redis), there too, so a replica can serve what another
+ * replica answered; a memory cacher would only hold a second copy here. The served answer is marked with the response header
  * `X-Fallback: last-good` (through `ctx.meta.$responseHeaders`, which the gateway applies).
  *
  * It works from the service's action hooks, i.e. on the node that owns the action: it covers
@@ -26,8 +35,10 @@ export interface ReadFallbackOptions {
   actions: string[];
   /** How long an answer may be served after it was good (default one hour). */
   ttlSeconds?: number;
-  /** Answers kept in memory per service (default 1000; the oldest go first). */
+  /** Answers kept in memory per service (default 1000; the least recently used go first). */
   maxEntries?: number;
+  /** Characters of their JSON kept in memory per service (default READ_FALLBACK_MAX_BYTES, 8 MB). */
+  maxBytes?: number;
 }
 
 export const FALLBACK_HEADER = "X-Fallback";
@@ -38,7 +49,8 @@ interface Kept {
 }
 
 interface FallbackVars {
-  readFallbackMemory: Map<string, Kept>;
+  /** Answers as JSON: one string per page instead of its object graph, measured as it is kept. */
+  readFallbackMemory: Lru<string, { at: number; json: string }>;
 }
 
 /** Named so the action hooks can refer to them; the service gets them as methods. */
@@ -81,6 +93,7 @@ export function fallbackKey(action: string, params: unknown): string {
 export function ReadFallbackMixin(opts: ReadFallbackOptions): Partial<ServiceSchema> {
   const ttlMs = (opts.ttlSeconds ?? 3600) * 1000;
   const maxEntries = opts.maxEntries ?? 1000;
+  const maxBytes = opts.maxBytes ?? envInt("READ_FALLBACK_MAX_BYTES", 8 * 1024 * 1024);
   // Hooks by method name (a Moleculer feature): the methods below get the service as `this`.
   const hooksOf = (method: keyof FallbackMethods) =>
     Object.fromEntries(opts.actions.map(name => [name, method]));
@@ -92,21 +105,24 @@ export function ReadFallbackMixin(opts: ReadFallbackOptions): Partial<ServiceSch
       async readFallbackRemember(ctx: Context, res: unknown): Promise<unknown> {
         if (res === undefined) return res;
         const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
-        const mem = this.readFallbackMemory;
-        mem.delete(key); // re-insert: Map order is age order
-        mem.set(key, { at: Date.now(), data: res });
-        if (mem.size > maxEntries) mem.delete(mem.keys().next().value as string);
+        this.readFallbackMemory.set(key, { at: Date.now(), json: JSON.stringify(res) });
         // Shared copy for the other replicas; a failing cacher must not fail the read.
-        this.broker.cacher
-          ?.set(key, { at: Date.now(), data: res }, Math.ceil(ttlMs / 1000))
-          .catch((err: unknown) => this.logger.debug("Read fallback not stored", err));
+        const cacher = this.broker.cacher;
+        if (cacher instanceof Cachers.Redis) {
+          cacher
+            .set(key, { at: Date.now(), data: res }, Math.ceil(ttlMs / 1000))
+            .catch((err: Error) =>
+              this.logger.warn({ error: err.message }, "Read fallback not stored"),
+            );
+        }
         return res;
       },
 
       async readFallbackServe(ctx: GatewayContext, err: unknown): Promise<unknown> {
         if (!isUnavailableError(err)) throw err;
         const key = fallbackKey(ctx.action?.name ?? "", ctx.params);
-        let kept: Kept | null | undefined = this.readFallbackMemory.get(key);
+        const mine = this.readFallbackMemory.get(key);
+        let kept: Kept | null | undefined = mine && { at: mine.at, data: JSON.parse(mine.json) };
         if (!kept && this.broker.cacher) {
           kept = (await this.broker.cacher.get(key).catch(() => null)) as Kept | null;
         }
@@ -124,7 +140,12 @@ export function ReadFallbackMixin(opts: ReadFallbackOptions): Partial<ServiceSch
     } satisfies FallbackMethods & ThisType<FallbackThis>,
 
     created() {
-      this.readFallbackMemory = new Map();
+      this.readFallbackMemory = new Lru({
+        maxEntries,
+        maxSize: maxBytes,
+        sizeOf: kept => kept.json.length,
+        ttlMs,
+      });
     },
   });
 }

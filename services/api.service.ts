@@ -1,66 +1,72 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type {
-  ActionEndpoint,
-  Context,
-  Service,
-  ServiceBroker,
-  ServiceSchema,
-  ServiceSettingSchema,
+import http, { type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import {
+  Cachers,
+  type ActionEndpoint,
+  type Context,
+  type Service,
+  type ServiceSchema,
+  type ServiceSettingSchema,
 } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { storeHealth } from "../lib/store-health";
 import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../lib/api-routes";
-import { envBool, envInt, envList, envStr } from "../lib/env";
-import { unauthorized, conflict } from "../lib/errors";
+import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
+import { envInt, envList, envStr } from "../lib/env";
+import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
 import { toErrorResponse } from "../lib/http-errors";
 import {
-  IDEMPOTENCY_TTL_SECONDS,
+  CacherAnswers,
+  IdempotencyGate,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MemoryAnswers,
   ReplayResponse,
-  idempotencyCacheKey,
+  isKeptError,
   requestFingerprint,
-  type StoredResponse,
+  type KeyedRequest,
 } from "../lib/idempotency";
 import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/jwt";
-import { RedisRateLimitStore, retryAfterSeconds } from "../lib/rate-limit";
+import {
+  MemoryAttemptCounter,
+  RedisRateLimitStore,
+  accountKey,
+  retryAfterSeconds,
+  routeRateLimit,
+  trustProxyHops,
+  type AttemptCounter,
+  type RouteRateLimit,
+} from "../lib/rate-limit";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 
 /**
  * api: the moleculer-web gateway. REST routes of API.md, JWT checked here (no remote
- * call per request), Idempotency-Key, rate limits, the API.md error shape, health.
+ * call per request), what a request may carry (lib/body-guard.ts), Idempotency-Key
+ * (lib/idempotency.ts), rate limits per address and per account, the API.md error shape,
+ * health, HTTP timeouts.
  */
-
-/** A request that carries an Idempotency-Key: where its answer is kept, and what it was. */
-interface KeyedRequest {
-  cacheKey: string;
-  fingerprint: string;
-}
 
 /** moleculer-web's request, as far as this file reads it. */
 type Req = IncomingMessage & {
   $ctx?: GatewayContext;
   $route?: { name?: string; rateLimit?: { store: { resetTime: number } } };
   $endpoint?: ActionEndpoint;
+  $params?: Record<string, unknown>;
   $idempotency?: KeyedRequest;
+  /** The login throttle's key of the email tried, and when its window ends once refused. */
+  $account?: string;
+  $retryAt?: number;
+  originalUrl?: string;
   parsedUrl?: string;
   body?: unknown;
+  query?: Record<string, unknown>;
 };
 type Res = ServerResponse;
-
-/** A moleculer-web rate limit (its `rateLimit` route option). */
-interface RateLimit {
-  window: number;
-  limit: number;
-  headers: boolean;
-  key(req: Req): string;
-  StoreFactory?: new (window: number, opts: unknown, broker: ServiceBroker) => object;
-}
 
 /** A moleculer-web route; what is not typed here is passed to it as it is. */
 interface Route {
   name: string;
   path: string;
-  rateLimit?: RateLimit;
+  rateLimit?: RouteRateLimit;
   [option: string]: unknown;
 }
 
@@ -68,84 +74,70 @@ export interface ApiSettings extends ServiceSettingSchema {
   port: number;
   ip: string;
   jwtSecret: string;
-  /** Take the client IP from X-Forwarded-For (only behind a proxy we run). */
-  trustProxy: boolean;
+  /** Proxies of ours in front (TRUST_PROXY): X-Forwarded-For's entry that far from the right is the client. */
+  trustProxy: number;
   /** What /health/ready waits for. */
   readyServices: string[];
   /**
-   * Requests per IP and window (0: no limit), stricter on login. Not named `rateLimit`:
-   * moleculer-web would apply that to every route without a limit of its own (health).
+   * Requests per IP and window (0: no limit), stricter on login (loginMax 0: no login limit
+   * at all). Not named `rateLimit`: moleculer-web would apply that to every route without a
+   * limit of its own (health).
    */
   rateLimits: { max: number; loginMax: number; windowMs: number };
+  /** Login attempts per account (email) and window beyond which it is 429; a success forgets them. */
+  loginThrottle: { maxFailures: number; windowMs: number };
+  /** Idempotency-Key answers kept in this process when the cacher is not shared (Redis). */
+  idempotency: { maxEntries: number; maxBytes: number };
   /** Rate-limit counters in Redis, shared by all gateways, when set; else in memory. */
   redisUrl?: string;
   routes: Route[];
-  // moleculer-web's own settings.
+  // moleculer-web's own settings, and the HTTP server's timeouts (ms).
   logRequest: string;
   logResponse: string;
   log4XXResponses: boolean;
   httpServerTimeout: number;
+  requestTimeout: number;
+  headersTimeout: number;
+  rootCallOptions(this: ApiThis, options: { requestID?: string }, req: Req): void;
   onError(this: ApiThis, req: Req, res: Res, err: Error): void;
 }
 
 interface ApiMethods {
+  createServer(): void;
   errorHandler(req: Req, res: Res, err: Error): void;
   authenticate(ctx: Context, route: unknown, req: Req): AuthUser | null;
   authorize(ctx: GatewayContext, route: { name?: string }, req: Req): Promise<void>;
+  throttleLogin(req: Req): Promise<void>;
   sendJson(res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
-  keepAnswer(idem: KeyedRequest, status: number, body: unknown): Promise<void>;
   readiness(): Promise<{ ready: boolean; missing: string[] }>;
   redisStores(): RedisRateLimitStore[];
 }
 interface ApiVars {
-  inflight: Set<string>;
+  keyGate: IdempotencyGate;
+  loginAttempts: AttemptCounter;
 }
 /** What moleculer-web adds to the service and we use; its typings declare none of it. */
 interface GatewayParts {
   sendError(req: Req, res: Res, err: Error): void;
   routes: Array<{ rateLimit?: { store: object } }>;
+  server?: http.Server;
+  httpHandler: RequestListener;
+  isHTTPS: boolean;
 }
 type ApiThis = Service<ApiSettings> & ApiMethods & ApiVars & GatewayParts & TrafficMethods;
-
-/** The caller's IP: the socket's, or X-Forwarded-For's first when we run the proxy. */
-function clientIp(req: Req, trustProxy: boolean): string {
-  const forwarded = req.headers["x-forwarded-for"];
-  if (trustProxy && typeof forwarded === "string") return forwarded.split(",")[0].trim();
-  return req.socket.remoteAddress ?? "unknown";
-}
-
-/** Per-IP fixed-window limit of `limit` requests, shared through Redis when redisUrl is set. */
-function rateLimit(settings: ApiSettings, limit: number, prefix: string): RateLimit | undefined {
-  if (limit <= 0) return undefined;
-  const { redisUrl, trustProxy } = settings;
-  return {
-    window: settings.rateLimits.windowMs,
-    limit,
-    headers: true,
-    key: req => clientIp(req, trustProxy),
-    StoreFactory: redisUrl ? redisCounters(redisUrl, prefix) : undefined,
-  };
-}
-
-/** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
-function redisCounters(redisUrl: string, prefix: string) {
-  return class extends RedisRateLimitStore {
-    constructor(window: number, _opts: unknown, broker: ServiceBroker) {
-      // Gateways of one cluster (namespace) share counts; other clusters don't.
-      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}` });
-    }
-  };
-}
 
 const commonRoute = {
   path: "/api",
   mappingPolicy: "restrict" as const,
-  // Only JSON; 1 MB is far above any body of API.md and bounds what one request costs.
-  bodyParsers: { json: { limit: "1mb", strict: true }, urlencoded: false },
+  // JSON only, 1 MB: far above any body of API.md, and a bound on what one request costs.
+  // Not strict: a body that is valid JSON but no object is refused by guardRequest, by name.
+  bodyParsers: { json: { limit: "1mb", strict: false }, urlencoded: false },
+  // What the actions may be given of the body and query (lib/body-guard.ts).
+  use: [bodyGuard],
   authentication: true,
   authorization: true,
   logging: false,
-  /** Keeps the first answer to an Idempotency-Key (see authorize). */
+  /** Keeps the first answer to an Idempotency-Key (see authorize); a login forgets its failures. */
   async onAfterCall(
     this: ApiThis,
     ctx: GatewayContext,
@@ -155,9 +147,11 @@ const commonRoute = {
     data: unknown,
   ) {
     const idem = req.$idempotency;
-    if (idem) {
-      await this.keepAnswer(idem, ctx.meta.$statusCode ?? 200, data);
-      this.inflight.delete(idem.cacheKey);
+    if (idem) await this.keyGate.finish(idem, { status: ctx.meta.$statusCode ?? 200, body: data });
+    if (req.$account) {
+      await this.loginAttempts
+        .reset(req.$account)
+        .catch((err: unknown) => this.logger.warn({ err }, "Login throttle not reset"));
     }
     return data;
   },
@@ -187,7 +181,7 @@ const ApiService: ServiceSchema<
     port: envInt("PORT", 3000),
     ip: envStr("HOST", "0.0.0.0"),
     jwtSecret: jwtSecret(),
-    trustProxy: envBool("TRUST_PROXY", false),
+    trustProxy: trustProxyHops(envStr("TRUST_PROXY")),
     // By default every service the routes below call.
     readyServices: envList("READY_SERVICES").length
       ? envList("READY_SERVICES")
@@ -197,6 +191,14 @@ const ApiService: ServiceSchema<
       loginMax: envInt("LOGIN_RATE_LIMIT_MAX", 10),
       windowMs: envInt("RATE_LIMIT_WINDOW_MS", 60_000),
     },
+    loginThrottle: {
+      maxFailures: envInt("LOGIN_ACCOUNT_MAX_FAILURES", 5),
+      windowMs: envInt("LOGIN_ACCOUNT_WINDOW_MS", 15 * 60_000),
+    },
+    idempotency: {
+      maxEntries: envInt("IDEMPOTENCY_MAX_ENTRIES", 10_000),
+      maxBytes: envInt("IDEMPOTENCY_MAX_BYTES", 16 * 1024 * 1024),
+    },
     redisUrl: envStr("REDIS_URL"),
     // Never sent to other nodes in the service descriptor (a Redis URL may hold a password).
     $secureSettings: ["jwtSecret", "redisUrl"],
@@ -204,7 +206,16 @@ const ApiService: ServiceSchema<
     logRequest: "debug",
     logResponse: "debug",
     log4XXResponses: false,
+    // A client gets this long to send its headers, and its whole request; then 408.
     httpServerTimeout: 30_000,
+    requestTimeout: envInt("HTTP_REQUEST_TIMEOUT_MS", 30_000),
+    headersTimeout: envInt("HTTP_HEADERS_TIMEOUT_MS", 10_000),
+
+    /** X-Request-ID (or X-Correlation-ID) is kept only when short and plain; else a new one. */
+    rootCallOptions(options: { requestID?: string }, req: Req) {
+      const given = req.headers["x-correlation-id"] ?? req.headers["x-request-id"];
+      options.requestID = acceptedRequestId(given);
+    },
 
     // Rate limits are added by merged() below, from rateLimits.
     routes: [
@@ -266,28 +277,20 @@ const ApiService: ServiceSchema<
       const headers: Record<string, string> = {};
       if (out.status === 429) {
         const reset =
-          req.$route?.rateLimit?.store.resetTime ?? Date.now() + this.settings.rateLimits.windowMs;
+          req.$retryAt ??
+          req.$route?.rateLimit?.store.resetTime ??
+          Date.now() + this.settings.rateLimits.windowMs;
         headers["Retry-After"] = String(retryAfterSeconds(reset));
       }
       if (out.status === 503) headers["Retry-After"] = "1";
       this.sendJson(res, out.status, out.body, headers);
-      // Remember what the action answered, so a retry with the key gets the same.
+      // Remember what the action decided, so a retry with the key gets the same; never a
+      // gateway-side failure, nor "in progress" (retryable), which changes once the work is done.
       const idem = req.$idempotency;
-      // Only what the action itself decided; a gateway-side failure (unavailable, rate limit) is not an answer.
-      // Not an answer that stays: "in progress" (retryable) changes once the work is done.
-      const fromAction =
-        (err.name === "ClientError" && !(err as { retryable?: boolean }).retryable) ||
-        out.body.error.type === "VALIDATION_ERROR";
-      if (
-        idem &&
-        req.$endpoint &&
-        fromAction &&
-        out.status < 500 &&
-        ![401, 429].includes(out.status)
-      ) {
-        void this.keepAnswer(idem, out.status, out.body);
+      if (idem) {
+        const kept = isKeptError(err, out.status, out.body.error.type);
+        void this.keyGate.finish(idem, kept ? { status: out.status, body: out.body } : undefined);
       }
-      if (idem) this.inflight.delete(idem.cacheKey);
     },
   },
 
@@ -299,11 +302,19 @@ const ApiService: ServiceSchema<
   merged(schema) {
     const settings = schema.settings;
     if (!settings) return;
-    const { max, loginMax } = settings.rateLimits;
-    const limits: Record<string, RateLimit | undefined> = {
-      login: rateLimit(settings, loginMax, "login"),
-      private: rateLimit(settings, max, "all"),
-      public: rateLimit(settings, max, "all"),
+    const { max, loginMax, windowMs } = settings.rateLimits;
+    const limit = (n: number, prefix: string) =>
+      routeRateLimit({
+        limit: n,
+        windowMs,
+        prefix,
+        hops: settings.trustProxy,
+        redisUrl: settings.redisUrl,
+      });
+    const limits: Record<string, RouteRateLimit | undefined> = {
+      login: limit(loginMax, "login"),
+      private: limit(max, "all"),
+      public: limit(max, "all"),
     };
     settings.routes = settings.routes.map(route =>
       limits[route.name] ? { ...route, rateLimit: limits[route.name] } : route,
@@ -311,6 +322,22 @@ const ApiService: ServiceSchema<
   },
 
   methods: {
+    /** moleculer-web's server, with timeouts for headers and whole requests checked every second. */
+    createServer() {
+      if (this.server) return;
+      const { requestTimeout, headersTimeout } = this.settings;
+      this.server = http.createServer(
+        {
+          requestTimeout,
+          headersTimeout: Math.min(headersTimeout, requestTimeout),
+          connectionsCheckingInterval: Math.min(1000, headersTimeout),
+        },
+        this.httpHandler,
+      );
+      this.server.setTimeout(this.settings.httpServerTimeout);
+      this.isHTTPS = false;
+    },
+
     /** onError logs what is ours to log (5xx, once, with the request id); moleculer-web's default would log again. */
     errorHandler(req: Req, res: Res, err: Error) {
       this.sendError(req, res, err);
@@ -320,49 +347,55 @@ const ApiService: ServiceSchema<
     authenticate(_ctx: Context, _route: unknown, req: Req): AuthUser | null {
       const header = req.headers.authorization;
       if (!header) return null;
-      const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+      // The scheme is case-insensitive (RFC 9110).
+      const match = /^Bearer +([A-Za-z0-9_.-]+)$/i.exec(header);
       if (!match) throw unauthorized("Malformed Authorization header");
       const user = verifyAccessToken(match[1], this.settings.jwtSecret);
       if (!user) throw unauthorized("Invalid or expired token");
       return user;
     },
 
-    /** Requires a user on the private routes; answers a repeated Idempotency-Key from the first response. */
+    /**
+     * Requires a user on the private routes; throttles logins per account; answers a
+     * repeated Idempotency-Key of a user from the first response.
+     */
     async authorize(ctx: GatewayContext, route: { name?: string }, req: Req) {
       if (route.name === "private" && !ctx.meta.user) throw unauthorized();
+      if (route.name === "login") await this.throttleLogin(req);
 
       const key = req.headers["idempotency-key"];
       if (req.method !== "POST" || typeof key !== "string" || key === "") return;
-      if (key.length > 255) throw conflict("Idempotency-Key is longer than 255 characters");
-      const scope = ctx.meta.user?.id ?? `anon:${clientIp(req, this.settings.trustProxy)}`;
-      const cacheKey = idempotencyCacheKey(scope, key);
-      const fingerprint = requestFingerprint(req.method, req.parsedUrl ?? "", req.body);
-      // The cacher gives back what onAfterCall/onError stored; its typings say a plain record.
-      const stored = (await this.broker.cacher?.get(cacheKey)) as StoredResponse | null | undefined;
-      if (stored) {
-        if (stored.fingerprint !== fingerprint) {
-          throw conflict("Idempotency-Key was already used for a different request");
-        }
-        throw new ReplayResponse(stored);
+      if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+        throw validationError("Idempotency-Key", "must be at most 255 characters");
       }
-      if (this.inflight.has(cacheKey))
-        throw conflict("A request with this Idempotency-Key is in progress");
-      this.inflight.add(cacheKey);
-      req.$idempotency = { cacheKey, fingerprint };
+      // Only for users: anonymous keys would let anyone fill the store (docs/api.md).
+      const scope = ctx.meta.user?.id;
+      if (!scope) return;
+      const url = req.originalUrl ?? req.parsedUrl ?? "";
+      const fingerprint = requestFingerprint(req.method, url, req.body);
+      req.$idempotency = await this.keyGate.begin(scope, key, fingerprint);
       // Services that move money keep their own record of the key (DESIGN rule 3).
       ctx.meta.idempotencyKey = `${scope}:${key}`;
+    },
+
+    /** Counts a login attempt for the email tried: past loginThrottle.maxFailures in a window, 429. */
+    async throttleLogin(req: Req) {
+      const email = req.$params?.email;
+      const max = this.settings.loginThrottle.maxFailures;
+      if (max <= 0 || this.settings.rateLimits.loginMax <= 0 || typeof email !== "string") return;
+      const account = accountKey(email);
+      const count = await this.loginAttempts.inc(account);
+      req.$account = account;
+      if (count > max) {
+        req.$retryAt = this.loginAttempts.resetTime;
+        throw new ClientError("Too many failed logins for this account", 429, "RATE_LIMITED");
+      }
     },
 
     sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}) {
       if (res.headersSent) return;
       res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
       res.end(JSON.stringify(body));
-    },
-
-    /** Keeps the answer to an Idempotency-Key, for the retries with that key. */
-    async keepAnswer(idem: KeyedRequest, status: number, body: unknown): Promise<void> {
-      const stored: StoredResponse = { fingerprint: idem.fingerprint, status, body };
-      await this.broker.cacher?.set(idem.cacheKey, stored, IDEMPOTENCY_TTL_SECONDS);
     },
 
     async readiness() {
@@ -384,17 +417,26 @@ const ApiService: ServiceSchema<
       return { ready: missing.length === 0, missing };
     },
 
-    /** The routes' rate-limit counters kept in Redis: checked for readiness, closed on stop. */
+    /** The rate-limit counters kept in Redis: checked for readiness, closed on stop. */
     redisStores(): RedisRateLimitStore[] {
-      return this.routes.flatMap(route => {
-        const store = route.rateLimit?.store;
-        return store instanceof RedisRateLimitStore ? [store] : [];
-      });
+      const stores = [...this.routes.map(r => r.rateLimit?.store), this.loginAttempts];
+      return stores.filter(s => s instanceof RedisRateLimitStore);
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
 
   created() {
-    this.inflight = new Set();
+    const { redisUrl, loginThrottle, idempotency } = this.settings;
+    // Answers are shared when the cacher is (Redis, entries expire); else a bounded LRU here.
+    const cacher = this.broker.cacher;
+    const answers =
+      cacher instanceof Cachers.Redis
+        ? new CacherAnswers(cacher)
+        : new MemoryAnswers({ maxEntries: idempotency.maxEntries, maxSize: idempotency.maxBytes });
+    this.keyGate = new IdempotencyGate(answers, this.logger);
+    const windowMs = loginThrottle.windowMs;
+    this.loginAttempts = redisUrl
+      ? new RedisRateLimitStore(windowMs, { redisUrl, prefix: `${this.broker.namespace}:rl:acct` })
+      : new MemoryAttemptCounter(windowMs);
   },
 
   async stopped() {

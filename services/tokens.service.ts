@@ -7,6 +7,7 @@ import {
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
 import { amountRule } from "../lib/amount";
+import { textRule, urlRule } from "../lib/text-rules";
 import { envInt } from "../lib/env";
 import type { Token, TokenApproved, TokenMetadata } from "../lib/events";
 import { OUTBOX_COLLECTION, type OutboxStats } from "../lib/outbox";
@@ -119,9 +120,9 @@ const listParams = {
   offset: { type: "number" as const, integer: true, convert: true, min: 0, optional: true },
 };
 const metadataProps = {
-  description: { type: "string" as const, max: 1000, optional: true },
-  imageUrl: { type: "url" as const, max: 2048, optional: true },
-  website: { type: "url" as const, max: 2048, optional: true },
+  description: textRule({ max: 1000, optional: true }),
+  imageUrl: urlRule({ optional: true }),
+  website: urlRule({ optional: true }),
 };
 const transferLocation = (rec: TransferRecord): string =>
   `/api/tokens/${rec.tokenId}/transfers/${rec.id}`;
@@ -157,7 +158,7 @@ const TokensService: ServiceSchema<
     create: {
       params: {
         $$strict: "remove",
-        name: { type: "string", trim: true, min: 1, max: 64 },
+        name: textRule({ trim: true, min: 1, max: 64 }),
         symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
         decimals: { type: "number", integer: true, min: 0, max: 18 },
         initialSupply: amountRule(),

@@ -6,6 +6,8 @@ import { created, requireUserId, type GatewayContext } from "../lib/context";
 import { newId } from "../lib/ids";
 import { envInt, envStr } from "../lib/env";
 import { jwtSecret, signAccessToken } from "../lib/jwt";
+import { requiredInProduction } from "../lib/config-guards";
+import { textRule, urlRule } from "../lib/text-rules";
 import { dummyHash, hashPassword, verifyPassword } from "../lib/passwords";
 import {
   ADDRESS_PATTERN,
@@ -102,10 +104,11 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
   settings: {
     jwtSecret: jwtSecret(),
     jwtExpiresIn: envStr("JWT_EXPIRES_IN", "12h"),
-    // What the signed message names; a wallet shows it, so it must be the site the user is on.
+    // What the signed message names; a wallet shows it, so it must be the site the user is on
+    // (production refuses to start without them).
     siwe: {
-      domain: envStr("SIWE_DOMAIN", "localhost:3000"),
-      uri: envStr("SIWE_URI", "http://localhost:3000"),
+      domain: requiredInProduction("SIWE_DOMAIN", "localhost:3000"),
+      uri: requiredInProduction("SIWE_URI", "http://localhost:3000"),
       ttlMs: envInt("SIWE_TTL_MS", 5 * 60_000),
     },
     // Never sent to other nodes in the service descriptor.
@@ -120,7 +123,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         $$strict: "remove",
         email: { type: "email", normalize: true, max: 254 },
         password: { type: "string", min: 8, max: 128 },
-        displayName: { type: "string", trim: true, min: 1, max: 64 },
+        displayName: textRule({ trim: true, min: 1, max: 64 }),
       },
       async handler(ctx: GatewayContext<RegisterParams>) {
         const { email, password, displayName } = ctx.params;
@@ -169,9 +172,9 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     updateMe: {
       params: {
         $$strict: "remove",
-        displayName: { type: "string", trim: true, min: 1, max: 64, optional: true },
-        bio: { type: "string", max: 500, optional: true },
-        avatarUrl: { type: "url", max: 2048, optional: true, nullable: true },
+        displayName: textRule({ trim: true, min: 1, max: 64, optional: true }),
+        bio: textRule({ max: 500, optional: true }),
+        avatarUrl: urlRule({ optional: true, nullable: true }),
       },
       async handler(ctx: GatewayContext<UpdateMeParams>) {
         const doc = await this.requireUser(ctx);
@@ -202,6 +205,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         const issuedAt = new Date();
         const expiresAt = new Date(issuedAt.getTime() + ttlMs);
         const { message, nonce } = buildChallenge({
+          userId: user._id,
           domain,
           uri,
           address,

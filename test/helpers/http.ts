@@ -1,3 +1,5 @@
+import { request as httpRequest } from "node:http";
+
 /** A small HTTP client for the gateway, as a script or a browser would use it. */
 
 /** The API.md error shape. */
@@ -85,4 +87,42 @@ export async function registerUser(client: ApiClient, name = "user"): Promise<Re
   });
   if (res.status !== 201) throw new Error(`register failed: ${res.status} ${res.text}`);
   return { id: res.body.user.id, email, token: res.body.token };
+}
+
+export interface RawRequest {
+  method: string;
+  path: string;
+  /** Sent as they are: nothing is added but Host and, with a body, Content-Length. */
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** A request with exactly the headers given (fetch adds a Content-Type to a text body). */
+export function rawRequest(baseUrl: string, req: RawRequest): Promise<HttpResult> {
+  const url = new URL(req.path, baseUrl);
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = { ...req.headers };
+    if (req.body !== undefined) headers["content-length"] = Buffer.byteLength(req.body);
+    const out = httpRequest(url, { method: req.method, headers }, res => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let body: Record<string, unknown> = {};
+        try {
+          body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+        } catch {
+          body = {};
+        }
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (typeof v === "string") h.set(k, v);
+        }
+        resolve({ status: res.statusCode ?? 0, headers: h, body, text });
+      });
+      res.on("error", reject);
+    });
+    out.on("error", reject);
+    out.end(req.body);
+  });
 }

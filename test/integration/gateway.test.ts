@@ -87,42 +87,38 @@ describe("gateway: errors, request ids, idempotency", () => {
   });
 
   describe("Idempotency-Key", () => {
+    // Keys are kept for users only (anonymous ones: test/integration/gateway-input.test.ts).
+    const address = "0x" + "ab".repeat(20);
+    const challenge = (token: string, key: string, chainId = 1) =>
+      p.client.post<{ nonce: string }>(
+        "/api/users/me/wallets/challenge",
+        { address, chainId },
+        { token, headers: { "idempotency-key": key } },
+      );
+
     it("replays the first response for the same key and body", async () => {
-      const key = `reg-${randomBytes(6).toString("hex")}`;
-      const body = { email: `idem-${key}@example.com`, password, displayName: "Idem" };
-      const first = await p.client.post<{ user: { id: string } }>("/api/auth/register", body, {
-        headers: { "idempotency-key": key },
-      });
-      const second = await p.client.post<{ user: { id: string } }>("/api/auth/register", body, {
-        headers: { "idempotency-key": key },
-      });
+      const u = await registerUser(p.client, "idem");
+      const key = `chal-${randomBytes(6).toString("hex")}`;
+      const first = await challenge(u.token, key);
+      const second = await challenge(u.token, key);
       expect(first.status).toBe(201);
       expect(second.status).toBe(201);
       expect(second.body).toEqual(first.body);
       expect(second.headers.get("idempotent-replayed")).toBe("true");
 
-      // Without the key, the same body is a new request: the email is now taken.
-      const third = await p.client.post("/api/auth/register", body);
-      expect(third.status).toBe(409);
+      // With another key, the same body is a new request: a new challenge.
+      const third = await challenge(u.token, `${key}-2`);
+      expect(third.status).toBe(201);
+      expect(third.body.nonce).not.toBe(first.body.nonce);
     });
 
     it("refuses a key reused for a different request", async () => {
-      const key = `reg-${randomBytes(6).toString("hex")}`;
-      const a = await p.client.post(
-        "/api/auth/register",
-        { email: `a-${key}@example.com`, password, displayName: "A" },
-        {
-          headers: { "idempotency-key": key },
-        },
-      );
-      expect(a.status).toBe(201);
-      const b = await p.client.post<ErrorBody>(
-        "/api/auth/register",
-        { email: `b-${key}@example.com`, password, displayName: "B" },
-        { headers: { "idempotency-key": key } },
-      );
+      const u = await registerUser(p.client, "idem");
+      const key = `chal-${randomBytes(6).toString("hex")}`;
+      expect((await challenge(u.token, key, 1)).status).toBe(201);
+      const b = await challenge(u.token, key, 5);
       expect(b.status).toBe(409);
-      expect(b.body.error.type).toBe("CONFLICT");
+      expect((b.body as unknown as ErrorBody).error.type).toBe("CONFLICT");
     });
 
     it("scopes keys to the user: two users may use the same key", async () => {

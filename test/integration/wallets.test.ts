@@ -549,3 +549,34 @@ describe("wallets: tokens take a linked address as an account", () => {
     expect(res.body.error.type).toBe("NOT_FOUND");
   });
 });
+
+describe("wallets: the message says which account the wallet is linked to", () => {
+  let p: Platform;
+  beforeAll(async () => {
+    p = await startPlatform(["api", "users"], {
+      settings: { api: { readyServices: ["users"], rateLimits: { max: 0 } } },
+    });
+  });
+  afterAll(() => p.stop());
+
+  it("names the account in the statement, and refuses a message naming another", async () => {
+    const [ann, eve] = await Promise.all([
+      registerUser(p.client, "named"),
+      registerUser(p.client, "eve"),
+    ]);
+    const wallet = Wallet.createRandom();
+    const res = await challenge(p, ann, wallet.address);
+    expect(res.status).toBe(201);
+    const msg = new SiweMessage(res.body.message);
+    expect(msg.statement).toContain(ann.id);
+    expect(msg.statement).not.toContain(eve.id);
+
+    // The same challenge, its statement edited to name another account and signed so.
+    const edited = res.body.message.replace(ann.id, eve.id);
+    const signature = await wallet.signMessage(edited);
+    expect((await link(p, ann, edited, signature)).status).toBe(401);
+    expect(
+      (await link(p, ann, res.body.message, await wallet.signMessage(res.body.message))).status,
+    ).toBe(201);
+  });
+});
