@@ -26,6 +26,17 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST launches": "sagas.launch",
   "GET launches": "sagas.list",
   "GET launches/:id": "sagas.get",
+
+  // NFTs (ERC-721): the collection's owner mints; an NFT's owner (or approved) moves it.
+  "POST collections": "nfts.createCollection",
+  "POST collections/:id/nfts": "nfts.mint",
+  "POST nfts/:id/approve": "nfts.approve",
+  "POST nfts/:id/transfer": "nfts.transfer",
+
+  // Marketplace: a purchase runs as a saga (sagas service) behind market.buy.
+  "POST market/listings": "market.create",
+  "DELETE market/listings/:id": "market.cancel",
+  "POST market/listings/:id/buy": "market.buy",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */
@@ -42,9 +53,23 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
 
   "GET pools/:tokenId": "dex.get",
+
+  // NFTs and listings are read from their owning services' own stores (docs/architecture.md).
+  "GET collections": "nfts.listCollections",
+  "GET collections/:id": "nfts.getCollection",
+  "GET nfts": "nfts.list",
+  "GET nfts/:id": "nfts.get",
+  "GET market/listings": "market.list",
+  "GET market/listings/:id": "market.get",
 };
 
 /** Login alone: a stricter rate limit, and never retried (see the gateway). */
 export const LOGIN_ROUTES: Record<string, string> = {
   "POST auth/login": "users.login",
 };
+
+/** The services the routes call: what the gateway's readiness waits for by default. */
+export function routedServices(): string[] {
+  const actions = [PRIVATE_ROUTES, PUBLIC_ROUTES, LOGIN_ROUTES].flatMap(r => Object.values(r));
+  return [...new Set(actions.map(a => a.split(".")[0]))].sort();
+}

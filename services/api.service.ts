@@ -9,7 +9,7 @@ import {
 } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { storeHealth } from "../lib/store-health";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../lib/api-routes";
+import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES, routedServices } from "../lib/api-routes";
 import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
@@ -182,10 +182,8 @@ const ApiService: ServiceSchema<
     ip: envStr("HOST", "0.0.0.0"),
     jwtSecret: jwtSecret(),
     trustProxy: trustProxyHops(envStr("TRUST_PROXY")),
-    // By default every service the routes below call.
-    readyServices: envList("READY_SERVICES").length
-      ? envList("READY_SERVICES")
-      : ["users", "tokens", "catalog", "analytics"],
+    // By default every service the routes call (lib/api-routes.ts).
+    readyServices: envList("READY_SERVICES").length ? envList("READY_SERVICES") : routedServices(),
     rateLimits: {
       max: envInt("RATE_LIMIT_MAX", 600),
       loginMax: envInt("LOGIN_RATE_LIMIT_MAX", 10),

@@ -16,6 +16,7 @@ import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/tok
 import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/ledger";
 import { allowanceId } from "../lib/ledger";
 import { newId } from "../lib/ids";
+import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
 
 /**
@@ -51,7 +52,6 @@ interface TokensMethods {
   buildEngines(): void;
   recover(all?: boolean): Promise<void>;
   sweep(): Promise<void>;
-  callerKey(ctx: GatewayContext): string;
 }
 
 type TokensThis = Service<TokensSettings> &
@@ -165,7 +165,7 @@ const TokensService: ServiceSchema<
         metadata: { type: "object", optional: true, strict: "remove", props: metadataProps },
       },
       async handler(ctx: GatewayContext<CreateParams>): Promise<Token> {
-        const doc = await this.registry.create(requireUserId(ctx), this.callerKey(ctx), ctx.params);
+        const doc = await this.registry.create(requireUserId(ctx), callerKey(ctx), ctx.params);
         return created(ctx, `/api/tokens/${doc._id}`, toToken(doc));
       },
     },
@@ -267,7 +267,7 @@ const TokensService: ServiceSchema<
           to,
           amount: ctx.params.amount,
           spender: null,
-          key: this.callerKey(ctx),
+          key: callerKey(ctx),
         });
         return created(ctx, transferLocation(rec), rec);
       },
@@ -294,7 +294,7 @@ const TokensService: ServiceSchema<
           to,
           amount: ctx.params.amount,
           spender,
-          key: this.callerKey(ctx),
+          key: callerKey(ctx),
         });
         return created(ctx, transferLocation(rec), rec);
       },
@@ -398,17 +398,6 @@ const TokensService: ServiceSchema<
       this.lastPrune = Date.now();
       const pruned = await this.engine.prune();
       if (pruned > 0) this.logger.info({ pruned }, "Journal pruned");
-    },
-
-    /**
-     * The idempotency key of a state-changing call, scoped to its caller: the gateway's
-     * Idempotency-Key ("<user>:<key>"); else the HTTP request (a broker retry of the
-     * gateway's call keeps its parent id); else none that repeats.
-     */
-    callerKey(ctx: GatewayContext): string {
-      if (ctx.meta.idempotencyKey) return `key:${ctx.meta.idempotencyKey}`;
-      if (ctx.caller === "api" && ctx.parentID) return `req:${ctx.parentID}`;
-      return `once:${newId("k")}`;
     },
   } satisfies TokensMethods & ThisType<TokensThis>,
 
