@@ -10,7 +10,7 @@ import { RequestContextMiddleware, logMixin } from "./middlewares/request-contex
 import { HealthMiddleware } from "./middlewares/health.middleware";
 
 /**
- * Broker options, all read from env (DESIGN.md "Configuration"). The defaults run
+ * Broker options, all read from env (docs/architecture.md). The defaults run
  * one process with nothing installed: no transporter, memory cacher, in-memory channels.
  */
 const transporter = envStr("TRANSPORTER");
@@ -76,7 +76,7 @@ const config: BrokerOptions = {
   serializer: "JSON",
 
   // Redis, shared by the nodes, whose refused writes are logged (lib/cachers.ts); else memory
-  // bounded in entries and in JSON size, whatever clients ask for (DESIGN rule 10).
+  // bounded in entries and in JSON size, whatever clients ask for (docs/architecture.md rule 10).
   cacher: redisUrl
     ? new SafeRedisCacher({
         prefix: envStr("CACHE_PREFIX", "mintmesh"),

@@ -1,5 +1,5 @@
 /**
- * Amounts (DESIGN rule 1): unsigned integers of base units, 0 … 2^256−1, carried as
+ * Amounts (docs/architecture.md rule 1): unsigned integers of base units, 0 … 2^256−1, carried as
  * decimal strings and computed with BigInt. Never a float, never a sign or a point.
  */
 

@@ -11,7 +11,7 @@ import {
 import { insertIfAbsent, type Store } from "./store";
 
 /**
- * The balances of the tokens write model (DESIGN rule 4): every change a compare-and-set
+ * The balances of the tokens write model (docs/architecture.md rule 4): every change a compare-and-set
  * on the balance's version that also writes a marker of its journal entry, which is how
  * recovery tells which steps of a transfer happened (lib/transfer-engine.ts). Markers of
  * settled entries are removed in the next write of their balance.

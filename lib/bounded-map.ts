@@ -1,6 +1,6 @@
 /**
  * A Map that holds at most `max` entries: setting a new key when full drops the oldest
- * one (insertion order). For in-process caches and memories (DESIGN rule 10), where
+ * one (insertion order). For in-process caches and memories (docs/architecture.md rule 10), where
  * losing an entry only costs a lookup.
  */
 export class BoundedMap<K, V> extends Map<K, V> {

@@ -26,7 +26,7 @@ import {
 } from "./read-model";
 
 /**
- * The catalog's read model of tokens (DESIGN.md), built only from the tokens.* channels,
+ * The catalog's read model of tokens (docs/architecture.md), built only from the tokens.* channels,
  * which arrive at least once and in no guaranteed order across channels. No broker in
  * here: services/catalog.service.ts hands it its stores and events.
  *

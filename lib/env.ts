@@ -1,4 +1,4 @@
-/** Typed readers for the env table of DESIGN.md: every setting is env (12-factor). */
+/** Typed readers for the env table of docs/architecture.md: every setting is env (12-factor). */
 
 export function envStr(name: string): string | undefined;
 export function envStr(name: string, fallback: string): string;

@@ -1,7 +1,7 @@
 import { Errors } from "moleculer";
 
 /**
- * Errors a client may see. Each carries the HTTP status as `code` and the API.md
+ * Errors a client may see. Each carries the HTTP status as `code` and the docs/api.md
  * `type`; the gateway passes them through as they are. Anything else is a 500.
  */
 export class ClientError extends Errors.MoleculerClientError {

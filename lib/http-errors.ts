@@ -1,7 +1,7 @@
 import type { FieldError } from "./errors";
 
 /**
- * Maps any error raised while serving a request to the API.md error shape. Only
+ * Maps any error raised while serving a request to the docs/api.md error shape. Only
  * errors that are the client's (4xx with a known meaning) pass their message on;
  * everything else becomes a 500 that says "Internal server error" and the request id.
  */

@@ -6,7 +6,7 @@ import { stepKey } from "./saga-log";
 import type { NewToken } from "./token-registry";
 
 /**
- * The token launch of API.md as a saga (lib/saga-engine.ts): create the token, move
+ * The token launch of docs/api.md as a saga (lib/saga-engine.ts): create the token, move
  * `liquidity.amount` of it from the creator into its pool, activate its marketing. When
  * a step fails, the finished ones are undone last first: marketing off, the liquidity
  * back to the creator, the token deleted (its symbol free again), so the creator ends as

@@ -27,7 +27,7 @@ export const poolAccountId = (tokenId: string): string => `${POOL_ACCOUNT_PREFIX
 export const isPoolAccount = (account: string): boolean =>
   account.startsWith(POOL_ACCOUNT_PREFIX) && account.length > POOL_ACCOUNT_PREFIX.length;
 
-/** A pool as API.md shows it. */
+/** A pool as docs/api.md shows it. */
 export interface Pool {
   tokenId: string;
   account: string;

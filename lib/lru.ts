@@ -1,6 +1,6 @@
 /**
  * A least-recently-used map bounded by entry count and, when given a size function, by
- * the total size of its values (DESIGN rule 10: whatever a client can make us keep has a
+ * the total size of its values (docs/architecture.md rule 10: whatever a client can make us keep has a
  * bound in bytes, not only in entries, since one entry may be a 200 KB page). Entries may
  * carry a time to live; an expired entry reads as absent and is dropped when seen.
  */

@@ -112,7 +112,7 @@ export async function openMongoStore<T extends Doc = Doc>(
     opts: object,
     db: string,
   ) => MongoAdapter;
-  // Acknowledged means durable (DESIGN rule 9): on a majority of the replica set, journaled.
+  // Acknowledged means durable (docs/architecture.md rule 9): on a majority of the replica set, journaled.
   const options = { useUnifiedTopology: true, w: "majority", j: true };
   const adapter = new Adapter(uri, options, mongoDbName(uri, service));
   // The adapter reads only the collection name and the logger of the service it serves.

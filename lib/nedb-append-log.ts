@@ -9,7 +9,7 @@ import fs from "node:fs";
  * Here the file stays open; what a turn of the event loop appends goes out in one write
  * at the end of the turn, then one fdatasync serves every write of that turn and of the
  * turns that came while the previous sync ran (group commit). A Store call answers only
- * once its own bytes are synced: acknowledged means on disk (DESIGN rule 9). With
+ * once its own bytes are synced: acknowledged means on disk (docs/architecture.md rule 9). With
  * `sync` off (tests, development) a write answers once it is in the page cache.
  *
  * The write is synchronous (microseconds into the page cache; a thread-pool round trip

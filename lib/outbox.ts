@@ -3,7 +3,7 @@ import { insertIfAbsent } from "./store";
 import type { DomainEvent } from "./events";
 
 /**
- * Transactional outbox (DESIGN rule 2). A write model stores each event in its own
+ * Transactional outbox (docs/architecture.md rule 2). A write model stores each event in its own
  * `outbox` collection before it acknowledges the change; the relay publishes the
  * entries and then deletes them, so the collection holds only what is still to send
  * (small, and cheap to sweep). It runs right after writes (coalesced) and on a timer,

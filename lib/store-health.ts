@@ -2,7 +2,7 @@ import { Errors } from "moleculer";
 
 /**
  * Which stores of this process cannot write now (a full or failing disk). Readiness
- * reports them by name (DESIGN rule 9: a write that fails answers 503 and turns the
+ * reports them by name (docs/architecture.md rule 9: a write that fails answers 503 and turns the
  * node's readiness to 503 until writes succeed again); a store clears its entry itself.
  */
 const failing = new Map<string, string>();

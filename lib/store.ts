@@ -1,5 +1,5 @@
 /**
- * The storage contract every engine and service works against (DESIGN.md "data"): a
+ * The storage contract every engine and service works against (docs/architecture.md): a
  * collection with the few operations the domain needs, including conditional updates
  * (compare-and-set) and unique indexes. NeDB (lib/nedb-store.ts) and MongoDB
  * (lib/mongo-store.ts) implement it; mixins/db.mixin.ts picks one by env. Engines in

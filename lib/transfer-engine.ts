@@ -24,7 +24,7 @@ import { refundAllowance, spendAllowance } from "./allowance-ops";
  *  1. The journal entry is written first: its unique `key` claims the idempotency key,
  *     so a concurrent duplicate cannot run twice and a retry finds the first outcome.
  *  2. The debit, then the credit: each a compare-and-set on the balance's `version`
- *     (DESIGN rule 4) that writes a marker of the journal entry in the same write.
+ *     (docs/architecture.md rule 4) that writes a marker of the journal entry in the same write.
  *  3. The event goes to the outbox: from then on the transfer is complete.
  *  4. The entry becomes `done` (batched); only then may its markers go, since until then
  *     they are what recovery goes by (the outbox entry is deleted once published).

@@ -4,7 +4,7 @@ import { unauthorized } from "./errors";
 import { mismatch } from "./siwe";
 
 /**
- * The users service's documents and what the API shows of them (API.md "Auth and
+ * The users service's documents and what the API shows of them (docs/api.md "Auth and
  * users"). No broker here: services/users.service.ts stores and serves them.
  */
 

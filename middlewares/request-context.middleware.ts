@@ -3,7 +3,7 @@ import type { Context, Middleware, Service } from "moleculer";
 
 /**
  * Keeps the running Context in AsyncLocalStorage so every log line written while
- * handling a request carries its requestID (DESIGN rule 8), without passing ctx
+ * handling a request carries its requestID (docs/architecture.md rule 8), without passing ctx
  * to every logger call.
  */
 // Nodes run with --experimental-async-context-frame: on Node 22 the default (async_hooks)

@@ -6,7 +6,7 @@ import { isPoolAccount } from "../lib/liquidity-pools";
 import { defineMixin } from "./define";
 
 /**
- * Accounts as API.md takes them: a user id, or the 0x address of a wallet linked to a
+ * Accounts as docs/api.md takes them: a user id, or the 0x address of a wallet linked to a
  * user, which means that user. Resolved by users.resolveAccount and remembered briefly;
  * `users.walletsChanged` makes every node forget the addresses of a user at once.
  *

@@ -9,7 +9,7 @@ import type { CollectionSpec, Doc, Store } from "../lib/store";
 import { defineMixin } from "./define";
 
 /**
- * Storage for a service, chosen by env (DESIGN.md "data"):
+ * Storage for a service, chosen by env (docs/architecture.md):
  *  - MONGO_URI set: MongoDB, one database per service (`<db>-<service>`);
  *  - DATA_DIR=":memory:": NeDB in memory (tests);
  *  - otherwise NeDB files under DATA_DIR/<service>/<collection>.db.

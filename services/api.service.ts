@@ -39,9 +39,9 @@ import {
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 
 /**
- * api: the moleculer-web gateway. REST routes of API.md, JWT checked here (no remote
+ * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
  * call per request), what a request may carry (lib/body-guard.ts), Idempotency-Key
- * (lib/idempotency.ts), rate limits per address and per account, the API.md error shape,
+ * (lib/idempotency.ts), rate limits per address and per account, the docs/api.md error shape,
  * health, HTTP timeouts.
  */
 
@@ -129,7 +129,7 @@ type ApiThis = Service<ApiSettings> & ApiMethods & ApiVars & GatewayParts & Traf
 const commonRoute = {
   path: "/api",
   mappingPolicy: "restrict" as const,
-  // JSON only, 1 MB: far above any body of API.md, and a bound on what one request costs.
+  // JSON only, 1 MB: far above any body of docs/api.md, and a bound on what one request costs.
   // Not strict: a body that is valid JSON but no object is refused by guardRequest, by name.
   bodyParsers: { json: { limit: "1mb", strict: false }, urlencoded: false },
   // What the actions may be given of the body and query (lib/body-guard.ts).
@@ -372,7 +372,7 @@ const ApiService: ServiceSchema<
       const url = req.originalUrl ?? req.parsedUrl ?? "";
       const fingerprint = requestFingerprint(req.method, url, req.body);
       req.$idempotency = await this.keyGate.begin(scope, key, fingerprint);
-      // Services that move money keep their own record of the key (DESIGN rule 3).
+      // Services that move money keep their own record of the key (docs/architecture.md rule 3).
       ctx.meta.idempotencyKey = `${scope}:${key}`;
     },
 

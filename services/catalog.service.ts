@@ -36,7 +36,7 @@ import {
 } from "../lib/read-model";
 
 /**
- * catalog: the CQRS read model of tokens (DESIGN.md) behind GET /api/tokens and
+ * catalog: the CQRS read model of tokens (docs/architecture.md) behind GET /api/tokens and
  * GET /api/tokens/:id. The view and its stats are lib/catalog-stats.ts (how they stay
  * exact under redelivery, reordering and crashes is explained there); the channels,
  * batches and applied eventIds are mixins/read-model.mixin.ts; cache cleaning is

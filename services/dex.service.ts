@@ -14,7 +14,7 @@ import {
 import type { TransferInternalParams } from "./tokens.service";
 
 /**
- * dex: liquidity pools (DESIGN.md). A pool per token holds its liquidity on an account
+ * dex: liquidity pools (docs/architecture.md). A pool per token holds its liquidity on an account
  * of its own in the tokens ledger (`pool_<tokenId>`, which only this service may move
  * tokens in and out of: mixins/accounts.mixin.ts). Adding and removing liquidity are
  * internal (`public`): the launch saga calls them, each idempotent by key; clients read a

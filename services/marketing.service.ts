@@ -13,7 +13,7 @@ import { isNotFound, notFound } from "../lib/errors";
 import { OUTBOX_COLLECTION } from "../lib/outbox";
 
 /**
- * marketing: a token's promotion campaign (DESIGN.md), on or off. Both changes are
+ * marketing: a token's promotion campaign (docs/architecture.md), on or off. Both changes are
  * idempotent (the launch saga activates, and deactivates when it undoes a launch) and
  * internal (`public`); each goes out as marketing.activated / marketing.deactivated
  * through this service's outbox, and the catalog makes an active campaign's token

@@ -23,7 +23,7 @@ import { created, requireUserId, type GatewayContext } from "../lib/context";
  * tokens: the write model of fungible tokens (ERC-20 semantics). The domain lives in
  * lib/: TokenRegistry (tokens, metadata, approvals) and TransferEngine (journaled,
  * idempotent, compare-and-set transfers with crash recovery); both write their events
- * to this service's outbox before an action answers (DESIGN rules 2–4). This file holds
+ * to this service's outbox before an action answers (docs/architecture.md rule 2–4). This file holds
  * the actions' params, account resolution (a call to users) and the wiring.
  */
 

@@ -314,7 +314,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     /**
-     * Internal: an account as API.md takes it (a user id, or the 0x address of a
+     * Internal: an account as docs/api.md takes it (a user id, or the 0x address of a
      * linked wallet) → the user id. Other services call it; the gateway never does.
      */
     resolveAccount: {

@@ -2,7 +2,7 @@ import { request as httpRequest } from "node:http";
 
 /** A small HTTP client for the gateway, as a script or a browser would use it. */
 
-/** The API.md error shape. */
+/** The docs/api.md error shape. */
 export interface ErrorBody {
   error: {
     type: string;

@@ -12,7 +12,7 @@ describe("gateway: errors, request ids, idempotency", () => {
   });
   afterAll(() => p.stop());
 
-  it("answers an unknown route with 404 in the API.md shape", async () => {
+  it("answers an unknown route with 404 in the docs/api.md shape", async () => {
     for (const [method, path] of [
       ["GET", "/api/nothing-here"],
       ["DELETE", "/api/users/me"],

@@ -19,7 +19,7 @@ interface AuthBody {
 
 const password = "correct horse battery";
 
-describe("users: register, login, profiles (API.md)", () => {
+describe("users: register, login, profiles (docs/api.md)", () => {
   let p: Platform;
   beforeAll(async () => {
     p = await startPlatform(["api", "users"], {
@@ -94,7 +94,7 @@ describe("users: register, login, profiles (API.md)", () => {
       expect(res.text).not.toContain("short");
     });
 
-    it("checks the lengths of API.md: password 8–128, displayName 1–64", async () => {
+    it("checks the lengths of docs/api.md: password 8–128, displayName 1–64", async () => {
       const base = { email: `len-${Date.now()}@example.com`, password, displayName: "Len" };
       expect(
         (await p.client.post("/api/auth/register", { ...base, password: "x".repeat(129) })).status,

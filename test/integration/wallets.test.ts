@@ -5,7 +5,7 @@ import { registerUser, type Registered } from "../helpers/http";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { balanceOf, createToken } from "../helpers/tokens";
 
-/** Wallet linking by a signed EIP-4361 message (API.md "Auth and users"), with real keys. */
+/** Wallet linking by a signed EIP-4361 message (docs/api.md "Auth and users"), with real keys. */
 
 interface WalletEntry {
   address: string;

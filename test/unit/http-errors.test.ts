@@ -5,7 +5,7 @@ import { toErrorResponse } from "../../lib/http-errors";
 
 const rid = "req-1";
 
-describe("error responses (API.md shape)", () => {
+describe("error responses (docs/api.md shape)", () => {
   it("turns validator errors into 400 naming each field, without echoing values", () => {
     const err = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
       { type: "stringMin", field: "password", message: "too short", actual: "secret1" },
