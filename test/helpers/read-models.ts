@@ -7,6 +7,14 @@ import {
 } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { defineMixin } from "../../mixins/define";
+import {
+  CATALOG_COLLECTIONS,
+  type BalanceDoc,
+  type CatalogStores,
+  type TransferDoc,
+  type ViewDoc,
+} from "../../lib/catalog-stats";
+import { openNedbStore } from "../../lib/nedb-store";
 
 /**
  * A broker of its own for a read model's unit tests, as the Moleculer TypeScript template
@@ -45,4 +53,13 @@ export function inFlightOf(
   if (!consumer) return undefined;
   const events = consumer.schema.events as Record<string, { bulkhead?: { concurrency: number } }>;
   return events[`channels.${channel}`].bulkhead?.concurrency;
+}
+
+/** The catalog's collections as real NeDB stores in memory, for its engines' unit tests. */
+export async function openCatalogStores(): Promise<CatalogStores> {
+  return {
+    views: await openNedbStore<ViewDoc>("views", CATALOG_COLLECTIONS.views),
+    balances: await openNedbStore<BalanceDoc>("balances", CATALOG_COLLECTIONS.balances),
+    transfers: await openNedbStore<TransferDoc>("transfers", CATALOG_COLLECTIONS.transfers),
+  };
 }

@@ -1,16 +1,9 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import {
-  CATALOG_COLLECTIONS,
-  CatalogViews,
-  type BalanceDoc,
-  type CatalogStores,
-  type TransferDoc,
-  type ViewDoc,
-} from "../../lib/catalog-stats";
+import { CatalogViews, type CatalogStores } from "../../lib/catalog-stats";
+import { openCatalogStores } from "../helpers/read-models";
 import { CatalogPromotions } from "../../lib/catalog-promotions";
 import { MARKETING_EVENTS, SAGA_EVENTS, domainEvent, type CampaignChanged } from "../../lib/events";
 import { ANALYTICS_RULES } from "../../lib/read-model";
-import { openNedbStore } from "../../lib/nedb-store";
 import { TokenScript } from "../helpers/channels";
 
 /**
@@ -24,11 +17,7 @@ let views: CatalogViews;
 let promotions: CatalogPromotions;
 
 beforeEach(async () => {
-  stores = {
-    views: await openNedbStore<ViewDoc>("views", CATALOG_COLLECTIONS.views),
-    balances: await openNedbStore<BalanceDoc>("balances", CATALOG_COLLECTIONS.balances),
-    transfers: await openNedbStore<TransferDoc>("transfers", CATALOG_COLLECTIONS.transfers),
-  };
+  stores = await openCatalogStores();
   views = new CatalogViews(stores, settings);
   promotions = new CatalogPromotions(stores.views, views, settings);
 });

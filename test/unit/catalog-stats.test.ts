@@ -1,14 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import {
-  CATALOG_COLLECTIONS,
-  CatalogViews,
-  type BalanceDoc,
-  type CatalogStores,
-  type TransferDoc,
-  type ViewDoc,
-} from "../../lib/catalog-stats";
+import { CatalogViews, type CatalogStores } from "../../lib/catalog-stats";
+import { openCatalogStores } from "../helpers/read-models";
 import type { DomainEvent, TokenTransferred } from "../../lib/events";
-import { openNedbStore } from "../../lib/nedb-store";
 import { TokenScript } from "../helpers/channels";
 import { failOnce } from "../helpers/stores";
 
@@ -24,11 +17,7 @@ let stores: CatalogStores;
 let views: CatalogViews;
 
 beforeEach(async () => {
-  stores = {
-    views: await openNedbStore<ViewDoc>("views", CATALOG_COLLECTIONS.views),
-    balances: await openNedbStore<BalanceDoc>("balances", CATALOG_COLLECTIONS.balances),
-    transfers: await openNedbStore<TransferDoc>("transfers", CATALOG_COLLECTIONS.transfers),
-  };
+  stores = await openCatalogStores();
   views = new CatalogViews(stores, settings);
 });
 

@@ -232,26 +232,18 @@ describe("TransferEngine leases: two engines over one database", () => {
     const gate = new Promise<void>(resolve => (release = resolve));
     let reached!: () => void;
     const arrived = new Promise<void>(resolve => (reached = resolve));
+    let armed = true;
+    /** Holds the call when `doc` writes the marker, once. */
+    const gateIf = async (doc: unknown) => {
+      if (!armed || !JSON.stringify(doc).includes(`":"${marker}"`)) return;
+      armed = false;
+      reached();
+      await gate;
+    };
     const real = stores.balances.updateOne.bind(stores.balances);
     const realInsert = stores.balances.insert.bind(stores.balances);
-    let armed = true;
-    const hit = (doc: unknown) => armed && JSON.stringify(doc).includes(`":"${marker}"`);
-    stores.balances.updateOne = async (q, u) => {
-      if (hit(u)) {
-        armed = false;
-        reached();
-        await gate;
-      }
-      return real(q, u);
-    };
-    stores.balances.insert = async doc => {
-      if (hit(doc)) {
-        armed = false;
-        reached();
-        await gate;
-      }
-      return realInsert(doc);
-    };
+    stores.balances.updateOne = async (q, u) => (await gateIf(u), real(q, u));
+    stores.balances.insert = async doc => (await gateIf(doc), realInsert(doc));
     return { arrived, release };
   }
 
