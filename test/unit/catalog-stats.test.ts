@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { CatalogViews, type CatalogStores } from "../../lib/catalog-stats";
+import { CatalogViews, type CatalogStores, type TransferDoc } from "../../lib/catalog-stats";
 import { openCatalogStores } from "../helpers/read-models";
 import type { DomainEvent, TokenTransferred } from "../../lib/events";
 import { TokenScript } from "../helpers/channels";
