@@ -310,6 +310,99 @@ const launch = command({
   },
 });
 
+interface CollectionResult {
+  id: string;
+  symbol: string;
+  royaltyBps: number;
+}
+interface NftResult {
+  id: string;
+  collectionId: string;
+  serial: number;
+  ownerId: string;
+}
+
+const mint = command({
+  command: "mint <userId> <collection> <name>",
+  description:
+    "Mint an NFT named <name> as user <userId> (nfts.mint) into <collection>: a collection id, or a new symbol (A-Z, 0-9) to create that collection first",
+  options: [
+    { option: "--to <account>", description: "the owner (default: the minter)" },
+    { option: "--royalty <bps>", description: "a new collection's royalty, 0-10000 (default 0)" },
+    { option: "--max <n>", description: "a new collection's maxSupply (default: none)" },
+    { option: "--key <idempotencyKey>", description: "repeat a mint safely" },
+  ],
+  async action(broker, args) {
+    const userId = str(args.userId);
+    const key = str(args.options.key);
+    const meta = (suffix: string) => ({
+      user: { id: userId },
+      ...(key ? { idempotencyKey: `repl:${key}${suffix}` } : {}),
+    });
+    let collectionId = str(args.collection);
+    if (!collectionId.startsWith("col_")) {
+      const c = await broker.call<CollectionResult, object>(
+        "nfts.createCollection",
+        {
+          name: collectionId,
+          symbol: collectionId,
+          ...(args.options.royalty !== undefined
+            ? { royaltyBps: Number(args.options.royalty) }
+            : {}),
+          ...(args.options.max !== undefined ? { maxSupply: Number(args.options.max) } : {}),
+        },
+        { meta: meta(":collection") },
+      );
+      out(`>> Created collection ${c.id} ${c.symbol} (royalty ${c.royaltyBps} bps)`);
+      collectionId = c.id;
+    }
+    const to = str(args.options.to);
+    const nft = await broker.call<NftResult, object>(
+      "nfts.mint",
+      { id: collectionId, metadata: { name: str(args.name) }, ...(to ? { to } : {}) },
+      { meta: meta("") },
+    );
+    out(`>> Minted ${nft.id} #${nft.serial} of ${nft.collectionId} to ${nft.ownerId}`);
+  },
+});
+
+interface BuyResult {
+  listing: {
+    id: string;
+    nftId: string;
+    sellerId: string;
+    priceTokenId: string;
+    price: string;
+    state: string;
+  };
+  sagaId: string;
+}
+
+const buy = command({
+  command: "buy <buyerId> <listingId>",
+  description:
+    "Buy a listing as user <buyerId> (market.buy, a purchase saga): pay the price, royalty to the collection's owner, the NFT to the buyer",
+  options: [{ option: "--key <idempotencyKey>", description: "repeat a purchase safely" }],
+  async action(broker, args) {
+    const key = str(args.options.key);
+    const res = await broker.call<BuyResult, object>(
+      "market.buy",
+      { id: str(args.listingId) },
+      {
+        meta: {
+          user: { id: str(args.buyerId) },
+          ...(key ? { idempotencyKey: `repl:${key}` } : {}),
+        },
+      },
+    );
+    const l = res.listing;
+    out(
+      `>> Listing ${l.id} ${l.state} (saga ${res.sagaId}): ${l.nftId} from ${l.sellerId} ` +
+        `for ${l.price} of ${l.priceTokenId}`,
+    );
+  },
+});
+
 interface Holder {
   account: string;
   amount: string;
@@ -353,11 +446,11 @@ async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
 /** The project's REPL: its prompt and the commands above, next to moleculer-repl's own. */
 export const replOptions: ReplOptions = {
   delimiter: "mintmesh $",
-  customCommands: [health, register, login, mktoken, launch, balances],
+  customCommands: [health, register, login, mktoken, launch, mint, buy, balances],
 };
 
 const COMMANDS =
-  "health, register, login, mktoken, launch, balances, call, dcall, nodes, services, actions, help, quit";
+  "health, register, login, mktoken, launch, mint, buy, balances, call, dcall, nodes, services, actions, help, quit";
 
 /** A person reads this console: short lines rather than JSON. */
 const consoleLogger: BrokerOptions["logger"] = {

@@ -10,6 +10,7 @@ import {
   type CounterDelta,
   type Counters,
   type Received,
+  type TokenAmount,
 } from "./read-model";
 
 /**
@@ -31,7 +32,7 @@ import {
  */
 
 export interface CounterDoc extends Doc {
-  kind: "global" | "volume";
+  kind: "global" | "volume" | "salesVolume";
   rev: number;
   pending: string[];
 }
@@ -39,7 +40,7 @@ interface GlobalDoc extends CounterDoc, Counters {
   kind: "global";
 }
 interface VolumeDoc extends CounterDoc {
-  kind: "volume";
+  kind: "volume" | "salesVolume";
   tokenId: string;
   volume: string;
 }
@@ -105,9 +106,10 @@ export class AnalyticsCounters {
   }
 
   async summary(): Promise<AnalyticsSummary> {
-    const [global, volumes] = await Promise.all([
+    const [global, volumes, sales] = await Promise.all([
       this.counters.findOne({ _id: GLOBAL_ID }) as Promise<GlobalDoc | null>,
       this.counters.find({ kind: "volume" }, { sort: { tokenId: 1 } }) as Promise<VolumeDoc[]>,
+      this.counters.find({ kind: "salesVolume" }, { sort: { tokenId: 1 } }) as Promise<VolumeDoc[]>,
     ]);
     const totals = emptyCounters();
     for (const k of COUNTER_NAMES) totals[k] = global?.[k] ?? 0;
@@ -120,6 +122,7 @@ export class AnalyticsCounters {
         failed: launchesFailed,
       },
       volumeByToken: Object.fromEntries(volumes.map(v => [v.tokenId, v.volume])),
+      salesVolumeByToken: Object.fromEntries(sales.map(v => [v.tokenId, v.volume])),
     };
   }
 
@@ -183,21 +186,17 @@ function deltaTargets(delta: CounterDelta): Target[] {
       },
     });
   }
-  const volume = delta.volume;
-  if (volume) {
-    const id = `volume:${volume.tokenId}`;
-    out.push({
-      id,
-      init: () => ({
-        _id: id,
-        kind: "volume",
-        tokenId: volume.tokenId,
-        volume: "0",
-        rev: 0,
-        pending: [],
-      }),
-      change: doc => ({ volume: addAmounts((doc as VolumeDoc).volume, volume.amount) }),
-    });
-  }
+  if (delta.volume) out.push(volumeTarget("volume", delta.volume));
+  if (delta.salesVolume) out.push(volumeTarget("salesVolume", delta.salesVolume));
   return out;
+}
+
+/** The running sum of one token's amounts of one kind (`volume:<tokenId>`, …). */
+function volumeTarget(kind: VolumeDoc["kind"], v: TokenAmount): Target {
+  const id = `${kind}:${v.tokenId}`;
+  return {
+    id,
+    init: () => ({ _id: id, kind, tokenId: v.tokenId, volume: "0", rev: 0, pending: [] }),
+    change: doc => ({ volume: addAmounts((doc as VolumeDoc).volume, v.amount) }),
+  };
 }

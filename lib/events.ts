@@ -1,8 +1,8 @@
+import type { MarketEventType } from "./market-book";
 import type { NftEventType } from "./nft-events";
 
 /**
- * Domain events: the contract between write models (tokens, nfts, marketing, sagas; the
- * market next) and their consumers (catalog, analytics). Each travels on the @moleculer/channels channel named
+ * Domain events: the contract between write models (tokens, nfts, market, marketing, sagas) and their consumers (catalog, analytics). Each travels on the @moleculer/channels channel named
  * by its `type`, at least once; consumers dedupe by `eventId`.
  */
 
@@ -40,7 +40,8 @@ export const SAGA_EVENTS = {
 
 export type MarketingEventType = (typeof MARKETING_EVENTS)[keyof typeof MARKETING_EVENTS];
 export type SagaEventType = (typeof SAGA_EVENTS)[keyof typeof SAGA_EVENTS];
-export type EventType = TokenEventType | NftEventType | MarketingEventType | SagaEventType;
+export type EventType =
+  TokenEventType | NftEventType | MarketEventType | MarketingEventType | SagaEventType;
 
 export interface TokenMetadata {
   description?: string;

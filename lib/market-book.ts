@@ -1,5 +1,5 @@
 import { conflict, forbidden, notFound } from "./errors";
-import { domainEvent, type EventType } from "./events";
+import { domainEvent } from "./events";
 import { newId } from "./ids";
 import type { OutboxWriter } from "./outbox";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
@@ -244,7 +244,7 @@ export class MarketBook {
     const type = l.unpublished;
     if (!type) return;
     const data: ListingEvent = { listing: toListing(l), buyerId: l.buyerId };
-    await this.outbox.write([domainEvent(type as EventType, `${l._id}:${l.version}`, data)]);
+    await this.outbox.write([domainEvent(type, `${l._id}:${l.version}`, data)]);
     await this.listings.update(
       { _id: l._id, version: l.version },
       { $unset: { unpublished: true } },

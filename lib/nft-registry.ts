@@ -1,5 +1,5 @@
 import { businessError, conflict, forbidden, notFound, validationError } from "./errors";
-import { domainEvent, type EventType } from "./events";
+import { domainEvent } from "./events";
 import { newId } from "./ids";
 import {
   NFT_EVENTS,
@@ -254,7 +254,7 @@ export class NftRegistry {
     await insertIfAbsent(this.stores.nfts, doc);
     const nft = toNft(doc);
     const data: NftMinted = { nft };
-    await this.outbox.write([domainEvent(NFT_EVENTS.minted as EventType, doc._id, data)]);
+    await this.outbox.write([domainEvent(NFT_EVENTS.minted, doc._id, data)]);
     await this.stores.collections.update({ _id: c._id }, { $pull: { pending: { key: p.key } } });
     return nft;
   }
@@ -285,14 +285,14 @@ export class NftRegistry {
     const id = `${n._id}:${n.version}`;
     const event =
       c.type === "transferred"
-        ? domainEvent(NFT_EVENTS.transferred as EventType, id, {
+        ? domainEvent(NFT_EVENTS.transferred, id, {
             nftId: n._id,
             collectionId: n.collectionId,
             from: c.from,
             to: c.to,
             version: n.version,
           } satisfies NftTransferred)
-        : domainEvent(NFT_EVENTS.approved as EventType, id, {
+        : domainEvent(NFT_EVENTS.approved, id, {
             nftId: n._id,
             owner: n.ownerId,
             approved: c.approved,

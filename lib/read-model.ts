@@ -1,3 +1,5 @@
+import { MARKET_EVENTS, type ListingEvent } from "./market-book";
+import { NFT_EVENTS } from "./nft-events";
 import {
   SAGA_EVENTS,
   TOKEN_EVENTS,
@@ -251,16 +253,27 @@ const launchEnded =
   (data: unknown): CounterDelta =>
     (data as SagaEnded).sagaType === "launch" ? { counters: { [counter]: 1 } } : {};
 
-/** What one event adds: counter increments and, for moves of value, volume of one token. */
+/** An amount of one token. */
+export interface TokenAmount {
+  tokenId: string;
+  amount: string;
+}
+
+/**
+ * What one event adds: counter increments and, for moves of value, volume of one token
+ * (every transfer) or sales volume (NFT sales: their price, also counted as transfers).
+ */
 export interface CounterDelta {
   counters?: Partial<Counters>;
-  volume?: { tokenId: string; amount: string };
+  volume?: TokenAmount;
+  salesVolume?: TokenAmount;
 }
 
 /**
  * One entry per counted channel. `tokens` counts live tokens (a launch undone by its
- * saga deletes its token); transfers and volume are history and stay. NFT mints and
- * sales join here as one line each once their events exist.
+ * saga deletes its token); transfers and volume are history and stay. A sale's payment
+ * moves tokens too, so its price is in `volume` through its transfers and, once, in
+ * `salesVolume`.
  */
 export const ANALYTICS_RULES: Record<string, (data: unknown) => CounterDelta> = {
   [TOKEN_EVENTS.created]: () => ({ counters: { tokens: 1 } }),
@@ -268,6 +281,14 @@ export const ANALYTICS_RULES: Record<string, (data: unknown) => CounterDelta> = 
   [TOKEN_EVENTS.transferred]: data => {
     const t = data as TokenTransferred;
     return { counters: { transfers: 1 }, volume: { tokenId: t.tokenId, amount: t.amount } };
+  },
+  [NFT_EVENTS.minted]: () => ({ counters: { nftsMinted: 1 } }),
+  [MARKET_EVENTS.sold]: data => {
+    const { listing } = data as ListingEvent;
+    return {
+      counters: { sales: 1 },
+      salesVolume: { tokenId: listing.priceTokenId, amount: listing.price },
+    };
   },
   [SAGA_EVENTS.completed]: launchEnded("launchesCompleted"),
   [SAGA_EVENTS.compensated]: launchEnded("launchesCompensated"),
@@ -297,4 +318,6 @@ export interface AnalyticsSummary extends Omit<Counters, LaunchCounter> {
   /** Launch sagas by how they ended. */
   launches: { completed: number; compensated: number; failed: number };
   volumeByToken: Record<string, string>;
+  /** What NFT sales paid, per price token. */
+  salesVolumeByToken: Record<string, string>;
 }

@@ -1,7 +1,7 @@
 /**
  * What a saga is made of (lib/saga-engine.ts drives them): named steps, each an action
  * call with its compensation, and the `call` the engine makes them through. A new saga
- * (the NFT purchase next) is one SagaDefinition, like lib/launch-saga.ts.
+ * (lib/purchase-saga.ts) is one SagaDefinition, like lib/launch-saga.ts.
  */
 
 export interface SagaCallOptions {
@@ -34,6 +34,8 @@ export interface SagaStep<I> {
   name: string;
   action: string;
   params(s: StepInput<I>): Record<string, unknown>;
+  /** True: nothing to do for this saga (e.g. a royalty of 0); the step is done with a null result. */
+  skip?(s: StepInput<I>): boolean;
   /** Meta of the call and of its compensation (e.g. the user it acts for). */
   meta?(s: StepInput<I>): Record<string, unknown>;
   compensate?: {

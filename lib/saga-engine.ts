@@ -21,7 +21,7 @@ import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
  * The saga engine: long-running changes across services as a list of named steps, each
  * an action call with its compensation, driven to `completed`, or undone in reverse
  * order to `compensated`, whatever crashes on the way. The launch saga
- * (lib/launch-saga.ts) is one definition; the NFT purchase is the next.
+ * (lib/launch-saga.ts) is one definition; the NFT purchase (lib/purchase-saga.ts) another.
  *
  *  - The log (lib/saga-log.ts) is written before and after every call: a step is marked
  *    `running` (with its attempt count) before it is called and `done` with its result
@@ -50,11 +50,7 @@ import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
  * (lib/saga-definition.ts); the lease is lib/saga-lease.ts.
  */
 
-interface SagaLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+type SagaLogger = Record<"info" | "warn" | "error", (obj: object, msg: string) => void>;
 
 /** `owner`: unique per process (node id + instance). */
 export interface SagaEngineOptions extends LeaseOptions {
@@ -255,6 +251,10 @@ export class SagaEngine {
     i: number,
   ): Promise<{ error: SagaError; uncertain: boolean } | undefined> {
     const step = def.steps[i];
+    if (step.skip?.(this.inputOf(lease.doc, step.name, false))) {
+      await lease.save({ steps: withStep(lease.doc.steps, i, { state: "done", result: null }) });
+      return undefined; // a null result: its compensation has nothing to undo either
+    }
     for (;;) {
       if (this.stopping) throw new Stopping();
       const attempts = lease.doc.steps[i].attempts + 1;

@@ -1,5 +1,5 @@
 import { repeat } from "../lib/repeat";
-import type { Service, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import { amountRule } from "../lib/amount";
@@ -11,14 +11,15 @@ import { newId } from "../lib/ids";
 import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/launch-saga";
 import { fingerprint } from "../lib/ledger";
 import { OUTBOX_COLLECTION } from "../lib/outbox";
+import { PURCHASE, PURCHASE_SAGA, type PurchaseInput } from "../lib/purchase-saga";
 import type { SagaCall } from "../lib/saga-definition";
 import { SagaEngine } from "../lib/saga-engine";
 import { SAGA_COLLECTIONS, isFinal, toSaga, type Saga, type SagaDoc } from "../lib/saga-log";
 
 /**
- * sagas: the orchestrator of changes that span services (DESIGN.md), today the token
+ * sagas: the orchestrator of changes that span services (docs/architecture.md), today the token
  * launch (lib/launch-saga.ts): POST /api/launches starts one, GET /api/launches[/:id]
- * show the caller's. The engine (lib/saga-engine.ts) keeps each saga's log in this
+ * show the caller's; and the NFT purchase (lib/purchase-saga.ts), started by market.buy. The engine (lib/saga-engine.ts) keeps each saga's log in this
  * service's `sagas` collection before and after every step, undoes what a failure left
  * half done, and takes over the sagas of a node that died once their lease expires;
  * their ends go out as sagas.* events through this service's outbox. This file holds
@@ -70,6 +71,11 @@ type SagasThis = Service<SagasSettings> &
   OutboxVars;
 
 export type LaunchParams = LaunchInput;
+export interface PurchaseParams {
+  input: PurchaseInput;
+  /** The buyer's request key (market's callerKey): a retry finds the same purchase. */
+  key: string;
+}
 export interface IdParams {
   id: string;
 }
@@ -78,8 +84,14 @@ export interface ListParams {
   offset?: number;
 }
 
-/** The services a launch calls: recovery waits (a while) for them to be discovered. */
-const LAUNCH_SERVICES = ["tokens", "dex", "marketing"];
+const DEFINITIONS = [LAUNCH_SAGA, PURCHASE_SAGA];
+/** The services each kind of saga calls: recovery waits (a while) for them to be discovered. */
+const SERVICES_OF: Record<string, string[]> = Object.fromEntries(
+  DEFINITIONS.map(d => [d.type, [...new Set(d.steps.map(s => s.action.split(".")[0]))]]),
+);
+
+const idRule = { type: "string" as const, min: 1, max: 64 };
+const accountRule = { type: "string" as const, min: 1, max: 128 };
 
 const SagasService: ServiceSchema<
   SagasOwnSettings,
@@ -161,6 +173,38 @@ const SagasService: ServiceSchema<
       },
     },
 
+    /**
+     * Internal (market.buy): runs an NFT purchase (lib/purchase-saga.ts) once per key and
+     * answers the saga when it ended, or as it is after `waitMs`.
+     */
+    purchase: {
+      visibility: "public",
+      params: {
+        $$strict: "remove",
+        key: { type: "string", min: 1, max: 300 },
+        input: {
+          type: "object",
+          strict: "remove",
+          props: {
+            listingId: idRule,
+            nftId: idRule,
+            sellerId: accountRule,
+            buyerId: accountRule,
+            tokenId: idRule,
+            price: amountRule(),
+            royalty: amountRule(),
+            royaltyTo: accountRule,
+          },
+        },
+      },
+      async handler(ctx: Context<PurchaseParams>): Promise<Saga> {
+        const { input, key } = ctx.params;
+        const print = fingerprint([JSON.stringify(input)]);
+        const started = await this.engine.start(PURCHASE, input.buyerId, key, print, input);
+        return toSaga((await this.engine.wait(started._id, this.settings.waitMs)) ?? started);
+      },
+    },
+
     list: {
       params: {
         $$strict: "remove",
@@ -216,7 +260,8 @@ const SagasService: ServiceSchema<
     async mine(ctx: GatewayContext<IdParams>): Promise<SagaDoc> {
       const userId = requireUserId(ctx);
       const doc = await this.engine.find(ctx.params.id);
-      if (!doc || doc.userId !== userId) throw notFound("Launch");
+      // Purchases are seen through their listing: GET /api/launches shows launches only.
+      if (!doc || doc.userId !== userId || doc.type !== LAUNCH) throw notFound("Launch");
       return doc;
     },
 
@@ -255,12 +300,16 @@ const SagasService: ServiceSchema<
       },
     );
     this.engine.define(LAUNCH_SAGA);
+    this.engine.define(PURCHASE_SAGA);
     this.outbox.start();
     // Resumed once the services they call are known (or after a while, to retry anyway):
     // called before discovery, every step would fail and be retried. On NeDB files the
     // directory's lock proves nobody else drives this log: every unfinished saga is ours.
     const all = !s.db.mongoUri;
-    void this.discovered(LAUNCH_SERVICES, 30_000)
+    // Only the services the unfinished sagas call: a cluster without the dex still resumes purchases.
+    const unfinished = await this.store<SagaDoc>("sagas").find({ active: true });
+    const needed = new Set(unfinished.flatMap(d => SERVICES_OF[d.type] ?? []));
+    void this.discovered([...needed], 30_000)
       .then(() => this.sweep(all))
       .catch(err => this.logger.warn({ err }, "Saga recovery at start failed"))
       .finally(() => {

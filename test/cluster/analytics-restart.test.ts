@@ -40,7 +40,7 @@ describe.skipIf(clusterDown())("analytics counts exactly what happened while it 
       cluster.gateway({
         name: "core",
         services: ["users", "tokens", "catalog"],
-        env: { CHANNELS_URL: NATS_URL },
+        env: { CHANNELS_URL: NATS_URL, READY_SERVICES: "users,tokens,catalog,analytics" },
       }),
     ]);
     client = core.client;

@@ -14,8 +14,8 @@ import {
 
 /**
  * `npm run cluster` and `npm run repl` as a person uses them: the cluster script
- * starts the gateway (twice), users, tokens and the launch's services in their own
- * processes over the real NATS;
+ * starts the gateway (twice), users, tokens, the launch's services and nfts and market
+ * in their own processes over the real NATS;
  * the REPL joins the same namespace, and commands are typed into its stdin one at a
  * time, each answer read from what it prints before the next prompt.
  */
@@ -89,7 +89,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     NAMESPACE: namespace,
     PORT: String(port),
     DATA_DIR: path.join(home, "data"),
-    CLUSTER_SERVICES: "api,users,tokens,dex,marketing,sagas",
+    CLUSTER_SERVICES: "api,users,tokens,dex,marketing,nfts,market,sagas",
     // Info, so that each child prints (its start) and the prefixes can be checked.
     LOG_LEVEL: "info",
   });
@@ -134,6 +134,8 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     expect(pids.map(m => [m[1], m[3]])).toEqual([
       ["users", "users"],
       ["tokens", "tokens"],
+      ["nfts", "nfts"],
+      ["market", "market"],
       ["dex", "dex"],
       ["marketing", "marketing"],
       ["sagas", "sagas"],
@@ -151,7 +153,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("joins the cluster's namespace and sees its nodes", async () => {
     expect(banner).toContain(`Joined namespace "${namespace}"`);
-    expect(banner).toMatch(/7 other nodes/);
+    expect(banner).toMatch(/9 other nodes/);
 
     const services = tableRows(await type(repl, "services"));
     const nodesOf = (name: string) => services.find(r => r[0] === name)?.at(-1);
@@ -161,16 +163,16 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("health lists every node and service, and names what is missing", async () => {
     const answer = await type(repl, "health");
-    expect(answer).toMatch(/Nodes: 7 available, 0 unavailable/);
+    expect(answer).toMatch(/Nodes: 9 available, 0 unavailable/);
     expect(answer).toMatch(/^\s+api-2-\S+\s+available\s+\d+ ms\s+api$/m);
     expect(answer).toMatch(/^\s+users-\S+\s+available\s+\d+ ms\s+users$/m);
     expect(answer).toMatch(/^\s+api\s+2\/2\s+ok$/m);
     expect(answer).toMatch(/^\s+users\s+1\/1\s+ok$/m);
     expect(answer).toContain("Cluster: healthy");
 
-    const degraded = await type(repl, "health --expect users,nfts");
-    expect(degraded).toMatch(/^\s+nfts\s+0\/0\s+MISSING$/m);
-    expect(degraded).toContain("Cluster: DEGRADED, no available node for nfts");
+    const degraded = await type(repl, "health --expect users,analytics");
+    expect(degraded).toMatch(/^\s+analytics\s+0\/0\s+MISSING$/m);
+    expect(degraded).toContain("Cluster: DEGRADED, no available node for analytics");
   });
 
   it("register creates a user the gateway can log in", async () => {
@@ -266,6 +268,58 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
       /^>> Launch sag_\w+ compensated: addLiquidity failed \(INSUFFICIENT_FUNDS: /m,
     );
     expect(undone).toMatch(/^\s+createToken\s+compensated$/m);
+  });
+
+  it("mint creates a collection and mints into it; buy runs a purchase to its end", async () => {
+    const registered = async (name: string) => {
+      const out = await type(
+        repl,
+        `register ${name}-${namespace}@example.com "${password}" ${name}`,
+      );
+      return { id: /Registered (usr_\w+)/.exec(out)![1], token: /token: (\S+)/.exec(out)![1] };
+    };
+    const seller = await registered("seller");
+    const buyer = await registered("buyer");
+    const symbol = `NF${namespace.slice(-4).toUpperCase()}`;
+    const minted = await type(repl, `mint ${seller.id} ${symbol} "Piece one" --royalty 1000`);
+    expect(minted).toMatch(
+      new RegExp(`^>> Created collection col_\\w+ ${symbol} \\(royalty 1000 bps\\)$`, "m"),
+    );
+    const m = /^>> Minted (nft_\w+) #1 of (col_\w+) to (usr_\w+)$/m.exec(minted);
+    expect(m, minted).not.toBeNull();
+    expect(m![3]).toBe(seller.id);
+    // Into the same collection: serial 2. Someone else may not mint there.
+    expect(await type(repl, `mint ${seller.id} ${m![2]} Two`)).toMatch(/^>> Minted nft_\w+ #2 /m);
+    expect(await type(repl, `mint ${buyer.id} ${m![2]} Three`)).toMatch(/ERROR \(FORBIDDEN 403\)/);
+
+    const token = /^>> Created token (tok_\w+) /m.exec(
+      await type(
+        repl,
+        `mktoken ${buyer.id} BY${namespace.slice(-4).toUpperCase()} 1000 --decimals 0`,
+      ),
+    )![1];
+    const api = new ApiClient(`http://127.0.0.1:${port}`);
+    const listing = await api.post<{ id: string }>(
+      "/api/market/listings",
+      { nftId: m![1], priceTokenId: token, price: "600" },
+      { token: seller.token },
+    );
+    expect(listing.status, listing.text).toBe(201);
+
+    const bought = await type(repl, `buy ${buyer.id} ${listing.body.id}`);
+    expect(bought).toMatch(
+      new RegExp(
+        `^>> Listing ${listing.body.id} sold \\(saga sag_\\w+\\): ${m![1]} from ${seller.id} for 600 of ${token}$`,
+        "m",
+      ),
+    );
+    const holders = await type(repl, `balances ${token}`);
+    expect(holders).toMatch(new RegExp(`^\\s+${buyer.id}\\s+400$`, "m"));
+    expect(holders).toMatch(new RegExp(`^\\s+${seller.id}\\s+600$`, "m"));
+    // Sold: a second purchase is refused.
+    expect(await type(repl, `buy ${buyer.id} ${listing.body.id}`)).toMatch(
+      /ERROR \(CONFLICT 409\)/,
+    );
   });
 
   it("leaves on end of input, and the cluster stops on SIGTERM", async () => {

@@ -75,6 +75,7 @@ describe("analytics: GET /api/analytics/summary", () => {
       sales: 0,
       launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
+      salesVolumeByToken: {},
     });
   });
 
@@ -105,6 +106,7 @@ describe("analytics: GET /api/analytics/summary", () => {
         [a.token.id]: (2n * BigInt(BIG) + 1n).toString(),
         [b.token.id]: "7",
       },
+      salesVolumeByToken: {},
     });
   });
 
@@ -172,6 +174,7 @@ describe("analytics: GET /api/analytics/summary", () => {
       ...before,
       transfers: before.transfers + 1,
       volumeByToken: { ...before.volumeByToken, [d.token.id]: "14" },
+      salesVolumeByToken: {},
     });
   });
 });

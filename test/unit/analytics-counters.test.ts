@@ -55,6 +55,7 @@ describe("analytics counters", () => {
       sales: 0,
       launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: { [s.token.id]: "9" },
+      salesVolumeByToken: {},
     });
     expect(await counters.findOne({ _id: GLOBAL_ID })).toMatchObject({ rev: 1, pending: [] });
   });

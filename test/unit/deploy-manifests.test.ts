@@ -14,7 +14,18 @@ import { freePort } from "../helpers/cluster";
 
 const ROOT = path.resolve(__dirname, "../..");
 /** What both deployments run, each in containers of its own. */
-const SERVICES = ["api", "users", "tokens", "catalog", "analytics", "dex", "marketing", "sagas"];
+const SERVICES = [
+  "api",
+  "users",
+  "tokens",
+  "catalog",
+  "analytics",
+  "nfts",
+  "market",
+  "dex",
+  "marketing",
+  "sagas",
+];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -45,6 +45,7 @@ describe("analytics service", () => {
       sales: 0,
       launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
+      salesVolumeByToken: {},
     });
   });
 
@@ -63,6 +64,7 @@ describe("analytics service", () => {
       sales: 0,
       launches: { completed: 0, compensated: 0, failed: 0 },
       volumeByToken: {},
+      salesVolumeByToken: {},
     });
   });
 

@@ -1,0 +1,376 @@
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import {
+  AccountsMixin,
+  type AccountsMethods,
+  type AccountsSettings,
+} from "../mixins/accounts.mixin";
+import {
+  ReadModelMixin,
+  type ReadModelMethods,
+  type ReadModelSettings,
+  type ReadModelVars,
+} from "../mixins/read-model.mixin";
+import { amountRule } from "../lib/amount";
+import { APPLIED_COLLECTION } from "../lib/applied-events";
+import { callerKey } from "../lib/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/context";
+import { envInt } from "../lib/env";
+import {
+  ClientError,
+  conflict,
+  forbidden,
+  isNotFound,
+  notFound,
+  validationError,
+} from "../lib/errors";
+import {
+  MARKET_COLLECTIONS,
+  MarketBook,
+  type Listing,
+  type ListingDoc,
+  type ListingState,
+} from "../lib/market-book";
+import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/nft-events";
+import { OUTBOX_COLLECTION } from "../lib/outbox";
+import { royaltyOf, type PurchaseInput, type PurchaseResult } from "../lib/purchase-saga";
+import type { Saga } from "../lib/saga-log";
+import type { PurchaseParams } from "./sagas.service";
+
+/**
+ * market: NFT listings and their sale (docs/api.md "Marketplace"). The listings are
+ * lib/market-book.ts; a purchase is a saga (lib/purchase-saga.ts) run by the sagas
+ * service, whose steps call back `reserve` / `release` / `sell` here. Ownership comes
+ * from nfts.get, prices must be in a token tokens.get knows. The market consumes
+ * nfts.transferred (a read-model consumer) to cancel listings whose NFT moved away by a
+ * plain transfer. Lists are served here from the service's own store.
+ */
+
+interface MarketOwnSettings extends ReadModelSettings {
+  /** How often listing events a crash kept back are written (ms; 0: only at start). */
+  recoveryIntervalMs: number;
+}
+type MarketSettings = MarketOwnSettings & AccountsSettings;
+
+interface MarketVars {
+  book: MarketBook;
+  recoveryTimer: NodeJS.Timeout | null;
+}
+
+interface MarketMethods {
+  /** The NFT as nfts knows it; 404 when there is none. */
+  nft(ctx: Context, id: string): Promise<Nft>;
+  /** 404 (naming the field) unless the price token exists. */
+  requireToken(ctx: Context, tokenId: string): Promise<void>;
+  /** The purchase's saga as it ended, as the HTTP answer of POST …/buy. */
+  sold(ctx: GatewayContext, listing: Listing, saga: Saga): Promise<BuyAnswer>;
+  /** Cancels the live listings of NFTs no longer their seller's. */
+  nftsMoved(ctx: Context | null, nftIds: string[]): Promise<void>;
+}
+
+type MarketThis = Service<MarketSettings> &
+  MarketMethods &
+  MarketVars &
+  DbMethods &
+  OutboxVars &
+  OutboxMethods &
+  AccountsMethods &
+  ReadModelMethods &
+  ReadModelVars;
+
+export interface CreateListingParams {
+  nftId: string;
+  priceTokenId: string;
+  price: string;
+}
+export interface ListListingsParams {
+  state?: ListingState;
+  collection?: string;
+  seller?: string;
+  limit: number;
+  offset: number;
+}
+export interface IdParams {
+  id: string;
+}
+export interface SagaStepParams {
+  id: string;
+  sagaId: string;
+}
+export interface ReserveParams extends SagaStepParams {
+  buyerId: string;
+}
+export interface BuyAnswer {
+  listing: Listing;
+  sagaId: string;
+}
+
+const idParam = { type: "string" as const, min: 1, max: 64 };
+const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
+const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
+
+/** A refusal the saga recorded (its type and message), as the client's error. */
+const STATUS_OF: Record<string, number> = {
+  VALIDATION_ERROR: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  SERVICE_UNAVAILABLE: 503,
+};
+
+const MarketService: ServiceSchema<
+  MarketOwnSettings,
+  MarketMethods & DbMethods & OutboxMethods & AccountsMethods & ReadModelMethods,
+  DbVars & OutboxVars & MarketVars & ReadModelVars,
+  MarketThis
+> = {
+  name: "market",
+  mixins: [
+    DbMixin({ ...MARKET_COLLECTIONS, ...OUTBOX_COLLECTION, ...APPLIED_COLLECTION }),
+    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
+    AccountsMixin,
+    ReadModelMixin<MarketVars & MarketMethods>({
+      channels: {
+        // An NFT that moved away from its seller can no longer be sold by them.
+        [NFT_EVENTS.transferred]: {
+          key: e => (e.data as NftTransferred).nftId,
+          apply(fresh) {
+            const ids = fresh.map(r => (r.event.data as NftTransferred).nftId);
+            return this.nftsMoved(null, [...new Set(ids)]);
+          },
+        },
+      },
+    }),
+  ],
+
+  settings: {
+    readModel: { group: "market" },
+    recoveryIntervalMs: envInt("MARKET_RECOVERY_INTERVAL_MS", 10_000),
+  },
+
+  actions: {
+    create: {
+      params: {
+        $$strict: "remove",
+        nftId: idParam,
+        priceTokenId: idParam,
+        price: amountRule(),
+      },
+      async handler(ctx: GatewayContext<CreateListingParams>): Promise<Listing> {
+        const seller = requireUserId(ctx);
+        const { nftId, priceTokenId, price } = ctx.params;
+        if (price === "0") throw validationError("price", "must be greater than 0");
+        const nft = await this.nft(ctx, nftId);
+        if (nft.ownerId !== seller) throw forbidden("Only the NFT's owner may list it");
+        await this.requireToken(ctx, priceTokenId);
+        const listing = await this.book.list(seller, callerKey(ctx), {
+          nftId,
+          collectionId: nft.collectionId,
+          priceTokenId,
+          price,
+        });
+        return created(ctx, `/api/market/listings/${listing.id}`, listing);
+      },
+    },
+
+    list: {
+      params: {
+        $$strict: "remove",
+        state: {
+          type: "enum",
+          values: ["active", "reserved", "sold", "cancelled"],
+          optional: true,
+        },
+        collection: { ...idParam, optional: true },
+        seller: { ...accountParam, optional: true },
+        limit: {
+          type: "number",
+          integer: true,
+          convert: true,
+          min: 1,
+          max: 100,
+          optional: true,
+          default: 20,
+        },
+        offset: {
+          type: "number",
+          integer: true,
+          convert: true,
+          min: 0,
+          optional: true,
+          default: 0,
+        },
+      },
+      async handler(ctx: Context<ListListingsParams>) {
+        const { state, collection, limit, offset } = ctx.params;
+        let seller: string | undefined;
+        if (ctx.params.seller !== undefined) {
+          const found = await this.findAccount(ctx, ctx.params.seller);
+          if (found === null) return { rows: [], total: 0 };
+          seller = found;
+        }
+        return this.book.find({ state, collection, seller }, limit, offset);
+      },
+    },
+
+    get: {
+      params: { $$strict: "remove", id: idParam },
+      handler(ctx: Context<IdParams>): Promise<Listing> {
+        return this.book.get(ctx.params.id);
+      },
+    },
+
+    cancel: {
+      params: { $$strict: "remove", id: idParam },
+      handler(ctx: GatewayContext<IdParams>): Promise<Listing> {
+        return this.book.cancel(ctx.params.id, requireUserId(ctx));
+      },
+    },
+
+    buy: {
+      params: { $$strict: "remove", id: idParam },
+      async handler(ctx: GatewayContext<IdParams>): Promise<BuyAnswer> {
+        const buyer = requireUserId(ctx);
+        const listing = await this.book.get(ctx.params.id);
+        if (listing.state === "active") {
+          // Moved away by a plain transfer and not yet heard of: cancelled now, not bought.
+          const nft = await this.nft(ctx, listing.nftId);
+          if (nft.ownerId !== listing.sellerId) {
+            await this.nftsMoved(ctx, [nft.id]);
+            throw conflict("The listing is no longer active: its NFT changed hands");
+          }
+        }
+        const collection = await ctx.call<Collection, IdParams>("nfts.getCollection", {
+          id: listing.collectionId,
+        });
+        const input: PurchaseInput = {
+          listingId: listing.id,
+          nftId: listing.nftId,
+          sellerId: listing.sellerId,
+          buyerId: buyer,
+          tokenId: listing.priceTokenId,
+          price: listing.price,
+          royalty: royaltyOf(listing.price, collection.royaltyBps),
+          royaltyTo: collection.ownerId,
+        };
+        // Whatever the listing's state: the saga's reservation decides (409 unless active),
+        // and a retry of this request's key answers its first purchase.
+        const saga = await ctx.call<Saga, PurchaseParams>("sagas.purchase", {
+          input,
+          key: `buy:${callerKey(ctx)}`,
+        });
+        return this.sold(ctx, listing, saga);
+      },
+    },
+
+    // Internal: the purchase saga's steps (lib/purchase-saga.ts), each idempotent per saga.
+    reserve: {
+      visibility: "public",
+      params: { ...stepParams, buyerId: accountParam },
+      handler(ctx: Context<ReserveParams>): Promise<Listing> {
+        return this.book.reserve(ctx.params.id, ctx.params.sagaId, ctx.params.buyerId);
+      },
+    },
+
+    release: {
+      visibility: "public",
+      params: stepParams,
+      handler(ctx: Context<SagaStepParams>): Promise<Listing> {
+        return this.book.release(ctx.params.id, ctx.params.sagaId);
+      },
+    },
+
+    sell: {
+      visibility: "public",
+      params: stepParams,
+      handler(ctx: Context<SagaStepParams>): Promise<Listing> {
+        return this.book.sell(ctx.params.id, ctx.params.sagaId);
+      },
+    },
+  },
+
+  methods: {
+    async nft(ctx: Context, id: string): Promise<Nft> {
+      try {
+        return await ctx.call<Nft, IdParams>("nfts.get", { id });
+      } catch (err) {
+        if (isNotFound(err)) throw notFound("NFT");
+        throw err; // nfts down stays a 503
+      }
+    },
+
+    async requireToken(ctx: Context, tokenId: string): Promise<void> {
+      try {
+        await ctx.call("tokens.get", { id: tokenId });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        throw new ClientError("Token not found", 404, "NOT_FOUND", [
+          { field: "priceTokenId", message: "no such token" },
+        ]);
+      }
+    },
+
+    async sold(ctx: GatewayContext, listing: Listing, saga: Saga): Promise<BuyAnswer> {
+      const location = `/api/market/listings/${listing.id}`;
+      if (saga.state === "completed") {
+        const result = saga.result as PurchaseResult;
+        return created(ctx, location, { listing: result.listing, sagaId: saga.id });
+      }
+      if (saga.state === "running" || saga.state === "compensating") {
+        // Not ended within the wait: 202, and the listing tells how it ends.
+        ctx.meta.$statusCode = 202;
+        ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, Location: location };
+        return { listing: await this.book.get(listing.id), sagaId: saga.id };
+      }
+      const e = saga.error;
+      if (saga.state === "compensated" && e && e.type !== "INTERNAL_ERROR")
+        throw new ClientError(e.message, STATUS_OF[e.type] ?? 422, e.type);
+      // A step broke, or an undo kept failing (the saga is logged for a person): a 500.
+      throw new Error(`Purchase ${saga.id} ended ${saga.state}`);
+    },
+
+    async nftsMoved(ctx: Context | null, nftIds: string[]): Promise<void> {
+      for (const id of nftIds) {
+        let owner: string;
+        try {
+          // The owner now, not the event's: events of one NFT may arrive out of order.
+          owner = (await (ctx ?? this.broker).call<Nft, IdParams>("nfts.get", { id })).ownerId;
+        } catch (err) {
+          if (isNotFound(err)) continue;
+          throw err; // redelivered later
+        }
+        await this.book.nftMoved(id, owner);
+      }
+    },
+  } satisfies MarketMethods & ThisType<MarketThis>,
+
+  created() {
+    this.recoveryTimer = null;
+  },
+
+  async started() {
+    const outbox = this.openOutbox();
+    this.book = new MarketBook(this.store<ListingDoc>("listings"), outbox);
+    await this.book.recover();
+    outbox.start();
+    const every = this.settings.recoveryIntervalMs;
+    if (every <= 0) return;
+    const tick = () => {
+      this.book
+        .recover()
+        .catch(err => this.logger.warn({ err }, "Market recovery sweep failed"))
+        .finally(() => {
+          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);
+        });
+    };
+    this.recoveryTimer = setTimeout(tick, every);
+  },
+
+  async stopped() {
+    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
+  },
+};
+
+export default MarketService;
