@@ -38,3 +38,24 @@ export async function api<T>(
 /** The p-th quantile (0–1) of ascending `sorted`. */
 export const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+
+/**
+ * Resolves once the gateway at `base` answers /health/ready with 200; throws when
+ * `dead()` says the platform's process exited, or after `timeoutMs`.
+ */
+export async function waitReady(
+  base: string,
+  dead: () => boolean,
+  timeoutMs: number,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ready = await fetch(`${base}/health/ready`).then(
+      r => r.status === 200,
+      () => false,
+    );
+    if (ready) return;
+    if (Date.now() > until || dead()) throw new Error("the platform did not start");
+    await new Promise(r => setTimeout(r, 200));
+  }
+}

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { answers, runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile } from "./common";
+import { api, freePort, percentile, waitReady } from "./common";
 
 /**
  * Token launches (the launch saga: create the token, fill its pool, activate its
@@ -77,19 +77,13 @@ async function startPlatform(
   };
   process.on("exit", () => children.forEach(c => c.exitCode === null && c.kill("SIGKILL")));
   const base = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    const ready = await fetch(`${base}/health/ready`).then(
-      r => r.status === 200,
-      () => false,
-    );
-    if (ready) return { base, stop };
-    if (Date.now() > until || children.some(c => c.exitCode !== null)) {
-      await stop();
-      throw new Error(`${mode}: the platform did not start`);
-    }
-    await new Promise(r => setTimeout(r, 200));
+  try {
+    await waitReady(base, () => children.some(c => c.exitCode !== null), 60_000);
+  } catch (err) {
+    await stop();
+    throw new Error(`${mode}: ${(err as Error).message}`);
   }
+  return { base, stop };
 }
 
 async function bench(mode: string): Promise<void> {

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile } from "./common";
+import { api, freePort, percentile, waitReady } from "./common";
 
 /**
  * NFT purchases (the purchase saga: reserve the listing, pay the seller and the royalty,
@@ -58,19 +58,13 @@ async function startPlatform(
   };
   process.on("exit", () => child.exitCode === null && child.kill("SIGKILL"));
   const base = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    const ready = await fetch(`${base}/health/ready`).then(
-      r => r.status === 200,
-      () => false,
-    );
-    if (ready) return { base, stop };
-    if (Date.now() > until || child.exitCode !== null) {
-      await stop();
-      throw new Error("the platform did not start");
-    }
-    await new Promise(r => setTimeout(r, 200));
+  try {
+    await waitReady(base, () => child.exitCode !== null, 60_000);
+  } catch (err) {
+    await stop();
+    throw err;
   }
+  return { base, stop };
 }
 
 /** A call that must answer `status`. */

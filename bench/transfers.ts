@@ -4,7 +4,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile } from "./common";
+import { api, freePort, percentile, waitReady } from "./common";
 
 /**
  * Transfers per second through the gateway, embedded mode (one process, no
@@ -57,16 +57,7 @@ async function main(): Promise<void> {
   process.on("exit", stop);
 
   try {
-    const until = Date.now() + 30_000;
-    for (;;) {
-      const ready = await fetch(`${base}/health/ready`).then(
-        r => r.status === 200,
-        () => false,
-      );
-      if (ready) break;
-      if (Date.now() > until || server.exitCode !== null) throw new Error("platform did not start");
-      await new Promise(r => setTimeout(r, 200));
-    }
+    await waitReady(base, () => server.exitCode !== null, 30_000);
 
     // One account per client plus the creator, who funds them.
     const register = async (i: number) => {

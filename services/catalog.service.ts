@@ -1,3 +1,4 @@
+import { pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import {
@@ -172,23 +173,7 @@ const CatalogService: ServiceSchema<
         creator: { type: "string", trim: true, min: 1, max: 128, optional: true },
         sort: { type: "enum", values: [...CATALOG_SORTS], optional: true, default: "createdAt" },
         featured: { type: "boolean", convert: true, optional: true },
-        limit: {
-          type: "number",
-          integer: true,
-          convert: true,
-          min: 1,
-          max: 100,
-          optional: true,
-          default: 20,
-        },
-        offset: {
-          type: "number",
-          integer: true,
-          convert: true,
-          min: 0,
-          optional: true,
-          default: 0,
-        },
+        ...pageParams,
       },
       cache: { keys: ["q", "creator", "sort", "featured", "limit", "offset"] },
       handler(ctx: Context<ListParams>): Promise<{ rows: CatalogToken[]; total: number }> {

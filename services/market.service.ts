@@ -1,3 +1,5 @@
+import { repeat } from "../lib/repeat";
+import { accountParam, idParam, pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -55,7 +57,7 @@ type MarketSettings = MarketOwnSettings & AccountsSettings;
 
 interface MarketVars {
   book: MarketBook;
-  recoveryTimer: NodeJS.Timeout | null;
+  stopRecovery: () => void;
 }
 
 interface MarketMethods {
@@ -106,8 +108,6 @@ export interface BuyAnswer {
   sagaId: string;
 }
 
-const idParam = { type: "string" as const, min: 1, max: 64 };
-const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
 const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
 
 /** A refusal the saga recorded (its type and message), as the client's error. */
@@ -184,23 +184,7 @@ const MarketService: ServiceSchema<
         },
         collection: { ...idParam, optional: true },
         seller: { ...accountParam, optional: true },
-        limit: {
-          type: "number",
-          integer: true,
-          convert: true,
-          min: 1,
-          max: 100,
-          optional: true,
-          default: 20,
-        },
-        offset: {
-          type: "number",
-          integer: true,
-          convert: true,
-          min: 0,
-          optional: true,
-          default: 0,
-        },
+        ...pageParams,
       },
       async handler(ctx: Context<ListListingsParams>) {
         const { state, collection, limit, offset } = ctx.params;
@@ -346,7 +330,7 @@ const MarketService: ServiceSchema<
   } satisfies MarketMethods & ThisType<MarketThis>,
 
   created() {
-    this.recoveryTimer = null;
+    this.stopRecovery = () => undefined;
   },
 
   async started() {
@@ -354,22 +338,15 @@ const MarketService: ServiceSchema<
     this.book = new MarketBook(this.store<ListingDoc>("listings"), outbox);
     await this.book.recover();
     outbox.start();
-    const every = this.settings.recoveryIntervalMs;
-    if (every <= 0) return;
-    const tick = () => {
-      this.book
-        .recover()
-        .catch(err => this.logger.warn({ err }, "Market recovery sweep failed"))
-        .finally(() => {
-          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);
-        });
-    };
-    this.recoveryTimer = setTimeout(tick, every);
+    this.stopRecovery = repeat(
+      this.settings.recoveryIntervalMs,
+      () => this.book.recover(),
+      err => this.logger.warn({ err }, "Market recovery sweep failed"),
+    );
   },
 
   async stopped() {
-    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
+    this.stopRecovery();
   },
 };
 

@@ -1,3 +1,5 @@
+import { repeat } from "../lib/repeat";
+import { accountParam, idParam, pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -34,7 +36,7 @@ type NftsSettings = NftsOwnSettings & AccountsSettings;
 
 interface NftsVars {
   registry: NftRegistry;
-  recoveryTimer: NodeJS.Timeout | null;
+  stopRecovery: () => void;
 }
 
 interface NftsMethods {
@@ -84,28 +86,6 @@ export interface TransferFromParams {
   idempotencyKey: string;
 }
 
-const idParam = { type: "string" as const, min: 1, max: 64 };
-const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
-const listParams = {
-  limit: {
-    type: "number" as const,
-    integer: true,
-    convert: true,
-    min: 1,
-    max: 100,
-    optional: true,
-    default: 20,
-  },
-  offset: {
-    type: "number" as const,
-    integer: true,
-    convert: true,
-    min: 0,
-    optional: true,
-    default: 0,
-  },
-};
-
 const NftsService: ServiceSchema<
   NftsOwnSettings,
   NftsMethods & DbMethods & OutboxMethods & AccountsMethods,
@@ -143,7 +123,7 @@ const NftsService: ServiceSchema<
     },
 
     listCollections: {
-      params: { $$strict: "remove", owner: { ...accountParam, optional: true }, ...listParams },
+      params: { $$strict: "remove", owner: { ...accountParam, optional: true }, ...pageParams },
       async handler(ctx: Context<ListCollectionsParams>) {
         const owner = await this.ownerFilter(ctx, ctx.params.owner);
         if (owner === null) return { rows: [], total: 0 };
@@ -208,7 +188,7 @@ const NftsService: ServiceSchema<
         $$strict: "remove",
         owner: { ...accountParam, optional: true },
         collection: { ...idParam, optional: true },
-        ...listParams,
+        ...pageParams,
       },
       async handler(ctx: Context<ListNftsParams>) {
         const owner = await this.ownerFilter(ctx, ctx.params.owner);
@@ -279,7 +259,7 @@ const NftsService: ServiceSchema<
   } satisfies NftsMethods & ThisType<NftsThis>,
 
   created() {
-    this.recoveryTimer = null;
+    this.stopRecovery = () => undefined;
   },
 
   async started() {
@@ -293,22 +273,15 @@ const NftsService: ServiceSchema<
     );
     await this.registry.recover();
     outbox.start();
-    const every = this.settings.recoveryIntervalMs;
-    if (every <= 0) return;
-    const tick = () => {
-      this.registry
-        .recover()
-        .catch(err => this.logger.warn({ err }, "NFT recovery sweep failed"))
-        .finally(() => {
-          if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);
-        });
-    };
-    this.recoveryTimer = setTimeout(tick, every);
+    this.stopRecovery = repeat(
+      this.settings.recoveryIntervalMs,
+      () => this.registry.recover(),
+      err => this.logger.warn({ err }, "NFT recovery sweep failed"),
+    );
   },
 
   async stopped() {
-    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
+    this.stopRecovery();
   },
 };
 

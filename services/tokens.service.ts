@@ -1,3 +1,4 @@
+import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -44,7 +45,7 @@ type TokensSettings = TokensOwnSettings & AccountsSettings & DbSettings;
 interface TokensVars {
   registry: TokenRegistry;
   engine: TransferEngine;
-  recoveryTimer: NodeJS.Timeout | null;
+  stopRecovery: () => void;
   lastPrune: number;
 }
 
@@ -402,7 +403,7 @@ const TokensService: ServiceSchema<
   } satisfies TokensMethods & ThisType<TokensThis>,
 
   created() {
-    this.recoveryTimer = null;
+    this.stopRecovery = () => undefined;
     this.lastPrune = 0;
   },
 
@@ -412,22 +413,15 @@ const TokensService: ServiceSchema<
     await this.engine.idle();
     this.outbox.start();
     // A node that died is recovered by the survivors (or by this one, after a failed write).
-    const every = this.settings.recoveryIntervalMs;
-    if (every > 0) {
-      const tick = () => {
-        this.sweep()
-          .catch(err => this.logger.warn({ err }, "Recovery sweep failed"))
-          .finally(() => {
-            if (this.recoveryTimer) this.recoveryTimer = setTimeout(tick, every);
-          });
-      };
-      this.recoveryTimer = setTimeout(tick, every);
-    }
+    this.stopRecovery = repeat(
+      this.settings.recoveryIntervalMs,
+      () => this.sweep(),
+      err => this.logger.warn({ err }, "Recovery sweep failed"),
+    );
   },
 
   async stopped() {
-    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
+    this.stopRecovery();
     await this.engine?.idle();
   },
 };
