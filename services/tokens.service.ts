@@ -1,3 +1,4 @@
+import { accountParam, idParam, pageParams } from "../lib/params";
 import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
@@ -75,8 +76,8 @@ export interface BalanceParams {
   account: string;
 }
 export interface ListParams {
-  limit?: number;
-  offset?: number;
+  limit: number;
+  offset: number;
 }
 export interface HoldersParams extends ListParams {
   id: string;
@@ -107,19 +108,6 @@ export interface ApproveParams {
   amount: string;
 }
 
-const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
-const idParam = { type: "string" as const, min: 1, max: 64 };
-const listParams = {
-  limit: {
-    type: "number" as const,
-    integer: true,
-    convert: true,
-    min: 1,
-    max: 100,
-    optional: true,
-  },
-  offset: { type: "number" as const, integer: true, convert: true, min: 0, optional: true },
-};
 const metadataProps = {
   description: textRule({ max: 1000, optional: true }),
   imageUrl: urlRule({ optional: true }),
@@ -201,7 +189,7 @@ const TokensService: ServiceSchema<
     },
 
     holders: {
-      params: { $$strict: "remove", id: idParam, ...listParams },
+      params: { $$strict: "remove", id: idParam, ...pageParams },
       async handler(ctx: Context<HoldersParams>) {
         await this.registry.require(ctx.params.id);
         const query = { tokenId: ctx.params.id, amount: { $ne: "0" } };
@@ -209,8 +197,8 @@ const TokensService: ServiceSchema<
         const [rows, total] = await Promise.all([
           balances.find(query, {
             sort: { sortKey: -1, account: 1 },
-            limit: ctx.params.limit ?? 20,
-            offset: ctx.params.offset ?? 0,
+            limit: ctx.params.limit,
+            offset: ctx.params.offset,
           }),
           balances.count(query),
         ]);
@@ -235,15 +223,15 @@ const TokensService: ServiceSchema<
     },
 
     myBalances: {
-      params: { $$strict: "remove", ...listParams },
+      params: { $$strict: "remove", ...pageParams },
       async handler(ctx: GatewayContext<ListParams>) {
         const query = { account: requireUserId(ctx), amount: { $ne: "0" } };
         const balances = this.store<BalanceDoc>("balances");
         const [docs, total] = await Promise.all([
           balances.find(query, {
             sort: { tokenId: 1 },
-            limit: ctx.params.limit ?? 20,
-            offset: ctx.params.offset ?? 0,
+            limit: ctx.params.limit,
+            offset: ctx.params.offset,
           }),
           balances.count(query),
         ]);
