@@ -1,4 +1,5 @@
 import net from "node:net";
+import path from "node:path";
 
 /** What every benchmark needs: a free port, a JSON call to the gateway, percentiles. */
 
@@ -58,4 +59,47 @@ export async function waitReady(
     if (Date.now() > until || dead()) throw new Error("the platform did not start");
     await new Promise(r => setTimeout(r, 200));
   }
+}
+
+/**
+ * The env of a platform a benchmark spawns from the build under `root`: its gateway on
+ * `port` without rate limits, its data in `dataDir`, one process unless `extra` says
+ * otherwise (`extra` also names the services).
+ */
+export function platformEnv(
+  root: string,
+  port: number,
+  dataDir: string,
+  extra: NodeJS.ProcessEnv,
+): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    SERVICEDIR: path.join(root, "dist/services"),
+    TRANSPORTER: "",
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    RATE_LIMIT_MAX: "0",
+    LOG_LEVEL: "warn",
+    JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
+    ...extra,
+  };
+}
+
+/**
+ * The figures of flows that each end in an outcome: how many ended in each, and the rate
+ * and latency (ms, sorted here) of those that ended in `done`; `flows` names them.
+ */
+export function printOutcomes(
+  flows: string,
+  done: string,
+  outcomes: Map<string, number>,
+  times: number[],
+  elapsedSeconds: number,
+): void {
+  times.sort((a, b) => a - b);
+  console.log(`outcomes: ${[...outcomes].map(([s, n]) => `${s}=${n}`).join(" ")}`);
+  console.log(`${flows}/s (${done}): ${(times.length / elapsedSeconds).toFixed(1)}`);
+  console.log(`time to ${done} p50: ${percentile(times, 0.5).toFixed(1)} ms`);
+  console.log(`time to ${done} p99: ${percentile(times, 0.99).toFixed(1)} ms`);
 }

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { answers, runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile, waitReady } from "./common";
+import { api, freePort, platformEnv, printOutcomes, waitReady } from "./common";
 
 /**
  * Token launches (the launch saga: create the token, fill its pool, activate its
@@ -42,17 +42,10 @@ async function startPlatform(
   dataDir: string,
 ): Promise<{ base: string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const shared: NodeJS.ProcessEnv = {
-    ...process.env,
-    SERVICEDIR: path.join(ROOT, "dist/services"),
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    DATA_DIR: dataDir,
-    RATE_LIMIT_MAX: "0",
-    LOG_LEVEL: "warn",
-    JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
+  // Each plan below names its services and transporter.
+  const shared = platformEnv(ROOT, port, dataDir, {
     READY_SERVICES: SERVICES.filter(s => s !== "api").join(","),
-  };
+  });
   const namespace = `bench-${randomBytes(3).toString("hex")}`;
   const plans =
     mode === "embedded"
@@ -141,16 +134,12 @@ async function bench(mode: string): Promise<void> {
     };
     await Promise.all(users.map(client));
     const elapsed = (performance.now() - t0) / 1000;
-    toCompleted.sort((a, b) => a - b);
 
     console.log(
       `-- ${mode === "embedded" ? "embedded (one process)" : "over NATS (a process per service)"}`,
     );
     console.log(`clients: ${CLIENTS}, NeDB files in ${dataDir}`);
-    console.log(`outcomes: ${[...outcomes].map(([s, n]) => `${s}=${n}`).join(" ")}`);
-    console.log(`launches/s (completed): ${(toCompleted.length / elapsed).toFixed(1)}`);
-    console.log(`time to completed p50: ${percentile(toCompleted, 0.5).toFixed(1)} ms`);
-    console.log(`time to completed p99: ${percentile(toCompleted, 0.99).toFixed(1)} ms`);
+    printOutcomes("launches", "completed", outcomes, toCompleted, elapsed);
   } finally {
     await stop();
     fs.rmSync(dataDir, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile, waitReady } from "./common";
+import { api, freePort, platformEnv, printOutcomes, waitReady } from "./common";
 
 /**
  * NFT purchases (the purchase saga: reserve the listing, pay the seller and the royalty,
@@ -37,19 +37,10 @@ async function startPlatform(
   const child = spawn(process.execPath, runnerArgs(ROOT), {
     cwd: ROOT,
     stdio: ["ignore", "inherit", "inherit"],
-    env: {
-      ...process.env,
-      SERVICEDIR: path.join(ROOT, "dist/services"),
+    env: platformEnv(ROOT, port, dataDir, {
       SERVICES: SERVICES.join(","),
-      TRANSPORTER: "",
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      RATE_LIMIT_MAX: "0",
-      LOG_LEVEL: "warn",
-      JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
       READY_SERVICES: SERVICES.filter(s => s !== "api").join(","),
-    },
+    }),
   });
   const exited = new Promise(resolve => child.once("exit", resolve));
   const stop = async () => {
@@ -101,66 +92,39 @@ async function main(): Promise<void> {
       return { id: body.user.id, token: body.token };
     };
     const seller = await register("seller");
+    // The setup is the seller's: each of its POSTs must create (201).
+    const create = (url: string, body: unknown) =>
+      must(201, api<{ id: string }>(base, "POST", url, body, seller.token));
     const buyers: User[] = [];
     for (let i = 0; i < CLIENTS; i++) buyers.push(await register(`buyer${i}`));
     const supply = (BigInt(PRICE) * BigInt(PURCHASES + CLIENTS) * 2n).toString();
-    const token = await must(
-      201,
-      api<{ id: string }>(
-        base,
-        "POST",
-        "/api/tokens",
-        { name: "Bench", symbol: "BMKT", decimals: 0, initialSupply: supply },
-        seller.token,
-      ),
-    );
+    const token = await create("/api/tokens", {
+      name: "Bench",
+      symbol: "BMKT",
+      decimals: 0,
+      initialSupply: supply,
+    });
     const share = (BigInt(supply) / 2n / BigInt(CLIENTS)).toString();
     for (const b of buyers)
-      await must(
-        201,
-        api(
-          base,
-          "POST",
-          `/api/tokens/${token.id}/transfers`,
-          { to: b.id, amount: share },
-          seller.token,
-        ),
-      );
-    const col = await must(
-      201,
-      api<{ id: string }>(
-        base,
-        "POST",
-        "/api/collections",
-        { name: "Bench", symbol: "BNCH", royaltyBps: 250 },
-        seller.token,
-      ),
-    );
+      await create(`/api/tokens/${token.id}/transfers`, { to: b.id, amount: share });
+    const col = await create("/api/collections", {
+      name: "Bench",
+      symbol: "BNCH",
+      royaltyBps: 250,
+    });
     const listings: string[] = [];
     await pooled(
       Array.from({ length: PURCHASES }, (_, i) => i),
       CLIENTS,
       async i => {
-        const nft = await must(
-          201,
-          api<{ id: string }>(
-            base,
-            "POST",
-            `/api/collections/${col.id}/nfts`,
-            { metadata: { name: `#${i}` } },
-            seller.token,
-          ),
-        );
-        const l = await must(
-          201,
-          api<{ id: string }>(
-            base,
-            "POST",
-            "/api/market/listings",
-            { nftId: nft.id, priceTokenId: token.id, price: PRICE },
-            seller.token,
-          ),
-        );
+        const nft = await create(`/api/collections/${col.id}/nfts`, {
+          metadata: { name: `#${i}` },
+        });
+        const l = await create("/api/market/listings", {
+          nftId: nft.id,
+          priceTokenId: token.id,
+          price: PRICE,
+        });
         listings.push(l.id);
       },
     );
@@ -193,13 +157,9 @@ async function main(): Promise<void> {
       }),
     );
     const elapsed = (performance.now() - t0) / 1000;
-    times.sort((a, b) => a - b);
     console.log("-- embedded (one process)");
     console.log(`buyers: ${CLIENTS}, listings: ${PURCHASES}, NeDB files in ${dataDir}`);
-    console.log(`outcomes: ${[...outcomes].map(([s, n]) => `${s}=${n}`).join(" ")}`);
-    console.log(`purchases/s (sold): ${(times.length / elapsed).toFixed(1)}`);
-    console.log(`time to sold p50: ${percentile(times, 0.5).toFixed(1)} ms`);
-    console.log(`time to sold p99: ${percentile(times, 0.99).toFixed(1)} ms`);
+    printOutcomes("purchases", "sold", outcomes, times, elapsed);
   } finally {
     await stop();
     fs.rmSync(dataDir, { recursive: true, force: true });

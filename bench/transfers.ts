@@ -4,7 +4,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile, waitReady } from "./common";
+import { api, freePort, percentile, platformEnv, waitReady } from "./common";
 
 /**
  * Transfers per second through the gateway, embedded mode (one process, no
@@ -35,21 +35,12 @@ async function main(): Promise<void> {
     {
       cwd: ROOT,
       stdio: ["ignore", "inherit", "inherit"],
-      env: {
-        ...process.env,
-        SERVICEDIR: path.join(ROOT, "dist/services"),
+      env: platformEnv(ROOT, port, dataDir, {
         // The whole platform as `npm start` runs it (catalog and analytics consume the
         // events in the same process); BENCH_SERVICES=api,users,tokens measures the ledger alone.
         SERVICES: process.env.BENCH_SERVICES ?? "",
         READY_SERVICES: process.env.BENCH_SERVICES ? "users,tokens" : "",
-        TRANSPORTER: "",
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        DATA_DIR: dataDir,
-        RATE_LIMIT_MAX: "0",
-        LOG_LEVEL: "warn",
-        JWT_SECRET: process.env.JWT_SECRET ?? "bench-secret",
-      },
+      }),
     },
   );
   const exited = new Promise(resolve => server.once("exit", resolve));

@@ -93,6 +93,34 @@ function command(def: CommandDef): ReplCommand {
 
 const str = (v: unknown): string => (v === undefined || v === null ? "" : String(v));
 
+/**
+ * The call options of a command that acts as `userId` (the gateway would put the JWT's
+ * user in meta; the REPL acts as that user), with `--key` as its idempotency key, plus
+ * `suffix` when one command makes several calls.
+ */
+function asUser(userId: string, args: CommandArgs, suffix = "") {
+  const key = str(args.options.key);
+  return {
+    meta: { user: { id: userId }, ...(key ? { idempotencyKey: `repl:${key}${suffix}` } : {}) },
+  };
+}
+
+/** `--key`, which asUser reads. */
+const keyOption = (what: string) => ({
+  option: "--key <idempotencyKey>",
+  description: `repeat a ${what} safely`,
+});
+
+/** The options of the commands that create a token; decimalsOf reads `--decimals`. */
+const TOKEN_OPTIONS = [
+  { option: "--name <name>", description: "token name (default: the symbol)" },
+  { option: "--decimals <n>", description: "0-18 (default 18)" },
+];
+
+/** `--decimals`, 18 when not given. */
+const decimalsOf = (args: CommandArgs): number =>
+  args.options.decimals === undefined ? 18 : Number(args.options.decimals);
+
 interface NodeInfo {
   id: string;
   available: boolean;
@@ -232,23 +260,21 @@ const mktoken = command({
   command: "mktoken <creatorId> <symbol> <supply>",
   description:
     "Create a token as user <creatorId> (tokens.create); supply in base units, kept as a string",
-  options: [
-    { option: "--name <name>", description: "token name (default: the symbol)" },
-    { option: "--decimals <n>", description: "0-18 (default 18)" },
-    { option: "--key <idempotencyKey>", description: "repeat a create safely" },
-  ],
+  options: [...TOKEN_OPTIONS, keyOption("create")],
   async action(broker, args) {
     const creatorId = str(args.creatorId);
     const symbol = str(args.symbol);
     // The supply arrives as typed: `call` would parse it as a Number and lose digits past 2^53.
     const supply = str(args.supply);
-    const decimals = args.options.decimals === undefined ? 18 : Number(args.options.decimals);
-    const key = str(args.options.key);
     const token = await broker.call<TokenResult, object>(
       "tokens.create",
-      { name: str(args.options.name) || symbol, symbol, decimals, initialSupply: supply },
-      // The gateway would put the JWT's user here; the REPL acts as that user.
-      { meta: { user: { id: creatorId }, ...(key ? { idempotencyKey: `repl:${key}` } : {}) } },
+      {
+        name: str(args.options.name) || symbol,
+        symbol,
+        decimals: decimalsOf(args),
+        initialSupply: supply,
+      },
+      asUser(creatorId, args),
     );
     out(
       `>> Created token ${token.id} ${token.symbol} "${token.name}" supply ${token.totalSupply} ` +
@@ -270,17 +296,14 @@ const launch = command({
   description:
     "Launch a token as user <creatorId> (sagas.launch): create it, put <liquidity> of it in its pool, activate its marketing",
   options: [
-    { option: "--name <name>", description: "token name (default: the symbol)" },
-    { option: "--decimals <n>", description: "0-18 (default 18)" },
+    ...TOKEN_OPTIONS,
     { option: "--budget <amount>", description: "marketing budget in base units" },
-    { option: "--key <idempotencyKey>", description: "repeat a launch safely" },
+    keyOption("launch"),
   ],
   async action(broker, args) {
     const creatorId = str(args.creatorId);
     const symbol = str(args.symbol);
-    const decimals = args.options.decimals === undefined ? 18 : Number(args.options.decimals);
     const budget = str(args.options.budget);
-    const key = str(args.options.key);
     const saga = await broker.call<SagaResult, object>(
       "sagas.launch",
       {
@@ -288,13 +311,13 @@ const launch = command({
         token: {
           name: str(args.options.name) || symbol,
           symbol,
-          decimals,
+          decimals: decimalsOf(args),
           initialSupply: str(args.supply),
         },
         liquidity: { amount: str(args.liquidity) },
         ...(budget ? { marketing: { budget } } : {}),
       },
-      { meta: { user: { id: creatorId }, ...(key ? { idempotencyKey: `repl:${key}` } : {}) } },
+      asUser(creatorId, args),
     );
     const r = saga.result;
     const e = saga.error;
@@ -330,15 +353,10 @@ const mint = command({
     { option: "--to <account>", description: "the owner (default: the minter)" },
     { option: "--royalty <bps>", description: "a new collection's royalty, 0-10000 (default 0)" },
     { option: "--max <n>", description: "a new collection's maxSupply (default: none)" },
-    { option: "--key <idempotencyKey>", description: "repeat a mint safely" },
+    keyOption("mint"),
   ],
   async action(broker, args) {
     const userId = str(args.userId);
-    const key = str(args.options.key);
-    const meta = (suffix: string) => ({
-      user: { id: userId },
-      ...(key ? { idempotencyKey: `repl:${key}${suffix}` } : {}),
-    });
     let collectionId = str(args.collection);
     if (!collectionId.startsWith("col_")) {
       const c = await broker.call<CollectionResult, object>(
@@ -351,7 +369,7 @@ const mint = command({
             : {}),
           ...(args.options.max !== undefined ? { maxSupply: Number(args.options.max) } : {}),
         },
-        { meta: meta(":collection") },
+        asUser(userId, args, ":collection"),
       );
       out(`>> Created collection ${c.id} ${c.symbol} (royalty ${c.royaltyBps} bps)`);
       collectionId = c.id;
@@ -360,7 +378,7 @@ const mint = command({
     const nft = await broker.call<NftResult, object>(
       "nfts.mint",
       { id: collectionId, metadata: { name: str(args.name) }, ...(to ? { to } : {}) },
-      { meta: meta("") },
+      asUser(userId, args),
     );
     out(`>> Minted ${nft.id} #${nft.serial} of ${nft.collectionId} to ${nft.ownerId}`);
   },
@@ -382,18 +400,12 @@ const buy = command({
   command: "buy <buyerId> <listingId>",
   description:
     "Buy a listing as user <buyerId> (market.buy, a purchase saga): pay the price, royalty to the collection's owner, the NFT to the buyer",
-  options: [{ option: "--key <idempotencyKey>", description: "repeat a purchase safely" }],
+  options: [keyOption("purchase")],
   async action(broker, args) {
-    const key = str(args.options.key);
     const res = await broker.call<BuyResult, object>(
       "market.buy",
       { id: str(args.listingId) },
-      {
-        meta: {
-          user: { id: str(args.buyerId) },
-          ...(key ? { idempotencyKey: `repl:${key}` } : {}),
-        },
-      },
+      asUser(str(args.buyerId), args),
     );
     const l = res.listing;
     out(

@@ -1,5 +1,5 @@
 import { MARKETING_EVENTS, domainEvent, type CampaignChanged } from "./events";
-import type { OutboxWriter } from "./outbox";
+import { publishThenClear, type OutboxWriter } from "./outbox";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
 
 /**
@@ -118,11 +118,8 @@ export class Campaigns {
       version: doc.version,
     };
     const type = doc.active ? MARKETING_EVENTS.activated : MARKETING_EVENTS.deactivated;
-    await this.outbox.write([domainEvent(type, `${doc.tokenId}:${doc.version}`, data)]);
-    await this.campaigns.update(
-      { _id: doc._id, version: doc.version },
-      { $unset: { unpublished: true } },
-    );
+    const event = domainEvent(type, `${doc.tokenId}:${doc.version}`, data);
+    await publishThenClear(this.outbox, this.campaigns, doc, event);
     return toCampaign(doc);
   }
 }

@@ -1,5 +1,5 @@
-import type { MarketEventType } from "./market-book";
-import type { NftEventType } from "./nft-events";
+import type { MARKET_EVENTS } from "./market-book";
+import type { NFT_EVENTS } from "./nft-events";
 
 /**
  * Domain events: the contract between write models (tokens, nfts, market, marketing, sagas) and their consumers (catalog, analytics). Each travels on the @moleculer/channels channel named
@@ -23,8 +23,6 @@ export const TOKEN_EVENTS = {
   deleted: "tokens.deleted",
 } as const;
 
-export type TokenEventType = (typeof TOKEN_EVENTS)[keyof typeof TOKEN_EVENTS];
-
 /** A token's promotion (services/marketing.service.ts): the catalog ORs it into `featured`. */
 export const MARKETING_EVENTS = {
   activated: "marketing.activated",
@@ -38,10 +36,15 @@ export const SAGA_EVENTS = {
   failed: "sagas.failed",
 } as const;
 
-export type MarketingEventType = (typeof MARKETING_EVENTS)[keyof typeof MARKETING_EVENTS];
-export type SagaEventType = (typeof SAGA_EVENTS)[keyof typeof SAGA_EVENTS];
+/** The names of a table of events. */
+export type EventName<T> = T[keyof T];
+/** Every channel a domain event travels on. */
 export type EventType =
-  TokenEventType | NftEventType | MarketEventType | MarketingEventType | SagaEventType;
+  | EventName<typeof TOKEN_EVENTS>
+  | EventName<typeof NFT_EVENTS>
+  | EventName<typeof MARKET_EVENTS>
+  | EventName<typeof MARKETING_EVENTS>
+  | EventName<typeof SAGA_EVENTS>;
 
 export interface TokenMetadata {
   description?: string;

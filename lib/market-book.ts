@@ -1,7 +1,7 @@
 import { conflict, forbidden, notFound } from "./errors";
-import { domainEvent } from "./events";
+import { domainEvent, type EventName } from "./events";
 import { newId } from "./ids";
-import type { OutboxWriter } from "./outbox";
+import { publishThenClear, type OutboxWriter } from "./outbox";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
 
 /**
@@ -24,9 +24,10 @@ export const MARKET_EVENTS = {
   sold: "market.sold",
   cancelled: "market.cancelled",
 } as const;
-export type MarketEventType = (typeof MARKET_EVENTS)[keyof typeof MARKET_EVENTS];
 
 export type ListingState = "active" | "reserved" | "sold" | "cancelled";
+
+type MarketEventType = EventName<typeof MARKET_EVENTS>;
 
 export interface Listing {
   id: string;
@@ -244,10 +245,11 @@ export class MarketBook {
     const type = l.unpublished;
     if (!type) return;
     const data: ListingEvent = { listing: toListing(l), buyerId: l.buyerId };
-    await this.outbox.write([domainEvent(type, `${l._id}:${l.version}`, data)]);
-    await this.listings.update(
-      { _id: l._id, version: l.version },
-      { $unset: { unpublished: true } },
+    await publishThenClear(
+      this.outbox,
+      this.listings,
+      l,
+      domainEvent(type, `${l._id}:${l.version}`, data),
     );
   }
 }

@@ -10,8 +10,6 @@ export const NFT_EVENTS = {
   approved: "nfts.approved",
 } as const;
 
-export type NftEventType = (typeof NFT_EVENTS)[keyof typeof NFT_EVENTS];
-
 export interface NftAttribute {
   trait_type: string;
   value: string | number;

@@ -10,7 +10,7 @@ import {
   type NftMinted,
   type NftTransferred,
 } from "./nft-events";
-import type { OutboxWriter } from "./outbox";
+import { publishThenClear, type OutboxWriter } from "./outbox";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
 
 /**
@@ -298,10 +298,6 @@ export class NftRegistry {
             approved: c.approved,
             version: n.version,
           } satisfies NftApproved);
-    await this.outbox.write([event]);
-    await this.stores.nfts.update(
-      { _id: n._id, version: n.version },
-      { $unset: { unpublished: true } },
-    );
+    await publishThenClear(this.outbox, this.stores.nfts, n, event);
   }
 }

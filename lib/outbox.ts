@@ -36,6 +36,20 @@ export interface OutboxWriter {
   has(eventId: string): Promise<boolean>;
 }
 
+/**
+ * Writes `event`, then clears the `unpublished` flag of `doc` at the version the event is
+ * of: a crash between the two leaves the flag, and the repeat writes the same event id.
+ */
+export async function publishThenClear(
+  outbox: OutboxWriter,
+  store: Store,
+  doc: { _id: string; version: number },
+  event: DomainEvent,
+): Promise<void> {
+  await outbox.write([event]);
+  await store.update({ _id: doc._id, version: doc.version }, { $unset: { unpublished: true } });
+}
+
 export interface EventPublisher {
   /** False before the channel adapter has connected or after it began to disconnect. */
   ready(): boolean;

@@ -13,7 +13,7 @@ import {
 import { BoundedMap } from "./bounded-map";
 import { allowanceId, balanceId, type AllowanceDoc, type BalanceDoc } from "./ledger";
 import { newId } from "./ids";
-import type { OutboxWriter } from "./outbox";
+import { publishThenClear, type OutboxWriter } from "./outbox";
 import { insertIfAbsent, type Doc, type Store } from "./store";
 import type { TokenLookup } from "./transfer-engine";
 
@@ -247,11 +247,8 @@ export class TokenRegistry implements TokenLookup {
   /** Writes the event of the token's current version and clears its `unpublished` flag. */
   private async publishUpdate(doc: TokenDoc): Promise<void> {
     const data: TokenUpdated = { token: toToken(doc) };
-    await this.outbox.write([domainEvent(TOKEN_EVENTS.updated, `${doc._id}:${doc.version}`, data)]);
-    await this.stores.tokens.update(
-      { _id: doc._id, version: doc.version },
-      { $unset: { unpublished: true } },
-    );
+    const event = domainEvent(TOKEN_EVENTS.updated, `${doc._id}:${doc.version}`, data);
+    await publishThenClear(this.outbox, this.stores.tokens, doc, event);
   }
 
   private async publishApproval(a: AllowanceDoc): Promise<TokenApproved> {
@@ -261,12 +258,8 @@ export class TokenRegistry implements TokenLookup {
       spender: a.spender,
       amount: a.amount,
     };
-    await this.outbox.write([domainEvent(TOKEN_EVENTS.approved, `${a._id}:${a.version}`, data)]);
-    // The event is in the outbox: the flag may go (a lost clear only re-sends it).
-    await this.stores.allowances.update(
-      { _id: a._id, version: a.version },
-      { $unset: { unpublished: true } },
-    );
+    const event = domainEvent(TOKEN_EVENTS.approved, `${a._id}:${a.version}`, data);
+    await publishThenClear(this.outbox, this.stores.allowances, a, event);
     return data;
   }
 }

@@ -1,7 +1,9 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { channelPublisher } from "../lib/channels";
-import { Outbox, type OutboxDoc, type OutboxOptions } from "../lib/outbox";
-import type { DbMethods } from "./db.mixin";
+import { envInt } from "../lib/env";
+import { OUTBOX_COLLECTION, Outbox, type OutboxDoc, type OutboxOptions } from "../lib/outbox";
+import type { CollectionSpec } from "../lib/store";
+import { DbMixin, type DbMethods } from "./db.mixin";
 import { defineMixin } from "./define";
 
 /**
@@ -23,6 +25,19 @@ export interface OutboxVars {
 export interface OutboxMethods {
   /** Opens `this.outbox` on the service's `outbox` store; call it in the service's `started`. */
   openOutbox(): Outbox;
+}
+
+/**
+ * The mixins of a service whose changes leave through an outbox: its stores with the
+ * outbox's collection among them, and the relay at OUTBOX_INTERVAL_MS (one setting for all).
+ */
+export function storesWithOutbox(
+  collections: Record<string, CollectionSpec>,
+): Array<Partial<ServiceSchema>> {
+  return [
+    DbMixin({ ...collections, ...OUTBOX_COLLECTION }),
+    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
+  ];
 }
 
 export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema> {

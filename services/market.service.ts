@@ -1,8 +1,8 @@
 import { repeat } from "../lib/repeat";
 import { accountParam, idParam, pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import type { DbMethods, DbVars } from "../mixins/db.mixin";
+import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import {
   AccountsMixin,
   type AccountsMethods,
@@ -35,7 +35,6 @@ import {
   type ListingState,
 } from "../lib/market-book";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/nft-events";
-import { OUTBOX_COLLECTION } from "../lib/outbox";
 import { royaltyOf, type PurchaseInput, type PurchaseResult } from "../lib/purchase-saga";
 import type { Saga } from "../lib/saga-log";
 import type { PurchaseParams } from "./sagas.service";
@@ -127,8 +126,7 @@ const MarketService: ServiceSchema<
 > = {
   name: "market",
   mixins: [
-    DbMixin({ ...MARKET_COLLECTIONS, ...OUTBOX_COLLECTION, ...APPLIED_COLLECTION }),
-    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
+    ...storesWithOutbox({ ...MARKET_COLLECTIONS, ...APPLIED_COLLECTION }),
     AccountsMixin,
     ReadModelMixin<MarketVars & MarketMethods>({
       channels: {

@@ -1,6 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import type { DbMethods, DbVars } from "../mixins/db.mixin";
+import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import { amountRule } from "../lib/amount";
 import {
   Campaigns,
@@ -8,9 +8,7 @@ import {
   type Campaign,
   type CampaignDoc,
 } from "../lib/campaigns";
-import { envInt } from "../lib/env";
 import { isNotFound, notFound } from "../lib/errors";
-import { OUTBOX_COLLECTION } from "../lib/outbox";
 
 /**
  * marketing: a token's promotion campaign (docs/architecture.md), on or off. Both changes are
@@ -54,10 +52,7 @@ const MarketingService: ServiceSchema<
   MarketingThis
 > = {
   name: "marketing",
-  mixins: [
-    DbMixin({ ...MARKETING_COLLECTIONS, ...OUTBOX_COLLECTION }),
-    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
-  ],
+  mixins: [...storesWithOutbox(MARKETING_COLLECTIONS)],
 
   actions: {
     activate: {

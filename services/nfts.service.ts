@@ -1,8 +1,8 @@
 import { repeat } from "../lib/repeat";
 import { accountParam, idParam, pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import type { DbMethods, DbVars } from "../mixins/db.mixin";
+import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import {
   AccountsMixin,
   type AccountsMethods,
@@ -12,7 +12,6 @@ import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
 import { envInt } from "../lib/env";
 import type { Collection, Nft, NftMetadata } from "../lib/nft-events";
-import { OUTBOX_COLLECTION } from "../lib/outbox";
 import {
   NFT_COLLECTIONS,
   NftRegistry,
@@ -93,11 +92,7 @@ const NftsService: ServiceSchema<
   NftsThis
 > = {
   name: "nfts",
-  mixins: [
-    DbMixin({ ...NFT_COLLECTIONS, ...OUTBOX_COLLECTION }),
-    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
-    AccountsMixin,
-  ],
+  mixins: [...storesWithOutbox(NFT_COLLECTIONS), AccountsMixin],
 
   settings: {
     recoveryIntervalMs: envInt("NFTS_RECOVERY_INTERVAL_MS", 10_000),

@@ -1,7 +1,7 @@
 import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
-import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
+import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import { amountRule } from "../lib/amount";
 import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
@@ -10,7 +10,6 @@ import { notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/launch-saga";
 import { fingerprint } from "../lib/ledger";
-import { OUTBOX_COLLECTION } from "../lib/outbox";
 import { PURCHASE, PURCHASE_SAGA, type PurchaseInput } from "../lib/purchase-saga";
 import type { SagaCall } from "../lib/saga-definition";
 import { SagaEngine } from "../lib/saga-engine";
@@ -100,10 +99,7 @@ const SagasService: ServiceSchema<
   SagasThis
 > = {
   name: "sagas",
-  mixins: [
-    DbMixin({ ...SAGA_COLLECTIONS, ...OUTBOX_COLLECTION }),
-    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
-  ],
+  mixins: [...storesWithOutbox(SAGA_COLLECTIONS)],
 
   settings: {
     // Under the gateway's request timeout (REQUEST_TIMEOUT, 3 s), so a slow launch is a 202.

@@ -1,8 +1,8 @@
 import { accountParam, idParam, pageParams } from "../lib/params";
 import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods, type DbSettings, type DbVars } from "../mixins/db.mixin";
-import { OutboxMixin, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
+import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
+import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import {
   AccountsMixin,
   type AccountsMethods,
@@ -12,7 +12,7 @@ import { amountRule } from "../lib/amount";
 import { textRule, urlRule } from "../lib/text-rules";
 import { envInt } from "../lib/env";
 import type { Token, TokenApproved, TokenMetadata } from "../lib/events";
-import { OUTBOX_COLLECTION, type OutboxStats } from "../lib/outbox";
+import type { OutboxStats } from "../lib/outbox";
 import { TransferEngine } from "../lib/transfer-engine";
 import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/token-registry";
 import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/ledger";
@@ -124,14 +124,12 @@ const TokensService: ServiceSchema<
 > = {
   name: "tokens",
   mixins: [
-    DbMixin({
+    ...storesWithOutbox({
       tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
       balances: { indexes: ["tokenId", "account"] },
       allowances: { indexes: ["tokenId"] },
       journal: { unique: ["key"], indexes: ["createdAt"], sparse: ["pending"] },
-      ...OUTBOX_COLLECTION,
     }),
-    OutboxMixin({ intervalMs: envInt("OUTBOX_INTERVAL_MS", 1000) }),
     AccountsMixin,
   ],
 

@@ -1,9 +1,9 @@
 import type { AddressInfo } from "node:net";
 import type { BrokerOptions, ServiceBroker as Broker, ServiceSchema } from "moleculer";
-import { vi } from "vitest";
+import { afterAll, beforeAll, vi } from "vitest";
 import type { ApiSettings } from "../../services/api.service";
 import type { UsersSettings } from "../../services/users.service";
-import { ApiClient } from "./http";
+import { ApiClient, registerUser, type Registered } from "./http";
 
 /**
  * The whole platform in this test process: one broker with the chosen services and the
@@ -88,4 +88,63 @@ export function withSettings(schema: ServiceSchema, overrides: object = {}): Ser
     settings[key] = isObject(value) && isObject(own) ? { ...own, ...value } : value;
   }
   return { ...schema, settings };
+}
+
+/**
+ * startPlatform for a whole describe: started in beforeAll, stopped in afterAll, hooks
+ * registered where this is called. The fields are read through when used, so the value
+ * can be kept in a const and used in tests, hooks and functions that take a Platform.
+ */
+export function usePlatform(
+  services: string[],
+  options: PlatformOptions | Record<string, string> = {},
+): Platform {
+  let started: Platform | undefined;
+  beforeAll(async () => {
+    started = await startPlatform(services, options);
+  });
+  afterAll(() => started?.stop());
+  const get = (): Platform => {
+    if (!started) throw new Error("platform not started yet: use it in a test or a hook");
+    return started;
+  };
+  return {
+    get broker() {
+      return get().broker;
+    },
+    get client() {
+      return get().client;
+    },
+    get baseUrl() {
+      return get().baseUrl;
+    },
+    stop: () => get().stop(),
+  };
+}
+
+/**
+ * Users registered (all at once) in a beforeAll on `p`, one per name, in order:
+ *   const [ann, bob] = useUsers(p, ["ann", "bob"]);
+ * Each is read through when used, like usePlatform's value.
+ */
+export function useUsers(p: Platform, names: string[]): Registered[] {
+  let users: Registered[] | undefined;
+  beforeAll(async () => {
+    users = await Promise.all(names.map(n => registerUser(p.client, n)));
+  });
+  const get = (i: number): Registered => {
+    if (!users) throw new Error("users not registered yet: use them in a test or a hook");
+    return users[i];
+  };
+  return names.map((_, i) => ({
+    get id() {
+      return get(i).id;
+    },
+    get email() {
+      return get(i).email;
+    },
+    get token() {
+      return get(i).token;
+    },
+  }));
 }

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AnalyticsSummary, CatalogToken } from "../../lib/read-model";
 import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import { waitUntil } from "../helpers/cluster";
-import { registerUser, type Registered } from "../helpers/http";
-import { startPlatform, type Platform } from "../helpers/platform";
+import type { Registered } from "../helpers/http";
+import { usePlatform, useUsers } from "../helpers/platform";
 import { createToken, uniqueSymbol, type TransferBody } from "../helpers/tokens";
 
 /**
@@ -15,22 +15,10 @@ import { createToken, uniqueSymbol, type TransferBody } from "../helpers/tokens"
 type List = { rows: CatalogToken[]; total: number };
 
 describe("tokens → events → catalog and analytics, over HTTP", () => {
-  let p: Platform;
-  let alice: Registered;
-  let bob: Registered;
-  let carol: Registered;
-
-  beforeAll(async () => {
-    p = await startPlatform(["api", "users", "tokens", "catalog", "analytics"], {
-      ANALYTICS_CACHE_TTL: "0",
-    });
-    [alice, bob, carol] = await Promise.all([
-      registerUser(p.client, "alice"),
-      registerUser(p.client, "bob"),
-      registerUser(p.client, "carol"),
-    ]);
+  const p = usePlatform(["api", "users", "tokens", "catalog", "analytics"], {
+    ANALYTICS_CACHE_TTL: "0",
   });
-  afterAll(() => p?.stop());
+  const [alice, bob, carol] = useUsers(p, ["alice", "bob", "carol"]);
 
   const transfer = async (from: Registered, tokenId: string, to: string, amount: string) => {
     const res = await p.client.post<TransferBody>(

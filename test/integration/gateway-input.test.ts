@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rawRequest, registerUser, type ErrorBody, type Registered } from "../helpers/http";
-import { startPlatform, type Platform } from "../helpers/platform";
+import { beforeAll, describe, expect, it } from "vitest";
+import { rawRequest, type ErrorBody } from "../helpers/http";
+import { usePlatform, useUsers } from "../helpers/platform";
 import { balanceOf, createToken, type TokenBody } from "../helpers/tokens";
 
 /**
@@ -13,19 +13,15 @@ const fields = (body: unknown): string[] =>
   ((body as ErrorBody).error?.data ?? []).map(d => d.field).sort();
 
 describe("gateway: what a request may carry", () => {
-  let p: Platform;
-  let ann: Registered;
-  let bob: Registered;
+  const p = usePlatform(["api", "users", "tokens"], {
+    settings: { api: { readyServices: ["users", "tokens"], rateLimits: { max: 0 } } },
+  });
+  const [ann, bob] = useUsers(p, ["ann", "bob"]);
   let token: TokenBody;
 
   beforeAll(async () => {
-    p = await startPlatform(["api", "users", "tokens"], {
-      settings: { api: { readyServices: ["users", "tokens"], rateLimits: { max: 0 } } },
-    });
-    [ann, bob] = await Promise.all([registerUser(p.client, "ann"), registerUser(p.client, "bob")]);
     token = await createToken(p.client, ann.token, { initialSupply: "1000" });
   });
-  afterAll(() => p.stop());
 
   const transfers = () => `/api/tokens/${token.id}/transfers`;
   const auth = () => ({ authorization: `Bearer ${ann.token}` });

@@ -1,16 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { registerUser, type ErrorBody } from "../helpers/http";
-import { startPlatform, type Platform } from "../helpers/platform";
+import { startPlatform, usePlatform } from "../helpers/platform";
 
 const password = "correct horse battery";
 
 describe("gateway: errors, request ids, idempotency", () => {
-  let p: Platform;
-  beforeAll(async () => {
-    p = await startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
-  });
-  afterAll(() => p.stop());
+  const p = usePlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
 
   it("answers an unknown route with 404 in the docs/api.md shape", async () => {
     for (const [method, path] of [

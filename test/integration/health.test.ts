@@ -1,12 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPlatform, type Platform } from "../helpers/platform";
+import { describe, expect, it } from "vitest";
+import { usePlatform } from "../helpers/platform";
 
 describe("health endpoints", () => {
-  let p: Platform;
-  beforeAll(async () => {
-    p = await startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
-  });
-  afterAll(() => p.stop());
+  const p = usePlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } });
 
   it("GET /health/live answers 200 while the process runs", async () => {
     const res = await p.client.get("/health/live");

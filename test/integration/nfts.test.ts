@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPlatform, type Platform } from "../helpers/platform";
-import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
+import { describe, expect, it } from "vitest";
+import { usePlatform, useUsers } from "../helpers/platform";
+import type { ErrorBody, Registered } from "../helpers/http";
 import { waitUntil } from "../helpers/cluster";
 import type { Collection, Nft } from "../../lib/nft-events";
 import type { AnalyticsSummary } from "../../lib/read-model";
@@ -19,16 +19,13 @@ const ENV = { READY_SERVICES: "users,nfts", RATE_LIMIT_MAX: "0" };
 type List<T> = { rows: T[]; total: number };
 
 describe("NFTs over HTTP", () => {
-  let p: Platform;
-  let ann: Registered;
-  let bob: Registered;
-  let cat: Registered;
+  const p = usePlatform(SERVICES, ENV);
+  const [ann, bob, cat] = useUsers(p, ["ann", "bob", "cat"]);
 
-  beforeAll(async () => {
-    p = await startPlatform(SERVICES, ENV);
-    [ann, bob, cat] = await Promise.all(["ann", "bob", "cat"].map(n => registerUser(p.client, n)));
-  });
-  afterAll(() => p.stop());
+  const approve = (who: Registered, nftId: string, spender: string | null) =>
+    p.client.post<Nft>(`/api/nfts/${nftId}/approve`, { spender }, { token: who.token });
+  const moveNft = (who: Registered, nftId: string, to: string) =>
+    p.client.post<Nft>(`/api/nfts/${nftId}/transfer`, { to }, { token: who.token });
 
   const newCollection = async (who: Registered, body: Record<string, unknown> = {}) => {
     const res = await p.client.post<Collection>(
@@ -172,50 +169,20 @@ describe("NFTs over HTTP", () => {
   it("approves (owner only), and a transfer by the approved account clears the approval", async () => {
     const c = await newCollection(ann);
     const nft = (await mint(ann, c.id)).body;
-    const byBob = await p.client.post(
-      `/api/nfts/${nft.id}/approve`,
-      { spender: cat.id },
-      {
-        token: bob.token,
-      },
-    );
+    const byBob = await approve(bob, nft.id, cat.id);
     expect(byBob.status).toBe(403);
-    const approved = await p.client.post<Nft>(
-      `/api/nfts/${nft.id}/approve`,
-      { spender: bob.id },
-      {
-        token: ann.token,
-      },
-    );
+    const approved = await approve(ann, nft.id, bob.id);
     expect(approved.status).toBe(200);
     expect(approved.body).toMatchObject({ ownerId: ann.id, approved: bob.id });
 
     // Cat is neither owner nor approved.
-    const byCat = await p.client.post(
-      `/api/nfts/${nft.id}/transfer`,
-      { to: cat.id },
-      {
-        token: cat.token,
-      },
-    );
+    const byCat = await moveNft(cat, nft.id, cat.id);
     expect(byCat.status).toBe(403);
-    const moved = await p.client.post<Nft>(
-      `/api/nfts/${nft.id}/transfer`,
-      { to: cat.id },
-      {
-        token: bob.token,
-      },
-    );
+    const moved = await moveNft(bob, nft.id, cat.id);
     expect(moved.status).toBe(200);
     expect(moved.body).toMatchObject({ ownerId: cat.id, approved: null });
     // Bob's approval went with the move: he cannot move it again.
-    const again = await p.client.post(
-      `/api/nfts/${nft.id}/transfer`,
-      { to: bob.id },
-      {
-        token: bob.token,
-      },
-    );
+    const again = await moveNft(bob, nft.id, bob.id);
     expect(again.status).toBe(403);
     expect((await p.client.get<Nft>(`/api/nfts/${nft.id}`)).body.ownerId).toBe(cat.id);
   });
@@ -223,26 +190,13 @@ describe("NFTs over HTTP", () => {
   it("clears an approval with null; the owner transfers; unknown NFT or account is 404", async () => {
     const c = await newCollection(ann);
     const nft = (await mint(ann, c.id)).body;
-    await p.client.post(`/api/nfts/${nft.id}/approve`, { spender: bob.id }, { token: ann.token });
-    const cleared = await p.client.post<Nft>(
-      `/api/nfts/${nft.id}/approve`,
-      { spender: null },
-      {
-        token: ann.token,
-      },
-    );
+    await approve(ann, nft.id, bob.id);
+    const cleared = await approve(ann, nft.id, null);
     expect(cleared.status).toBe(200);
     expect(cleared.body.approved).toBeNull();
-    const byBob = await p.client.post(
-      `/api/nfts/${nft.id}/transfer`,
-      { to: bob.id },
-      {
-        token: bob.token,
-      },
-    );
+    const byBob = await moveNft(bob, nft.id, bob.id);
     expect(byBob.status).toBe(403);
-    const t = (to: string, id = nft.id) =>
-      p.client.post<Nft>(`/api/nfts/${id}/transfer`, { to }, { token: ann.token });
+    const t = (to: string, id = nft.id) => moveNft(ann, id, to);
     expect((await t("usr_nobody")).status).toBe(404);
     expect((await t(bob.id, "nft_nope")).status).toBe(404);
     expect((await p.client.post(`/api/nfts/${nft.id}/transfer`, {})).status).toBe(401);
@@ -254,11 +208,7 @@ describe("NFTs over HTTP", () => {
   it("two transfers racing for one NFT: one wins, the other is refused", async () => {
     const c = await newCollection(ann);
     const nft = (await mint(ann, c.id)).body;
-    const [a, b] = await Promise.all(
-      [bob, cat].map(to =>
-        p.client.post<Nft>(`/api/nfts/${nft.id}/transfer`, { to: to.id }, { token: ann.token }),
-      ),
-    );
+    const [a, b] = await Promise.all([bob, cat].map(to => moveNft(ann, nft.id, to.id)));
     expect([a.status, b.status].sort()).toEqual([200, 403]);
     const winner = a.status === 200 ? a.body.ownerId : b.body.ownerId;
     expect((await p.client.get<Nft>(`/api/nfts/${nft.id}`)).body.ownerId).toBe(winner);

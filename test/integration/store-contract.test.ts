@@ -141,24 +141,30 @@ contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "" }));
 if (process.env.MONGO_URI)
   contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
 
+/** Runs `fn` with the stores as NeDB files under `dataDir`; env as it was afterwards. */
+async function withNedbFiles(dataDir: string, fn: () => Promise<void>): Promise<void> {
+  const saved = { ...process.env };
+  Object.assign(process.env, { DATA_DIR: dataDir, MONGO_URI: "" });
+  try {
+    await fn();
+  } finally {
+    process.env = saved;
+  }
+}
+
 describe("NeDB files keep what was acknowledged", () => {
   it("reloads every acknowledged write after a restart, also across a compaction", async () => {
-    const saved = { ...process.env };
-    Object.assign(process.env, {
-      DATA_DIR: tempDir("mintmesh-reload-"),
-      MONGO_URI: "",
-    });
-    const schema: ServiceSchema = {
-      name: "reload",
-      mixins: [DbMixin({ items: { unique: ["key"] } })],
-    };
-    const start = async () => {
-      const broker = new ServiceBroker({ logger: false });
-      const svc = broker.createService(schema) as unknown as DbThis;
-      await broker.start();
-      return { broker, items: svc.store<Item>("items") };
-    };
-    try {
+    await withNedbFiles(tempDir("mintmesh-reload-"), async () => {
+      const schema: ServiceSchema = {
+        name: "reload",
+        mixins: [DbMixin({ items: { unique: ["key"] } })],
+      };
+      const start = async () => {
+        const broker = new ServiceBroker({ logger: false });
+        const svc = broker.createService(schema) as unknown as DbThis;
+        await broker.start();
+        return { broker, items: svc.store<Item>("items") };
+      };
       const a = await start();
       const writes = Array.from({ length: 200 }, (_, i) =>
         a.items.insert({ _id: `r${i}`, key: `k${i}`, n: 0, version: 0 }),
@@ -199,9 +205,7 @@ describe("NeDB files keep what was acknowledged", () => {
         b.items.insert({ _id: "x", key: "k1", n: 0, version: 0 }),
       ).rejects.toBeInstanceOf(DuplicateKeyError);
       await b.broker.stop();
-    } finally {
-      process.env = saved;
-    }
+    });
   });
 });
 
@@ -215,27 +219,23 @@ describe("database per service on MongoDB", () => {
 
 describe("NeDB files are single-writer", () => {
   it("refuses a second broker on the same DATA_DIR, naming MONGO_URI", async () => {
-    const saved = { ...process.env };
-    Object.assign(process.env, {
-      DATA_DIR: tempDir("mintmesh-lock-"),
-      MONGO_URI: "",
+    await withNedbFiles(tempDir("mintmesh-lock-"), async () => {
+      const schema: ServiceSchema = { name: "locked", mixins: [DbMixin({ things: {} })] };
+      const a = new ServiceBroker({ logger: false });
+      a.createService(schema);
+      await a.start();
+      // A second process is simulated by writing a live foreign pid into the lock.
+      const lock = path.join(process.env.DATA_DIR as string, "locked", "LOCK");
+      const owner = fs.readFileSync(lock, "utf8");
+      expect(owner).toBe(`${process.pid}@${os.hostname()}`);
+      fs.writeFileSync(lock, `${process.ppid}@${os.hostname()}`);
+      const b = new ServiceBroker({ logger: false });
+      b.createService(schema);
+      await expect(b.start()).rejects.toThrow(/in use by process .*MONGO_URI/s);
+      fs.writeFileSync(lock, owner);
+      await a.stop();
+      expect(fs.existsSync(lock)).toBe(false);
     });
-    const schema: ServiceSchema = { name: "locked", mixins: [DbMixin({ things: {} })] };
-    const a = new ServiceBroker({ logger: false });
-    a.createService(schema);
-    await a.start();
-    // A second process is simulated by writing a live foreign pid into the lock.
-    const lock = path.join(process.env.DATA_DIR as string, "locked", "LOCK");
-    const owner = fs.readFileSync(lock, "utf8");
-    expect(owner).toBe(`${process.pid}@${os.hostname()}`);
-    fs.writeFileSync(lock, `${process.ppid}@${os.hostname()}`);
-    const b = new ServiceBroker({ logger: false });
-    b.createService(schema);
-    await expect(b.start()).rejects.toThrow(/in use by process .*MONGO_URI/s);
-    fs.writeFileSync(lock, owner);
-    await a.stop();
-    expect(fs.existsSync(lock)).toBe(false);
-    process.env = saved;
   });
 });
 

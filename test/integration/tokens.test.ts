@@ -221,13 +221,12 @@ describe("tokens over HTTP", () => {
     beforeAll(async () => {
       token = await createToken(p.client, alice.token, { initialSupply: "1000" });
     });
+    // A transfer of this describe's token by `from`.
+    const transfer = <T = ErrorBody>(from: Registered, to: string, amount: string) =>
+      post<T>(`/api/tokens/${token.id}/transfers`, { to, amount }, from);
 
     it("moves tokens and answers 201 with the transfer", async () => {
-      const res = await post<TransferBody>(
-        `/api/tokens/${token.id}/transfers`,
-        { to: bob.id, amount: "300" },
-        alice,
-      );
+      const res = await transfer<TransferBody>(alice, bob.id, "300");
       expect(res.status).toBe(201);
       expect(res.body).toEqual({
         id: expect.stringMatching(/^trf_/),
@@ -259,11 +258,7 @@ describe("tokens over HTTP", () => {
     });
 
     it("answers 422 INSUFFICIENT_FUNDS and changes nothing", async () => {
-      const res = await post(
-        `/api/tokens/${token.id}/transfers`,
-        { to: carol.id, amount: "301" },
-        bob,
-      );
+      const res = await transfer(bob, carol.id, "301");
       expect(res.status).toBe(422);
       expect(res.body.error.type).toBe("INSUFFICIENT_FUNDS");
       expect(await balanceOf(p.client, token.id, bob.id)).toBe("300");
@@ -271,38 +266,22 @@ describe("tokens over HTTP", () => {
     });
 
     it("records a transfer of 0 and a transfer to oneself without changing balances", async () => {
-      const zero = await post<TransferBody>(
-        `/api/tokens/${token.id}/transfers`,
-        { to: carol.id, amount: "0" },
-        carol,
-      );
+      const zero = await transfer<TransferBody>(carol, carol.id, "0");
       expect(zero.status).toBe(201);
       expect(zero.body.amount).toBe("0");
-      const self = await post<TransferBody>(
-        `/api/tokens/${token.id}/transfers`,
-        { to: bob.id, amount: "300" },
-        bob,
-      );
+      const self = await transfer<TransferBody>(bob, bob.id, "300");
       expect(self.status).toBe(201);
       expect(self.body).toMatchObject({ from: bob.id, to: bob.id, amount: "300" });
       expect(await balanceOf(p.client, token.id, bob.id)).toBe("300");
       // Even to oneself, a transfer cannot exceed the balance.
-      const tooMuch = await post(
-        `/api/tokens/${token.id}/transfers`,
-        { to: bob.id, amount: "301" },
-        bob,
-      );
+      const tooMuch = await transfer(bob, bob.id, "301");
       expect(tooMuch.status).toBe(422);
       const holders = await allHolders(p.client, token.id);
       expect(sumAmounts(holders)).toBe(1000n);
     });
 
     it("answers 404 naming an unknown recipient, 404 for an unknown token", async () => {
-      const res = await post(
-        `/api/tokens/${token.id}/transfers`,
-        { to: "usr_nobody", amount: "1" },
-        alice,
-      );
+      const res = await transfer(alice, "usr_nobody", "1");
       expect(res.status).toBe(404);
       expect(res.body.error.type).toBe("NOT_FOUND");
       expect(res.body.error.message).toContain("usr_nobody");
@@ -380,12 +359,32 @@ describe("tokens over HTTP", () => {
     beforeAll(async () => {
       token = await createToken(p.client, alice.token, { initialSupply: "100" });
     });
+    // Approvals and transfers-from on this describe's token, by the given user.
+    const approve = (owner: Registered, spender: string, amount: string) =>
+      post(`/api/tokens/${token.id}/approvals`, { spender, amount }, owner);
+    const transferFrom = <T = ErrorBody>(
+      spender: Registered,
+      from: string,
+      to: string,
+      amount: string,
+    ) => post<T>(`/api/tokens/${token.id}/transfers-from`, { from, to, amount }, spender);
     const allowance = async (owner: string, spender: string) =>
       (
         await p.client.get<{ amount: string }>(
           `/api/tokens/${token.id}/allowances/${owner}/${spender}`,
         )
       ).body;
+    // A refused transfer-from: 422 of that type, bob's allowance as given, alice still at 80.
+    const expectRefused = async (
+      res: { status: number; body: ErrorBody },
+      type: string,
+      allowanceLeft: string,
+    ) => {
+      expect(res.status).toBe(422);
+      expect(res.body.error.type).toBe(type);
+      expect(await allowance(alice.id, bob.id)).toEqual({ amount: allowanceLeft });
+      expect(await balanceOf(p.client, token.id, alice.id)).toBe("80");
+    };
 
     it("sets (not adds) an allowance and answers 200", async () => {
       const path = `/api/tokens/${token.id}/approvals`;
@@ -405,11 +404,7 @@ describe("tokens over HTTP", () => {
     });
 
     it("spends the allowance on transfers-from", async () => {
-      const res = await post<TransferBody>(
-        `/api/tokens/${token.id}/transfers-from`,
-        { from: alice.id, to: carol.id, amount: "20" },
-        bob,
-      );
+      const res = await transferFrom<TransferBody>(bob, alice.id, carol.id, "20");
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({
         tokenId: token.id,
@@ -423,57 +418,25 @@ describe("tokens over HTTP", () => {
     });
 
     it("answers 422 INSUFFICIENT_ALLOWANCE and changes nothing", async () => {
-      const res = await post(
-        `/api/tokens/${token.id}/transfers-from`,
-        { from: alice.id, to: carol.id, amount: "11" },
-        bob,
-      );
-      expect(res.status).toBe(422);
-      expect(res.body.error.type).toBe("INSUFFICIENT_ALLOWANCE");
-      expect(await allowance(alice.id, bob.id)).toEqual({ amount: "10" });
-      expect(await balanceOf(p.client, token.id, alice.id)).toBe("80");
+      const res = await transferFrom(bob, alice.id, carol.id, "11");
+      await expectRefused(res, "INSUFFICIENT_ALLOWANCE", "10");
     });
 
     it("answers 422 INSUFFICIENT_FUNDS and leaves the allowance as it was", async () => {
-      await post(`/api/tokens/${token.id}/approvals`, { spender: bob.id, amount: "500" }, alice);
-      const res = await post(
-        `/api/tokens/${token.id}/transfers-from`,
-        { from: alice.id, to: carol.id, amount: "81" },
-        bob,
-      );
-      expect(res.status).toBe(422);
-      expect(res.body.error.type).toBe("INSUFFICIENT_FUNDS");
-      expect(await allowance(alice.id, bob.id)).toEqual({ amount: "500" });
-      expect(await balanceOf(p.client, token.id, alice.id)).toBe("80");
+      await approve(alice, bob.id, "500");
+      const res = await transferFrom(bob, alice.id, carol.id, "81");
+      await expectRefused(res, "INSUFFICIENT_FUNDS", "500");
     });
 
     it("answers 404 naming an unknown spender or owner, 400 for a bad amount", async () => {
-      const a = await post(
-        `/api/tokens/${token.id}/approvals`,
-        { spender: "usr_ghost", amount: "1" },
-        alice,
-      );
+      const a = await approve(alice, "usr_ghost", "1");
       expect(a.status).toBe(404);
       expect(a.body.error.message).toContain("usr_ghost");
-      const b = await post(
-        `/api/tokens/${token.id}/transfers-from`,
-        { from: "usr_ghost", to: carol.id, amount: "1" },
-        bob,
-      );
+      const b = await transferFrom(bob, "usr_ghost", carol.id, "1");
       expect(b.status).toBe(404);
       expect(b.body.error.message).toContain("usr_ghost");
-      expectFieldError(
-        await post(`/api/tokens/${token.id}/approvals`, { spender: bob.id, amount: "1.5" }, alice),
-        "amount",
-      );
-      expectFieldError(
-        await post(
-          `/api/tokens/${token.id}/transfers-from`,
-          { from: alice.id, to: carol.id, amount: OVER },
-          bob,
-        ),
-        "amount",
-      );
+      expectFieldError(await approve(alice, bob.id, "1.5"), "amount");
+      expectFieldError(await transferFrom(bob, alice.id, carol.id, OVER), "amount");
       const anon = await post(`/api/tokens/${token.id}/approvals`, {
         spender: bob.id,
         amount: "1",

@@ -1,7 +1,7 @@
 import jwt from "jsonwebtoken";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { registerUser, type ErrorBody } from "../helpers/http";
-import { startPlatform, type Platform } from "../helpers/platform";
+import { usePlatform } from "../helpers/platform";
 
 interface UserBody {
   id: string;
@@ -20,15 +20,9 @@ interface AuthBody {
 const password = "correct horse battery";
 
 describe("users: register, login, profiles (docs/api.md)", () => {
-  let p: Platform;
-  beforeAll(async () => {
-    p = await startPlatform(["api", "users"], {
-      settings: {
-        api: { readyServices: ["users"], rateLimits: { loginMax: 1000 } },
-      },
-    });
+  const p = usePlatform(["api", "users"], {
+    settings: { api: { readyServices: ["users"], rateLimits: { loginMax: 1000 } } },
   });
-  afterAll(() => p.stop());
 
   const fields = (body: unknown) => (body as ErrorBody).error.data?.map(d => d.field).sort();
 

@@ -2,7 +2,7 @@ import { SiweMessage } from "siwe";
 import { Wallet, getAddress, type BaseWallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerUser, type Registered } from "../helpers/http";
-import { startPlatform, type Platform } from "../helpers/platform";
+import { startPlatform, usePlatform, type Platform } from "../helpers/platform";
 import { balanceOf, createToken } from "../helpers/tokens";
 
 /** Wallet linking by a signed EIP-4361 message (docs/api.md "Auth and users"), with real keys. */
@@ -65,15 +65,9 @@ const unlink = (p: Platform, user: Registered, address: string) =>
   });
 
 describe("wallets: link by signed message, unlink, resolve", () => {
-  let p: Platform;
-  beforeAll(async () => {
-    p = await startPlatform(["api", "users"], {
-      settings: {
-        api: { readyServices: ["users"], rateLimits: { max: 0 } },
-      },
-    });
+  const p = usePlatform(["api", "users"], {
+    settings: { api: { readyServices: ["users"], rateLimits: { max: 0 } } },
   });
-  afterAll(() => p.stop());
 
   describe("POST /api/users/me/wallets/challenge", () => {
     it("issues an EIP-4361 message for the address, valid five minutes", async () => {

@@ -12,6 +12,7 @@ import type { Received } from "../../lib/read-model";
 import type { Store } from "../../lib/store";
 import { TokenScript } from "../helpers/channels";
 import { failOnce } from "../helpers/stores";
+import { analyticsSummary } from "../helpers/analytics";
 
 /**
  * Analytics' counters without a broker, over real NeDB stores in memory. A delivery is
@@ -48,15 +49,9 @@ const move = s.transfer("alice", "bob", "7");
 describe("analytics counters", () => {
   it("counts a batch with one write per counter document", async () => {
     await deliver(book, received(created, move, s.transfer("bob", "carol", "2")));
-    expect(await book.summary()).toEqual({
-      tokens: 1,
-      transfers: 2,
-      nftsMinted: 0,
-      sales: 0,
-      launches: { completed: 0, compensated: 0, failed: 0 },
-      volumeByToken: { [s.token.id]: "9" },
-      salesVolumeByToken: {},
-    });
+    expect(await book.summary()).toEqual(
+      analyticsSummary({ tokens: 1, transfers: 2, volumeByToken: { [s.token.id]: "9" } }),
+    );
     expect(await counters.findOne({ _id: GLOBAL_ID })).toMatchObject({ rev: 1, pending: [] });
   });
 

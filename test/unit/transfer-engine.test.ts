@@ -262,14 +262,20 @@ describe("TransferEngine leases: two engines over one database", () => {
     expect(await balances()).toEqual({ alice: "900", bob: "100", carol: "0" });
   });
 
-  it("an owner stalled before its debit past the lease: the other fails it, the owner moves nothing", async () => {
+  /** An owner's transfer held at its `marker` step past its lease, and another engine's sweep. */
+  async function stalledPastLease(marker: "d" | "c") {
     const owner = ledgerOn(stores, { leaseMs: LEASE });
     const other = ledgerOn(stores, { leaseMs: LEASE });
-    const stall = stallNext("d");
+    const stall = stallNext(marker);
     const run = owner.engine.run(transfer());
     await stall.arrived;
     await sleep(LEASE + 50);
-    expect(await other.engine.recover()).toBe(1);
+    return { other, stall, run, recovered: await other.engine.recover() };
+  }
+
+  it("an owner stalled before its debit past the lease: the other fails it, the owner moves nothing", async () => {
+    const { other, stall, run, recovered } = await stalledPastLease("d");
+    expect(recovered).toBe(1);
     stall.release();
     await expect(run).rejects.toMatchObject({ code: 503, name: "TakenOverError" });
     expect(await balances()).toEqual({ alice: "1000", bob: "0", carol: "0" });
@@ -279,13 +285,8 @@ describe("TransferEngine leases: two engines over one database", () => {
   });
 
   it("an owner stalled between debit and credit: the other completes it, the owner credits nothing twice", async () => {
-    const owner = ledgerOn(stores, { leaseMs: LEASE });
-    const other = ledgerOn(stores, { leaseMs: LEASE });
-    const stall = stallNext("c");
-    const run = owner.engine.run(transfer());
-    await stall.arrived;
-    await sleep(LEASE + 50);
-    expect(await other.engine.recover()).toBe(1);
+    const { other, stall, run, recovered } = await stalledPastLease("c");
+    expect(recovered).toBe(1);
     await other.engine.idle();
     stall.release();
     const rec = await run;
