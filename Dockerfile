@@ -15,6 +15,7 @@ COPY lib ./lib
 COPY mixins ./mixins
 COPY middlewares ./middlewares
 COPY services ./services
+COPY types ./types
 RUN npx tsc -p tsconfig.build.json
 
 # ---- deps: production dependencies only ----
@@ -33,12 +34,14 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The operator page's static files (/ops, mixins/ops.mixin.ts finds them beside dist/).
+COPY public ./public
 COPY package.json ./
 # Only NeDB (no MONGO_URI) writes here; code and dependencies stay read-only for the app user.
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 # 3000: the gateway's HTTP API (SERVICES=api); 9090: every node's health endpoint.
-EXPOSE 3000 9090
+EXPOSE 3000 3030 9090
 # Each node, gateway or not, answers on HEALTH_PORT (middlewares/health.middleware.ts):
 # healthy = broker started and connected to NATS.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

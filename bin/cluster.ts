@@ -25,7 +25,10 @@ import { answers, runnerArgs } from "./runner-args";
  * and the script exits once all of them have (non-zero if any failed).
  *
  * Env: TRANSPORTER, REDIS_URL, CHANNELS_URL, NAMESPACE, PORT, DATA_DIR, MONGO_URI as
- * for one node; CLUSTER_SERVICES=api,users limits which services start.
+ * for one node; CLUSTER_SERVICES=api,users limits which services start. ADMIN_EMAILS (as
+ * every other variable) reaches every child: with it the gateways serve the operator page
+ * on PORT/ops and PORT+1/ops. METRICS_PORT and HEALTH_PORT, when set, are the first of a
+ * range: the children get one port each, in start order (one port for all would collide).
  */
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -131,6 +134,12 @@ function plan(services: string[]): Plan[] {
       plans.push({ name: `${service}-2`, service, env: replica });
     }
   }
+  // One port each from METRICS_PORT / HEALTH_PORT on (unset: none, as for one node).
+  for (const variable of ["METRICS_PORT", "HEALTH_PORT"]) {
+    const first = Number(process.env[variable]);
+    if (!process.env[variable] || !Number.isInteger(first) || first <= 0) continue;
+    plans.forEach((p, i) => (p.env[variable] = String(first + i)));
+  }
   return plans;
 }
 
@@ -157,6 +166,11 @@ async function announceReady(plans: Plan[], stopping: () => boolean): Promise<vo
         `ready in ${((Date.now() - since) / 1000).toFixed(1)} s: gateway on ` +
           ports.map(p => `http://127.0.0.1:${p}`).join(" and ") +
           "; `npm run repl` opens a REPL on the cluster",
+      );
+      log(
+        process.env.ADMIN_EMAILS
+          ? `operator page: http://127.0.0.1:${ports[0]}/ops (log in as one of ADMIN_EMAILS)`
+          : "operator page off: set ADMIN_EMAILS=you@example.com to serve it on /ops",
       );
       return;
     }
@@ -236,9 +250,11 @@ function start(
     );
     const child: Child = { plan: p, proc };
     children.push(child);
-    log(
-      `${p.name}: pid ${proc.pid} (SERVICES=${p.service}${p.env.PORT ? ` PORT=${p.env.PORT}` : ""})`,
-    );
+    const ports = ["PORT", "METRICS_PORT", "HEALTH_PORT"]
+      .filter(v => p.env[v])
+      .map(v => ` ${v}=${p.env[v]}`)
+      .join("");
+    log(`${p.name}: pid ${proc.pid} (SERVICES=${p.service}${ports})`);
 
     const prefix = label(p.name);
     const pipe = (stream: NodeJS.ReadableStream, to: NodeJS.WriteStream) => {

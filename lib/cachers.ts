@@ -73,3 +73,13 @@ export class SafeRedisCacher extends Cachers.Redis {
     }
   }
 }
+
+/**
+ * Whether the broker's cacher is a Redis cacher without a live connection (readiness says
+ * "redis"): ioredis reconnects by itself, and until then every cached action waits on it.
+ */
+export function redisCacherDown(cacher: unknown): boolean {
+  if (!(cacher instanceof Cachers.Redis)) return false;
+  const client = (cacher as Cachers.Redis<{ status?: string } | undefined>).client;
+  return client?.status !== "ready";
+}

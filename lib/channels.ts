@@ -1,6 +1,7 @@
 import type { ServiceBroker } from "moleculer";
 import type { DomainEvent } from "./events";
 import type { EventPublisher } from "./outbox";
+import type { TraceParent } from "./trace-tags";
 import type { ChannelsBroker } from "../types/moleculer";
 
 /**
@@ -25,13 +26,19 @@ export const FROM_THE_START = { consumerOptions: { config: { deliver_policy: "al
  * made by the first consumer that subscribes; until then a publish has nowhere to go, so
  * the publisher makes the stream itself (as the adapter names it) and an event nobody
  * consumes yet waits there instead of blocking the outbox.
+ *
+ * An event written while serving a request carries that request along (`trace`, captured
+ * by the outbox): the publish is an "outbox.publish" span in its trace, and the message
+ * headers @moleculer/channels reads with `context: true` ($requestID, $parentID, $tracing)
+ * make the consumer's context, logs and span part of the same request, however much later
+ * the relay sends it. `owner` (the publishing service's name) names the span's service.
  */
-export function channelPublisher(broker: ServiceBroker): EventPublisher {
+export function channelPublisher(broker: ServiceBroker, owner?: string): EventPublisher {
   const channels = channelsOf(broker);
   const streams = new Set<string>();
   return {
     ready: () => channels.channelAdapter?.connected !== false,
-    async publish(type: string, event: DomainEvent): Promise<void> {
+    async publish(type: string, event: DomainEvent, trace?: TraceParent): Promise<void> {
       const adapter = channels.channelAdapter;
       if (adapter?.createStream && adapter.addPrefixTopic) {
         const subject = adapter.addPrefixTopic(type);
@@ -40,7 +47,37 @@ export function channelPublisher(broker: ServiceBroker): EventPublisher {
           streams.add(subject);
         }
       }
-      await channels.sendToChannel(type, event);
+      if (!trace) return channels.sendToChannel(type, event);
+      const span = broker.isTracingEnabled()
+        ? broker.tracer.startSpan("outbox.publish", {
+            type: "outbox",
+            traceID: trace.requestID,
+            parentID: trace.parentID,
+            sampled: trace.sampled,
+            service: owner,
+            tags: {
+              channel: type,
+              eventId: event.eventId,
+              nodeID: broker.nodeID,
+              requestID: trace.requestID,
+            },
+          })
+        : null;
+      const headers: Record<string, string> = {
+        $requestID: trace.requestID,
+        $parentID: span?.id ?? trace.parentID,
+        $tracing: String(span?.sampled ?? false),
+        $level: "1",
+        ...(owner ? { $caller: owner } : {}),
+      };
+      try {
+        await channels.sendToChannel(type, event, { headers });
+      } catch (err) {
+        span?.setError(err as Error);
+        throw err;
+      } finally {
+        span?.finish();
+      }
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { CollectionSpec, Doc, Store } from "./store";
 import { insertIfAbsent } from "./store";
 import type { DomainEvent } from "./events";
+import type { TraceParent } from "./trace-tags";
 
 /**
  * Transactional outbox (docs/architecture.md rule 2). A write model stores each event in its own
@@ -22,6 +23,8 @@ export interface OutboxDoc extends Doc {
   event: DomainEvent;
   /** ms since epoch, when it was written. */
   at: number;
+  /** The request that wrote it: the publish joins that request's trace. */
+  trace?: TraceParent;
 }
 
 /** Only unsent entries are kept, so no index but `_id` is worth its upkeep. */
@@ -53,7 +56,7 @@ export async function publishThenClear(
 export interface EventPublisher {
   /** False before the channel adapter has connected or after it began to disconnect. */
   ready(): boolean;
-  publish(type: string, event: DomainEvent): Promise<void>;
+  publish(type: string, event: DomainEvent, trace?: TraceParent): Promise<void>;
 }
 
 export interface OutboxOptions {
@@ -61,6 +64,8 @@ export interface OutboxOptions {
   intervalMs?: number;
   /** Entries published per round. */
   batchSize?: number;
+  /** The running request's trace position, kept with each entry written (mixins/outbox.mixin.ts). */
+  traceParent?: () => TraceParent | undefined;
 }
 
 export interface OutboxStats {
@@ -75,7 +80,8 @@ interface WarnLogger {
 }
 
 export class Outbox implements OutboxWriter {
-  private readonly opts: Required<OutboxOptions>;
+  private readonly opts: Required<Omit<OutboxOptions, "traceParent">>;
+  private readonly traceParent: () => TraceParent | undefined;
   /** Written by this process and not yet published. */
   private queue: OutboxDoc[] = [];
   private readonly queued = new Set<string>();
@@ -85,6 +91,8 @@ export class Outbox implements OutboxWriter {
   private published = 0;
   private lastWarn = 0;
   private stopping = false;
+  /** Told of each event written here for the first time: the commit point metrics count at. */
+  onWritten?: (event: DomainEvent) => void;
 
   constructor(
     private readonly store: Store<OutboxDoc>,
@@ -93,16 +101,20 @@ export class Outbox implements OutboxWriter {
     options: OutboxOptions = {},
   ) {
     this.opts = { intervalMs: options.intervalMs ?? 1000, batchSize: options.batchSize ?? 500 };
+    this.traceParent = options.traceParent ?? (() => undefined);
   }
 
   async write(events: DomainEvent[]): Promise<void> {
     const at = Date.now();
+    const trace = this.traceParent();
     for (const event of events) {
       const doc: OutboxDoc = { _id: event.eventId, type: event.type, event, at };
+      if (trace) doc.trace = trace;
       // Already written (a retry or a recovery): the first entry stands.
       if (!(await insertIfAbsent(this.store, doc))) continue;
       this.queue.push(doc);
       this.queued.add(doc._id);
+      this.onWritten?.(event);
     }
     if (!this.running) setImmediate(() => void this.flush());
     else this.again = true;
@@ -183,7 +195,7 @@ export class Outbox implements OutboxWriter {
     // disconnect, a publish would fail or be dropped: the sweep retries.
     if (docs.length === 0 || !this.publisher.ready()) return 0;
     const results = await Promise.allSettled(
-      docs.map(d => this.publisher.publish(d.type, d.event)),
+      docs.map(d => this.publisher.publish(d.type, d.event, d.trace)),
     );
     const ok = docs.filter((_, i) => results[i].status === "fulfilled").map(d => d._id);
     const failed = results.find(r => r.status === "rejected");

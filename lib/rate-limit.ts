@@ -36,6 +36,9 @@ export class RedisRateLimitStore implements AttemptCounter {
       enableOfflineQueue: true,
       lazyConnect: false,
     });
+    // Without a listener ioredis reports a lost connection as an unhandled error event; the
+    // failure reaches the caller anyway as a rejected command, which the gateway logs.
+    this.redis.on("error", () => undefined);
     this.prefix = opts.prefix;
   }
 

@@ -16,6 +16,7 @@ import {
   type SagaError,
 } from "./saga-log";
 import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
+import { sagaStepScope } from "./trace-tags";
 
 /**
  * The saga engine: long-running changes across services as a list of named steps, each
@@ -374,7 +375,9 @@ export class SagaEngine {
     step: AnyStep,
   ): Promise<unknown> {
     const opts = { idempotencyKey: input.key, sagaId: input.sagaId, meta: step.meta?.(input) };
-    return this.call(action, params, opts);
+    // The call is traced as this saga step (middlewares/request-context.middleware.ts).
+    const scope = { sagaId: input.sagaId, step: step.name, undo: action !== step.action };
+    return sagaStepScope.run(scope, () => this.call(action, params, opts));
   }
 
   private inputOf(doc: SagaDoc, step: string, undo: boolean): StepInput<unknown> {

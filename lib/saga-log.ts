@@ -195,3 +195,29 @@ export function newSagaDoc(
     version: 1,
   };
 }
+
+/** What the operator page (/ops) shows of a saga: its state and what failed, no input or results. */
+export interface SagaSummary {
+  id: string;
+  type: string;
+  state: SagaState;
+  createdAt: string;
+  updatedAt: string;
+  error?: SagaError & { step: string };
+  /** Steps that failed, or whose undo failed. */
+  failedSteps: Array<{ name: string; state: StepState; error?: SagaError }>;
+}
+
+export function toSagaSummary(doc: SagaDoc): SagaSummary {
+  return {
+    id: doc._id,
+    type: doc.type,
+    state: doc.state,
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+    ...(doc.error ? { error: doc.error } : {}),
+    failedSteps: doc.steps
+      .filter(s => s.state === "failed" || s.state === "compensation-failed")
+      .map(s => ({ name: s.name, state: s.state, ...(s.error ? { error: s.error } : {}) })),
+  };
+}

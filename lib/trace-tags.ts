@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { createHash } from "node:crypto";
 import type { Context } from "moleculer";
 
 /**
@@ -84,8 +86,54 @@ export function redactForTrace(value: unknown, depth = 0): unknown {
  */
 export function traceTags(ctx: Context, ...response: unknown[]): Record<string, unknown> {
   if (response.length > 0) return {};
-  return { params: redactForTrace(ctx.params) };
+  // Who called: the service name (Moleculer's own tags name only the caller's node).
+  return { params: redactForTrace(ctx.params), caller: ctx.caller ?? undefined };
 }
 
 /** Error fields a span records: never `data`, where validation errors keep the value given. */
 export const TRACE_ERROR_FIELDS = ["name", "message", "code", "type"];
+
+/**
+ * Trace and span ids as exporters need them (hex, 128 and 64 bits). A span's trace id is its
+ * request id: the gateway's own are UUIDs (hex once the dashes go), but a client may send any
+ * X-Request-ID of `[A-Za-z0-9._:-]`, and a saga's id is the request id of its steps. Jaeger's
+ * exporter would read such an id as hex up to its first non-hex character, i.e. as garbage or
+ * nothing. Here an id that is not hex is hashed instead: every node derives the same trace id
+ * from the same request id, and the span's `requestID` tag keeps the id as given.
+ */
+export function traceIdHex(id: string): string {
+  const plain = id.replace(/-/g, "").toLowerCase();
+  if (/^[0-9a-f]{32}$/.test(plain)) return plain;
+  if (/^[0-9a-f]{16}$/.test(plain)) return plain.padStart(32, "0");
+  return createHash("sha256").update(id).digest("hex").slice(0, 32);
+}
+
+/** A span id as 16 hex characters: the first 64 bits of a UUID, or a hash of anything else. */
+export function spanIdHex(id: string): string {
+  const plain = id.replace(/-/g, "").toLowerCase();
+  if (/^[0-9a-f]{16,}$/.test(plain)) return plain.slice(0, 16);
+  return createHash("sha256").update(id).digest("hex").slice(0, 16);
+}
+
+/** Where a later, asynchronous piece of work (an outbox publish) hangs in its request's trace. */
+export interface TraceParent {
+  requestID: string;
+  /** The span (or, without tracing, the context) running when the work was decided. */
+  parentID: string;
+  /** Whether the trace is sampled; absent when tracing is off. */
+  sampled?: boolean;
+}
+
+/** The saga step whose call is being made (lib/saga-engine.ts), for its span. */
+export interface SagaStepTrace {
+  sagaId: string;
+  step: string;
+  /** The step's compensation rather than the step. */
+  undo: boolean;
+}
+
+/**
+ * Set by the saga engine around a step's call, read by the broker's `call` hook, which makes
+ * the call the child of a "saga step" span: the engine has no broker to start spans with.
+ */
+export const sagaStepScope = new AsyncLocalStorage<SagaStepTrace>();

@@ -1,5 +1,7 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
+import { redisCacherDown } from "../lib/cachers";
+import { channelsOf } from "../lib/channels";
 import { envStr } from "../lib/env";
 import { storeHealth } from "../lib/store-health";
 
@@ -9,9 +11,9 @@ import { storeHealth } from "../lib/store-health";
  * not depend on one. Off unless HEALTH_PORT is set.
  *
  *   GET /health/live   200 while the process runs (the event loop answers)
- *   GET /health/ready  200 once the broker has started and its transporter is
- *                      connected; 503 before, while stopping, when NATS is lost and
- *                      while a store of this node cannot write (a full disk)
+ *   GET /health/ready  200 once the broker has started and what it depends on answers;
+ *                      503 before, while stopping, and while something is missing:
+ *                      `missing` names it (nodeProblems below) and `reason` says why
  */
 
 export interface HealthOptions {
@@ -24,19 +26,41 @@ export interface HealthOptions {
 export interface HealthState {
   ready: boolean;
   reason?: string;
+  /** What this node depends on and cannot reach or use now (empty while starting or stopping). */
+  missing: string[];
 }
+
+/**
+ * What this node depends on that does not answer, by name, as readiness reports it:
+ *  - "nats": the transporter is not connected (no calls in or out);
+ *  - "channels": the durable events' adapter is not connected (no outbox relay, no read models);
+ *  - "redis": the Redis cacher has no connection (cached actions would wait on it);
+ *  - "<service>/<collection>: <error>": a store of this node cannot write (a full disk).
+ */
+export function nodeProblems(broker: ServiceBroker): string[] {
+  const missing: string[] = [];
+  // No transporter: a single-process node needs none.
+  if (broker.transit && !(broker.transit.connected && broker.transit.isReady)) missing.push("nats");
+  if (channelsOf(broker).channelAdapter?.connected === false) missing.push("channels");
+  if (redisCacherDown(broker.cacher)) missing.push("redis");
+  missing.push(...storeHealth.problems());
+  return missing;
+}
+
+const REASONS: Record<string, string> = {
+  nats: "transporter disconnected",
+  channels: "channels adapter disconnected",
+  redis: "redis unreachable",
+};
 
 /** Why this node is not ready, or ready. */
 export function healthState(broker: ServiceBroker, stopping: boolean): HealthState {
-  if (stopping) return { ready: false, reason: "stopping" };
-  if (!broker.started) return { ready: false, reason: "starting" };
-  // No transporter: a single-process node is ready once started.
-  if (broker.transit && !(broker.transit.connected && broker.transit.isReady))
-    return { ready: false, reason: "transporter disconnected" };
-  const stores = storeHealth.problems();
-  if (stores.length > 0)
-    return { ready: false, reason: `store cannot write: ${stores.join(", ")}` };
-  return { ready: true };
+  if (stopping) return { ready: false, reason: "stopping", missing: [] };
+  if (!broker.started) return { ready: false, reason: "starting", missing: [] };
+  const missing = nodeProblems(broker);
+  if (missing.length === 0) return { ready: true, missing };
+  const reason = missing.map(m => REASONS[m] ?? `store cannot write: ${m}`).join("; ");
+  return { ready: false, reason, missing };
 }
 
 export function HealthMiddleware(opts: HealthOptions = {}): Middleware {
@@ -73,6 +97,7 @@ export function HealthMiddleware(opts: HealthOptions = {}): Middleware {
                 status: "unavailable",
                 nodeID: broker.nodeID,
                 reason: state.reason,
+                missing: state.missing,
               });
         }
         send(res, 404, { status: "not found" });

@@ -1,7 +1,10 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { channelPublisher } from "../lib/channels";
+import { domainMetrics } from "../lib/domain-metrics";
 import { envInt } from "../lib/env";
 import { OUTBOX_COLLECTION, Outbox, type OutboxDoc, type OutboxOptions } from "../lib/outbox";
+import { repeat } from "../lib/repeat";
+import { currentTraceParent } from "../middlewares/request-context.middleware";
 import type { CollectionSpec } from "../lib/store";
 import { DbMixin, type DbMethods } from "./db.mixin";
 import { defineMixin } from "./define";
@@ -20,6 +23,8 @@ export interface OutboxSettings extends ServiceSettingSchema {
 
 export interface OutboxVars {
   outbox: Outbox;
+  /** Stops the outbox backlog gauge (mintmesh.outbox.backlog). */
+  stopBacklogGauge?: () => void;
 }
 
 export interface OutboxMethods {
@@ -50,15 +55,28 @@ export function OutboxMixin(options: OutboxOptions = {}): Partial<ServiceSchema>
       openOutbox(): Outbox {
         this.outbox = new Outbox(
           this.store<OutboxDoc>("outbox"),
-          channelPublisher(this.broker),
+          channelPublisher(this.broker, this.fullName),
           this.logger,
-          this.settings.outbox,
+          // Each entry keeps the request that wrote it, so its publish joins that request's trace.
+          { ...this.settings.outbox, traceParent: currentTraceParent },
         );
+        // Domain metrics count each change once, where its event is first written.
+        const metrics = domainMetrics(this.broker);
+        const outbox = this.outbox;
+        outbox.onWritten = event => metrics.eventWritten(event);
+        this.stopBacklogGauge?.();
+        if (this.broker.isMetricsEnabled())
+          this.stopBacklogGauge = repeat(
+            this.settings.outbox.intervalMs ?? 1000,
+            async () => metrics.outboxBacklog(this.fullName, (await outbox.stats()).unsent),
+            err => this.logger.debug({ err }, "Outbox backlog not measured"),
+          );
         return this.outbox;
       },
     },
 
     async stopped() {
+      this.stopBacklogGauge?.();
       await this.outbox?.stop();
     },
   });

@@ -6,6 +6,7 @@ import type {
   ServiceSettingSchema,
 } from "moleculer";
 import { appliedAmong, markApplied, pruneApplied, type AppliedDoc } from "../lib/applied-events";
+import { domainMetrics } from "../lib/domain-metrics";
 import { envInt } from "../lib/env";
 import { repeat } from "../lib/repeat";
 import { KeyedBatcher } from "../lib/batcher";
@@ -146,6 +147,11 @@ export function ReadModelMixin<Own = object>(
         }
         for (const [apply, events] of byApply) await apply.call(this, events);
         await markApplied(applied, fresh);
+        // Lag from each event's ledger change to now, when the read model shows it.
+        domainMetrics(this.broker).readModelApplied(
+          this.fullName,
+          fresh.map(r => r.event),
+        );
         await opts.settled?.call(this, unique, fresh);
       },
     },
@@ -160,7 +166,7 @@ export function ReadModelMixin<Own = object>(
           nats: FROM_THE_START,
           maxInFlight: maxInFlight[channel],
           async handler(ctx: Context<unknown>) {
-            await this.receiveEvent(channel, ctx.params);
+            await inChannelSpan(this, ctx, channel, () => this.receiveEvent(channel, ctx.params));
           },
         };
       }
@@ -183,6 +189,48 @@ export function ReadModelMixin<Own = object>(
       this.stopPruning();
     },
   });
+}
+
+/**
+ * A span for each message a channel handler takes. @moleculer/channels makes the handler's
+ * context from the message headers (the publishing request's id and span, lib/channels.ts)
+ * but starts no span; its own tracing middleware would name no service and record the whole
+ * event. This one is the publish span's child in the writing request's trace, named after
+ * the consuming service, tagged with what finds it and nothing of the payload but its id.
+ */
+async function inChannelSpan(
+  svc: Service<ReadModelSettings>,
+  ctx: Context<unknown>,
+  channel: string,
+  run: () => Promise<void>,
+): Promise<void> {
+  if (!svc.broker.isTracingEnabled()) return run();
+  const event = (ctx.params ?? {}) as Partial<DomainEvent>;
+  const span = ctx.startSpan(`channel '${channel}' in '${svc.fullName}'`, {
+    id: ctx.id,
+    type: "channel",
+    traceID: ctx.requestID,
+    parentID: ctx.parentID,
+    service: svc,
+    sampled: ctx.tracing ?? undefined,
+    tags: {
+      channel,
+      group: svc.settings.readModel.group ?? svc.fullName,
+      nodeID: svc.broker.nodeID,
+      caller: ctx.caller,
+      requestID: ctx.requestID,
+      eventId: typeof event.eventId === "string" ? event.eventId : undefined,
+    },
+  });
+  ctx.tracing = span.sampled;
+  try {
+    await run();
+  } catch (err) {
+    span.setError(err as Error);
+    throw err;
+  } finally {
+    ctx.finishSpan(span);
+  }
 }
 
 /**

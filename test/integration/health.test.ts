@@ -22,3 +22,18 @@ describe("health endpoints", () => {
     expect(res.body).toEqual({ status: "unavailable", missing: ["users"] });
   });
 });
+
+describe("health endpoints when Redis does not answer", () => {
+  // A port nothing listens on: the cacher and the gateway's Redis counters keep retrying.
+  const p = usePlatform(["api", "users"], {
+    env: { REDIS_URL: "redis://127.0.0.1:9" },
+    settings: { api: { readyServices: ["users"] } },
+  });
+
+  it("GET /health/ready answers 503 naming redis, once; live stays 200", async () => {
+    const res = await p.client.get("/health/ready");
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual({ status: "unavailable", missing: ["redis"] });
+    expect((await p.client.get("/health/live")).status).toBe(200);
+  });
+});

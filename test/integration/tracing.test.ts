@@ -5,6 +5,10 @@ import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { waitUntil } from "../helpers/cluster";
+import { registerUser } from "../helpers/http";
+import { uniqueSymbol } from "../helpers/tokens";
+import { traceIdHex } from "../../lib/trace-tags";
+import type { Saga } from "../../lib/saga-log";
 
 /**
  * Secrets stay out of traces: the platform with JAEGER_ENDPOINT pointing at a stand-in
@@ -92,6 +96,108 @@ describe("traces sent to Jaeger", () => {
       ["wallet signature without 0x", signature.slice(2)],
     ]) {
       expect(has(secret), what).toBe(false);
+    }
+  });
+});
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  attributes: Array<{ key: string; value: { stringValue?: string; boolValue?: boolean } }>;
+}
+
+/**
+ * Saga steps in traces, through the OTLP exporter (OTLP_ENDPOINT, a stand-in collector taking
+ * OTLP/HTTP JSON): a launch's steps are spans of the saga's trace (its steps' request id is
+ * the saga id), each step's call hangs under its step, and the outbox's publishes and the
+ * read models' handlers of the request's events are in the request's trace.
+ */
+describe("saga steps and outbox publishes in traces (OTLP)", () => {
+  const spans: OtlpSpan[] = [];
+  let collector: http.Server;
+  let p: Platform;
+
+  beforeAll(async () => {
+    collector = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        const parsed = JSON.parse(body) as {
+          resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+        };
+        spans.push(...parsed.resourceSpans.flatMap(r => r.scopeSpans.flatMap(x => x.spans)));
+        res.writeHead(200).end("{}");
+      });
+    });
+    await new Promise<void>(resolve => collector.listen(0, "127.0.0.1", resolve));
+    const { port } = collector.address() as AddressInfo;
+    p = await startPlatform(["api", "users", "tokens", "dex", "marketing", "sagas", "catalog"], {
+      env: {
+        OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+        READY_SERVICES: "users,tokens,dex,marketing,sagas",
+        RATE_LIMIT_MAX: "0",
+      },
+    });
+  });
+  afterAll(async () => {
+    await p?.stop();
+    await new Promise(resolve => collector.close(resolve));
+  });
+
+  const attr = (s: OtlpSpan, key: string) => {
+    const v = s.attributes.find(a => a.key === key)?.value;
+    return v?.stringValue ?? v?.boolValue;
+  };
+
+  it("has a span per step with the step's call under it, and the request's publishes", async () => {
+    const ann = await registerUser(p.client, "launcher");
+    const res = await p.client.post<Saga>(
+      "/api/launches",
+      {
+        token: { name: "Traced", symbol: uniqueSymbol("L"), decimals: 0, initialSupply: "1000" },
+        liquidity: { amount: "100" },
+        marketing: { budget: "10" },
+      },
+      { token: ann.token },
+    );
+    // 202 when the saga is still running: its steps are traced either way.
+    expect([201, 202]).toContain(res.status);
+    const requestId = res.headers.get("x-request-id")!;
+    const sagaTrace = traceIdHex(res.body.id);
+
+    const steps = () =>
+      spans.filter(s => s.traceId === sagaTrace && s.name.startsWith("saga step"));
+    await waitUntil(() => steps().length >= 3, 10_000);
+    expect(steps().map(s => s.name)).toEqual(
+      expect.arrayContaining([
+        "saga step 'createToken'",
+        "saga step 'addLiquidity'",
+        "saga step 'activateMarketing'",
+      ]),
+    );
+    for (const step of steps()) {
+      expect(attr(step, "sagaId")).toBe(res.body.id);
+      // The step's call: an action span whose parent is the step.
+      await waitUntil(() => spans.some(s => s.parentSpanId === step.spanId), 5000);
+      const call = spans.find(s => s.parentSpanId === step.spanId)!;
+      expect(call.name).toBe(`action '${attr(step, "action") as string}'`);
+      expect(call.traceId).toBe(sagaTrace);
+    }
+
+    // The launch request's own events (the saga's end, written by sagas) are published in the
+    // request's trace, and the catalog's handler of them hangs under the publish.
+    const requestTrace = traceIdHex(requestId);
+    await waitUntil(
+      () => spans.some(s => s.traceId === requestTrace && s.name === "outbox.publish"),
+      10_000,
+    );
+    const publishes = spans.filter(s => s.traceId === requestTrace && s.name === "outbox.publish");
+    for (const pub of publishes) {
+      expect(spans.some(s => s.spanId === pub.parentSpanId && s.traceId === requestTrace)).toBe(
+        true,
+      );
     }
   });
 });

@@ -1,8 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import { ServiceBroker } from "moleculer";
+import { METRIC, ServiceBroker } from "moleculer";
 import { YAML11_SCHEMA, load, loadAll } from "js-yaml";
 import { afterEach, describe, expect, it } from "vitest";
+import { METRICS } from "../../lib/domain-metrics";
 import { HealthMiddleware } from "../../middlewares/health.middleware";
 import { freePort } from "../helpers/cluster";
 
@@ -133,6 +134,26 @@ describe("k8s manifests", () => {
         expect(requests.cpu, `${where} cpu request`).toBeDefined();
         expect(requests.memory, `${where} memory request`).toBeDefined();
       }
+    }
+  });
+
+  it("let Prometheus scrape every node on its METRICS_PORT, and probe /health/live and /health/ready", () => {
+    const config = obj(ofKind("ConfigMap").find(c => c.name === "mintmesh-config")?.doc.data);
+    const metricsPort = Number(config.METRICS_PORT);
+    expect(metricsPort).toBeGreaterThan(0);
+    for (const d of ofKind("Deployment")) {
+      const annotations = obj(obj(obj(obj(d.doc.spec).template).metadata).annotations);
+      expect(annotations["prometheus.io/scrape"], d.name).toBe("true");
+      expect(annotations["prometheus.io/path"], d.name).toBe("/metrics");
+      expect(Number(annotations["prometheus.io/port"]), d.name).toBe(metricsPort);
+      const c = containers(d)[0];
+      const ports = arr(c.ports).map(obj);
+      expect(
+        ports.some(p => p.containerPort === metricsPort),
+        `${d.name} metrics port`,
+      ).toBe(true);
+      expect(obj(obj(c.readinessProbe).httpGet).path, d.name).toBe("/health/ready");
+      expect(obj(obj(c.livenessProbe).httpGet).path, d.name).toBe("/health/live");
     }
   });
 
@@ -348,6 +369,115 @@ describe("docker-compose.yml", () => {
   });
 });
 
+describe("Prometheus and Grafana of docker-compose.yml", () => {
+  const compose = obj(
+    load(fs.readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8"), { schema: YAML11_SCHEMA }),
+  );
+  const services = obj(compose.services);
+  const env = (name: string) => obj(obj(services[name]).environment);
+  const nodes = Object.keys(services).filter(n => env(n).SERVICES !== undefined && n !== "repl");
+  /** Host paths of a compose service's bind mounts ("./x:/y:ro"), relative to the repository. */
+  const binds = (name: string) =>
+    arr(obj(services[name]).volumes)
+      .map(String)
+      .filter(v => v.startsWith("./"))
+      .map(v => v.split(":"));
+
+  it("gives every node METRICS_PORT and HEALTH_PORT, and a healthcheck on /health/ready", () => {
+    expect(nodes.length).toBeGreaterThanOrEqual(SERVICES.length);
+    for (const name of nodes) {
+      expect(Number(env(name).METRICS_PORT), name).toBeGreaterThan(0);
+      expect(Number(env(name).HEALTH_PORT), name).toBeGreaterThan(0);
+      expect(arr(obj(obj(services[name]).healthcheck).test).join(" "), name).toContain(
+        "/health/ready",
+      );
+    }
+  });
+
+  it("has Prometheus scrape every node on its METRICS_PORT, from a config in the repository", () => {
+    const [source, target] = binds("prometheus").find(([, t]) => t.endsWith("prometheus.yml"))!;
+    expect(arr(obj(services.prometheus).command).join(" ")).toContain(`--config.file=${target}`);
+    const config = obj(load(fs.readFileSync(path.join(ROOT, source), "utf8")));
+    const scraped = new Map<string, number>();
+    for (const job of arr(config.scrape_configs).map(obj)) {
+      expect(job.metrics_path ?? "/metrics").toBe("/metrics");
+      for (const sd of arr(job.dns_sd_configs).map(obj))
+        for (const n of arr(sd.names)) scraped.set(String(n), Number(sd.port));
+      for (const sc of arr(job.static_configs).map(obj))
+        for (const t of arr(sc.targets)) {
+          const [host, port] = String(t).split(":");
+          scraped.set(host, Number(port));
+        }
+    }
+    for (const name of nodes) expect(scraped.get(name), name).toBe(Number(env(name).METRICS_PORT));
+  });
+
+  it("has Grafana provisioned from files in the repository: a data source and the dashboard", () => {
+    const mounts = binds("grafana");
+    expect(mounts.length).toBeGreaterThan(0);
+    for (const [source] of mounts)
+      expect(fs.existsSync(path.join(ROOT, source)), `${source} exists`).toBe(true);
+    const provisioning = mounts.find(([, t]) => t === "/etc/grafana/provisioning")![0];
+    const datasources = yamlFiles(path.join(ROOT, provisioning, "datasources")).flatMap(f =>
+      arr(obj(load(fs.readFileSync(f, "utf8"))).datasources).map(obj),
+    );
+    const prometheus = datasources.find(d => d.type === "prometheus");
+    expect(String(prometheus?.url)).toMatch(/^http:\/\/prometheus:9090/);
+    const providers = yamlFiles(path.join(ROOT, provisioning, "dashboards")).flatMap(f =>
+      arr(obj(load(fs.readFileSync(f, "utf8"))).providers).map(obj),
+    );
+    // Each provider reads a directory that a bind mount fills from the repository.
+    for (const p of providers) {
+      const dir = String(obj(p.options).path);
+      expect(
+        mounts.some(
+          ([source, t]) => t === dir && fs.readdirSync(path.join(ROOT, source)).length > 0,
+        ),
+        dir,
+      ).toBe(true);
+    }
+    expect(providers.length).toBeGreaterThan(0);
+    expect(String(prometheus?.uid)).toBe("prometheus");
+  });
+
+  it("has one dashboard whose queries name only metrics that exist, on the provisioned data source", () => {
+    const dir = path.join(ROOT, "deploy/grafana/dashboards");
+    const files = fs.readdirSync(dir).filter(f => f.endsWith(".json"));
+    expect(files).toEqual(["mintmesh.json"]);
+    const dashboard = obj(JSON.parse(fs.readFileSync(path.join(dir, files[0]), "utf8")));
+    const panels = arr(dashboard.panels).map(obj);
+    // Moleculer's and the contract's names as Prometheus shows them.
+    const known = new Set(
+      [...Object.values(METRIC), ...Object.values(METRICS)]
+        .map(String)
+        .filter(n => n.includes("."))
+        .map(n => n.replace(/[.-]/g, "_")),
+    );
+    const exprs = panels.flatMap(p => arr(p.targets).map(t => String(obj(t).expr)));
+    expect(exprs.length).toBeGreaterThan(0);
+    const used = new Set<string>();
+    for (const expr of exprs)
+      for (const [m] of expr.matchAll(/\b(?:mintmesh|moleculer|process|os)_[a-z0-9_]+/g))
+        used.add(m);
+    for (const name of used) {
+      const base = name.replace(/_(bucket|count|sum)$/, "");
+      expect(known.has(name) || known.has(base), `${name} is a metric`).toBe(true);
+    }
+    // What the issue asks the dashboard to show.
+    const all = exprs.join("\n");
+    for (const m of [
+      "moleculer_request_total",
+      "moleculer_request_error_total",
+      "moleculer_request_time_bucket",
+      "mintmesh_transfers_total",
+      "mintmesh_readmodel_lag",
+      "mintmesh_breaker_open",
+    ])
+      expect(all, m).toContain(m);
+    for (const p of panels) expect(obj(p.datasource).uid, String(p.title)).toBe("prometheus");
+  });
+});
+
 describe("health endpoint of every node (HEALTH_PORT), as the probes see it", () => {
   let broker: ServiceBroker | undefined;
   afterEach(async () => {
@@ -372,7 +502,7 @@ describe("health endpoint of every node (HEALTH_PORT), as the probes see it", ()
     await expect.poll(() => get(port, "/health/live").then(r => r.status)).toBe(200);
     expect(await get(port, "/health/ready")).toEqual({
       status: 503,
-      body: { status: "unavailable", nodeID: "health-test", reason: "starting" },
+      body: { status: "unavailable", nodeID: "health-test", reason: "starting", missing: [] },
     });
 
     await broker.start();
@@ -382,7 +512,10 @@ describe("health endpoint of every node (HEALTH_PORT), as the probes see it", ()
     });
 
     await broker.transit!.disconnect();
-    expect((await get(port, "/health/ready")).body.reason).toBe("transporter disconnected");
+    expect((await get(port, "/health/ready")).body).toMatchObject({
+      reason: "transporter disconnected",
+      missing: ["nats"],
+    });
     expect((await get(port, "/health/live")).status).toBe(200);
     expect((await get(port, "/nope")).status).toBe(404);
 
