@@ -1,13 +1,20 @@
-import type { BrokerOptions, Errors } from "moleculer";
+import type { BrokerOptions, Errors, TracerOptions } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { natsConnection } from "./lib/channels";
 import { BoundedMemoryCacher, SafeRedisCacher } from "./lib/cachers";
 import { TRACE_ERROR_FIELDS, traceTags } from "./lib/trace-tags";
+import { JaegerExporter } from "./lib/jaeger-exporter";
+import { OtlpExporter } from "./lib/otlp-exporter";
 import { envBool, envInt, envStr } from "./lib/env";
-import { ActionBulkheadMiddleware } from "./middlewares/action-bulkhead.middleware";
+import {
+  ActionBulkheadMiddleware,
+  bulkheadGaugesReporter,
+} from "./middlewares/action-bulkhead.middleware";
 import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
 import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
 import { HealthMiddleware } from "./middlewares/health.middleware";
+import { OpsMetricsMiddleware } from "./middlewares/ops-metrics.middleware";
+import { OpenApiMiddleware } from "./lib/openapi";
 
 /**
  * Broker options, all read from env (docs/architecture.md). The defaults run
@@ -18,6 +25,7 @@ const redisUrl = envStr("REDIS_URL");
 const channelsUrl = envStr("CHANNELS_URL");
 const metricsPort = envStr("METRICS_PORT");
 const jaegerEndpoint = envStr("JAEGER_ENDPOINT");
+const otlpEndpoint = envStr("OTLP_ENDPOINT");
 const logLevel = envStr("LOG_LEVEL", "info");
 
 /** Timeouts and unreachable nodes are retryable; a client error never is. */
@@ -52,6 +60,15 @@ function channelsAdapter(raw: string | undefined) {
       },
     },
   };
+}
+
+/** TRACING_SAMPLE_RATE: the share of requests traced, 0 to 1 (default all). */
+function sampleRate(raw: string | undefined): number {
+  const rate = raw === undefined ? 1 : Number(raw);
+  if (!Number.isFinite(rate) || rate < 0 || rate > 1) {
+    throw new Error(`TRACING_SAMPLE_RATE must be a number from 0 to 1, not "${raw}"`);
+  }
+  return rate;
 }
 
 const config: BrokerOptions = {
@@ -150,29 +167,50 @@ const config: BrokerOptions = {
 
   validator: true,
 
+  // On by default, so that any node can be asked with `$node.metrics` (the /ops page does);
+  // served to Prometheus on METRICS_PORT/metrics when set. Domain and operations metrics:
+  // lib/domain-metrics.ts, docs/observability.md.
   metrics: {
-    enabled: Boolean(metricsPort),
-    reporter: metricsPort
-      ? [{ type: "Prometheus", options: { port: Number(metricsPort), path: "/metrics" } }]
-      : [],
+    enabled: envBool("METRICS", true),
+    // CPU and memory of every node, also under NODE_ENV=test (Moleculer's default skips them there).
+    collectProcessMetrics: true,
+    reporter: [
+      // Copies Moleculer's bulkhead gauges to mintmesh.bulkhead.* (labelled by action).
+      bulkheadGaugesReporter(),
+      ...(metricsPort
+        ? [
+            {
+              type: "Prometheus" as const,
+              options: { port: Number(metricsPort), path: "/metrics" },
+            },
+          ]
+        : []),
+    ],
   },
 
   tracing: {
-    enabled: Boolean(jaegerEndpoint) || envStr("TRACING") === "console",
+    enabled: Boolean(jaegerEndpoint || otlpEndpoint) || envStr("TRACING") === "console",
+    // Actions, events and (mixins/read-model.mixin.ts) channel handlers; the outbox relay and the
+    // saga steps add spans of their own. A span's trace id is its request id (lib/trace-tags.ts).
+    events: true,
+    // Decided once per trace, where it starts (the gateway): the nodes it reaches follow.
+    sampling: { rate: sampleRate(envStr("TRACING_SAMPLE_RATE")) },
     // Spans record params without secrets, and errors without their data (lib/trace-tags.ts).
     tags: { action: traceTags, event: traceTags },
     errorFields: TRACE_ERROR_FIELDS,
-    exporter: jaegerEndpoint
-      ? [
-          {
-            type: "Jaeger",
-            options: {
+    // Instances (Moleculer takes them; its typings list option objects only).
+    exporter: [
+      ...(jaegerEndpoint
+        ? [
+            new JaegerExporter({
               endpoint: jaegerEndpoint,
               sampler: { type: "Const", options: { decision: 1 } },
-            },
-          },
-        ]
-      : [{ type: "Console" }],
+            }),
+          ]
+        : []),
+      ...(otlpEndpoint ? [new OtlpExporter({ endpoint: otlpEndpoint })] : []),
+      ...(jaegerEndpoint || otlpEndpoint ? [] : [{ type: "Console" }]),
+    ] as unknown as TracerOptions["exporter"],
   },
 
   middlewares: [
@@ -185,6 +223,11 @@ const config: BrokerOptions = {
     }),
     // Every node's /health/live and /health/ready on HEALTH_PORT (off when unset), for k8s and Docker probes.
     HealthMiddleware(),
+    // Registers the domain metrics; counts this node's circuit-breaker changes.
+    OpsMetricsMiddleware(),
+    // Each action's API description travels with it as JSON text, so a gateway on another node
+    // builds the same /api/openapi.json (the registry's JSON drops regexes and shared objects).
+    OpenApiMiddleware,
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
     // Its typings make every option required; the middleware fills in defaults for the rest.
     ChannelsMiddleware({

@@ -13,6 +13,7 @@ import { APPLIED_COLLECTION } from "../lib/applied-events";
 import { ANALYTICS_COLLECTIONS, AnalyticsCounters, GLOBAL_ID } from "../lib/analytics-counters";
 import { envInt } from "../lib/env";
 import { ANALYTICS_RULES, type AnalyticsSummary } from "../lib/read-model";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * analytics: platform statistics behind GET /api/analytics/summary, from a consumer
@@ -82,6 +83,7 @@ const AnalyticsService: ServiceSchema<
 
   actions: {
     summary: {
+      openapi: { summary: "Platform counters", response: schemas.AnalyticsSummary },
       params: { $$strict: "remove" },
       cache: true, // its TTL is a setting: see merged()
       handler(_ctx: Context<SummaryParams>): Promise<AnalyticsSummary> {

@@ -8,9 +8,10 @@ import {
   type ServiceSettingSchema,
 } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { storeHealth } from "../lib/store-health";
+import { nodeProblems } from "../middlewares/health.middleware";
 import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES, routedServices } from "../lib/api-routes";
 import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
+import { withAccessLog } from "../lib/access-log";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
@@ -37,6 +38,9 @@ import {
   type RouteRateLimit,
 } from "../lib/rate-limit";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
+import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
+import { openApiRoute } from "../mixins/openapi.mixin";
+import { corsSettings, type CorsSettings } from "../lib/cors";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
@@ -91,6 +95,8 @@ export interface ApiSettings extends ServiceSettingSchema {
   /** Rate-limit counters in Redis, shared by all gateways, when set; else in memory. */
   redisUrl?: string;
   routes: Route[];
+  /** moleculer-web's CORS, from CORS_ORIGINS (lib/cors.ts); undefined: off. */
+  cors?: CorsSettings;
   // moleculer-web's own settings, and the HTTP server's timeouts (ms).
   logRequest: string;
   logResponse: string;
@@ -164,7 +170,7 @@ const ApiService: ServiceSchema<
   ApiThis
 > = {
   name: "api",
-  mixins: [ApiGateway, TrafficMixin],
+  mixins: [ApiGateway, TrafficMixin, OpsMixin],
 
   // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
   // new parent id; its breaker, tripped by one failing downstream, made every route 404; its
@@ -198,6 +204,7 @@ const ApiService: ServiceSchema<
       maxBytes: envInt("IDEMPOTENCY_MAX_BYTES", 16 * 1024 * 1024),
     },
     redisUrl: envStr("REDIS_URL"),
+    cors: corsSettings(),
     // Never sent to other nodes in the service descriptor (a Redis URL may hold a password).
     $secureSettings: ["jwtSecret", "redisUrl"],
 
@@ -237,6 +244,10 @@ const ApiService: ServiceSchema<
           },
         },
       },
+      // GET /api/openapi.json and the docs page /api/docs (mixins/openapi.mixin.ts).
+      openApiRoute,
+      // The operator page, for ADMIN_EMAILS only (mixins/ops.mixin.ts).
+      opsRoute,
       {
         // A stricter limit on guessing passwords.
         ...commonRoute,
@@ -330,7 +341,8 @@ const ApiService: ServiceSchema<
           headersTimeout: Math.min(headersTimeout, requestTimeout),
           connectionsCheckingInterval: Math.min(1000, headersTimeout),
         },
-        this.httpHandler,
+        // One info line per request, however it was answered (lib/access-log.ts).
+        withAccessLog(this.httpHandler, this.logger),
       );
       this.server.setTimeout(this.settings.httpServerTimeout);
       this.isHTTPS = false;
@@ -403,9 +415,10 @@ const ApiService: ServiceSchema<
           .map(s => s.name),
       );
       const missing = this.settings.readyServices.filter(s => !available.has(s));
-      // Stores of this process that cannot write (a full disk), named "service/collection".
-      missing.push(...storeHealth.problems());
-      for (const store of this.redisStores()) {
+      // This node's own dependencies: nats, channels, the Redis cacher, stores that cannot
+      // write (a full disk, "service/collection: …"); middlewares/health.middleware.ts.
+      missing.push(...nodeProblems(this.broker));
+      for (const store of missing.includes("redis") ? [] : this.redisStores()) {
         const ok = await store.ping().catch(() => false);
         if (!ok) {
           missing.push("redis");

@@ -35,6 +35,7 @@ import {
   type Received,
   type ViewTokenFields,
 } from "../lib/read-model";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * catalog: the CQRS read model of tokens (docs/architecture.md) behind GET /api/tokens and
@@ -167,6 +168,7 @@ const CatalogService: ServiceSchema<
 
   actions: {
     list: {
+      openapi: { summary: "Search the tokens (the catalog)", response: schemas.CatalogPage },
       params: {
         $$strict: "remove",
         q: { type: "string", trim: true, max: 64, optional: true },
@@ -183,6 +185,7 @@ const CatalogService: ServiceSchema<
     },
 
     get: {
+      openapi: { summary: "A token of the catalog", response: schemas.CatalogToken },
       params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
       cache: {
         keys: ["id"],

@@ -12,6 +12,7 @@ import {
   type PoolDoc,
 } from "../lib/liquidity-pools";
 import type { TransferInternalParams } from "./tokens.service";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * dex: liquidity pools (docs/architecture.md). A pool per token holds its liquidity on an account
@@ -96,6 +97,7 @@ const DexService: ServiceSchema<DexSettings, DexMethods & DbMethods, DbVars & De
     },
 
     get: {
+      openapi: { summary: "A token's liquidity pool", response: schemas.Pool },
       params: { $$strict: "remove", tokenId: idParam },
       async handler(ctx: Context<GetParams>): Promise<Pool> {
         const pool = await this.pools(ctx).get(ctx.params.tokenId);

@@ -38,6 +38,7 @@ import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../l
 import { royaltyOf, type PurchaseInput, type PurchaseResult } from "../lib/purchase-saga";
 import type { Saga } from "../lib/saga-log";
 import type { PurchaseParams } from "./sagas.service";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * market: NFT listings and their sale (docs/api.md "Marketplace"). The listings are
@@ -149,6 +150,12 @@ const MarketService: ServiceSchema<
 
   actions: {
     create: {
+      openapi: {
+        summary: "List an NFT for sale",
+        status: 201,
+        response: schemas.Listing,
+        errors: [403],
+      },
       params: {
         $$strict: "remove",
         nftId: idParam,
@@ -173,6 +180,7 @@ const MarketService: ServiceSchema<
     },
 
     list: {
+      openapi: { summary: "Listings, newest first", response: schemas.page(schemas.Listing) },
       params: {
         $$strict: "remove",
         state: {
@@ -197,6 +205,7 @@ const MarketService: ServiceSchema<
     },
 
     get: {
+      openapi: { summary: "A listing", response: schemas.Listing },
       params: { $$strict: "remove", id: idParam },
       handler(ctx: Context<IdParams>): Promise<Listing> {
         return this.book.get(ctx.params.id);
@@ -204,6 +213,11 @@ const MarketService: ServiceSchema<
     },
 
     cancel: {
+      openapi: {
+        summary: "Cancel a listing (its seller)",
+        response: schemas.Listing,
+        errors: [403],
+      },
       params: { $$strict: "remove", id: idParam },
       handler(ctx: GatewayContext<IdParams>): Promise<Listing> {
         return this.book.cancel(ctx.params.id, requireUserId(ctx));
@@ -211,6 +225,13 @@ const MarketService: ServiceSchema<
     },
 
     buy: {
+      openapi: {
+        summary: "Buy a listing (a purchase saga)",
+        status: 201,
+        alsoStatus: [202],
+        response: schemas.Purchase,
+        errors: [403, 422],
+      },
       params: { $$strict: "remove", id: idParam },
       async handler(ctx: GatewayContext<IdParams>): Promise<BuyAnswer> {
         const buyer = requireUserId(ctx);

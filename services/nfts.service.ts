@@ -19,6 +19,7 @@ import {
   type NewCollection,
   type NftDoc,
 } from "../lib/nft-registry";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * nfts: the write model of NFT collections and their tokens (ERC-721 semantics). The
@@ -100,6 +101,7 @@ const NftsService: ServiceSchema<
 
   actions: {
     createCollection: {
+      openapi: { summary: "Create a collection", status: 201, response: schemas.Collection },
       params: {
         $$strict: "remove",
         name: { type: "string", trim: true, min: 1, max: 64 },
@@ -118,6 +120,7 @@ const NftsService: ServiceSchema<
     },
 
     listCollections: {
+      openapi: { summary: "Collections, newest first", response: schemas.page(schemas.Collection) },
       params: { $$strict: "remove", owner: { ...accountParam, optional: true }, ...pageParams },
       async handler(ctx: Context<ListCollectionsParams>) {
         const owner = await this.ownerFilter(ctx, ctx.params.owner);
@@ -127,6 +130,7 @@ const NftsService: ServiceSchema<
     },
 
     getCollection: {
+      openapi: { summary: "A collection", response: schemas.Collection },
       params: { $$strict: "remove", id: idParam },
       handler(ctx: Context<IdParams>): Promise<Collection> {
         return this.registry.collection(ctx.params.id);
@@ -134,6 +138,12 @@ const NftsService: ServiceSchema<
     },
 
     mint: {
+      openapi: {
+        summary: "Mint an NFT (the collection's owner)",
+        status: 201,
+        response: schemas.Nft,
+        errors: [403, 422],
+      },
       params: {
         $$strict: "remove",
         id: idParam,
@@ -179,6 +189,7 @@ const NftsService: ServiceSchema<
     },
 
     list: {
+      openapi: { summary: "NFTs, newest first", response: schemas.page(schemas.Nft) },
       params: {
         $$strict: "remove",
         owner: { ...accountParam, optional: true },
@@ -194,6 +205,7 @@ const NftsService: ServiceSchema<
     },
 
     get: {
+      openapi: { summary: "An NFT", response: schemas.Nft },
       params: { $$strict: "remove", id: idParam },
       handler(ctx: Context<IdParams>): Promise<Nft> {
         return this.registry.get(ctx.params.id);
@@ -201,6 +213,11 @@ const NftsService: ServiceSchema<
     },
 
     approve: {
+      openapi: {
+        summary: "Approve an account to transfer an NFT (or clear it)",
+        response: schemas.Nft,
+        errors: [403],
+      },
       params: {
         $$strict: "remove",
         id: idParam,
@@ -217,6 +234,7 @@ const NftsService: ServiceSchema<
     },
 
     transfer: {
+      openapi: { summary: "Transfer an NFT", response: schemas.Nft, errors: [403] },
       params: { $$strict: "remove", id: idParam, to: accountParam },
       async handler(ctx: GatewayContext<TransferParams>): Promise<Nft> {
         const caller = requireUserId(ctx);

@@ -13,7 +13,16 @@ import { fingerprint } from "../lib/ledger";
 import { PURCHASE, PURCHASE_SAGA, type PurchaseInput } from "../lib/purchase-saga";
 import type { SagaCall } from "../lib/saga-definition";
 import { SagaEngine } from "../lib/saga-engine";
-import { SAGA_COLLECTIONS, isFinal, toSaga, type Saga, type SagaDoc } from "../lib/saga-log";
+import {
+  SAGA_COLLECTIONS,
+  isFinal,
+  toSaga,
+  toSagaSummary,
+  type Saga,
+  type SagaDoc,
+  type SagaSummary,
+} from "../lib/saga-log";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * sagas: the orchestrator of changes that span services (docs/architecture.md), today the token
@@ -118,6 +127,12 @@ const SagasService: ServiceSchema<
 
   actions: {
     launch: {
+      openapi: {
+        summary: "Launch a token (a saga)",
+        status: 201,
+        alsoStatus: [202],
+        response: schemas.Saga,
+      },
       params: {
         $$strict: "remove",
         token: {
@@ -202,6 +217,7 @@ const SagasService: ServiceSchema<
     },
 
     list: {
+      openapi: { summary: "The caller's launches", response: schemas.page(schemas.Saga) },
       params: {
         $$strict: "remove",
         limit: { type: "number", integer: true, convert: true, min: 1, max: 100, optional: true },
@@ -222,7 +238,24 @@ const SagasService: ServiceSchema<
       },
     },
 
+    /** Internal (the operator page, /ops): the latest sagas of every user, newest first. */
+    recent: {
+      visibility: "public",
+      params: {
+        $$strict: "remove",
+        limit: { type: "number", integer: true, convert: true, min: 1, max: 100, optional: true },
+      },
+      async handler(ctx: Context<{ limit?: number }>): Promise<SagaSummary[]> {
+        const docs = await this.store<SagaDoc>("sagas").find(
+          {},
+          { sort: { createdAt: -1, _id: -1 }, limit: ctx.params.limit ?? 20 },
+        );
+        return docs.map(toSagaSummary);
+      },
+    },
+
     get: {
+      openapi: { summary: "A launch of the caller's", response: schemas.Saga },
       params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
       async handler(ctx: GatewayContext<IdParams>): Promise<Saga> {
         return toSaga(await this.mine(ctx));

@@ -20,6 +20,7 @@ import { allowanceId } from "../lib/ledger";
 import { newId } from "../lib/ids";
 import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * tokens: the write model of fungible tokens (ERC-20 semantics). The domain lives in
@@ -143,6 +144,7 @@ const TokensService: ServiceSchema<
 
   actions: {
     create: {
+      openapi: { summary: "Create a token", status: 201, response: schemas.Token },
       params: {
         $$strict: "remove",
         name: textRule({ trim: true, min: 1, max: 64 }),
@@ -158,6 +160,11 @@ const TokensService: ServiceSchema<
     },
 
     updateMetadata: {
+      openapi: {
+        summary: "Change a token's metadata (its creator)",
+        response: schemas.Token,
+        errors: [403],
+      },
       params: { $$strict: "remove", id: idParam, ...metadataProps },
       async handler(ctx: GatewayContext<UpdateMetadataParams>): Promise<Token> {
         const { id, ...changes } = ctx.params;
@@ -174,6 +181,7 @@ const TokensService: ServiceSchema<
     },
 
     balance: {
+      openapi: { summary: "An account's balance (exact)", response: schemas.Balance },
       params: { $$strict: "remove", id: idParam, account: accountParam },
       async handler(ctx: Context<BalanceParams>) {
         await this.registry.require(ctx.params.id);
@@ -187,6 +195,10 @@ const TokensService: ServiceSchema<
     },
 
     holders: {
+      openapi: {
+        summary: "A token's holders, largest first",
+        response: schemas.page(schemas.Holder),
+      },
       params: { $$strict: "remove", id: idParam, ...pageParams },
       async handler(ctx: Context<HoldersParams>) {
         await this.registry.require(ctx.params.id);
@@ -205,6 +217,10 @@ const TokensService: ServiceSchema<
     },
 
     allowance: {
+      openapi: {
+        summary: "What a spender may spend of an owner's",
+        response: schemas.AllowanceAmount,
+      },
       params: { $$strict: "remove", id: idParam, owner: accountParam, spender: accountParam },
       async handler(ctx: Context<AllowanceParams>) {
         await this.registry.require(ctx.params.id);
@@ -221,6 +237,10 @@ const TokensService: ServiceSchema<
     },
 
     myBalances: {
+      openapi: {
+        summary: "The caller's non-zero balances",
+        response: schemas.page(schemas.MyBalance),
+      },
       params: { $$strict: "remove", ...pageParams },
       async handler(ctx: GatewayContext<ListParams>) {
         const query = { account: requireUserId(ctx), amount: { $ne: "0" } };
@@ -243,6 +263,7 @@ const TokensService: ServiceSchema<
     },
 
     transfer: {
+      openapi: { summary: "Transfer", status: 201, response: schemas.Transfer, errors: [422] },
       params: { $$strict: "remove", id: idParam, to: accountParam, amount: amountRule() },
       async handler(ctx: GatewayContext<TransferParams>): Promise<TransferRecord> {
         const from = requireUserId(ctx);
@@ -261,6 +282,12 @@ const TokensService: ServiceSchema<
     },
 
     transferFrom: {
+      openapi: {
+        summary: "Transfer from an owner, spending the caller's allowance",
+        status: 201,
+        response: schemas.Transfer,
+        errors: [422],
+      },
       params: {
         $$strict: "remove",
         id: idParam,
@@ -319,6 +346,7 @@ const TokensService: ServiceSchema<
     },
 
     approve: {
+      openapi: { summary: "Set a spender's allowance", response: schemas.Allowance },
       params: { $$strict: "remove", id: idParam, spender: accountParam, amount: amountRule() },
       async handler(ctx: GatewayContext<ApproveParams>): Promise<TokenApproved> {
         const owner = requireUserId(ctx);

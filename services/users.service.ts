@@ -27,6 +27,7 @@ import {
   type Wallet,
   type WalletLinkDoc,
 } from "../lib/users";
+import * as schemas from "../lib/api-schemas";
 
 /**
  * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message.
@@ -117,6 +118,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
 
   actions: {
     register: {
+      openapi: { summary: "Register a user", status: 201, response: schemas.Session },
       // Not idempotent, not keyed: a retry after a timeout that did register would answer 409.
       retryPolicy: { enabled: false },
       params: {
@@ -145,6 +147,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     login: {
+      openapi: { summary: "Log in: a user and an access token", response: schemas.Session },
       params: {
         $$strict: "remove",
         email: { type: "string", trim: true, lowercase: true, min: 1, max: 254 },
@@ -163,6 +166,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     me: {
+      openapi: { summary: "The caller", response: schemas.User },
       params: {},
       async handler(ctx: GatewayContext) {
         return toUser(await this.requireUser(ctx));
@@ -170,6 +174,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     updateMe: {
+      openapi: { summary: "Change the caller's profile", response: schemas.User },
       params: {
         $$strict: "remove",
         displayName: textRule({ trim: true, min: 1, max: 64, optional: true }),
@@ -193,6 +198,11 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     walletChallenge: {
+      openapi: {
+        summary: "A wallet challenge to sign (EIP-4361)",
+        status: 201,
+        response: schemas.WalletChallenge,
+      },
       params: {
         $$strict: "remove",
         address: addressParam,
@@ -238,6 +248,11 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     linkWallet: {
+      openapi: {
+        summary: "Link a wallet by its signed challenge",
+        status: 201,
+        response: schemas.User,
+      },
       // A retry after a timeout that did link would find the challenge used and answer 401.
       retryPolicy: { enabled: false },
       params: {
@@ -282,6 +297,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     unlinkWallet: {
+      openapi: { summary: "Unlink a wallet", response: schemas.User },
       params: { $$strict: "remove", address: addressParam },
       async handler(ctx: GatewayContext<UnlinkWalletParams>) {
         const user = await this.requireUser(ctx);
@@ -304,6 +320,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
     },
 
     get: {
+      openapi: { summary: "A user's public profile", response: schemas.PublicProfile },
       params: { id: { type: "string", min: 1, max: 64 } },
       cache: { keys: ["id"], ttl: 60 },
       async handler(ctx: GatewayContext<GetParams>) {

@@ -1,4 +1,5 @@
 import type { Context } from "moleculer";
+import type { ActionOpenApi } from "../lib/openapi";
 
 /**
  * What @moleculer/channels adds to Moleculer, for the compiler. Its own typings declare
@@ -37,7 +38,15 @@ export interface ChannelsBroker {
 }
 
 declare module "moleculer/src/service" {
-  // Same type parameters as Moleculer's own declaration, so the two merge.
+  // Same type parameters as Moleculer's own declarations, so the two merge.
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- must match to merge
+  interface ActionSchema<TThis> {
+    /**
+     * How the API document (GET /api/openapi.json, lib/openapi.ts) describes the route
+     * that calls this action: summary, success status and response schema.
+     */
+    openapi?: ActionOpenApi;
+  }
   interface ServiceSchema<TSettings, TMethods, TVars, TThis> {
     /** Durable event consumers (@moleculer/channels), by channel name. */
     channels?: Record<string, ChannelSchema<TThis>>;

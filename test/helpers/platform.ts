@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import type { BrokerOptions, ServiceBroker as Broker, ServiceSchema } from "moleculer";
+import type { BrokerOptions, Middleware, ServiceBroker as Broker, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, vi } from "vitest";
 import type { ApiSettings } from "../../services/api.service";
 import type { UsersSettings } from "../../services/users.service";
@@ -37,13 +37,19 @@ type Overrides<S> = {
 export interface PlatformOptions {
   settings?: PlatformSettings;
   env?: Record<string, string>;
+  /** Middlewares added after the config's (one of the same name is not added twice). */
+  middlewares?: Array<Middleware & { name: string }>;
 }
 
 export async function startPlatform(
   services: string[],
   options: PlatformOptions | Record<string, string> = {},
 ): Promise<Platform> {
-  const { env = {}, settings = {} } = isOptions(options) ? options : { env: options };
+  const {
+    env = {},
+    settings = {},
+    middlewares = [],
+  } = isOptions(options) ? options : { env: options };
   const given: Record<string, object | undefined> = {
     ...settings,
     api: { port: 0, ip: "127.0.0.1", ...settings.api },
@@ -55,7 +61,14 @@ export async function startPlatform(
     vi.resetModules();
     const { ServiceBroker } = await import("moleculer");
     const config: BrokerOptions = (await import("../../moleculer.config")).default;
-    broker = new ServiceBroker({ ...config, transporter: null, nodeID: `test-${process.pid}` });
+    const own = (config.middlewares ?? []) as Array<{ name?: string }>;
+    const added = middlewares.filter(m => !own.some(o => o.name === m.name));
+    broker = new ServiceBroker({
+      ...config,
+      middlewares: [...(config.middlewares ?? []), ...added],
+      transporter: null,
+      nodeID: `test-${process.pid}`,
+    });
     for (const name of services) {
       const mod = (await import(`../../services/${name}.service.ts`)) as { default: ServiceSchema };
       broker.createService(withSettings(mod.default, given[name]));
@@ -74,7 +87,7 @@ export async function startPlatform(
 }
 
 function isOptions(o: PlatformOptions | Record<string, string>): o is PlatformOptions {
-  return "settings" in o || "env" in o;
+  return "settings" in o || "env" in o || "middlewares" in o;
 }
 
 const isObject = (v: unknown): v is object =>

@@ -1,0 +1,577 @@
+import { amountRule } from "./amount";
+
+/**
+ * The OpenAPI 3.1 document of the gateway, built when asked from what runs: the gateway's
+ * route tables (each alias: method, path, the route's authentication) and the actions
+ * they call as the registry has them (their fastest-validator `params`, and the
+ * `openapi` property beside each handler: summary, success status, response schema). No
+ * annotation is written twice, so the document cannot drift from the code. Why not
+ * moleculer-auto-openapi: docs/api.md "The OpenAPI document".
+ */
+
+/** A JSON Schema (2020-12, the dialect of OpenAPI 3.1). */
+export type JsonSchema = { [keyword: string]: unknown };
+
+/** What an action tells the document besides its params (types/moleculer.d.ts). */
+export interface ActionOpenApi {
+  summary: string;
+  description?: string;
+  /** The success status: 200 unless said. */
+  status?: number;
+  /** Other success statuses answering the same shape (e.g. 202 while a saga runs). */
+  alsoStatus?: number[];
+  /** The success body's JSON Schema; shapes named with named() become components. */
+  response: JsonSchema;
+  /** Client errors of its own besides those every route has (403, 409, 422 …). */
+  errors?: number[];
+}
+
+/** A schema that goes into components.schemas under `name` and is referenced from there. */
+export function named(name: string, schema: JsonSchema): JsonSchema {
+  return { title: name, ...schema };
+}
+
+/** A moleculer-web route as the gateway's settings hold it. */
+export interface GatewayRoute {
+  name?: string;
+  path: string;
+  authentication?: boolean;
+  aliases?: Record<string, unknown>;
+  /** Descriptions of the route's function aliases, by alias key ("GET live"). */
+  openapi?: Record<string, StaticOperation>;
+}
+
+/** An action as the registry describes it (remote ones have gone through JSON). */
+export interface ActionInfo {
+  params?: unknown;
+  openapi?: ActionOpenApi;
+  /** describeAction() of it, set where it runs (OpenApiMiddleware): what another node reads. */
+  openapiDescription?: string;
+}
+
+/** What the document needs of an action: its params as one object schema, its `openapi`. */
+interface ActionDescription {
+  params: JsonSchema;
+  openapi?: ActionOpenApi;
+}
+
+/**
+ * The action's description as JSON text, made on the node that runs it. Moleculer sends an
+ * action's definition to other nodes through JSON with a replacer that drops every object
+ * it has seen before in the node's info (lib/api-schemas.ts' shapes, `from` and `to` both
+ * being accountParam), and JSON loses RegExps and functions (patterns, amountRule); a
+ * string passes whole.
+ */
+export function describeAction(action: ActionInfo): string {
+  return JSON.stringify({
+    params: objectSchema((action.params ?? {}) as Record<string, unknown>),
+    openapi: action.openapi,
+  } satisfies ActionDescription);
+}
+
+function descriptionOf(action: ActionInfo): ActionDescription {
+  if (typeof action.openapiDescription === "string") {
+    return JSON.parse(action.openapiDescription) as ActionDescription;
+  }
+  // No middleware on that node: the definition as it came (complete when local).
+  return JSON.parse(describeAction(action)) as ActionDescription;
+}
+
+/**
+ * Moleculer middleware for every node (moleculer.config.ts): gives each action that has
+ * an `openapi` property its describeAction() text, so that a gateway on another node
+ * documents it as completely as one in the same process.
+ */
+export const OpenApiMiddleware = {
+  name: "OpenApi",
+  serviceCreating(_service: unknown, schema: { actions?: Record<string, unknown> }) {
+    const actions = schema.actions;
+    if (!actions) return;
+    const described: Record<string, unknown> = {};
+    for (const [name, def] of Object.entries(actions)) {
+      const action = def as ActionInfo | null;
+      described[name] =
+        action && typeof action === "object" && action.openapi
+          ? { ...action, openapiDescription: describeAction(action) }
+          : def;
+    }
+    schema.actions = described;
+  },
+};
+
+/** An operation served by a function alias (health, the docs): written out in full. */
+export type StaticOperation = { summary: string; responses: Record<string, unknown> } & Record<
+  string,
+  unknown
+>;
+
+export interface OpenApiDocument {
+  openapi: string;
+  info: Record<string, unknown>;
+  tags: Array<{ name: string }>;
+  paths: Record<string, Record<string, Record<string, unknown>>>;
+  components: Record<string, Record<string, unknown>>;
+}
+
+export const ERROR_BODY: JsonSchema = named("ErrorBody", {
+  type: "object",
+  required: ["error"],
+  additionalProperties: false,
+  properties: {
+    error: {
+      type: "object",
+      required: ["type", "message", "requestId"],
+      additionalProperties: false,
+      properties: {
+        type: { type: "string" },
+        message: { type: "string" },
+        requestId: { type: "string" },
+        data: {},
+      },
+    },
+  },
+});
+
+/** The error statuses of docs/api.md, by the name their response has in components. */
+const ERRORS: Record<number, { name: string; description: string; retryAfter?: boolean }> = {
+  400: { name: "ValidationError", description: "VALIDATION_ERROR: bad body, path or query" },
+  401: { name: "Unauthorized", description: "UNAUTHORIZED: missing, malformed or expired token" },
+  403: { name: "Forbidden", description: "FORBIDDEN: authenticated but not allowed" },
+  404: { name: "NotFound", description: "NOT_FOUND: unknown route or id" },
+  409: {
+    name: "Conflict",
+    description: "CONFLICT: a unique value taken, a state changed, an Idempotency-Key reused",
+  },
+  413: { name: "PayloadTooLarge", description: "PAYLOAD_TOO_LARGE: body over 1 MB" },
+  415: {
+    name: "UnsupportedMediaType",
+    description: "UNSUPPORTED_MEDIA_TYPE: a body that is not application/json",
+  },
+  422: {
+    name: "BusinessRule",
+    description: "A business rule refused it (INSUFFICIENT_FUNDS, SUPPLY_EXCEEDED …)",
+  },
+  429: { name: "RateLimited", description: "RATE_LIMITED", retryAfter: true },
+  500: { name: "InternalError", description: "INTERNAL_ERROR: 'Internal server error'" },
+  503: {
+    name: "ServiceUnavailable",
+    description: "SERVICE_UNAVAILABLE: no node serves it now, a timeout, an open circuit",
+    retryAfter: true,
+  },
+};
+
+const WRITE_METHODS = new Set(["post", "put", "patch"]);
+const ref = (kind: string, name: string) => ({ $ref: `#/components/${kind}/${name}` });
+
+function components(): OpenApiDocument["components"] {
+  const responses: Record<string, unknown> = {};
+  for (const e of Object.values(ERRORS)) {
+    responses[e.name] = {
+      description: e.description,
+      headers: {
+        "X-Request-ID": ref("headers", "XRequestId"),
+        ...(e.retryAfter ? { "Retry-After": ref("headers", "RetryAfter") } : {}),
+      },
+      content: { "application/json": { schema: ERROR_BODY } },
+    };
+  }
+  return {
+    schemas: {},
+    responses,
+    parameters: {
+      IdempotencyKey: {
+        name: "Idempotency-Key",
+        in: "header",
+        required: false,
+        description:
+          "The same key from the same user with the same request gets the first answer again (24 h)",
+        schema: { type: "string", minLength: 1, maxLength: 255 },
+      },
+    },
+    headers: {
+      XRequestId: { description: "The request's id (quote it)", schema: { type: "string" } },
+      RetryAfter: { description: "Seconds to wait", schema: { type: "integer" } },
+      Location: { description: "Where the resource is", schema: { type: "string" } },
+      IdempotentReplayed: {
+        description: "`true` when this is the first answer to an Idempotency-Key again",
+        schema: { type: "string", enum: ["true"] },
+      },
+    },
+    securitySchemes: {
+      bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+    },
+  };
+}
+
+/** "GET users/:id" → ["get", "users/{id}", ["id"]]; null for a key without a method. */
+export function parseAlias(key: string): { method: string; path: string; pathParams: string[] } {
+  const match = /^([A-Za-z]+)\s+(.*)$/.exec(key.trim());
+  if (!match) throw new Error(`Alias without a method: "${key}"`);
+  const pathParams: string[] = [];
+  const path = match[2].replace(/:([A-Za-z0-9_]+)\??/g, (_m, name: string) => {
+    pathParams.push(name);
+    return `{${name}}`;
+  });
+  return { method: match[1].toLowerCase(), path, pathParams };
+}
+
+const joinPath = (base: string, path: string) =>
+  `/${[base, path]
+    .map(p => p.replace(/^\/+|\/+$/g, ""))
+    .filter(Boolean)
+    .join("/")}`;
+
+// ── fastest-validator rules → JSON Schema ────────────────────────────────────────────
+
+type Rule = Record<string, unknown>;
+
+/** A rule in any of fastest-validator's forms, as an object ("string|min:3" → {...}). */
+function normalize(raw: unknown): Rule {
+  if (Array.isArray(raw)) return { type: "multi", rules: raw };
+  if (typeof raw === "string") {
+    const [type, ...opts] = raw.split("|");
+    const rule: Rule = type.endsWith("[]") ? { type: "array", items: type.slice(0, -2) } : { type };
+    for (const opt of opts) {
+      const [k, v] = opt.split(":");
+      rule[k] = v === undefined ? true : v === "true" ? true : v === "false" ? false : num(v);
+    }
+    return rule;
+  }
+  if (raw && typeof raw === "object") return raw as Rule;
+  return { type: "any" };
+}
+const num = (v: string): string | number => (/^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v);
+
+const AMOUNT_MESSAGE = amountRule().messages.string;
+
+/** A RegExp's source; a string as it is; a RegExp that went through JSON ({}): none. */
+function patternOf(p: unknown): string | undefined {
+  if (p instanceof RegExp) return p.source;
+  return typeof p === "string" ? p : undefined;
+}
+
+const isOptional = (rule: Rule): boolean =>
+  rule.optional === true ||
+  rule.default !== undefined ||
+  (rule.type === "multi" &&
+    Array.isArray(rule.rules) &&
+    rule.rules.some(r => isOptional(normalize(r))));
+
+/** A fastest-validator rule as JSON Schema 2020-12. */
+export function ruleToSchema(raw: unknown): JsonSchema {
+  const rule = normalize(raw);
+  let s: JsonSchema;
+  switch (rule.type) {
+    case "string":
+    case "email":
+    case "url":
+    case "uuid": {
+      s = { type: "string" };
+      if (rule.type === "email") s.format = "email";
+      if (rule.type === "url") s.format = "uri";
+      if (rule.type === "uuid") s.format = "uuid";
+      if (typeof rule.length === "number") s.minLength = s.maxLength = rule.length;
+      if (typeof rule.min === "number") s.minLength = rule.min;
+      if (typeof rule.max === "number") s.maxLength = rule.max;
+      if (rule.empty === false && s.minLength === undefined) s.minLength = 1;
+      const pattern = patternOf(rule.pattern);
+      if (pattern) s.pattern = pattern;
+      if (Array.isArray(rule.enum)) s.enum = rule.enum;
+      const messages = rule.messages as Record<string, unknown> | undefined;
+      if (messages?.string === AMOUNT_MESSAGE) {
+        // amountRule() (lib/amount.ts): its check is a function, which JSON cannot carry.
+        s.pattern = "^(0|[1-9][0-9]*)$";
+        s.description = "decimal digits, base units, 0 … 2^256−1";
+      }
+      break;
+    }
+    case "number": {
+      s = { type: rule.integer === true ? "integer" : "number" };
+      if (typeof rule.min === "number") s.minimum = rule.min;
+      if (typeof rule.max === "number") s.maximum = rule.max;
+      if (rule.positive === true) s.exclusiveMinimum = 0;
+      if (rule.negative === true) s.exclusiveMaximum = 0;
+      if (rule.equal !== undefined) s.const = rule.equal;
+      break;
+    }
+    case "boolean":
+      s = { type: "boolean" };
+      break;
+    case "enum":
+      s = { enum: rule.values };
+      break;
+    case "equal":
+      s = { const: rule.value };
+      break;
+    case "date":
+      s = { type: "string", format: "date-time" };
+      break;
+    case "object":
+      s = objectSchema((rule.props ?? rule.properties) as Record<string, unknown> | undefined);
+      if (rule.strict === true) s.additionalProperties = false;
+      break;
+    case "array": {
+      s = { type: "array" };
+      if (rule.items !== undefined) s.items = ruleToSchema(rule.items);
+      if (typeof rule.length === "number") s.minItems = s.maxItems = rule.length;
+      if (typeof rule.min === "number") s.minItems = rule.min;
+      if (typeof rule.max === "number") s.maxItems = rule.max;
+      if (rule.empty === false && s.minItems === undefined) s.minItems = 1;
+      if (rule.unique === true) s.uniqueItems = true;
+      break;
+    }
+    case "multi":
+      s = { anyOf: (rule.rules as unknown[]).map(r => ruleToSchema(r)) };
+      break;
+    default:
+      // "any", "custom" and what has no JSON Schema counterpart: anything.
+      s = {};
+  }
+  if (rule.nullable === true) {
+    s =
+      typeof s.type === "string"
+        ? { ...s, type: [s.type, "null"] }
+        : { anyOf: [s, { type: "null" }] };
+  }
+  if (rule.default !== undefined && typeof rule.default !== "function") s.default = rule.default;
+  if (typeof rule.description === "string") s.description = rule.description;
+  return s;
+}
+
+/** The props of an object rule (or of an action's params) as an object schema. */
+export function objectSchema(props: Record<string, unknown> = {}, skip: string[] = []): JsonSchema {
+  const properties: Record<string, JsonSchema> = {};
+  const required: string[] = [];
+  for (const [name, raw] of Object.entries(props)) {
+    if (name.startsWith("$$") || skip.includes(name)) continue;
+    const rule = normalize(raw);
+    if (rule.type === "forbidden") continue;
+    properties[name] = ruleToSchema(rule);
+    if (!isOptional(rule)) required.push(name);
+  }
+  return { type: "object", properties, ...(required.length ? { required } : {}) };
+}
+
+// ── the document ─────────────────────────────────────────────────────────────────────
+
+function successResponse(
+  status: number,
+  schema: JsonSchema,
+  method: string,
+): Record<string, unknown> {
+  const headers: Record<string, unknown> = { "X-Request-ID": ref("headers", "XRequestId") };
+  if (status === 201 || status === 202) headers.Location = ref("headers", "Location");
+  if (method === "post") headers["Idempotent-Replayed"] = ref("headers", "IdempotentReplayed");
+  const description = { 200: "OK", 201: "Created", 202: "Accepted: still running" }[status];
+  return {
+    description: description ?? "Success",
+    headers,
+    content: { "application/json": { schema } },
+  };
+}
+
+function actionOperation(
+  route: GatewayRoute,
+  method: string,
+  pathParams: string[],
+  actionName: string,
+  action: ActionInfo | undefined,
+): Record<string, unknown> {
+  const tag = actionName.split(".")[0];
+  const security =
+    route.name === "private" ? [{ bearer: [] }] : route.authentication ? [{}, { bearer: [] }] : [];
+  if (!action) {
+    // Listed in the tables, served by no node now: what the gateway answers is a 503.
+    return {
+      operationId: actionName,
+      tags: [tag],
+      summary: `${actionName} (no node serves it now)`,
+      security,
+      responses: { 503: ref("responses", ERRORS[503].name) },
+    };
+  }
+  const { params, openapi: meta } = descriptionOf(action);
+  const props = (params.properties ?? {}) as Record<string, JsonSchema>;
+  const parameters: unknown[] = pathParams.map(name => ({
+    name,
+    in: "path",
+    required: true,
+    schema: props[name] ?? { type: "string" },
+  }));
+  const restProps = Object.fromEntries(
+    Object.entries(props).filter(([name]) => !pathParams.includes(name)),
+  );
+  const restRequired = ((params.required ?? []) as string[]).filter(n => !pathParams.includes(n));
+  const rest: JsonSchema = {
+    type: "object",
+    properties: restProps,
+    ...(restRequired.length ? { required: restRequired } : {}),
+  };
+  let requestBody: Record<string, unknown> | undefined;
+  if (WRITE_METHODS.has(method)) {
+    if (Object.keys(restProps).length > 0) {
+      requestBody = {
+        required: restRequired.length > 0,
+        content: { "application/json": { schema: rest } },
+      };
+    }
+  } else {
+    for (const [name, schema] of Object.entries(restProps)) {
+      parameters.push({ name, in: "query", required: restRequired.includes(name), schema });
+    }
+  }
+  if (method === "post") parameters.push(ref("parameters", "IdempotencyKey"));
+
+  const responses: Record<string, unknown> = {};
+  const response = meta?.response ?? {};
+  for (const status of [meta?.status ?? 200, ...(meta?.alsoStatus ?? [])]) {
+    responses[status] = successResponse(status, response, method);
+  }
+  const errors = new Set([400, 401, 429, 500, 503, ...(meta?.errors ?? [])]);
+  if (pathParams.length) errors.add(404);
+  if (WRITE_METHODS.has(method)) [413, 415].forEach(s => errors.add(s));
+  if (method === "post") errors.add(409);
+  for (const status of [...errors].sort((a, b) => a - b))
+    responses[status] = ref("responses", ERRORS[status].name);
+
+  return {
+    operationId: actionName,
+    tags: [tag],
+    summary: meta?.summary ?? actionName,
+    ...(meta?.description ? { description: meta.description } : {}),
+    security,
+    ...(parameters.length ? { parameters } : {}),
+    ...(requestBody ? { requestBody } : {}),
+    responses,
+  };
+}
+
+/** A function alias nobody described (a page of its own, not the REST API): listed as such. */
+function undescribed(route: GatewayRoute, method: string, path: string): StaticOperation {
+  return {
+    operationId: `${route.name ?? "route"}.${method}${path.replace(/[^A-Za-z0-9]+/g, "_")}`,
+    tags: [route.name ?? "other"],
+    summary: `${method.toUpperCase()} ${path}`,
+    description: "Not described in this document.",
+    security: [],
+    responses: { default: { description: "Not described" } },
+  };
+}
+
+/** Moves every named schema (see named()) into components.schemas, leaving a $ref. */
+function hoistNamed(node: unknown, schemas: Record<string, unknown>): unknown {
+  if (Array.isArray(node)) return node.map(n => hoistNamed(n, schemas));
+  if (!node || typeof node !== "object") return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) out[k] = hoistNamed(v, schemas);
+  const title = out.title;
+  if (typeof title !== "string" || "$ref" in out) return out;
+  const { title: _t, ...schema } = out;
+  const known = schemas[title];
+  if (known !== undefined && JSON.stringify(known) !== JSON.stringify(schema)) {
+    throw new Error(`Two different schemas are named ${title}`);
+  }
+  schemas[title] = schema;
+  return ref("schemas", title);
+}
+
+export interface BuildOptions {
+  /** The gateway's routes (its settings.routes), in their order. */
+  routes: GatewayRoute[];
+  /** An action as the registry knows it, by name; undefined when no node serves it. */
+  action(name: string): ActionInfo | undefined;
+  /** Function aliases, by "<method> <full path>" ("get /health/live"). */
+  statics: Record<string, StaticOperation>;
+}
+
+export function buildOpenApi({ routes, action, statics }: BuildOptions): OpenApiDocument {
+  const doc: OpenApiDocument = {
+    openapi: "3.1.0",
+    info: {
+      title: "mintmesh REST API",
+      version: "1",
+      description:
+        "Tokens (ERC-20 rules), NFTs (ERC-721 rules), a marketplace and token launches. " +
+        "Conventions (amounts, lists, errors, Idempotency-Key, rate limits): docs/api.md.",
+    },
+    tags: [],
+    paths: {},
+    components: components(),
+  };
+  const tags = new Set<string>();
+  for (const route of routes) {
+    for (const [key, target] of Object.entries(route.aliases ?? {})) {
+      const { method, path, pathParams } = parseAlias(key);
+      const fullPath = joinPath(route.path, path);
+      let op: Record<string, unknown>;
+      if (typeof target === "string") {
+        op = actionOperation(route, method, pathParams, target, action(target));
+      } else {
+        op =
+          route.openapi?.[key] ??
+          statics[`${method} ${fullPath}`] ??
+          undescribed(route, method, fullPath);
+      }
+      for (const t of (op.tags ?? []) as string[]) tags.add(t);
+      doc.paths[fullPath] ??= {};
+      // The first route with an alias wins, as in moleculer-web.
+      doc.paths[fullPath][method] ??= op;
+    }
+  }
+  doc.tags = [...tags].map(name => ({ name }));
+  const schemas: Record<string, unknown> = {};
+  doc.paths = hoistNamed(doc.paths, schemas) as OpenApiDocument["paths"];
+  doc.components = hoistNamed(doc.components, schemas) as OpenApiDocument["components"];
+  doc.components.schemas = Object.fromEntries(
+    Object.entries(schemas).sort(([a], [b]) => a.localeCompare(b)),
+  );
+  return doc;
+}
+
+/** The health routes of the gateway (services/api.service.ts), which are function aliases. */
+export const HEALTH_OPERATIONS: Record<string, StaticOperation> = {
+  "get /health/live": {
+    operationId: "health.live",
+    tags: ["health"],
+    summary: "The process runs",
+    security: [],
+    responses: {
+      200: {
+        description: "OK",
+        content: { "application/json": { schema: healthBody(false) } },
+      },
+    },
+  },
+  "get /health/ready": {
+    operationId: "health.ready",
+    tags: ["health"],
+    summary: "A node of every service in READY_SERVICES is reachable (and Redis, when set)",
+    security: [],
+    responses: {
+      200: { description: "Ready", content: { "application/json": { schema: healthBody(false) } } },
+      503: {
+        description: "Not ready: what is missing",
+        content: { "application/json": { schema: healthBody(true) } },
+      },
+    },
+  },
+};
+
+function healthBody(missing: boolean): JsonSchema {
+  return missing
+    ? {
+        type: "object",
+        required: ["status", "missing"],
+        additionalProperties: false,
+        properties: {
+          status: { const: "unavailable" },
+          missing: { type: "array", items: { type: "string" } },
+        },
+      }
+    : {
+        type: "object",
+        required: ["status"],
+        additionalProperties: false,
+        properties: { status: { const: "ok" } },
+      };
+}
