@@ -103,3 +103,44 @@ export function printOutcomes(
   console.log(`time to ${done} p50: ${percentile(times, 0.5).toFixed(1)} ms`);
   console.log(`time to ${done} p99: ${percentile(times, 0.99).toFixed(1)} ms`);
 }
+
+/**
+ * The JSON every anchor answers: a token document shaped and sized like the platform's
+ * GET /api/tokens/:id (CatalogToken), so each server serializes and sends the same bytes.
+ */
+export function tokenDoc(id: string): Record<string, unknown> {
+  return {
+    id,
+    name: "Bench Token",
+    symbol: "BENCH",
+    decimals: 18,
+    totalSupply: "1000000000000000000000000000",
+    creatorId: "usr_0123456789abcdef01234567",
+    metadata: { description: "A token for benchmarks", website: "https://example.com" },
+    createdAt: "2026-11-30T12:00:00.000Z",
+    featured: false,
+    stats: { holders: 51, transfers: 12345 },
+  };
+}
+
+/** The NATS server the benches use (TRANSPORTER, else the local one). */
+export const NATS_URL = process.env.TRANSPORTER || "nats://127.0.0.1:4222";
+export const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+
+/**
+ * Deletes the JetStream streams of a bench's namespace (the channels adapter names them
+ * `<namespace>_<channel>`), so a bench leaves nothing on the shared NATS server.
+ */
+export async function deleteStreams(namespace: string): Promise<void> {
+  const { connect } = await import("nats");
+  const nc = await connect({ servers: new URL(NATS_URL).host });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const names: string[] = [];
+    for await (const info of jsm.streams.list())
+      if (info.config.name.startsWith(`${namespace}_`)) names.push(info.config.name);
+    for (const name of names) await jsm.streams.delete(name);
+  } finally {
+    await nc.close();
+  }
+}

@@ -4,7 +4,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { answers, runnerArgs } from "../bin/runner-args";
-import { api, freePort, platformEnv, printOutcomes, waitReady } from "./common";
+import { api, freePort, percentile, platformEnv, printOutcomes, waitReady } from "./common";
+import { install } from "./procs";
+import { report, type Row } from "./report";
 
 /**
  * Token launches (the launch saga: create the token, fill its pool, activate its
@@ -19,6 +21,9 @@ import { api, freePort, platformEnv, printOutcomes, waitReady } from "./common";
  * CLIENTS concurrent HTTP clients launch for BENCH_SECONDS each time; NeDB files in a
  * fresh temp dir (synced, as in production on NeDB).
  *
+ * Goals (set by issue 15's suite; the sagas issue set none): embedded ≥ 300 launches/s
+ * with p99 < 100 ms to completed; over NATS ≥ 200/s with p99 < 150 ms; all completed.
+ *
  * env: BENCH_CLIENTS (10), BENCH_SECONDS (10), BENCH_MODES (embedded,nats),
  * TRANSPORTER (nats://127.0.0.1:4222).
  */
@@ -30,6 +35,10 @@ const MODES = (process.env.BENCH_MODES ?? "embedded,nats").split(",").map(s => s
 const NATS = process.env.TRANSPORTER || "nats://127.0.0.1:4222";
 const SERVICES = ["users", "tokens", "dex", "marketing", "sagas", "api"];
 const FINAL = ["completed", "compensated", "failed"];
+const GOALS: Record<string, { rate: number; p99: number }> = {
+  embedded: { rate: 300, p99: 100 },
+  nats: { rate: 200, p99: 150 },
+};
 
 interface Saga {
   id: string;
@@ -79,7 +88,7 @@ async function startPlatform(
   return { base, stop };
 }
 
-async function bench(mode: string): Promise<void> {
+async function bench(mode: string): Promise<Row> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-launches-"));
   const { base, stop } = await startPlatform(mode, dataDir);
   try {
@@ -140,6 +149,25 @@ async function bench(mode: string): Promise<void> {
     );
     console.log(`clients: ${CLIENTS}, NeDB files in ${dataDir}`);
     printOutcomes("launches", "completed", outcomes, toCompleted, elapsed);
+    const goal = GOALS[mode] ?? GOALS.nats;
+    const rate = toCompleted.length / elapsed;
+    const p99 = percentile(toCompleted, 0.99);
+    const all = [...outcomes.values()].reduce((s, n) => s + n, 0);
+    const goalText = `≥ ${goal.rate}/s, p99 < ${goal.p99} ms, all completed`;
+    console.log(`goal: ${goalText}`);
+    return {
+      bench: "launches",
+      case: `launches ${mode === "embedded" ? "embedded" : "over NATS"} (sagas)`,
+      value: rate,
+      unit: "ops/s",
+      p50: percentile(toCompleted, 0.5),
+      p99,
+      goal: goalText,
+      met: rate >= goal.rate && p99 < goal.p99 && toCompleted.length === all,
+      ...(toCompleted.length < all
+        ? { note: `${all - toCompleted.length} of ${all} launches did not complete` }
+        : {}),
+    };
   } finally {
     await stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -147,13 +175,16 @@ async function bench(mode: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  install(); // SIGINT/SIGTERM still stop the platform (its exit handler)
+  const rows: Row[] = [];
   for (const mode of MODES) {
     if (mode === "nats" && !(await answers(NATS))) {
       console.log(`-- over NATS: skipped, nothing answers at ${NATS} (start nats-server)`);
       continue;
     }
-    await bench(mode);
+    rows.push(await bench(mode));
   }
+  report("launches", rows);
 }
 
 main().catch(err => {

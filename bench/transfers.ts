@@ -1,20 +1,28 @@
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile, platformEnv, waitReady } from "./common";
+import { api, freePort, percentile, platformEnv } from "./common";
+import { startPlatform } from "./platform";
+import { cleanup, spawnChild, waitHttp } from "./procs";
+import { report, type Row } from "./report";
 
 /**
  * Transfers per second through the gateway, embedded mode (one process, no
  * transporter): the platform (api, users, tokens) runs as a child process, as
  * `npm run serve` would, and this process is the clients: CLIENTS concurrent HTTP
  * clients posting transfers for BENCH_SECONDS (at most BENCH_TRANSFERS transfers).
+ * With BENCH_MODES=embedded,nats also over NATS: api, users, tokens, catalog and
+ * analytics each a node of its own, JetStream channels and Redis (bench/platform.ts).
+ *
+ * Goals (issue 15), durable writes on: embedded ≥ 4,000/s with p99 < 40 ms at 50 clients;
+ * over NATS ≥ 3,000/s.
  *
  * env: BENCH_CLIENTS (50), BENCH_SECONDS (10), BENCH_TRANSFERS (200000),
- * BENCH_DATA_DIR (a fresh temp dir with NeDB files; ":memory:" for NeDB in memory),
- * BENCH_IDEMPOTENCY=1 to send an Idempotency-Key on every transfer.
+ * BENCH_MODES (embedded), BENCH_DATA_DIR (a fresh temp dir with NeDB files; ":memory:"
+ * for NeDB in memory; embedded only), BENCH_IDEMPOTENCY=1 to send an Idempotency-Key on
+ * every transfer.
  */
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -22,34 +30,56 @@ const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const MAX_TRANSFERS = Number(process.env.BENCH_TRANSFERS ?? 200_000);
 const WITH_KEYS = process.env.BENCH_IDEMPOTENCY === "1";
+const MODES = (process.env.BENCH_MODES ?? "embedded").split(",").map(s => s.trim());
+const NATS_SERVICES = ["users", "tokens", "catalog", "analytics", "api"];
 
-async function main(): Promise<void> {
+/** The platform over NATS, a node per service; its gateway's URL and its stop. */
+async function startCluster(): Promise<{ base: string; stop: () => Promise<void> }> {
+  const p = await startPlatform({ mode: "nats", services: NATS_SERVICES });
+  return { base: p.base, stop: p.stop };
+}
+
+/** The platform embedded (the original bench); its gateway's URL and its stop. */
+async function startEmbedded(): Promise<{
+  base: string;
+  dataDir: string;
+  stop: () => Promise<void>;
+}> {
   const port = await freePort();
   const dataDir =
     process.env.BENCH_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-"));
   const base = `http://127.0.0.1:${port}`;
-  const server = spawn(
-    process.execPath,
+  const server = spawnChild(
+    "platform",
     // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the platform
     runnerArgs(ROOT, (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)),
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "inherit", "inherit"],
-      env: platformEnv(ROOT, port, dataDir, {
-        // The whole platform as `npm start` runs it (catalog and analytics consume the
-        // events in the same process); BENCH_SERVICES=api,users,tokens measures the ledger alone.
-        SERVICES: process.env.BENCH_SERVICES ?? "",
-        READY_SERVICES: process.env.BENCH_SERVICES ? "users,tokens" : "",
-      }),
-    },
+    platformEnv(ROOT, port, dataDir, {
+      // The whole platform as `npm start` runs it (catalog and analytics consume the
+      // events in the same process); BENCH_SERVICES=api,users,tokens measures the ledger alone.
+      SERVICES: process.env.BENCH_SERVICES ?? "",
+      READY_SERVICES: process.env.BENCH_SERVICES ? "users,tokens" : "",
+    }),
   );
-  const exited = new Promise(resolve => server.once("exit", resolve));
-  const stop = () => server.exitCode === null && server.kill("SIGTERM");
-  process.on("exit", stop);
-
+  const stop = async () => {
+    await server.stop();
+    if (!process.env.BENCH_DATA_DIR) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
   try {
-    await waitReady(base, () => server.exitCode !== null, 30_000);
+    await waitHttp(`${base}/health/ready`, [server], 30_000, 200);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { base, dataDir, stop };
+}
 
+/** One mode's run: setup, CLIENTS clients for SECONDS, checks; its row of the table. */
+async function bench(mode: string): Promise<Row> {
+  console.log(`-- transfers ${mode === "nats" ? "over NATS (a node per service)" : "embedded"}`);
+  const { base, stop, ...rest } = mode === "nats" ? await startCluster() : await startEmbedded();
+  const dataDir = "dataDir" in rest ? rest.dataDir : "per-node temp dirs";
+  const notes: string[] = [];
+  try {
     // One account per client plus the creator, who funds them.
     const register = async (i: number) => {
       const res = await api<{ user: { id: string }; token: string }>(
@@ -158,10 +188,17 @@ async function main(): Promise<void> {
     console.log(`latency p50: ${percentile(latencies, 0.5).toFixed(2)} ms`);
     console.log(`latency p99: ${percentile(latencies, 0.99).toFixed(2)} ms`);
     console.log(`supply == sum of balances: ${sum === 10n ** 30n}`);
+    if (sum !== 10n ** 30n) notes.push("supply != sum of balances");
+    const failed = latencies.length - ok;
+    if (failed > 0) notes.push(`${failed} transfers not 201`);
 
     // The read model: how long until GET /api/tokens/:id counts every transfer (the
     // funding ones too), at most BENCH_CATCHUP_SECONDS. Only when catalog runs here.
-    if (!process.env.BENCH_SERVICES || process.env.BENCH_SERVICES.includes("catalog")) {
+    if (
+      mode === "nats" ||
+      !process.env.BENCH_SERVICES ||
+      process.env.BENCH_SERVICES.includes("catalog")
+    ) {
       const expected = ok + users.length;
       const catchUpMs = Number(process.env.BENCH_CATCHUP_SECONDS ?? 60) * 1000;
       const c0 = performance.now();
@@ -181,15 +218,36 @@ async function main(): Promise<void> {
           ? `catalog caught up: stats.transfers == ${expected} after ${waited} s`
           : `catalog NOT caught up after ${waited} s: stats.transfers ${shown} of ${expected}`,
       );
+      if (shown !== expected) notes.push(`catalog not caught up after ${waited} s`);
     }
+    const rate = ok / elapsed;
+    const p99 = percentile(latencies, 0.99);
+    return {
+      bench: "transfers",
+      case: `h transfers ${mode === "nats" ? "over NATS" : "embedded"}`,
+      value: rate,
+      unit: "ops/s",
+      p50: percentile(latencies, 0.5),
+      p99,
+      ...(mode === "nats"
+        ? { goal: "≥ 3,000/s", met: rate >= 3000 }
+        : { goal: "≥ 4,000/s, p99 < 40 ms", met: rate >= 4000 && p99 < 40 }),
+      ...(notes.length ? { note: notes.join("; ") } : {}),
+    };
   } finally {
-    stop();
-    await exited;
-    if (!process.env.BENCH_DATA_DIR) fs.rmSync(dataDir, { recursive: true, force: true });
+    await stop();
   }
 }
 
-main().catch(err => {
-  console.error(err);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  for (const mode of MODES) rows.push(await bench(mode));
+  report("transfers", rows);
+}
+
+main()
+  .catch(err => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanup());
