@@ -15,6 +15,8 @@ import { RequestContextMiddleware, logMixin } from "./middlewares/request-contex
 import { HealthMiddleware } from "./middlewares/health.middleware";
 import { OpsMetricsMiddleware } from "./middlewares/ops-metrics.middleware";
 import { OpenApiMiddleware } from "./lib/openapi";
+import { RequestMetricsMiddleware } from "./middlewares/request-metrics.middleware";
+import { NearCacheMiddleware } from "./middlewares/near-cache.middleware";
 
 /**
  * Broker options, all read from env (docs/architecture.md). The defaults run
@@ -228,6 +230,8 @@ const config: BrokerOptions = {
     // Each action's API description travels with it as JSON text, so a gateway on another node
     // builds the same /api/openapi.json (the registry's JSON drops regexes and shared objects).
     OpenApiMiddleware,
+    // The gateway's copy of the catalog's reads, cleaned by catalog.changed (lib/near-cache.ts).
+    NearCacheMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
     // Its typings make every option required; the middleware fills in defaults for the rest.
     ChannelsMiddleware({
@@ -237,7 +241,27 @@ const config: BrokerOptions = {
     // Last: the innermost wrapper of each local action, so injected faults act inside this
     // node's bulkhead, breaker and timeout like a failing handler. Inert unless FAULTS is set.
     FaultInjectionMiddleware(),
+    // Moleculer's own, in its order (internalMiddlewares: false below), with RequestMetrics in
+    // place of "Metrics", whose per-call cost was most of the gateway's.
+    "ActionHook",
+    "Validator",
+    "Bulkhead",
+    "Cacher",
+    "ContextTracker",
+    "CircuitBreaker",
+    "Timeout",
+    "Retry",
+    "Fallback",
+    "ErrorHandler",
+    "Tracing",
+    RequestMetricsMiddleware(),
+    "Debounce",
+    "Throttle",
+    // `npm run dev` runs moleculer-runner with --hot, which turns hotReload on; the broker adds
+    // its HotReload middleware only with its internal ones, so it is listed here.
+    ...(process.argv.includes("--hot") ? ["HotReload"] : []),
   ],
+  internalMiddlewares: false,
 };
 
 export = config;

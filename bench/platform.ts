@@ -78,7 +78,9 @@ export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
   const nodes: PlatformNode[] = [];
   for (const { service, ...env } of plans) {
     const healthPort = await freePort();
-    const child = spawnChild(service, runnerArgs(ROOT), {
+    // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every node.
+    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const child = spawnChild(service, runnerArgs(ROOT, nodeArgs), {
       ...shared,
       ...env,
       HEALTH_PORT: String(healthPort),

@@ -20,6 +20,9 @@ export interface AttemptCounter {
   readonly resetTime: number;
 }
 
+/** Keys a syncing store counts locally per window (distinct clients of one gateway). */
+const MAX_LOCAL_KEYS = 100_000;
+
 const windowEnd = (windowMs: number): number => (Math.floor(Date.now() / windowMs) + 1) * windowMs;
 
 /** A moleculer-web rate-limit store kept in Redis, so that every gateway counts the same hits. */
@@ -27,10 +30,26 @@ export class RedisRateLimitStore implements AttemptCounter {
   private readonly redis: Redis;
   private readonly prefix: string;
 
+  /**
+   * With `syncMs` > 0, hits are counted here and sent to Redis together every `syncMs` (one
+   * INCRBY per key): a Redis round trip per request was a fifth of a gateway's CPU
+   * (docs/benchmarks.md). Each gateway then admits at most `syncMs` worth of hits beyond
+   * what the others had counted by its last sync. 0 counts every hit in Redis at once (the
+   * login limits: few hits, and each must count).
+   */
+  private readonly syncMs: number;
+  /** This window's hits not yet sent, and the totals Redis answered at the last sync. */
+  private pending = new Map<string, number>();
+  private known = new Map<string, number>();
+  private window = -1;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+
   constructor(
     private readonly windowMs: number,
-    opts: { redisUrl: string; prefix: string },
+    opts: { redisUrl: string; prefix: string; syncMs?: number },
   ) {
+    this.syncMs = opts.syncMs ?? 0;
     this.redis = new Redis(opts.redisUrl, {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: true,
@@ -52,14 +71,59 @@ export class RedisRateLimitStore implements AttemptCounter {
 
   async inc(key: string): Promise<number> {
     const k = this.keyOf(key);
+    if (this.syncMs > 0) {
+      const window = Math.floor(Date.now() / this.windowMs);
+      if (window !== this.window) {
+        // A new window: the old counts are over (unsent hits of the last window are dropped).
+        this.window = window;
+        this.pending = new Map();
+        this.known = new Map();
+      }
+      if (this.pending.size + this.known.size < MAX_LOCAL_KEYS) {
+        const pending = (this.pending.get(k) ?? 0) + 1;
+        this.pending.set(k, pending);
+        this.syncTimer ??= setTimeout(() => void this.sync(), this.syncMs).unref();
+        return (this.known.get(k) ?? 0) + pending;
+      }
+      // Beyond the bound, every hit goes to Redis at once.
+    }
     const res = await this.redis.multi().incr(k).pexpire(k, this.windowMs).exec();
     const count = res?.[0]?.[1];
     if (typeof count !== "number") throw new Error("Rate limit store did not answer");
     return count;
   }
 
+  /** Sends the hits counted since the last sync; learns every key's total across gateways. */
+  private sync(): Promise<void> {
+    this.syncTimer = undefined;
+    const batch = this.pending;
+    if (batch.size === 0) return Promise.resolve();
+    this.pending = new Map();
+    const known = this.known;
+    const multi = this.redis.multi();
+    for (const [k, n] of batch) multi.incrby(k, n).pexpire(k, this.windowMs);
+    this.syncing = multi.exec().then(
+      res => {
+        let i = 0;
+        for (const [k, n] of batch) {
+          const total = res?.[i]?.[1];
+          known.set(k, typeof total === "number" ? total : (known.get(k) ?? 0) + n);
+          i += 2;
+        }
+      },
+      // Redis down: the hits still count here, so this gateway keeps limiting on its own.
+      () => {
+        for (const [k, n] of batch) known.set(k, (known.get(k) ?? 0) + n);
+      },
+    );
+    return this.syncing;
+  }
+
   async reset(key: string): Promise<void> {
-    await this.redis.del(this.keyOf(key));
+    const k = this.keyOf(key);
+    this.pending.delete(k);
+    this.known.delete(k);
+    await this.redis.del(k);
   }
 
   async ping(): Promise<boolean> {
@@ -67,6 +131,9 @@ export class RedisRateLimitStore implements AttemptCounter {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.syncTimer);
+    await this.sync();
+    await this.syncing;
     await this.redis.quit();
   }
 }
@@ -167,6 +234,8 @@ export function routeRateLimit(opts: {
   hops: number;
   prefix: string;
   redisUrl?: string;
+  /** Batches the hits sent to Redis (RedisRateLimitStore); 0: every hit at once. */
+  syncMs?: number;
 }): RouteRateLimit | undefined {
   if (opts.limit <= 0) return undefined;
   return {
@@ -174,15 +243,17 @@ export function routeRateLimit(opts: {
     limit: opts.limit,
     headers: true,
     key: req => clientAddress(req, opts.hops),
-    StoreFactory: opts.redisUrl ? redisCounters(opts.redisUrl, opts.prefix) : undefined,
+    StoreFactory: opts.redisUrl
+      ? redisCounters(opts.redisUrl, opts.prefix, opts.syncMs ?? 0)
+      : undefined,
   };
 }
 
 /** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
-function redisCounters(redisUrl: string, prefix: string) {
+function redisCounters(redisUrl: string, prefix: string, syncMs: number) {
   return class extends RedisRateLimitStore {
     constructor(window: number, _opts: unknown, broker: { namespace: string }) {
-      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}` });
+      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}`, syncMs });
     }
   };
 }

@@ -12,6 +12,7 @@ import { nodeProblems } from "../middlewares/health.middleware";
 import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES, routedServices } from "../lib/api-routes";
 import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
 import { withAccessLog } from "../lib/access-log";
+import { nearCacheOf } from "../middlewares/near-cache.middleware";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
@@ -87,7 +88,7 @@ export interface ApiSettings extends ServiceSettingSchema {
    * at all). Not named `rateLimit`: moleculer-web would apply that to every route without a
    * limit of its own (health).
    */
-  rateLimits: { max: number; loginMax: number; windowMs: number };
+  rateLimits: { max: number; loginMax: number; windowMs: number; syncMs?: number };
   /** Login attempts per account (email) and window beyond which it is 429; a success forgets them. */
   loginThrottle: { maxFailures: number; windowMs: number };
   /** Idempotency-Key answers kept in this process when the cacher is not shared (Redis). */
@@ -194,6 +195,7 @@ const ApiService: ServiceSchema<
       max: envInt("RATE_LIMIT_MAX", 600),
       loginMax: envInt("LOGIN_RATE_LIMIT_MAX", 10),
       windowMs: envInt("RATE_LIMIT_WINDOW_MS", 60_000),
+      syncMs: envInt("RATE_LIMIT_SYNC_MS", 100),
     },
     loginThrottle: {
       maxFailures: envInt("LOGIN_ACCOUNT_MAX_FAILURES", 5),
@@ -312,18 +314,21 @@ const ApiService: ServiceSchema<
     const settings = schema.settings;
     if (!settings) return;
     const { max, loginMax, windowMs } = settings.rateLimits;
-    const limit = (n: number, prefix: string) =>
+    const limit = (n: number, prefix: string, syncMs: number) =>
       routeRateLimit({
         limit: n,
         windowMs,
         prefix,
         hops: settings.trustProxy,
         redisUrl: settings.redisUrl,
+        syncMs,
       });
+    // Logins count each attempt in Redis at once; the API's hits go in batches.
+    const syncMs = settings.rateLimits.syncMs ?? 0;
     const limits: Record<string, RouteRateLimit | undefined> = {
-      login: limit(loginMax, "login"),
-      private: limit(max, "all"),
-      public: limit(max, "all"),
+      login: limit(loginMax, "login", 0),
+      private: limit(max, "all", syncMs),
+      public: limit(max, "all", syncMs),
     };
     settings.routes = settings.routes.map(route =>
       limits[route.name] ? { ...route, rateLimit: limits[route.name] } : route,
@@ -434,6 +439,16 @@ const ApiService: ServiceSchema<
       return stores.filter(s => s instanceof RedisRateLimitStore);
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
+
+  events: {
+    /** The catalog applied a batch: the gateway's copies of those tokens and of every page go. */
+    "catalog.changed": {
+      params: { tokenIds: { type: "array", items: "string", optional: true } },
+      handler(this: ApiThis, ctx: Context<{ tokenIds?: string[] }>) {
+        nearCacheOf(this.broker)?.changed(ctx.params.tokenIds ?? []);
+      },
+    },
+  },
 
   created() {
     const { redisUrl, loginThrottle, idempotency } = this.settings;

@@ -1,0 +1,49 @@
+import type { ServiceBroker } from "moleculer";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { CatalogToken } from "../../lib/read-model";
+import { NATS_URL, clusterDown, useCluster, waitUntil, type NodeProcess } from "../helpers/cluster";
+import { TokenScript, jetStreamChannels, sendAll } from "../helpers/channels";
+import type { ApiClient } from "../helpers/http";
+
+/**
+ * The gateway's copy of the catalog's reads (lib/near-cache.ts) with the catalog on a node
+ * of its own: a change the catalog applies reaches readers at once although the copy
+ * could live a minute, and the copy answers while the catalog is gone.
+ */
+describe.skipIf(clusterDown())("the gateway's copy of catalog reads", () => {
+  const cluster = useCluster("nearc");
+  let catalog: NodeProcess;
+  let publisher: ServiceBroker;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    [catalog, { client }, publisher] = await Promise.all([
+      cluster.node({ name: "catalog", services: ["catalog"], env: { CHANNELS_URL: NATS_URL } }),
+      cluster.gateway({ env: { READY_SERVICES: "catalog", GATEWAY_CACHE_TTL_MS: "60000" } }),
+      cluster.broker({ transporter: null, middlewares: [jetStreamChannels(NATS_URL)] }),
+    ]);
+  });
+
+  const getToken = (id: string) => client.get<CatalogToken>(`/api/tokens/${id}`);
+
+  it("forgets a token when the catalog applies a change to it, and answers without the catalog", async () => {
+    const s = new TokenScript({ creatorId: "alice", name: "Near", totalSupply: "1000" });
+    await sendAll(publisher, [s.created()]);
+    await waitUntil(async () => (await getToken(s.token.id)).body.stats?.holders === 1, 30_000);
+    // Read again: now from the gateway's copy, which may live 60 s.
+    expect((await getToken(s.token.id)).body.stats).toEqual({ holders: 1, transfers: 0 });
+
+    await sendAll(publisher, [s.transfer("alice", "bob", "10")]);
+    const start = Date.now();
+    await waitUntil(async () => (await getToken(s.token.id)).body.stats?.transfers === 1, 20_000);
+    // Far inside the copy's lifetime: catalog.changed dropped it.
+    expect(Date.now() - start).toBeLessThan(20_000);
+    const fresh = await getToken(s.token.id);
+    expect(fresh.body.stats).toEqual({ holders: 2, transfers: 1 });
+
+    await catalog.kill("SIGKILL");
+    const whileDown = await getToken(s.token.id);
+    expect(whileDown.status).toBe(200);
+    expect(whileDown.body).toEqual(fresh.body);
+  });
+});
