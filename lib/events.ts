@@ -52,7 +52,7 @@ export interface TokenMetadata {
   website?: string;
 }
 
-/** A token as API.md describes it. Amounts are decimal strings of base units. */
+/** A token as docs/api.md describes it. Amounts are decimal strings of base units. */
 export interface Token {
   id: string;
   name: string;

@@ -7,9 +7,11 @@ import { Lru, jsonSize } from "./lru";
  *
  * Kept fresh by the events: the catalog broadcasts `catalog.changed` with the tokens of
  * every batch it applies; their entries go, and so does every page of the list. A read
- * that began before such an event does not store what it got (it may predate the change).
- * Whatever is missed (a gateway cut off from NATS) lives at most `ttlMs`. Bounded in
- * entries and in JSON size (docs/architecture.md rule 10).
+ * that began before such an event does not store what it got (it may predate the change),
+ * and for `quietMs` after it nothing of a changed token (or any page) is stored: the
+ * catalog's own cache may still hold a read that raced the change until its second clean
+ * (CATALOG_RECLEAN_MS). Whatever is missed (a gateway cut off from NATS) lives at most
+ * `ttlMs`. Bounded in entries and in JSON size (docs/architecture.md rule 10).
  */
 export interface NearCacheOptions {
   /** How long an answer may be served; 0 turns the cache off. */
@@ -17,6 +19,8 @@ export interface NearCacheOptions {
   maxEntries: number;
   /** Characters of JSON of all answers kept. */
   maxBytes: number;
+  /** How long after a change its token's (and the pages') answers are not stored. */
+  quietMs?: number;
 }
 
 export class NearCache {
@@ -24,6 +28,10 @@ export class NearCache {
   private readonly lists: Lru<string, unknown>;
   /** Moves at every change: a read that saw another generation at its start stores nothing. */
   private generation = 0;
+  /** Tokens changed in the last quietMs, and when a page last could have. */
+  private readonly recent: Lru<string, true>;
+  private listsChangedAt = 0;
+  private readonly quietMs: number;
 
   constructor(readonly opts: NearCacheOptions) {
     const half = {
@@ -34,6 +42,8 @@ export class NearCache {
     };
     this.tokens = new Lru(half);
     this.lists = new Lru(half);
+    this.quietMs = opts.quietMs ?? 500;
+    this.recent = new Lru({ maxEntries: 10_000, ttlMs: Math.max(1, this.quietMs) });
   }
 
   get enabled(): boolean {
@@ -54,17 +64,22 @@ export class NearCache {
   }
 
   storeToken(id: string, value: unknown, began: number): void {
-    if (began === this.generation) this.tokens.set(id, value);
+    if (began === this.generation && !this.recent.has(id)) this.tokens.set(id, value);
   }
 
   storeList(key: string, value: unknown, began: number): void {
-    if (began === this.generation) this.lists.set(key, value);
+    const quiet = Date.now() - this.listsChangedAt >= this.quietMs;
+    if (began === this.generation && quiet) this.lists.set(key, value);
   }
 
   /** These tokens changed: their entries and every page go. */
   changed(tokenIds: readonly string[]): void {
     this.generation++;
-    for (const id of tokenIds) this.tokens.delete(id);
+    for (const id of tokenIds) {
+      this.tokens.delete(id);
+      if (this.quietMs > 0) this.recent.set(id, true);
+    }
+    this.listsChangedAt = Date.now();
     this.lists.clear();
   }
 }

@@ -46,7 +46,7 @@ export function isDomainEvent(value: unknown): value is DomainEvent<Record<strin
 export const CATALOG_SORTS = ["createdAt", "holders", "transfers"] as const;
 export type CatalogSort = (typeof CATALOG_SORTS)[number];
 
-/** A token as the catalog answers it: the API.md token plus `featured` and `stats`. */
+/** A token as the catalog answers it: the docs/api.md token plus `featured` and `stats`. */
 export interface CatalogToken extends Token {
   featured: boolean;
   stats: { holders: number; transfers: number };

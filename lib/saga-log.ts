@@ -3,7 +3,7 @@ import type { CollectionSpec, Doc } from "./store";
 
 /**
  * The saga log: what lib/saga-engine.ts persists of every saga before and after each of
- * its steps, the shape clients see of it (API.md "Token launches"), and the pure rules the
+ * its steps, the shape clients see of it (docs/api.md "Token launches"), and the pure rules the
  * engine goes by (which failures are retried, which leave a step's outcome unknown, how
  * long to back off). No broker, no store in here.
  */
@@ -25,7 +25,7 @@ export type StepState =
   | "compensated"
   | "compensation-failed";
 
-/** What a client may see of an error: an API.md type and message, never internals. */
+/** What a client may see of an error: a docs/api.md error type and message, never internals. */
 export interface SagaError {
   type: string;
   message: string;
@@ -83,7 +83,7 @@ export const SAGA_COLLECTIONS = {
   sagas: { unique: ["key"], indexes: ["userId", "createdAt"], sparse: ["active", "unpublished"] },
 } satisfies Record<string, CollectionSpec>;
 
-/** A saga as API.md shows it; a step shows its result once done (the launch's token, …). */
+/** A saga as docs/api.md shows it; a step shows its result once done (the launch's token, …). */
 export interface Saga {
   id: string;
   type: string;

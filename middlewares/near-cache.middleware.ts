@@ -29,6 +29,7 @@ export function NearCacheMiddleware(): Middleware {
     ttlMs: envInt("GATEWAY_CACHE_TTL_MS", 1000),
     maxEntries: envInt("GATEWAY_CACHE_MAX_ENTRIES", 1000),
     maxBytes: envInt("GATEWAY_CACHE_MAX_BYTES", 8 * 1024 * 1024),
+    quietMs: envInt("GATEWAY_CACHE_QUIET_MS", 500),
   });
   let active = false;
 

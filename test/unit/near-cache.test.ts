@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { NearCache } from "../../lib/near-cache";
 
 describe("NearCache", () => {
-  const make = (ttlMs = 60_000) => new NearCache({ ttlMs, maxEntries: 10, maxBytes: 10_000 });
+  const make = (ttlMs = 60_000, quietMs = 0) =>
+    new NearCache({ ttlMs, maxEntries: 10, maxBytes: 10_000, quietMs });
 
   it("keeps answers until their token changes; a change drops every page", () => {
     const c = make();
@@ -23,6 +24,22 @@ describe("NearCache", () => {
     c.storeList("page", { rows: [] }, began);
     expect(c.getToken("tok_a")).toBeUndefined();
     expect(c.getList("page")).toBeUndefined();
+  });
+
+  it("stores nothing of a changed token, nor any page, for a while after the change", async () => {
+    const c = make(60_000, 100);
+    c.changed(["tok_a"]);
+    c.storeToken("tok_a", { id: "tok_a" }, c.begin());
+    c.storeToken("tok_b", { id: "tok_b" }, c.begin());
+    c.storeList("page", { rows: [] }, c.begin());
+    expect(c.getToken("tok_a")).toBeUndefined();
+    expect(c.getToken("tok_b")).toEqual({ id: "tok_b" });
+    expect(c.getList("page")).toBeUndefined();
+    await new Promise(r => setTimeout(r, 150));
+    c.storeToken("tok_a", { id: "tok_a" }, c.begin());
+    c.storeList("page", { rows: [] }, c.begin());
+    expect(c.getToken("tok_a")).toEqual({ id: "tok_a" });
+    expect(c.getList("page")).toEqual({ rows: [] });
   });
 
   it("is bounded in entries and off with a TTL of 0", () => {
