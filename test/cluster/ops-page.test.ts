@@ -1,6 +1,7 @@
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../helpers/browser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterDown, useCluster, type Gateway, type NodeProcess } from "../helpers/cluster";
 
@@ -13,14 +14,6 @@ import { clusterDown, useCluster, type Gateway, type NodeProcess } from "../help
 
 const ADMIN = "ops-admin@example.com";
 const PASSWORD = "correct horse battery";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-];
 
 describe.skipIf(clusterDown())("the operator page in a browser", () => {
   const cluster = useCluster("ops", { env: { RATE_LIMIT_MAX: "0" } });
@@ -51,7 +44,7 @@ describe.skipIf(clusterDown())("the operator page in a browser", () => {
           CB_HALF_OPEN_MS: "120000",
         },
       }),
-      chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS }),
+      launchChromium(),
     ]);
     doomed = started[4];
     gateway = started[5];

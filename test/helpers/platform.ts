@@ -161,3 +161,17 @@ export function useUsers(p: Platform, names: string[]): Registered[] {
     },
   }));
 }
+
+/** Every service of the platform, the gateway first: what a test of the whole API starts. */
+export const ALL_SERVICES = [
+  "api",
+  "users",
+  "tokens",
+  "catalog",
+  "analytics",
+  "sagas",
+  "dex",
+  "marketing",
+  "nfts",
+  "market",
+];

@@ -1,43 +1,23 @@
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "../helpers/browser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/api-routes";
 import { parseAlias } from "../../lib/openapi";
-import { usePlatform } from "../helpers/platform";
+import { ALL_SERVICES, usePlatform } from "../helpers/platform";
 
 /**
  * /api/docs in a real headless Chromium: Swagger UI from the gateway itself shows every
  * route of the API, and the page asks nothing of any other host (it works offline).
  */
 
-const ALL = [
-  "api",
-  "users",
-  "tokens",
-  "catalog",
-  "analytics",
-  "sagas",
-  "dex",
-  "marketing",
-  "nfts",
-  "market",
-];
+const ALL = ALL_SERVICES;
 
 describe("the docs page /api/docs", () => {
   const p = usePlatform(ALL);
   let browser: Browser;
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(() => browser?.close());
 

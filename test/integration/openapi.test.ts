@@ -16,7 +16,7 @@ import {
   type OpenApiDocument,
 } from "../../lib/openapi";
 import { DOCS_OPERATIONS } from "../../mixins/openapi.mixin";
-import { usePlatform } from "../helpers/platform";
+import { ALL_SERVICES, usePlatform } from "../helpers/platform";
 
 /**
  * GET /api/openapi.json against the code: a valid OpenAPI 3.1 document; every alias of the
@@ -26,18 +26,7 @@ import { usePlatform } from "../helpers/platform";
  */
 
 const ROOT = path.resolve(__dirname, "../..");
-const ALL = [
-  "api",
-  "users",
-  "tokens",
-  "catalog",
-  "analytics",
-  "sagas",
-  "dex",
-  "marketing",
-  "nfts",
-  "market",
-];
+const ALL = ALL_SERVICES;
 
 type Doc = OpenApiDocument & {
   paths: Record<
