@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { runnerArgs } from "../bin/runner-args";
+import { GATEWAY_NODE_FLAGS, runnerArgs } from "../bin/runner-args";
 import { api, deleteStreams, freePort, NATS_URL, platformEnv, REDIS_URL } from "./common";
 import { atCleanup, spawnChild, stopChildren, tempDir, waitHttp, type Child } from "./procs";
 import { ROOT } from "./report";
@@ -79,7 +79,11 @@ export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
   for (const { service, ...env } of plans) {
     const healthPort = await freePort();
     // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every node.
-    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const nodeArgs = [
+      // A gateway on its own node runs as deployed (bin/runner-args.ts).
+      ...(opts.mode === "nats" && service === "api" ? GATEWAY_NODE_FLAGS : []),
+      ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+    ];
     const child = spawnChild(service, runnerArgs(ROOT, nodeArgs), {
       ...shared,
       ...env,

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { answers, runnerArgs } from "./runner-args";
+import { GATEWAY_NODE_FLAGS, answers, runnerArgs } from "./runner-args";
 
 /**
  * `npm run cluster`: the whole platform as a local cluster, for people without
@@ -244,7 +244,7 @@ function start(
     // The same command as `npm run serve`.
     const proc = spawn(
       process.execPath,
-      runnerArgs(ROOT),
+      runnerArgs(ROOT, p.service === "api" ? GATEWAY_NODE_FLAGS : []),
       // Own process group: a terminal's Ctrl+C reaches each child once, through us.
       { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
     );

@@ -15,6 +15,15 @@ export const NODE_FLAGS = [
 ];
 
 /**
+ * A gateway node on its own (SERVICES=api, with Redis for its cacher and idempotency
+ * records) keeps little: bounded caches of a few MB. Under load its heap kept a high-water
+ * mark of 165–240 MB RSS; a small young generation and an old space of 96 MB hold it near
+ * 116 MB at the same requests/s (docs/benchmarks.md). Not for one process with every
+ * service: NeDB keeps its collections in that heap.
+ */
+export const GATEWAY_NODE_FLAGS = ["--max-semi-space-size=8", "--max-old-space-size=96"];
+
+/**
  * `node` arguments that run moleculer-runner on `config` (a path under `root`; default the
  * project's compiled moleculer.config.js). Runner flags such as `--hot --repl` go after them.
  */

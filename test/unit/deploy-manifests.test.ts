@@ -5,6 +5,7 @@ import { YAML11_SCHEMA, load, loadAll } from "js-yaml";
 import { afterEach, describe, expect, it } from "vitest";
 import { METRICS } from "../../lib/domain-metrics";
 import { HealthMiddleware } from "../../middlewares/health.middleware";
+import { GATEWAY_NODE_FLAGS } from "../../bin/runner-args";
 import { freePort } from "../helpers/cluster";
 
 /**
@@ -322,6 +323,21 @@ describe("docker-compose.yml", () => {
     for (const name of ["nats", "redis", "mongo"])
       expect(obj(services[name]).ports, name).toBeUndefined();
     expect(String(obj(services.mongo).image)).toBe("mongo:5.0");
+  });
+
+  it("runs the gateway with the image's command and its heap bounds, in compose and in k8s", () => {
+    const image = fs.readFileSync(path.join(ROOT, "Dockerfile"), "utf8");
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(image)?.[1] ?? "[]") as string[];
+    const withBounds = [
+      ...cmd.slice(0, -3).filter(a => !a.startsWith("--max-semi-space-size")),
+      ...GATEWAY_NODE_FLAGS,
+      ...cmd.slice(-3),
+    ];
+    expect(cmd.length).toBeGreaterThan(3);
+    expect(arr(obj(services.gateway).command).map(String)).toEqual(withBounds);
+    const gateway = manifests.find(m => m.kind === "Deployment" && m.name === "mintmesh-gateway");
+    const container = obj(arr(obj(obj(obj(gateway?.doc.spec).template).spec).containers)[0]);
+    expect(arr(container.command).map(String)).toEqual(withBounds);
   });
 
   it("lets every node be scaled: no container_name, no host port but the gateway's", () => {
