@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { SERVICE_START_ORDER } from "../bin/runner-args";
 import { startPlatform } from "./platform";
 import { cleanup, rssMb } from "./procs";
 import { ROOT, report, runMain, type Row } from "./report";
@@ -18,18 +19,6 @@ import { ROOT, report, runMain, type Row } from "./report";
 
 const BENCH = "startup";
 const GOAL_MS = 1500;
-const ORDER = [
-  "users",
-  "tokens",
-  "catalog",
-  "analytics",
-  "nfts",
-  "market",
-  "dex",
-  "marketing",
-  "sagas",
-  "api",
-];
 
 function services(): string[] {
   const given = (process.env.BENCH_STARTUP_SERVICES ?? "").split(",").filter(Boolean);
@@ -39,8 +28,8 @@ function services(): string[] {
     .filter(f => f.endsWith(".service.js"))
     .map(f => f.slice(0, -".service.js".length));
   const rank = (s: string) => {
-    const i = ORDER.indexOf(s.split(".")[0]);
-    return i >= 0 ? i : ORDER.length - 1.5; // versioned and unknown ones before the gateway
+    const i = SERVICE_START_ORDER.indexOf(s.split(".")[0]);
+    return i >= 0 ? i : SERVICE_START_ORDER.length - 1.5; // versioned and unknown ones before the gateway
   };
   return compiled.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }

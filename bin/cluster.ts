@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { GATEWAY_NODE_FLAGS, answers, runnerArgs } from "./runner-args";
+import { GATEWAY_NODE_FLAGS, SERVICE_START_ORDER, answers, runnerArgs } from "./runner-args";
 
 /**
  * `npm run cluster`: the whole platform as a local cluster, for people without
@@ -34,22 +34,6 @@ import { GATEWAY_NODE_FLAGS, answers, runnerArgs } from "./runner-args";
 const ROOT = path.resolve(__dirname, "../..");
 const SERVICE_DIR = path.join(ROOT, "dist/services");
 
-/**
- * Start order: the gateway last, so its first readiness check finds the others; sagas
- * after the services a launch calls (it waits for them before resuming sagas anyway).
- */
-const KNOWN = [
-  "users",
-  "tokens",
-  "catalog",
-  "analytics",
-  "nfts",
-  "market",
-  "dex",
-  "marketing",
-  "sagas",
-  "api",
-];
 /**
  * Env of a second copy of a service on NeDB, for those where one is safe; null: none.
  * (On MongoDB every replica shares the database and consumer group: always safe.)
@@ -98,8 +82,8 @@ function servicesToRun(): string[] {
     if (!compiled.includes(w)) log(`CLUSTER_SERVICES names "${w}", which is not compiled: skipped`);
   const chosen = wanted.length ? compiled.filter(s => wanted.includes(s)) : compiled;
   const rank = (s: string) => {
-    const i = KNOWN.indexOf(s.split(".")[0]);
-    return i >= 0 ? i : KNOWN.length - 1.5;
+    const i = SERVICE_START_ORDER.indexOf(s.split(".")[0]);
+    return i >= 0 ? i : SERVICE_START_ORDER.length - 1.5;
   };
   return chosen.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }

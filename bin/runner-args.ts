@@ -15,6 +15,24 @@ export const NODE_FLAGS = [
 ];
 
 /**
+ * Every service, in the order a cluster starts them: the gateway last, so its first
+ * readiness check finds the others; sagas after the services a launch calls (it waits for
+ * them before resuming sagas anyway). npm run cluster, the startup bench, the deploy tests.
+ */
+export const SERVICE_START_ORDER = [
+  "users",
+  "tokens",
+  "catalog",
+  "analytics",
+  "nfts",
+  "market",
+  "dex",
+  "marketing",
+  "sagas",
+  "api",
+];
+
+/**
  * A gateway node on its own (SERVICES=api, with Redis for its cacher and idempotency
  * records) keeps little: bounded caches of a few MB. Under load its heap kept a high-water
  * mark of 165–240 MB RSS; a small young generation and an old space of 96 MB hold it near

@@ -4,6 +4,7 @@
  * here (reading metric lists, the rate ring); mixins/ops.mixin.ts makes the calls.
  */
 
+import type { ServiceBroker } from "moleculer";
 import type { SagaSummary } from "./saga-log";
 
 /** One value of a metric as `$node.metrics` lists it (gauges and counters; histograms differ). */
@@ -209,4 +210,122 @@ export class RateRing {
       transfers: Math.round(p.transfers * 100) / 100,
     }));
   }
+}
+
+/** A node as the registry lists it (moleculer's typings leave the fields open). */
+export interface RegistryNode {
+  id: string;
+  available: boolean;
+  local: boolean;
+  hostname?: string | null;
+  cpu?: number | null;
+  services?: Array<{ name: string }>;
+}
+/** What `$node.health` answers, as far as the page shows it. */
+export interface NodeHealth {
+  cpu?: { utilization?: number | null };
+  mem?: { free: number; total: number };
+  process?: { memory?: { rss: number; heapUsed: number }; uptime?: number };
+}
+
+/** One node as the page asked it: its health (when asked) and metrics, or null. */
+export interface NodeAnswer {
+  n: RegistryNode;
+  health: NodeHealth | null;
+  metrics: MetricInfo[] | null;
+}
+
+/**
+ * One node's metrics (and, `full`, its health) within `timeoutMs`, never retried: a node
+ * that does not answer in time is shown without them, and the page does not stall on it.
+ */
+export async function askNode(
+  broker: Pick<ServiceBroker, "call">,
+  n: RegistryNode,
+  full: boolean,
+  timeoutMs: number,
+): Promise<NodeAnswer> {
+  if (!n.available) return { n, health: null, metrics: null };
+  const opts = { nodeID: n.id, timeout: timeoutMs, retries: 0, caller: OPS_CALLER };
+  const [health, metrics] = await Promise.all([
+    full
+      ? broker.call<NodeHealth, Record<string, never>>("$node.health", {}, opts).catch(() => null)
+      : null,
+    broker
+      .call<MetricInfo[], { includes: string[] }>(
+        "$node.metrics",
+        { includes: METRIC_INCLUDES },
+        opts,
+      )
+      .catch(() => null),
+  ]);
+  return { n, health, metrics };
+}
+
+/** Each answering node's counters, for the requests/s and transfers/s ring. */
+export function countersOf(
+  answers: NodeAnswer[],
+): Map<string, { requests: number; transfers: number }> {
+  const counters = new Map<string, { requests: number; transfers: number }>();
+  for (const { n, metrics } of answers)
+    if (metrics)
+      counters.set(n.id, {
+        requests: handledRequests(metrics),
+        transfers: transfersCounted(metrics),
+      });
+  return counters;
+}
+
+/** The page's view of the cluster from what each node answered; `full`: health was asked. */
+export function snapshotOf(
+  answers: NodeAnswer[],
+  recent: SagaSummary[] | null,
+  rates: RatePoint[],
+  now: number,
+  full: boolean,
+): OpsSnapshot {
+  const snapshot: OpsSnapshot = {
+    at: new Date(now).toISOString(),
+    nodes: answers.map(({ n, health, metrics }): OpsNode => {
+      const mem = health?.process?.memory;
+      return {
+        id: n.id,
+        available: n.available,
+        local: n.local,
+        hostname: n.hostname ?? null,
+        services: [...new Set((n.services ?? []).map(s => s.name))]
+          .filter(s => !s.startsWith("$"))
+          .sort(),
+        // From heartbeats; a node without a transporter has none: its load instead.
+        cpu: !n.available
+          ? null
+          : typeof n.cpu === "number"
+            ? n.cpu
+            : (health?.cpu?.utilization ?? null),
+        memory:
+          mem && health?.mem
+            ? {
+                rssBytes: mem.rss,
+                heapUsedBytes: mem.heapUsed,
+                hostUsedPercent: Math.round((1 - health.mem.free / health.mem.total) * 1000) / 10,
+              }
+            : null,
+        uptimeSec:
+          typeof health?.process?.uptime === "number" ? Math.round(health.process.uptime) : null,
+        health: !n.available ? "gone" : health || (!full && metrics) ? "ok" : "unreachable",
+        metrics: Boolean(metrics),
+      };
+    }),
+    // Breakers of this page's own `$node.*` calls (to a node that just died) are noise.
+    breakers: answers
+      .flatMap(({ n, metrics }) => (metrics ? breakersOf(n.id, metrics) : []))
+      .filter(b => !b.action.startsWith("$")),
+    bulkheads: answers.flatMap(({ n, metrics }) => (metrics ? bulkheadsOf(n.id, metrics) : [])),
+    outboxes: answers.flatMap(({ n, metrics }) => (metrics ? outboxesOf(n.id, metrics) : [])),
+    lag: answers.flatMap(({ n, metrics }) => (metrics ? lagOf(n.id, metrics) : [])),
+    sagas: { available: Boolean(recent), rows: recent ?? [] },
+    rates,
+  };
+  snapshot.nodes.sort((a, b) => a.id.localeCompare(b.id));
+  return snapshot;
 }

@@ -249,6 +249,34 @@ export function routeRateLimit(opts: {
   };
 }
 
+/**
+ * The gateway's limits by route name: logins count each attempt in Redis at once; the
+ * API's hits go in batches every `syncMs` (RedisRateLimitStore).
+ */
+export function gatewayRateLimits(opts: {
+  max: number;
+  loginMax: number;
+  windowMs: number;
+  syncMs?: number;
+  hops: number;
+  redisUrl?: string;
+}): Record<string, RouteRateLimit | undefined> {
+  const limit = (n: number, prefix: string, syncMs: number) =>
+    routeRateLimit({
+      limit: n,
+      windowMs: opts.windowMs,
+      prefix,
+      hops: opts.hops,
+      redisUrl: opts.redisUrl,
+      syncMs,
+    });
+  return {
+    login: limit(opts.loginMax, "login", 0),
+    private: limit(opts.max, "all", opts.syncMs ?? 0),
+    public: limit(opts.max, "all", opts.syncMs ?? 0),
+  };
+}
+
 /** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
 function redisCounters(redisUrl: string, prefix: string, syncMs: number) {
   return class extends RedisRateLimitStore {

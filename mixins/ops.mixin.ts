@@ -1,6 +1,4 @@
-import fs from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import path from "node:path";
 import type { Context, Service, ServiceSettingSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { BoundedMap } from "../lib/bounded-map";
@@ -19,19 +17,15 @@ import {
   signSession,
   verifySession,
 } from "../lib/ops-access";
+import { sendStatic } from "../lib/ops-page";
 import {
-  METRIC_INCLUDES,
-  RateRing,
-  breakersOf,
-  bulkheadsOf,
-  handledRequests,
-  lagOf,
-  outboxesOf,
-  transfersCounted,
-  type MetricInfo,
-  type OpsNode,
   OPS_CALLER,
+  RateRing,
+  countersOf,
+  snapshotOf,
+  askNode,
   type OpsSnapshot,
+  type RegistryNode,
 } from "../lib/ops-snapshot";
 import { accountKey, retryAfterSeconds, type AttemptCounter } from "../lib/rate-limit";
 import type { SagaSummary } from "../lib/saga-log";
@@ -146,45 +140,6 @@ function handle(fn: (this: OpsThis, req: Req, res: Res) => Promise<void> | void)
   };
 }
 
-/** public/ops, from the sources (mixins/) or from dist/mixins (npm start, the Docker image). */
-const STATIC_DIR = [
-  path.resolve(__dirname, "../public/ops"),
-  path.resolve(__dirname, "../../public/ops"),
-].find(dir => fs.existsSync(path.join(dir, "index.html")));
-
-const STATIC_TYPES: Record<string, string> = {
-  "index.html": "text/html; charset=utf-8",
-  "ops.js": "text/javascript; charset=utf-8",
-  "ops.css": "text/css; charset=utf-8",
-};
-/** The three files, read once: a fixed, small set. */
-const files = new Map<string, Buffer>();
-function staticFile(name: string): Buffer {
-  let body = files.get(name);
-  if (!body) {
-    if (!STATIC_DIR) throw new Error("public/ops is missing from this installation");
-    body = fs.readFileSync(path.join(STATIC_DIR, name));
-    files.set(name, body);
-  }
-  return body;
-}
-
-/** Nothing from elsewhere: the page loads its own script and style, talks to its own origin. */
-const PAGE_HEADERS = {
-  "Cache-Control": "no-store",
-  "Content-Security-Policy":
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
-    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "X-Frame-Options": "DENY",
-};
-
-function sendStatic(res: Res, name: string): void {
-  res.writeHead(200, { ...PAGE_HEADERS, "Content-Type": STATIC_TYPES[name] });
-  res.end(staticFile(name));
-}
-
 function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, {
     "Content-Type": "application/json; charset=utf-8",
@@ -195,22 +150,6 @@ function sendJson(res: Res, status: number, body: unknown, headers: Record<strin
 }
 
 const clearCookie = (secure: boolean) => sessionCookie("", 0, secure);
-
-/** A node as the registry lists it (moleculer's typings leave the fields open). */
-interface RegistryNode {
-  id: string;
-  available: boolean;
-  local: boolean;
-  hostname?: string | null;
-  cpu?: number | null;
-  services?: Array<{ name: string }>;
-}
-/** What `$node.health` answers, as far as the page shows it. */
-interface NodeHealth {
-  cpu?: { utilization?: number | null };
-  mem?: { free: number; total: number };
-  process?: { memory?: { rss: number; heapUsed: number }; uptime?: number };
-}
 
 const EMAIL_TTL_MS = 30_000;
 /** A stream whose client reads slower than this much backlog is closed. */
@@ -425,36 +364,11 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
           onlyAvailable: false,
           withServices: true,
         }) as unknown as RegistryNode[];
-        const opts = (nodeID: string) => ({
-          nodeID,
-          timeout: nodeTimeoutMs,
-          retries: 0,
-          caller: OPS_CALLER,
-        });
         const sagasUp = this.broker.registry
           .getServiceList({ onlyAvailable: true })
           .some(s => s.name === "sagas");
         const [answers, recent] = await Promise.all([
-          Promise.all(
-            nodes.map(async n => {
-              if (!n.available) return { n, health: null, metrics: null };
-              const [health, metrics] = await Promise.all([
-                full
-                  ? this.broker
-                      .call<NodeHealth, Record<string, never>>("$node.health", {}, opts(n.id))
-                      .catch(() => null)
-                  : null,
-                this.broker
-                  .call<MetricInfo[], { includes: string[] }>(
-                    "$node.metrics",
-                    { includes: METRIC_INCLUDES },
-                    opts(n.id),
-                  )
-                  .catch(() => null),
-              ]);
-              return { n, health, metrics };
-            }),
-          ),
+          Promise.all(nodes.map(n => askNode(this.broker, n, full, nodeTimeoutMs))),
           full && sagasUp
             ? this.broker
                 .call<SagaSummary[], { limit: number }>(
@@ -467,65 +381,8 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
         ]);
 
         const now = Date.now();
-        if (sample) {
-          const counters = new Map<string, { requests: number; transfers: number }>();
-          for (const { n, metrics } of answers)
-            if (metrics)
-              counters.set(n.id, {
-                requests: handledRequests(metrics),
-                transfers: transfersCounted(metrics),
-              });
-          this.opsRing.add(now, counters);
-        }
-
-        const snapshot: OpsSnapshot = {
-          at: new Date(now).toISOString(),
-          nodes: answers.map(({ n, health, metrics }): OpsNode => {
-            const mem = health?.process?.memory;
-            return {
-              id: n.id,
-              available: n.available,
-              local: n.local,
-              hostname: n.hostname ?? null,
-              services: [...new Set((n.services ?? []).map(s => s.name))]
-                .filter(s => !s.startsWith("$"))
-                .sort(),
-              // From heartbeats; a node without a transporter has none: its load instead.
-              cpu: !n.available
-                ? null
-                : typeof n.cpu === "number"
-                  ? n.cpu
-                  : (health?.cpu?.utilization ?? null),
-              memory:
-                mem && health?.mem
-                  ? {
-                      rssBytes: mem.rss,
-                      heapUsedBytes: mem.heapUsed,
-                      hostUsedPercent:
-                        Math.round((1 - health.mem.free / health.mem.total) * 1000) / 10,
-                    }
-                  : null,
-              uptimeSec:
-                typeof health?.process?.uptime === "number"
-                  ? Math.round(health.process.uptime)
-                  : null,
-              health: !n.available ? "gone" : health || (!full && metrics) ? "ok" : "unreachable",
-              metrics: Boolean(metrics),
-            };
-          }),
-          // Breakers of this page's own `$node.*` calls (to a node that just died) are noise.
-          breakers: answers
-            .flatMap(({ n, metrics }) => (metrics ? breakersOf(n.id, metrics) : []))
-            .filter(b => !b.action.startsWith("$")),
-          bulkheads: answers.flatMap(({ n, metrics }) =>
-            metrics ? bulkheadsOf(n.id, metrics) : [],
-          ),
-          outboxes: answers.flatMap(({ n, metrics }) => (metrics ? outboxesOf(n.id, metrics) : [])),
-          lag: answers.flatMap(({ n, metrics }) => (metrics ? lagOf(n.id, metrics) : [])),
-          sagas: { available: Boolean(recent), rows: recent ?? [] },
-          rates: this.opsRing.list(),
-        };
-        snapshot.nodes.sort((a, b) => a.id.localeCompare(b.id));
+        if (sample) this.opsRing.add(now, countersOf(answers));
+        const snapshot = snapshotOf(answers, recent, this.opsRing.list(), now, full);
         if (full) this.opsLatest = { at: now, snapshot };
         return snapshot;
       };

@@ -12,7 +12,7 @@ import { nodeProblems } from "../middlewares/health.middleware";
 import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES, routedServices } from "../lib/api-routes";
 import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
 import { withAccessLog } from "../lib/access-log";
-import { nearCacheOf } from "../middlewares/near-cache.middleware";
+import { NearCacheMixin } from "../mixins/near-cache.mixin";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
@@ -33,7 +33,7 @@ import {
   RedisRateLimitStore,
   accountKey,
   retryAfterSeconds,
-  routeRateLimit,
+  gatewayRateLimits,
   trustProxyHops,
   type AttemptCounter,
   type RouteRateLimit,
@@ -171,7 +171,7 @@ const ApiService: ServiceSchema<
   ApiThis
 > = {
   name: "api",
-  mixins: [ApiGateway, TrafficMixin, OpsMixin],
+  mixins: [ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin],
 
   // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
   // new parent id; its breaker, tripped by one failing downstream, made every route 404; its
@@ -313,23 +313,11 @@ const ApiService: ServiceSchema<
   merged(schema) {
     const settings = schema.settings;
     if (!settings) return;
-    const { max, loginMax, windowMs } = settings.rateLimits;
-    const limit = (n: number, prefix: string, syncMs: number) =>
-      routeRateLimit({
-        limit: n,
-        windowMs,
-        prefix,
-        hops: settings.trustProxy,
-        redisUrl: settings.redisUrl,
-        syncMs,
-      });
-    // Logins count each attempt in Redis at once; the API's hits go in batches.
-    const syncMs = settings.rateLimits.syncMs ?? 0;
-    const limits: Record<string, RouteRateLimit | undefined> = {
-      login: limit(loginMax, "login", 0),
-      private: limit(max, "all", syncMs),
-      public: limit(max, "all", syncMs),
-    };
+    const limits = gatewayRateLimits({
+      ...settings.rateLimits,
+      hops: settings.trustProxy,
+      redisUrl: settings.redisUrl,
+    });
     settings.routes = settings.routes.map(route =>
       limits[route.name] ? { ...route, rateLimit: limits[route.name] } : route,
     );
@@ -439,16 +427,6 @@ const ApiService: ServiceSchema<
       return stores.filter(s => s instanceof RedisRateLimitStore);
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
-
-  events: {
-    /** The catalog applied a batch: the gateway's copies of those tokens and of every page go. */
-    "catalog.changed": {
-      params: { tokenIds: { type: "array", items: "string", optional: true } },
-      handler(this: ApiThis, ctx: Context<{ tokenIds?: string[] }>) {
-        nearCacheOf(this.broker)?.changed(ctx.params.tokenIds ?? []);
-      },
-    },
-  },
 
   created() {
     const { redisUrl, loginThrottle, idempotency } = this.settings;

@@ -5,7 +5,7 @@ import { YAML11_SCHEMA, load, loadAll } from "js-yaml";
 import { afterEach, describe, expect, it } from "vitest";
 import { METRICS } from "../../lib/domain-metrics";
 import { HealthMiddleware } from "../../middlewares/health.middleware";
-import { GATEWAY_NODE_FLAGS } from "../../bin/runner-args";
+import { GATEWAY_NODE_FLAGS, SERVICE_START_ORDER } from "../../bin/runner-args";
 import { freePort } from "../helpers/cluster";
 
 /**
@@ -15,19 +15,6 @@ import { freePort } from "../helpers/cluster";
  */
 
 const ROOT = path.resolve(__dirname, "../..");
-/** What both deployments run, each in containers of its own. */
-const SERVICES = [
-  "api",
-  "users",
-  "tokens",
-  "catalog",
-  "analytics",
-  "nfts",
-  "market",
-  "dex",
-  "marketing",
-  "sagas",
-];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -108,7 +95,7 @@ describe("k8s manifests", () => {
 
   it("run the gateway and each service as a Deployment of its own", () => {
     const hosted = ofKind("Deployment").map(d => envValue(containers(d)[0], "SERVICES"));
-    expect(hosted).toEqual(expect.arrayContaining(SERVICES));
+    expect(hosted).toEqual(expect.arrayContaining(SERVICE_START_ORDER));
     expect(hosted.length).toBe(new Set(hosted).size);
   });
 
@@ -302,7 +289,7 @@ describe("docker-compose.yml", () => {
       expect.arrayContaining(["nats", "mongo", "redis", "jaeger", "gateway"]),
     );
     const hosted = nodes.filter(n => n !== "repl").map(n => env(n).SERVICES);
-    expect(hosted).toEqual(expect.arrayContaining(SERVICES));
+    expect(hosted).toEqual(expect.arrayContaining(SERVICE_START_ORDER));
     expect(hosted.length).toBe(new Set(hosted).size);
   });
 
@@ -400,7 +387,7 @@ describe("Prometheus and Grafana of docker-compose.yml", () => {
       .map(v => v.split(":"));
 
   it("gives every node METRICS_PORT and HEALTH_PORT, and a healthcheck on /health/ready", () => {
-    expect(nodes.length).toBeGreaterThanOrEqual(SERVICES.length);
+    expect(nodes.length).toBeGreaterThanOrEqual(SERVICE_START_ORDER.length);
     for (const name of nodes) {
       expect(Number(env(name).METRICS_PORT), name).toBeGreaterThan(0);
       expect(Number(env(name).HEALTH_PORT), name).toBeGreaterThan(0);

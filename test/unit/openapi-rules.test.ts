@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { amountRule } from "../../lib/amount";
-import { buildOpenApi, objectSchema, parseAlias, ruleToSchema } from "../../lib/openapi";
+import { buildOpenApi, parseAlias } from "../../lib/openapi";
+import { objectSchema, ruleToSchema } from "../../lib/openapi-rules";
 import { accountParam, pageParams } from "../../lib/params";
 import { textRule, urlRule } from "../../lib/text-rules";
 
