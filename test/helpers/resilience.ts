@@ -75,8 +75,22 @@ export async function runLoad<T>(
 
 export const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms));
 
+/**
+ * Until `broker` has discovered the `$faults` control of `nodeID`: a probe that joined
+ * together with the nodes may not have their INFO yet.
+ */
+async function faultControlOf(broker: ServiceBroker, nodeID: string): Promise<void> {
+  const known = () =>
+    broker.registry
+      .getServiceList({ onlyAvailable: true })
+      .some(svc => svc.name === "$faults" && svc.nodeID === nodeID);
+  for (const until = Date.now() + 15_000; !known(); await sleep(50))
+    if (Date.now() > until) throw new Error(`no $faults control discovered on ${nodeID}`);
+}
+
 /** Sets the faults of one node (it must run with FAULTS_CONTROL=true). */
 export async function setFaults(broker: ServiceBroker, nodeID: string, spec: string) {
+  await faultControlOf(broker, nodeID);
   await broker.call("$faults.set", { spec }, { nodeID });
 }
 
