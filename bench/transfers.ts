@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
 import { api, freePort, percentile, platformEnv } from "./common";
+import { cpuLine, cpuMeter } from "./cpu";
 import { startPlatform } from "./platform";
 import { cleanup, spawnChild, waitHttp } from "./procs";
 import { report, type Row } from "./report";
@@ -34,17 +35,25 @@ const MODES = (process.env.BENCH_MODES ?? "embedded").split(",").map(s => s.trim
 const NATS_SERVICES = ["users", "tokens", "catalog", "analytics", "api"];
 
 /** The platform over NATS, a node per service; its gateway's URL and its stop. */
-async function startCluster(): Promise<{ base: string; stop: () => Promise<void> }> {
+interface Started {
+  base: string;
+  /** The platform's processes, for the CPU each uses. */
+  procs: Array<{ name: string; pid: number }>;
+  stop: () => Promise<void>;
+}
+
+/** The platform over NATS, a node per service; its gateway's URL and its stop. */
+async function startCluster(): Promise<Started> {
   const p = await startPlatform({ mode: "nats", services: NATS_SERVICES });
-  return { base: p.base, stop: p.stop };
+  return {
+    base: p.base,
+    procs: p.nodes.map(n => ({ name: n.service, pid: n.child.pid })),
+    stop: p.stop,
+  };
 }
 
 /** The platform embedded (the original bench); its gateway's URL and its stop. */
-async function startEmbedded(): Promise<{
-  base: string;
-  dataDir: string;
-  stop: () => Promise<void>;
-}> {
+async function startEmbedded(): Promise<Started & { dataDir: string }> {
   const port = await freePort();
   const dataDir =
     process.env.BENCH_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-"));
@@ -70,13 +79,14 @@ async function startEmbedded(): Promise<{
     await stop();
     throw err;
   }
-  return { base, dataDir, stop };
+  return { base, dataDir, procs: [{ name: "platform", pid: server.pid }], stop };
 }
 
 /** One mode's run: setup, CLIENTS clients for SECONDS, checks; its row of the table. */
 async function bench(mode: string): Promise<Row> {
   console.log(`-- transfers ${mode === "nats" ? "over NATS (a node per service)" : "embedded"}`);
-  const { base, stop, ...rest } = mode === "nats" ? await startCluster() : await startEmbedded();
+  const { base, stop, procs, ...rest } =
+    mode === "nats" ? await startCluster() : await startEmbedded();
   const dataDir = "dataDir" in rest ? rest.dataDir : "per-node temp dirs";
   const notes: string[] = [];
   try {
@@ -147,6 +157,7 @@ async function bench(mode: string): Promise<Row> {
     const statuses = new Map<number, number>();
     let started = 0;
     let seq = 0;
+    const cpu = cpuMeter(procs);
     const t0 = performance.now();
     const deadline = t0 + SECONDS * 1000;
     const client = async (i: number) => {
@@ -170,8 +181,9 @@ async function bench(mode: string): Promise<Row> {
     await Promise.all(users.map((_, i) => client(i)));
     const elapsed = (performance.now() - t0) / 1000;
     agent.destroy();
-
     const ok = statuses.get(201) ?? 0;
+    const cpuUse = cpu.stop(ok);
+
     latencies.sort((a, b) => a - b);
     const holders = await api<{ rows: Array<{ amount: string }>; total: number }>(
       base,
@@ -188,6 +200,12 @@ async function bench(mode: string): Promise<Row> {
     console.log(`latency p50: ${percentile(latencies, 0.5).toFixed(2)} ms`);
     console.log(`latency p99: ${percentile(latencies, 0.99).toFixed(2)} ms`);
     console.log(`supply == sum of balances: ${sum === 10n ** 30n}`);
+    if (cpuUse) {
+      console.log(cpuLine(cpuUse, "transfer"));
+      notes.push(
+        `${cpuUse.totalMs.toFixed(2)} CPU ms per transfer (${cpuUse.shares[0].name} ${cpuUse.shares[0].msPerOp.toFixed(2)})`,
+      );
+    }
     if (sum !== 10n ** 30n) notes.push("supply != sum of balances");
     const failed = latencies.length - ok;
     if (failed > 0) notes.push(`${failed} transfers not 201`);
