@@ -1,4 +1,10 @@
-import { insertIfAbsent, pruneOlderThan, type CollectionSpec, type Doc, type Store } from "./store";
+import {
+  insertAllIfAbsent,
+  pruneOlderThan,
+  type CollectionSpec,
+  type Doc,
+  type Store,
+} from "./store";
 import type { Received } from "./read-model";
 
 /**
@@ -32,10 +38,10 @@ export async function appliedAmong(
 /** Records the events as applied; one already recorded (a racing replica) is fine. */
 export async function markApplied(applied: Store<AppliedDoc>, events: Received[]): Promise<void> {
   const appliedAt = new Date().toISOString();
-  await Promise.all(
-    events.map(({ channel, event }) =>
-      insertIfAbsent(applied, { _id: event.eventId, type: channel, appliedAt }),
-    ),
+  // One write for the batch, unless some were recorded already.
+  await insertAllIfAbsent(
+    applied,
+    events.map(({ channel, event }) => ({ _id: event.eventId, type: channel, appliedAt })),
   );
 }
 

@@ -25,6 +25,7 @@ interface MongoCollection {
   };
   countDocuments(query: Query): Promise<number>;
   insertOne(doc: unknown): Promise<unknown>;
+  insertMany(docs: unknown[]): Promise<unknown>;
   updateMany(query: Query, update: Update): Promise<{ matchedCount: number }>;
   findOneAndUpdate(query: Query, update: Update, opts: object): Promise<{ value: unknown }>;
   deleteMany(query: Query): Promise<{ deletedCount: number }>;
@@ -61,6 +62,17 @@ export class MongoStore<T extends Doc> implements Store<T> {
     try {
       await this.col.insertOne(doc);
       return doc;
+    } catch (err) {
+      if (isDuplicate(err)) throw new DuplicateKeyError(this.name);
+      throw err;
+    }
+  }
+
+  async insertMany(docs: T[]): Promise<T[]> {
+    try {
+      // Ordered: it stops at a duplicate, having written the ones before it.
+      if (docs.length > 0) await this.col.insertMany(docs);
+      return docs;
     } catch (err) {
       if (isDuplicate(err)) throw new DuplicateKeyError(this.name);
       throw err;

@@ -270,6 +270,18 @@ export class NedbStore<T extends Doc> implements Store<T> {
     }
   }
 
+  async insertMany(docs: T[]): Promise<T[]> {
+    this.writable();
+    try {
+      // NeDB inserts an array as one operation: all of it, or none on a unique violation.
+      return await this.written((await this.db.insertAsync(docs)) as T[]);
+    } catch (err) {
+      if ((err as { errorType?: string }).errorType === "uniqueViolated")
+        throw new DuplicateKeyError(this.name);
+      throw err;
+    }
+  }
+
   async update(query: Query, update: Update): Promise<number> {
     this.writable();
     const res = await this.db.updateAsync(query, update, { multi: true });

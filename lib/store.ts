@@ -43,6 +43,11 @@ export interface Store<T extends Doc = Doc> {
   find(query: Query, opts?: FindOptions): Promise<T[]>;
   count(query: Query): Promise<number>;
   insert(doc: T): Promise<T>;
+  /**
+   * Inserts every document in one write, or none: a duplicate of a unique key throws
+   * DuplicateKeyError (NeDB writes none of them; MongoDB may have written those before it).
+   */
+  insertMany(docs: T[]): Promise<T[]>;
   /** Applies `update` ($set, $inc, …) to every match; resolves to how many documents matched. */
   update(query: Query, update: Update): Promise<number>;
   /** Applies `update` to the first match (a compare-and-set when `query` pins a version); the new document or null. */
@@ -65,6 +70,25 @@ export async function insertIfAbsent<T extends Doc>(store: Store<T>, doc: T): Pr
     if (err instanceof DuplicateKeyError) return false;
     throw err;
   }
+}
+
+/**
+ * insertIfAbsent for many: one write when none exists yet (the usual case), else one by
+ * one, so those already there are skipped. Resolves to how many this call inserted.
+ */
+export async function insertAllIfAbsent<T extends Doc>(
+  store: Store<T>,
+  docs: T[],
+): Promise<number> {
+  if (docs.length === 0) return 0;
+  try {
+    await store.insertMany(docs);
+    return docs.length;
+  } catch (err) {
+    if (!(err instanceof DuplicateKeyError)) throw err;
+  }
+  const inserted = await Promise.all(docs.map(d => insertIfAbsent(store, d)));
+  return inserted.filter(Boolean).length;
 }
 
 /**

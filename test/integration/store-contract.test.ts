@@ -4,7 +4,7 @@ import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DbMixin, type DbThis } from "../../mixins/db.mixin";
-import { DuplicateKeyError, type Doc, type Store } from "../../lib/store";
+import { DuplicateKeyError, insertAllIfAbsent, type Doc, type Store } from "../../lib/store";
 import { mongoDbName } from "../../lib/mongo-store";
 import { NedbStore } from "../../lib/nedb-store";
 
@@ -121,6 +121,28 @@ function contract(label: string, env: () => Record<string, string>) {
       expect(await items.remove({ n: { $gte: 2, $lt: 5 } })).toBe(3);
       expect(await items.count({})).toBe(2);
     });
+
+    it("inserts many in one write; a duplicate refuses the write, insertAllIfAbsent skips it", async () => {
+      const doc = (i: number): Tagged => ({ _id: `m${i}`, key: `mk${i}`, group: "many", n: i });
+      expect(await tagged.insertMany([doc(0), doc(1), doc(2)])).toHaveLength(3);
+      expect(await tagged.count({ group: "many" })).toBe(3);
+      // m4 comes after the duplicate: MongoDB's ordered insert stops before it too.
+      await expect(tagged.insertMany([doc(3), doc(1), doc(4)])).rejects.toBeInstanceOf(
+        DuplicateKeyError,
+      );
+      expect(await tagged.findOne({ _id: "m4" })).toBeNull();
+      if (tagged instanceof NedbStore) expect(await tagged.findOne({ _id: "m3" })).toBeNull();
+      // What is there already is skipped, the rest is written, and the count says which.
+      expect(await insertAllIfAbsent(tagged, [doc(2), doc(5), doc(4)])).toBe(2);
+      expect(await insertAllIfAbsent(tagged, [doc(6), doc(7)])).toBe(2);
+      expect(await insertAllIfAbsent(tagged, [])).toBe(0);
+      const all = await tagged.find({ group: "many" }, { sort: { n: 1 } });
+      expect(all.map(d => d.n)).toEqual(
+        tagged instanceof NedbStore
+          ? [0, 1, 2, 4, 5, 6, 7]
+          : expect.arrayContaining([0, 1, 2, 4, 5, 6, 7]),
+      );
+    });
   });
 }
 
@@ -179,6 +201,10 @@ describe("NeDB files keep what was acknowledged", () => {
         ),
       ]);
       await a.items.remove({ _id: "r199" });
+      await a.items.insertMany([
+        { _id: "many1", key: "many1", n: 7, version: 0 },
+        { _id: "many2", key: "many2", n: 8, version: 0 },
+      ]);
       // Plain JSON and NeDB's own encoding (Dates) must read back alike.
       const at = new Date("2026-01-02T03:04:05.678Z");
       const nested = { list: [1, "two", null, { deep: [true] }], text: 'quote " and \\ and \n' };
@@ -198,7 +224,8 @@ describe("NeDB files keep what was acknowledged", () => {
       expect(dated?.at).toBeInstanceOf(Date);
       expect((dated?.at as Date).toISOString()).toBe(at.toISOString());
       expect(dated?.nested).toEqual(nested);
-      expect(await b.items.count({})).toBe(201);
+      expect(await b.items.count({})).toBe(203);
+      expect((await b.items.findOne({ _id: "many2" }))?.n).toBe(8);
       expect(await b.items.count({ version: 1 })).toBe(50);
       expect((await b.items.findOne({ _id: "r49" }))?.n).toBe(49);
       await expect(
