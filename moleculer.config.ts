@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors, TracerOptions } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { natsConnection } from "./lib/channels";
+import { registerCoalescingNats } from "./lib/nats-writes";
 import { BoundedMemoryCacher, SafeRedisCacher } from "./lib/cachers";
 import { TRACE_ERROR_FIELDS, traceTags } from "./lib/trace-tags";
 import { JaegerExporter } from "./lib/jaeger-exporter";
@@ -13,6 +14,7 @@ import {
 import { FaultInjectionMiddleware } from "./middlewares/fault-injection.middleware";
 import { RequestContextMiddleware, logMixin } from "./middlewares/request-context.middleware";
 import { HealthMiddleware } from "./middlewares/health.middleware";
+import { NatsWritesMiddleware } from "./middlewares/nats-writes.middleware";
 import { OpsMetricsMiddleware } from "./middlewares/ops-metrics.middleware";
 import { OpenApiMiddleware } from "./lib/openapi";
 import { RequestMetricsMiddleware } from "./middlewares/request-metrics.middleware";
@@ -23,6 +25,7 @@ import { NearCacheMiddleware } from "./middlewares/near-cache.middleware";
  * one process with nothing installed: no transporter, memory cacher, in-memory channels.
  */
 const transporter = envStr("TRANSPORTER");
+registerCoalescingNats();
 const redisUrl = envStr("REDIS_URL");
 const channelsUrl = envStr("CHANNELS_URL");
 const metricsPort = envStr("METRICS_PORT");
@@ -46,8 +49,9 @@ function channelsAdapter(raw: string | undefined) {
   if (!raw) return "Fake";
   if (!raw.startsWith("nats://")) return raw;
   const { url, user, pass } = natsConnection(raw);
+  // The adapter of @moleculer/channels, writing to its socket once per turn (lib/nats-writes.ts).
   return {
-    type: "NATS",
+    type: "CoalescingNATS",
     options: {
       maxRetries: envInt("CHANNELS_MAX_RETRIES", 10),
       // One in flight per consumer keeps each channel in order; consumers dedupe by eventId anyway.
@@ -227,6 +231,8 @@ const config: BrokerOptions = {
     HealthMiddleware(),
     // Registers the domain metrics; counts this node's circuit-breaker changes.
     OpsMetricsMiddleware(),
+    // Moleculer's NATS transporter writes once per turn of the event loop (lib/nats-writes.ts).
+    NatsWritesMiddleware(),
     // Each action's API description travels with it as JSON text, so a gateway on another node
     // builds the same /api/openapi.json (the registry's JSON drops regexes and shared objects).
     OpenApiMiddleware,
