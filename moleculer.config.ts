@@ -1,7 +1,7 @@
 import type { BrokerOptions, Errors, TracerOptions } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { natsConnection } from "./lib/channels";
-import { registerCoalescingNats } from "./lib/nats-writes";
+import { registerNatsChannelsAdapter } from "./lib/nats-channels-adapter";
 import { BoundedMemoryCacher, SafeRedisCacher } from "./lib/cachers";
 import { TRACE_ERROR_FIELDS, traceTags } from "./lib/trace-tags";
 import { JaegerExporter } from "./lib/jaeger-exporter";
@@ -25,7 +25,7 @@ import { NearCacheMiddleware } from "./middlewares/near-cache.middleware";
  * one process with nothing installed: no transporter, memory cacher, in-memory channels.
  */
 const transporter = envStr("TRANSPORTER");
-registerCoalescingNats();
+registerNatsChannelsAdapter();
 const redisUrl = envStr("REDIS_URL");
 const channelsUrl = envStr("CHANNELS_URL");
 const metricsPort = envStr("METRICS_PORT");
@@ -49,9 +49,9 @@ function channelsAdapter(raw: string | undefined) {
   if (!raw) return "Fake";
   if (!raw.startsWith("nats://")) return raw;
   const { url, user, pass } = natsConnection(raw);
-  // The adapter of @moleculer/channels, writing to its socket once per turn (lib/nats-writes.ts).
+  // @moleculer/channels' adapter, talking to the server more sparingly (lib/nats-channels-adapter.ts).
   return {
-    type: "CoalescingNATS",
+    type: "MintmeshNATS",
     options: {
       maxRetries: envInt("CHANNELS_MAX_RETRIES", 10),
       // One in flight per consumer keeps each channel in order; consumers dedupe by eventId anyway.
@@ -59,7 +59,9 @@ function channelsAdapter(raw: string | undefined) {
       deadLettering: { enabled: true, queueName: "DEAD_LETTERS" },
       nats: {
         url,
-        connectionOptions: user ? { user, pass } : {},
+        // Without a stack captured per JetStream publish (a request to the server): a publish
+        // that times out is retried by the outbox, whose log names it anyway.
+        connectionOptions: { noAsyncTraces: true, ...(user ? { user, pass } : {}) },
         streamConfig: { max_age: envInt("CHANNELS_MAX_AGE_MS", 3 * 24 * 3600_000) * 1e6 },
         // How long a crashed consumer's in-flight message blocks its channel.
         consumerOptions: { config: { ack_wait: envInt("CHANNELS_ACK_WAIT_MS", 10_000) * 1e6 } },

@@ -1,4 +1,3 @@
-import { Adapters } from "@moleculer/channels";
 import type { NatsConnection } from "nats";
 
 /**
@@ -49,27 +48,4 @@ export function coalesceWrites(nc: NatsConnection | null | undefined): boolean {
     });
   };
   return true;
-}
-
-/** @moleculer/channels' NATS (JetStream) adapter, writing once per turn. */
-export class CoalescingNatsAdapter extends Adapters.NATS {
-  override async connect(): Promise<void> {
-    await super.connect();
-    if (!coalesceWrites(this.connection))
-      this.logger.warn("NATS client internals changed: writes are not coalesced");
-  }
-}
-
-/**
- * Registers the adapter as type "CoalescingNATS", so each broker a config makes builds its
- * own (`adapter: { type: "CoalescingNATS", options }`). Moleculer's transporter is wrapped
- * by middlewares/nats-writes.middleware.ts instead: moleculer-runner replaces the config's
- * `transporter` with the TRANSPORTER env var's URL, so a custom class there would be lost.
- */
-export function registerCoalescingNats(): void {
-  // The registry takes classes; its typings say instances.
-  (Adapters.register as (name: string, value: unknown) => void)(
-    "CoalescingNATS",
-    CoalescingNatsAdapter,
-  );
 }
