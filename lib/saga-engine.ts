@@ -14,6 +14,7 @@ import {
   withStep,
   type SagaDoc,
   type SagaError,
+  type StepDoc,
 } from "./saga-log";
 import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
 import { sagaStepScope } from "./trace-tags";
@@ -27,7 +28,8 @@ import { sagaStepScope } from "./trace-tags";
  *  - The log (lib/saga-log.ts) is written before and after every call: a step is marked
  *    `running` (with its attempt count) before it is called and `done` with its result
  *    after, so whoever drives the saga next calls again exactly the step whose answer
- *    was not recorded.
+ *    was not recorded. A step's `done` and the next step's `running` go in one write, and
+ *    the last step's `done` with the saga's end.
  *  - Every call carries an idempotency key of the saga id and the step name (its undo one
  *    of its own), so calling again after a crash is harmless.
  *  - A retryable failure (timeout, no node) is retried with backoff, `stepAttempts` times
@@ -65,6 +67,14 @@ export interface SagaEngineOptions extends LeaseOptions {
 }
 
 class Stopping extends Error {}
+
+/** A step that succeeded: whether its record is written, and with the next step's mark. */
+interface StepDone {
+  done: true;
+  written: boolean;
+  markedNext: boolean;
+  change: Partial<StepDoc>;
+}
 
 /** Definitions of any input: each is only ever handed the input its own sagas started with. */
 type AnyDefinition = SagaDefinition<unknown>;
@@ -223,11 +233,23 @@ export class SagaEngine {
   }
 
   private async forward(lease: Lease, def: AnyDefinition): Promise<void> {
+    // The step whose first `running` mark this engine wrote with the step before it.
+    let marked = -1;
     for (let i = 0; i < def.steps.length; i++) {
       if (lease.doc.steps[i].state === "done") continue;
-      const failure = await this.runStep(lease, def, i);
-      if (!failure) continue;
+      const outcome = await this.runStep(lease, def, i, marked === i);
+      if (outcome.done) {
+        if (outcome.markedNext) marked = i + 1;
+        if (outcome.written) continue;
+        // The last step: its result goes in the same write as the saga's end.
+        const steps = withStep(lease.doc.steps, i, outcome.change);
+        const results = resultsOf({ ...lease.doc, steps });
+        await lease.end("completed", def.result ? def.result(results) : results, { steps });
+        this.logger.info({ sagaId: lease.doc._id }, "Saga completed");
+        return;
+      }
       const step = def.steps[i].name;
+      const failure = outcome.failure;
       this.logger.info({ sagaId: lease.doc._id, step, error: failure.error }, "Saga step failed");
       await lease.save({
         state: "compensating",
@@ -245,21 +267,29 @@ export class SagaEngine {
     this.logger.info({ sagaId: lease.doc._id }, "Saga completed");
   }
 
-  /** Calls step `i` until it is done (undefined) or fails for good (the failure). */
+  /**
+   * Calls step `i` until it is done or fails for good. A done step's record goes in one write
+   * with the next step's `running` mark (the log is written before and after every call, and
+   * after one call comes the next), so a saga of n steps writes n + 1 times on its way, not 2n.
+   * The last step's record is left to the caller (`written: false`), for the saga's end.
+   */
   private async runStep(
     lease: Lease,
     def: AnyDefinition,
     i: number,
-  ): Promise<{ error: SagaError; uncertain: boolean } | undefined> {
+    marked: boolean,
+  ): Promise<StepDone | { done: false; failure: { error: SagaError; uncertain: boolean } }> {
     const step = def.steps[i];
     if (step.skip?.(this.inputOf(lease.doc, step.name, false))) {
-      await lease.save({ steps: withStep(lease.doc.steps, i, { state: "done", result: null }) });
-      return undefined; // a null result: its compensation has nothing to undo either
+      // A null result: its compensation has nothing to undo either.
+      return this.stepDone(lease, def, i, { state: "done", result: null });
     }
     for (;;) {
       if (this.stopping) throw new Stopping();
-      const attempts = lease.doc.steps[i].attempts + 1;
-      await lease.save({ steps: withStep(lease.doc.steps, i, { state: "running", attempts }) });
+      const attempts = marked ? lease.doc.steps[i].attempts : lease.doc.steps[i].attempts + 1;
+      if (!marked)
+        await lease.save({ steps: withStep(lease.doc.steps, i, { state: "running", attempts }) });
+      marked = false;
       let result: unknown;
       try {
         result = await this.callStep(lease.doc, step, false);
@@ -275,14 +305,34 @@ export class SagaEngine {
           continue;
         }
         if (kind !== "refused") this.logger.warn({ sagaId: lease.doc._id, err }, "Step broke");
-        return { error: publicError(err), uncertain: kind !== "refused" };
+        return { done: false, failure: { error: publicError(err), uncertain: kind !== "refused" } };
       }
       // Outside the call's try: a log that cannot be written is no failure of the step.
-      await lease.save({
-        steps: withStep(lease.doc.steps, i, { state: "done", result, error: null }),
-      });
-      return undefined;
+      return this.stepDone(lease, def, i, { state: "done", result, error: null });
     }
+  }
+
+  /**
+   * Records step `i` done, with the next step's first `running` mark in the same write when
+   * there is one to call; the last step's record is the caller's, to go with the saga's end.
+   */
+  private async stepDone(
+    lease: Lease,
+    def: AnyDefinition,
+    i: number,
+    change: Partial<StepDoc>,
+  ): Promise<StepDone> {
+    const j = i + 1;
+    if (j >= def.steps.length) return { done: true, written: false, markedNext: false, change };
+    let steps = withStep(lease.doc.steps, i, change);
+    const next = def.steps[j];
+    const ahead = { ...lease.doc, steps };
+    const markedNext =
+      steps[j].state !== "done" && !next.skip?.(this.inputOf(ahead, next.name, false));
+    if (markedNext)
+      steps = withStep(steps, j, { state: "running", attempts: steps[j].attempts + 1 });
+    await lease.save({ steps });
+    return { done: true, written: true, markedNext, change };
   }
 
   /** Undoes the steps that did (or may have done) their work, last first. */

@@ -155,6 +155,46 @@ describe("saga engine", () => {
     expect(events[0].eventId).toBe(`sagas.completed:${doc._id}`);
   });
 
+  it("logs each step running before its call and done after it, in n + 1 writes for n steps", async () => {
+    // What the log says while each call is out: the one step being called is `running`.
+    const seen: string[][] = [];
+    const e = new SagaEngine(
+      store,
+      { write: async ev => void events.push(...ev), has: async () => false },
+      async (action, params, opts) => {
+        const doc = await store.findOne({ _id: opts.sagaId });
+        seen.push(doc!.steps.map(st => `${st.state}/${st.attempts}`));
+        return world.call(action, params, opts);
+      },
+      logs,
+      {
+        owner: `engine-${++engines}`,
+        leaseMs: 10_000,
+        stepAttempts: 3,
+        compensationAttempts: 4,
+        backoffMs: 1,
+        maxBackoffMs: 5,
+      },
+    );
+    e.define(definition(false));
+    const updateOne = store.updateOne.bind(store);
+    let writes = 0;
+    store.updateOne = (q, u) => {
+      writes++;
+      return updateOne(q, u);
+    };
+    const doc = await run(e);
+    expect(doc.state).toBe("completed");
+    expect(seen).toEqual([
+      ["running/1", "pending/0", "pending/0"],
+      ["done/1", "running/1", "pending/0"],
+      ["done/1", "done/1", "running/1"],
+    ]);
+    // a running; a done + b running; b done + c running; c done + the end. Then the event's
+    // flag goes in a write of its own (store.update), after the outbox has the event.
+    expect(writes).toBe(4);
+  });
+
   it.each([0, 1, 2])("undoes the finished steps last first when step %i is refused", async i => {
     world.plan(`svc.${STEPS[i]}`, "refuse");
     const doc = await run(engine());
