@@ -28,8 +28,8 @@ import { sagaStepScope } from "./trace-tags";
  *  - The log (lib/saga-log.ts) is written before and after every call: a step is marked
  *    `running` (with its attempt count) before it is called and `done` with its result
  *    after, so whoever drives the saga next calls again exactly the step whose answer
- *    was not recorded. A step's `done` and the next step's `running` go in one write, and
- *    the last step's `done` with the saga's end.
+ *    was not recorded. The first `running` goes in with the saga, a step's `done` and the
+ *    next step's `running` in one write, and the last step's `done` with the saga's end.
  *  - Every call carries an idempotency key of the saga id and the step name (its undo one
  *    of its own), so calling again after a crash is harmless.
  *  - A retryable failure (timeout, no node) is retried with backoff, `stepAttempts` times
@@ -113,17 +113,21 @@ export class SagaEngine {
   ): Promise<SagaDoc> {
     const def = this.definitions.get(type);
     if (!def) throw new Error(`Unknown saga type ${type}`);
-    const doc = newSagaDoc(def, { userId, key, fingerprint, input }, this.opts);
+    let doc = newSagaDoc(def, { userId, key, fingerprint, input }, this.opts);
+    // The first step's `running` mark goes in with the saga, unless it is to be skipped.
+    const first = def.steps[0];
+    const marked = first !== undefined && !first.skip?.(this.inputOf(doc, first.name, false));
+    if (marked) doc = { ...doc, steps: withStep(doc.steps, 0, { state: "running", attempts: 1 }) };
     if (await insertIfAbsent(this.store, doc)) {
       this.logger.info({ sagaId: doc._id, type }, "Saga started");
-      this.launch(doc);
+      this.launch(doc, marked ? 0 : -1);
       return doc;
     }
-    const first = await this.store.findOne({ key });
-    if (!first) return this.start(type, userId, key, fingerprint, input); // pruned meanwhile
-    if (first.fingerprint !== fingerprint || first.userId !== userId)
+    const earlier = await this.store.findOne({ key });
+    if (!earlier) return this.start(type, userId, key, fingerprint, input); // pruned meanwhile
+    if (earlier.fingerprint !== fingerprint || earlier.userId !== userId)
       throw conflict("Idempotency key was already used for another request");
-    return first;
+    return earlier;
   }
 
   find(id: string): Promise<SagaDoc | null> {
@@ -202,12 +206,13 @@ export class SagaEngine {
     while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
   }
 
-  private launch(doc: SagaDoc): void {
-    const done = this.drive(doc).finally(() => this.running.delete(doc._id));
+  /** `marked`: the step whose first `running` mark is in `doc` as this engine wrote it (-1: none). */
+  private launch(doc: SagaDoc, marked = -1): void {
+    const done = this.drive(doc, marked).finally(() => this.running.delete(doc._id));
     this.running.set(doc._id, done);
   }
 
-  private async drive(doc: SagaDoc): Promise<void> {
+  private async drive(doc: SagaDoc, marked = -1): Promise<void> {
     const def = this.definitions.get(doc.type);
     if (!def) {
       this.logger.error({ sagaId: doc._id, type: doc.type }, "Saga of an unknown type left alone");
@@ -215,7 +220,7 @@ export class SagaEngine {
     }
     const lease = new Lease(this.store, doc, this.opts);
     try {
-      if (lease.doc.state === "running") await this.forward(lease, def);
+      if (lease.doc.state === "running") await this.forward(lease, def, marked);
       if (lease.doc.state === "compensating") await this.backward(lease, def);
       if (lease.doc.unpublished) await this.publish(lease.doc);
     } catch (err) {
@@ -232,13 +237,13 @@ export class SagaEngine {
     }
   }
 
-  private async forward(lease: Lease, def: AnyDefinition): Promise<void> {
-    // The step whose first `running` mark this engine wrote with the step before it.
-    let marked = -1;
+  /** `marked`: the step whose first `running` mark this engine wrote before (-1: none). */
+  private async forward(lease: Lease, def: AnyDefinition, marked: number): Promise<void> {
     for (let i = 0; i < def.steps.length; i++) {
       if (lease.doc.steps[i].state === "done") continue;
       const outcome = await this.runStep(lease, def, i, marked === i);
       if (outcome.done) {
+        // This engine wrote the next step's first `running` mark with this step's `done`.
         if (outcome.markedNext) marked = i + 1;
         if (outcome.written) continue;
         // The last step: its result goes in the same write as the saga's end.
@@ -268,10 +273,11 @@ export class SagaEngine {
   }
 
   /**
-   * Calls step `i` until it is done or fails for good. A done step's record goes in one write
-   * with the next step's `running` mark (the log is written before and after every call, and
-   * after one call comes the next), so a saga of n steps writes n + 1 times on its way, not 2n.
-   * The last step's record is left to the caller (`written: false`), for the saga's end.
+   * Calls step `i` until it is done or fails for good; `marked`: its first `running` mark is
+   * written already. A done step's record goes in one write with the next step's `running`
+   * mark (the log is written before and after every call, and after one call comes the
+   * next), so a saga of n steps writes n times after its insert, not 2n + 1. The last step's
+   * record is left to the caller (`written: false`), for the saga's end.
    */
   private async runStep(
     lease: Lease,
