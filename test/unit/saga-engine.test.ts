@@ -4,7 +4,7 @@ import { ClientError } from "../../lib/errors";
 import type { DomainEvent, SagaEnded } from "../../lib/events";
 import { openNedbStore } from "../../lib/nedb-store";
 import { SagaEngine, type SagaEngineOptions } from "../../lib/saga-engine";
-import type { SagaCallOptions, SagaDefinition } from "../../lib/saga-definition";
+import type { SagaCall, SagaCallOptions, SagaDefinition } from "../../lib/saga-definition";
 import { SAGA_COLLECTIONS, type SagaDoc } from "../../lib/saga-log";
 import type { Store } from "../../lib/store";
 import { failOnce } from "../helpers/stores";
@@ -105,11 +105,15 @@ let events: DomainEvent[];
 let logs: Logs;
 let engines = 0;
 
-const engine = (opts: Partial<SagaEngineOptions> = {}, needsResult = false): SagaEngine => {
+const engine = (
+  opts: Partial<SagaEngineOptions> = {},
+  needsResult = false,
+  call: SagaCall = world.call,
+): SagaEngine => {
   const e = new SagaEngine(
     store,
     { write: async ev => void events.push(...ev), has: async () => false },
-    world.call,
+    call,
     logs,
     {
       owner: `engine-${++engines}`,
@@ -158,25 +162,11 @@ describe("saga engine", () => {
   it("logs each step running before its call and done after it, in n writes after the insert", async () => {
     // What the log says while each call is out: the one step being called is `running`.
     const seen: string[][] = [];
-    const e = new SagaEngine(
-      store,
-      { write: async ev => void events.push(...ev), has: async () => false },
-      async (action, params, opts) => {
-        const doc = await store.findOne({ _id: opts.sagaId });
-        seen.push(doc!.steps.map(st => `${st.state}/${st.attempts}`));
-        return world.call(action, params, opts);
-      },
-      logs,
-      {
-        owner: `engine-${++engines}`,
-        leaseMs: 10_000,
-        stepAttempts: 3,
-        compensationAttempts: 4,
-        backoffMs: 1,
-        maxBackoffMs: 5,
-      },
-    );
-    e.define(definition(false));
+    const e = engine({}, false, async (action, params, opts) => {
+      const doc = await store.findOne({ _id: opts.sagaId });
+      seen.push(doc!.steps.map(st => `${st.state}/${st.attempts}`));
+      return world.call(action, params, opts);
+    });
     const updateOne = store.updateOne.bind(store);
     let writes = 0;
     store.updateOne = (q, u) => {
