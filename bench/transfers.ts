@@ -5,7 +5,14 @@ import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
 import { api, freePort, percentile, platformEnv } from "./common";
 import { cpuLine, cpuMeter } from "./cpu";
-import { startPlatform } from "./platform";
+import {
+  createToken,
+  register,
+  shownTransfers,
+  startPlatform,
+  transfer,
+  type BenchUser,
+} from "./platform";
 import { cleanup, spawnChild, waitHttp } from "./procs";
 import { report, type Row } from "./report";
 
@@ -91,43 +98,11 @@ async function bench(mode: string): Promise<Row> {
   const notes: string[] = [];
   try {
     // One account per client plus the creator, who funds them.
-    const register = async (i: number) => {
-      const res = await api<{ user: { id: string }; token: string }>(
-        base,
-        "POST",
-        "/api/auth/register",
-        {
-          email: `bench-${process.pid}-${i}@example.com`,
-          password: "bench password",
-          displayName: `bench ${i}`,
-        },
-      );
-      if (res.status !== 201) throw new Error(`register: ${res.status}`);
-      return { id: res.body.user.id, token: res.body.token };
-    };
-    const creator = await register(-1);
-    const users: Array<{ id: string; token: string }> = [];
-    for (let i = 0; i < CLIENTS; i++) users.push(await register(i));
-    const symbol = `B${Date.now().toString(36).toUpperCase()}`.slice(0, 11);
-    const token = await api<{ id: string }>(
-      base,
-      "POST",
-      "/api/tokens",
-      { name: "Bench", symbol, decimals: 0, initialSupply: String(10n ** 30n) },
-      creator.token,
-    );
-    if (token.status !== 201) throw new Error(`create token: ${token.status}`);
-    const tokenId = token.body.id;
-    for (const u of users) {
-      const res = await api(
-        base,
-        "POST",
-        `/api/tokens/${tokenId}/transfers`,
-        { to: u.id, amount: String(10n ** 20n) },
-        creator.token,
-      );
-      if (res.status !== 201) throw new Error(`fund: ${res.status}`);
-    }
+    const creator = await register(base, "bench-creator");
+    const users: BenchUser[] = [];
+    for (let i = 0; i < CLIENTS; i++) users.push(await register(base, `bench-${i}`));
+    const tokenId = await createToken(base, creator);
+    for (const u of users) await transfer(base, tokenId, creator, u.id, String(10n ** 20n));
 
     // node:http with keep-alive: far cheaper per request than fetch, so the clients
     // take less of the CPU the platform needs.
@@ -222,12 +197,7 @@ async function bench(mode: string): Promise<Row> {
       const c0 = performance.now();
       let shown = -1;
       while (shown !== expected && performance.now() - c0 < catchUpMs) {
-        const res = await api<{ stats?: { transfers: number } }>(
-          base,
-          "GET",
-          `/api/tokens/${tokenId}`,
-        ).catch(() => undefined);
-        shown = res?.body?.stats?.transfers ?? -1;
+        shown = await shownTransfers(base, tokenId);
         if (shown !== expected) await new Promise(r => setTimeout(r, 100));
       }
       const waited = ((performance.now() - c0) / 1000).toFixed(2);

@@ -1,4 +1,17 @@
+import type { ServerResponse } from "node:http";
 import type { FieldError } from "./errors";
+
+/** Answers with `body` as JSON, unless an answer has gone already. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
+  res.end(JSON.stringify(body));
+}
 
 /**
  * Maps any error raised while serving a request to the docs/api.md error shape. Only

@@ -1,7 +1,7 @@
 /**
  * What the operator page shows, built from what every node answers: its registry entry, its
  * `$node.health` and its `$node.metrics` (the names of docs/observability.md). Pure parts
- * here (reading metric lists, the rate ring); mixins/ops.mixin.ts makes the calls.
+ * here (reading metric lists, the rate ring) and the calls that gather it (askNode, recentSagas).
  */
 
 import type { ServiceBroker } from "moleculer";
@@ -260,6 +260,26 @@ export async function askNode(
       .catch(() => null),
   ]);
   return { n, health, metrics };
+}
+
+/**
+ * The last `limit` sagas (with their failed steps) when the sagas service runs, within
+ * `timeoutMs`, never retried; null when it does not answer.
+ */
+export function recentSagas(
+  broker: Pick<ServiceBroker, "call" | "registry">,
+  limit: number,
+  timeoutMs: number,
+): Promise<SagaSummary[] | null> {
+  const up = broker.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "sagas");
+  if (!up) return Promise.resolve(null);
+  return broker
+    .call<SagaSummary[], { limit: number }>(
+      "sagas.recent",
+      { limit },
+      { timeout: timeoutMs, retries: 0, caller: OPS_CALLER },
+    )
+    .catch(() => null);
 }
 
 /** Each answering node's counters, for the requests/s and transfers/s ring. */

@@ -1,3 +1,5 @@
+import { resultsOf, stepKey, type SagaDoc } from "./saga-log";
+
 /**
  * What a saga is made of (lib/saga-engine.ts drives them): named steps, each an action
  * call with its compensation, and the `call` the engine makes them through. A new saga
@@ -53,3 +55,18 @@ export interface SagaDefinition<I> {
   /** The saga's result from its steps' results. */
   result?(results: Record<string, unknown>): unknown;
 }
+
+/** What step `step` of the saga (or, `undo`, its compensation) is handed, by the log as it is. */
+export function stepInput(doc: SagaDoc, step: string, undo: boolean): StepInput<unknown> {
+  return {
+    sagaId: doc._id,
+    userId: doc.userId,
+    input: doc.input,
+    results: resultsOf(doc),
+    key: stepKey(doc._id, step, undo),
+  };
+}
+
+/** Whether `step` has nothing to do for this saga, by the results in its log so far. */
+export const isSkipped = (step: SagaStep<unknown>, doc: SagaDoc): boolean =>
+  step.skip?.(stepInput(doc, step.name, false)) ?? false;

@@ -1,6 +1,7 @@
 import { conflict } from "./errors";
 import { SAGA_EVENTS, domainEvent, type SagaEnded } from "./events";
 import type { OutboxWriter } from "./outbox";
+import { isSkipped, stepInput } from "./saga-definition";
 import type { SagaCall, SagaDefinition, SagaStep, StepInput } from "./saga-definition";
 import { Lease, Naps, SagaTakenOver, type LeaseOptions } from "./saga-lease";
 import {
@@ -10,7 +11,6 @@ import {
   newSagaDoc,
   publicError,
   resultsOf,
-  stepKey,
   withStep,
   type SagaDoc,
   type SagaError,
@@ -116,7 +116,7 @@ export class SagaEngine {
     let doc = newSagaDoc(def, { userId, key, fingerprint, input }, this.opts);
     // The first step's `running` mark goes in with the saga, unless it is to be skipped.
     const first = def.steps[0];
-    const marked = first !== undefined && !first.skip?.(this.inputOf(doc, first.name, false));
+    const marked = first !== undefined && !isSkipped(first, doc);
     if (marked) doc = { ...doc, steps: withStep(doc.steps, 0, { state: "running", attempts: 1 }) };
     if (await insertIfAbsent(this.store, doc)) {
       this.logger.info({ sagaId: doc._id, type }, "Saga started");
@@ -286,7 +286,7 @@ export class SagaEngine {
     marked: boolean,
   ): Promise<StepDone | { done: false; failure: { error: SagaError; uncertain: boolean } }> {
     const step = def.steps[i];
-    if (step.skip?.(this.inputOf(lease.doc, step.name, false))) {
+    if (isSkipped(step, lease.doc)) {
       // A null result: its compensation has nothing to undo either.
       return this.stepDone(lease, def, i, { state: "done", result: null });
     }
@@ -331,10 +331,8 @@ export class SagaEngine {
     const j = i + 1;
     if (j >= def.steps.length) return { done: true, written: false, markedNext: false, change };
     let steps = withStep(lease.doc.steps, i, change);
-    const next = def.steps[j];
-    const ahead = { ...lease.doc, steps };
     const markedNext =
-      steps[j].state !== "done" && !next.skip?.(this.inputOf(ahead, next.name, false));
+      steps[j].state !== "done" && !isSkipped(def.steps[j], { ...lease.doc, steps });
     if (markedNext)
       steps = withStep(steps, j, { state: "running", attempts: steps[j].attempts + 1 });
     await lease.save({ steps });
@@ -413,14 +411,14 @@ export class SagaEngine {
         return undefined; // refused now: it never did its work, nothing to undo
       }
     }
-    const input = this.inputOf(doc, step.name, true);
+    const input = stepInput(doc, step.name, true);
     const params = comp.params(input, result);
     if (params) await this.invoke(comp.action, params, input, step);
     return learnt;
   }
 
   private callStep(doc: SagaDoc, step: AnyStep, undo: boolean): Promise<unknown> {
-    const input = this.inputOf(doc, step.name, undo);
+    const input = stepInput(doc, step.name, undo);
     return this.invoke(step.action, step.params(input), input, step);
   }
 
@@ -434,16 +432,6 @@ export class SagaEngine {
     // The call is traced as this saga step (middlewares/request-context.middleware.ts).
     const scope = { sagaId: input.sagaId, step: step.name, undo: action !== step.action };
     return sagaStepScope.run(scope, () => this.call(action, params, opts));
-  }
-
-  private inputOf(doc: SagaDoc, step: string, undo: boolean): StepInput<unknown> {
-    return {
-      sagaId: doc._id,
-      userId: doc.userId,
-      input: doc.input,
-      results: resultsOf(doc),
-      key: stepKey(doc._id, step, undo),
-    };
   }
 
   /** The saga's event into the outbox, then its flag off (a repeat writes the same event). */

@@ -3,6 +3,7 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { redisCacherDown } from "../lib/cachers";
 import { channelsOf } from "../lib/channels";
 import { envStr } from "../lib/env";
+import { sendJson } from "../lib/http-errors";
 import { storeHealth } from "../lib/store-health";
 
 /**
@@ -75,11 +76,6 @@ export function HealthMiddleware(opts: HealthOptions = {}): Middleware {
   let listening: Promise<void> | undefined;
   let stopping = false;
 
-  const send = (res: http.ServerResponse, status: number, body: object) => {
-    res.writeHead(status, { "Content-Type": "application/json; charset=utf-8" });
-    res.end(JSON.stringify(body));
-  };
-
   return {
     name: "Health",
 
@@ -87,20 +83,21 @@ export function HealthMiddleware(opts: HealthOptions = {}): Middleware {
     created(broker: ServiceBroker) {
       server = http.createServer((req, res) => {
         const path = (req.url ?? "").split("?")[0];
-        if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, {});
-        if (path === "/health/live") return send(res, 200, { status: "ok", nodeID: broker.nodeID });
+        if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, {});
+        if (path === "/health/live")
+          return sendJson(res, 200, { status: "ok", nodeID: broker.nodeID });
         if (path === "/health/ready") {
           const state = healthState(broker, stopping);
           return state.ready
-            ? send(res, 200, { status: "ok", nodeID: broker.nodeID })
-            : send(res, 503, {
+            ? sendJson(res, 200, { status: "ok", nodeID: broker.nodeID })
+            : sendJson(res, 503, {
                 status: "unavailable",
                 nodeID: broker.nodeID,
                 reason: state.reason,
                 missing: state.missing,
               });
         }
-        send(res, 404, { status: "not found" });
+        sendJson(res, 404, { status: "not found" });
       });
       // Probes must never keep a stopping process alive.
       server.keepAliveTimeout = 1000;

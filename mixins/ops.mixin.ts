@@ -18,17 +18,18 @@ import {
   verifySession,
 } from "../lib/ops-access";
 import { sendStatic } from "../lib/ops-page";
+import { sendJson } from "../lib/http-errors";
 import {
   OPS_CALLER,
   RateRing,
   countersOf,
   snapshotOf,
   askNode,
+  recentSagas,
   type OpsSnapshot,
   type RegistryNode,
 } from "../lib/ops-snapshot";
 import { accountKey, retryAfterSeconds, type AttemptCounter } from "../lib/rate-limit";
-import type { SagaSummary } from "../lib/saga-log";
 
 /**
  * The operator page at /ops (docs/observability.md "Operator page"), mixed into the gateway
@@ -140,16 +141,9 @@ function handle(fn: (this: OpsThis, req: Req, res: Res) => Promise<void> | void)
   };
 }
 
-function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}) {
-  res.writeHead(status, {
-    "Content-Type": "application/json; charset=utf-8",
-    "Cache-Control": "no-store",
-    ...headers,
-  });
-  res.end(JSON.stringify(body));
-}
-
 const clearCookie = (secure: boolean) => sessionCookie("", 0, secure);
+/** Sessions and cluster state: never kept by a browser or a proxy. */
+const NO_STORE = { "Cache-Control": "no-store" };
 
 const EMAIL_TTL_MS = 30_000;
 /** A stream whose client reads slower than this much backlog is closed. */
@@ -302,10 +296,15 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
         ),
       );
       this.logger.info({ userId: who.userId }, "Operator logged in to /ops");
-      sendJson(res, 200, {
-        user: { id: who.userId, email: who.email },
-        expiresAt: new Date(Date.now() + ttl).toISOString(),
-      });
+      sendJson(
+        res,
+        200,
+        {
+          user: { id: who.userId, email: who.email },
+          expiresAt: new Date(Date.now() + ttl).toISOString(),
+        },
+        NO_STORE,
+      );
     },
 
     opsLogout(req: Req, res: Res) {
@@ -314,7 +313,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
       if (!sameOrigin(req, this.settings.trustProxy)) throw forbidden("Cross-site request refused");
       res.writeHead(204, {
         "Set-Cookie": clearCookie(overHttps(req, this.settings.trustProxy)),
-        "Cache-Control": "no-store",
+        ...NO_STORE,
       });
       res.end();
     },
@@ -327,7 +326,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
         latest && Date.now() - latest.at < this.settings.ops.intervalMs
           ? latest.snapshot
           : await this.opsCollect(true, false);
-      sendJson(res, 200, snapshot);
+      sendJson(res, 200, snapshot, NO_STORE);
     },
 
     /** Server-sent events: the snapshot now, then one per interval until the client leaves. */
@@ -341,7 +340,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
       req.socket.setTimeout(0); // a quiet stream is no idle connection
       res.writeHead(200, {
         "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-store",
+        ...NO_STORE,
         "X-Accel-Buffering": "no",
         Connection: "keep-alive",
       });
@@ -364,20 +363,9 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
           onlyAvailable: false,
           withServices: true,
         }) as unknown as RegistryNode[];
-        const sagasUp = this.broker.registry
-          .getServiceList({ onlyAvailable: true })
-          .some(s => s.name === "sagas");
         const [answers, recent] = await Promise.all([
           Promise.all(nodes.map(n => askNode(this.broker, n, full, nodeTimeoutMs))),
-          full && sagasUp
-            ? this.broker
-                .call<SagaSummary[], { limit: number }>(
-                  "sagas.recent",
-                  { limit: sagas },
-                  { timeout: nodeTimeoutMs, retries: 0, caller: OPS_CALLER },
-                )
-                .catch(() => null)
-            : null,
+          full ? recentSagas(this.broker, sagas, nodeTimeoutMs) : null,
         ]);
 
         const now = Date.now();

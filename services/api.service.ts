@@ -16,7 +16,7 @@ import { NearCacheMixin } from "../mixins/near-cache.mixin";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
-import { toErrorResponse } from "../lib/http-errors";
+import { sendJson, toErrorResponse } from "../lib/http-errors";
 import {
   CacherAnswers,
   IdempotencyGate,
@@ -115,7 +115,6 @@ interface ApiMethods {
   authenticate(ctx: Context, route: unknown, req: Req): AuthUser | null;
   authorize(ctx: GatewayContext, route: { name?: string }, req: Req): Promise<void>;
   throttleLogin(req: Req): Promise<void>;
-  sendJson(res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
   readiness(): Promise<{ ready: boolean; missing: string[] }>;
   redisStores(): RedisRateLimitStore[];
 }
@@ -234,11 +233,11 @@ const ApiService: ServiceSchema<
         logging: false,
         aliases: {
           "GET live"(this: ApiThis, _req: Req, res: Res) {
-            this.sendJson(res, 200, { status: "ok" });
+            sendJson(res, 200, { status: "ok" });
           },
           async "GET ready"(this: ApiThis, _req: Req, res: Res) {
             const { ready, missing } = await this.readiness();
-            this.sendJson(
+            sendJson(
               res,
               ready ? 200 : 503,
               ready ? { status: "ok" } : { status: "unavailable", missing },
@@ -277,7 +276,7 @@ const ApiService: ServiceSchema<
 
     onError(req: Req, res: Res, err: Error) {
       if (err instanceof ReplayResponse) {
-        this.sendJson(res, err.stored.status, err.stored.body, { "Idempotent-Replayed": "true" });
+        sendJson(res, err.stored.status, err.stored.body, { "Idempotent-Replayed": "true" });
         return;
       }
       const requestId = req.$ctx?.requestID ?? "";
@@ -294,7 +293,7 @@ const ApiService: ServiceSchema<
         headers["Retry-After"] = String(retryAfterSeconds(reset));
       }
       if (out.status === 503) headers["Retry-After"] = "1";
-      this.sendJson(res, out.status, out.body, headers);
+      sendJson(res, out.status, out.body, headers);
       // Remember what the action decided, so a retry with the key gets the same; never a
       // gateway-side failure, nor "in progress" (retryable), which changes once the work is done.
       const idem = req.$idempotency;
@@ -393,12 +392,6 @@ const ApiService: ServiceSchema<
         req.$retryAt = this.loginAttempts.resetTime;
         throw new ClientError("Too many failed logins for this account", 429, "RATE_LIMITED");
       }
-    },
-
-    sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}) {
-      if (res.headersSent) return;
-      res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
-      res.end(JSON.stringify(body));
     },
 
     async readiness() {
