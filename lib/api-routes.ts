@@ -37,6 +37,8 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST market/listings": "market.create",
   "DELETE market/listings/:id": "market.cancel",
   "POST market/listings/:id/buy": "market.buy",
+  // The buyer's purchase: its saga tells how it ended (completed or compensated) and why.
+  "GET market/purchases/:id": "sagas.getPurchase",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */

@@ -53,6 +53,8 @@ export interface NftDoc extends Doc, Omit<Nft, "id"> {
   mintKey: string;
   /** The key of the last change, and that change while its event is not in the outbox. */
   lastKey?: string;
+  /** The sale (a saga id) that holds the NFT: only its own moves go through. */
+  lockedBy?: string;
   unpublished?: NftChange;
 }
 
@@ -76,6 +78,14 @@ export interface NewCollection {
 export interface NftFilter {
   owner?: string;
   collection?: string;
+}
+
+/** 409 while a sale holds the NFT: its owner can neither move it nor let another. */
+function refuseWhileHeld(n: NftDoc): void {
+  if (n.lockedBy !== undefined)
+    throw conflict("The NFT is held by a sale in progress", [
+      { field: "id", message: "held by a sale" },
+    ]);
 }
 
 const nftId = (collectionId: string, serial: number): string =>
@@ -171,6 +181,7 @@ export class NftRegistry {
   async approve(id: string, callerId: string, key: string, spender: string | null): Promise<Nft> {
     return this.change(id, key, n => {
       if (n.ownerId !== callerId) throw forbidden("Only the owner may approve");
+      refuseWhileHeld(n);
       if (spender === n.ownerId)
         throw validationError("spender", "is the owner, who needs no approval");
       return { type: "approved", approved: spender };
@@ -182,22 +193,69 @@ export class NftRegistry {
     return this.change(id, key, n => {
       if (callerId !== n.ownerId && callerId !== n.approved)
         throw forbidden("Only the owner or the approved account may transfer");
+      refuseWhileHeld(n);
       return { type: "transferred", from: n.ownerId, to };
     });
   }
 
-  /** For a sale (another service's saga): moves it only while `from` still owns it. */
-  async transferFrom(id: string, from: string, key: string, to: string): Promise<Nft> {
+  /**
+   * For a sale (another service's saga): moves it only while `from` still owns it and, with
+   * `lock`, only while that sale holds it (the hold stays until the sale ends).
+   */
+  async transferFrom(
+    id: string,
+    from: string,
+    key: string,
+    to: string,
+    lock?: string,
+  ): Promise<Nft> {
     return this.change(id, key, n => {
       if (n.ownerId !== from) throw conflict("The NFT no longer belongs to the seller");
+      if (lock === undefined) refuseWhileHeld(n);
+      else if (n.lockedBy !== lock) throw conflict("The NFT is not held by this sale");
       return { type: "transferred", from, to };
     });
   }
 
+  /**
+   * A sale holds the NFT while `owner` owns it: 409 when it has moved away or another sale
+   * holds it. A repeat by the same sale answers the NFT again.
+   */
+  async lock(id: string, owner: string, lock: string): Promise<Nft> {
+    for (;;) {
+      const n = await this.requireDoc(id);
+      if (n.lockedBy === lock) return toNft(n);
+      if (n.lockedBy !== undefined) throw conflict("The NFT is held by another sale");
+      if (n.ownerId !== owner) throw conflict("The NFT no longer belongs to the seller");
+      const updated = await this.stores.nfts.updateOne(
+        { _id: id, version: n.version },
+        { $set: { lockedBy: lock, version: n.version + 1 } },
+      );
+      if (updated) return toNft(updated);
+    }
+  }
+
+  /** Lets go of the sale's hold; harmless when this sale does not hold it. */
+  async unlock(id: string, lock: string): Promise<Nft> {
+    for (;;) {
+      const n = await this.requireDoc(id);
+      if (n.lockedBy !== lock) return toNft(n);
+      const updated = await this.stores.nfts.updateOne(
+        { _id: id, version: n.version },
+        { $set: { version: n.version + 1 }, $unset: { lockedBy: true } },
+      );
+      if (updated) return toNft(updated);
+    }
+  }
+
   async get(id: string): Promise<Nft> {
+    return toNft(await this.requireDoc(id));
+  }
+
+  private async requireDoc(id: string): Promise<NftDoc> {
     const n = await this.stores.nfts.findOne({ _id: id });
     if (!n) throw notFound("NFT");
-    return toNft(n);
+    return n;
   }
 
   async list(f: NftFilter, limit: number, offset: number): Promise<{ rows: Nft[]; total: number }> {

@@ -1,4 +1,5 @@
 import { parseAmount } from "./amount";
+import { ESCROW_ACCOUNT } from "./escrow";
 import type { Listing } from "./market-book";
 import type { Nft } from "./nft-events";
 import type { SagaDefinition, StepInput } from "./saga-definition";
@@ -7,15 +8,21 @@ import type { SagaDefinition, StepInput } from "./saga-definition";
  * The NFT purchase of docs/api.md as a saga (lib/saga-engine.ts), all or nothing:
  *
  *   reserve the listing (active → reserved, a compare-and-set: of two buyers one wins)
- *   → pay the seller price − royalty → pay the collection's owner the royalty
- *   → move the NFT from the seller to the buyer → mark the listing sold.
+ *   → hold the NFT for this sale (its seller can no longer move or approve it)
+ *   → move the price from the buyer into the market's escrow (lib/escrow.ts)
+ *   → move the NFT from the seller to the buyer (still held)
+ *   ─ past this point the sale is done and only goes forward ─
+ *   → pay the seller price − royalty from escrow → pay the royalty from escrow
+ *   → mark the listing sold → let go of the NFT.
  *
- * When a step fails, the finished ones are undone last first: the NFT back to the
- * seller, each payment back to the buyer, the listing active again. Each call is
- * idempotent by its step's key (tokens and nfts scope keys by the calling service); an
- * undo whose step's outcome is unknown replays the step with its key first, so it only
- * ever moves back what was moved. A payment of 0 (no royalty; a royalty of 100 %) is
- * skipped rather than recorded as a transfer.
+ * The buyer's money never sits where the seller can take it before the NFT is the
+ * buyer's, and nothing is ever taken back from a seller: when a step before the move
+ * fails, the finished ones are undone last first (the NFT back to the seller, the escrow
+ * back to the buyer, the hold let go, the listing active again), each of which cannot
+ * fail for lack of funds or ownership. Each call is idempotent by its step's key (tokens
+ * and nfts scope keys by the calling service); an undo whose step's outcome is unknown
+ * replays the step with its key first, so it only ever moves back what was moved. A
+ * payment of 0 (no royalty; a royalty of 100 %) is skipped rather than recorded.
  */
 
 export interface PurchaseInput {
@@ -49,8 +56,8 @@ export const sellerShare = (i: PurchaseInput): string =>
 
 type S = StepInput<PurchaseInput>;
 
-/** A payment step from the buyer to `to`, and its undo: the same amount back, keyed apart. */
-function payment(
+/** A payout from escrow once the NFT has moved: forward only, it cannot lack the funds. */
+function payout(
   name: string,
   to: (i: PurchaseInput) => string,
   amount: (i: PurchaseInput) => string,
@@ -58,26 +65,15 @@ function payment(
   return {
     name,
     action: "tokens.transferInternal",
+    forwardOnly: true,
     skip: (s: S) => amount(s.input) === "0",
     params: (s: S) => ({
       tokenId: s.input.tokenId,
-      from: s.input.buyerId,
+      from: ESCROW_ACCOUNT,
       to: to(s.input),
       amount: amount(s.input),
       idempotencyKey: s.key,
     }),
-    compensate: {
-      action: "tokens.transferInternal",
-      params: (s: S) => ({
-        tokenId: s.input.tokenId,
-        from: to(s.input),
-        to: s.input.buyerId,
-        amount: amount(s.input),
-        idempotencyKey: s.key,
-      }),
-      // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
-      needsResult: true,
-    },
   };
 }
 
@@ -94,12 +90,39 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
       },
     },
-    payment("paySeller", i => i.sellerId, sellerShare),
-    payment(
-      "payRoyalty",
-      i => i.royaltyTo,
-      i => i.royalty,
-    ),
+    {
+      name: "holdNft",
+      action: "nfts.lock",
+      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.sagaId }),
+      compensate: {
+        action: "nfts.unlock",
+        // Harmless when it never held it: only this sale's hold is let go.
+        params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+      },
+    },
+    {
+      name: "escrow",
+      action: "tokens.transferInternal",
+      params: s => ({
+        tokenId: s.input.tokenId,
+        from: s.input.buyerId,
+        to: ESCROW_ACCOUNT,
+        amount: s.input.price,
+        idempotencyKey: s.key,
+      }),
+      compensate: {
+        action: "tokens.transferInternal",
+        params: s => ({
+          tokenId: s.input.tokenId,
+          from: ESCROW_ACCOUNT,
+          to: s.input.buyerId,
+          amount: s.input.price,
+          idempotencyKey: s.key,
+        }),
+        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
+        needsResult: true,
+      },
+    },
     {
       name: "moveNft",
       action: "nfts.transferFrom",
@@ -107,25 +130,41 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         id: s.input.nftId,
         from: s.input.sellerId,
         to: s.input.buyerId,
+        lock: s.sagaId,
         idempotencyKey: s.key,
       }),
       compensate: {
         action: "nfts.transferFrom",
+        // Still held by this sale: the buyer cannot have moved it meanwhile.
         params: s => ({
           id: s.input.nftId,
           from: s.input.buyerId,
           to: s.input.sellerId,
+          lock: s.sagaId,
           idempotencyKey: s.key,
         }),
         // Unknown whether it moved: the same call again tells (a 409 now: it never did).
         needsResult: true,
       },
     },
+    payout("paySeller", i => i.sellerId, sellerShare),
+    payout(
+      "payRoyalty",
+      i => i.royaltyTo,
+      i => i.royalty,
+    ),
     {
       name: "markSold",
       action: "market.sell",
+      forwardOnly: true,
       params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
     },
+    {
+      name: "releaseNft",
+      action: "nfts.unlock",
+      forwardOnly: true,
+      params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+    },
   ],
-  result: (r): PurchaseResult => ({ listing: r.markSold as Listing, nft: r.moveNft as Nft }),
+  result: (r): PurchaseResult => ({ listing: r.markSold as Listing, nft: r.releaseNft as Nft }),
 };

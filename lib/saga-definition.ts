@@ -38,6 +38,11 @@ export interface SagaStep<I> {
   params(s: StepInput<I>): Record<string, unknown>;
   /** True: nothing to do for this saga (e.g. a royalty of 0); the step is done with a null result. */
   skip?(s: StepInput<I>): boolean;
+  /**
+   * Past the point of no return (e.g. a sale's payouts once the NFT has moved): a failure
+   * never undoes the saga; the step is called again, with backoff, until it succeeds.
+   */
+  forwardOnly?: boolean;
   /** Meta of the call and of its compensation (e.g. the user it acts for). */
   meta?(s: StepInput<I>): Record<string, unknown>;
   compensate?: {
@@ -56,14 +61,26 @@ export interface SagaDefinition<I> {
   result?(results: Record<string, unknown>): unknown;
 }
 
-/** What step `step` of the saga (or, `undo`, its compensation) is handed, by the log as it is. */
-export function stepInput(doc: SagaDoc, step: string, undo: boolean): StepInput<unknown> {
+/**
+ * What step `step` of the saga (or, `undo`, its compensation) is handed, by the log as it is.
+ * `fresh`: the call is one that a callee refused before (a compensation, or a forward-only
+ * step): it takes a key of its own per refusal, since the callee answers a key it has seen
+ * with its first answer, and a refusal replayed for ever could never succeed.
+ */
+export function stepInput(
+  doc: SagaDoc,
+  step: string,
+  undo: boolean,
+  fresh = undo,
+): StepInput<unknown> {
+  const refusals = fresh ? (doc.steps.find(s => s.name === step)?.refusals ?? 0) : 0;
+  const key = stepKey(doc._id, step, undo);
   return {
     sagaId: doc._id,
     userId: doc.userId,
     input: doc.input,
     results: resultsOf(doc),
-    key: stepKey(doc._id, step, undo),
+    key: refusals > 0 ? `${key}:r${refusals}` : key,
   };
 }
 

@@ -1,8 +1,9 @@
 import { conflict } from "./errors";
 import { SAGA_EVENTS, domainEvent, type SagaEnded } from "./events";
 import type { OutboxWriter } from "./outbox";
-import { isSkipped, stepInput } from "./saga-definition";
-import type { SagaCall, SagaDefinition, SagaStep, StepInput } from "./saga-definition";
+import { isSkipped } from "./saga-definition";
+import type { SagaCall, SagaDefinition } from "./saga-definition";
+import { StepCalls } from "./saga-calls";
 import { Lease, Naps, SagaTakenOver, type LeaseOptions } from "./saga-lease";
 import {
   backoffMs,
@@ -17,7 +18,6 @@ import {
   type StepDoc,
 } from "./saga-log";
 import { insertIfAbsent, pruneOlderThan, type Store } from "./store";
-import { sagaStepScope } from "./trace-tags";
 
 /**
  * The saga engine: long-running changes across services as a list of named steps, each
@@ -39,7 +39,10 @@ import { sagaStepScope } from "./trace-tags";
  *    step did nothing. A compensation that needs the step's result it never got replays
  *    the step (same key) to learn it.
  *  - A compensation is retried with backoff until it succeeds, `compensationAttempts`
- *    times at most; then the saga ends `failed`, logged at error level with its id.
+ *    times at most; then the saga ends `failed`, logged at error level with its id. A
+ *    refused compensation is asked again under a key of its own, not replayed.
+ *  - A `forwardOnly` step (past the point of no return) is never undone: it is retried
+ *    with backoff until it succeeds.
  *  - Leases: a saga is driven by one engine at a time, its `owner`. Every write is a
  *    compare-and-set on `owner` and `version` that extends `leaseUntil`, and a timer
  *    renews the lease while a call is out, so another engine (a replica on the same
@@ -78,7 +81,6 @@ interface StepDone {
 
 /** Definitions of any input: each is only ever handed the input its own sagas started with. */
 type AnyDefinition = SagaDefinition<unknown>;
-type AnyStep = SagaStep<unknown>;
 
 export class SagaEngine {
   private readonly definitions = new Map<string, AnyDefinition>();
@@ -87,14 +89,17 @@ export class SagaEngine {
   private stopping = false;
   /** Backoffs and polls, cut short by stop(). */
   private readonly naps = new Naps();
+  private readonly calls: StepCalls;
 
   constructor(
     private readonly store: Store<SagaDoc>,
     private readonly outbox: OutboxWriter,
-    private readonly call: SagaCall,
+    call: SagaCall,
     private readonly logger: SagaLogger,
     private readonly opts: SagaEngineOptions,
-  ) {}
+  ) {
+    this.calls = new StepCalls(call);
+  }
 
   define<I>(def: SagaDefinition<I>): void {
     this.definitions.set(def.type, def);
@@ -298,9 +303,13 @@ export class SagaEngine {
       marked = false;
       let result: unknown;
       try {
-        result = await this.callStep(lease.doc, step, false);
+        result = await this.calls.step(lease.doc, step);
       } catch (err) {
         const kind = classify(err);
+        if (step.forwardOnly) {
+          await this.retryForward(lease, i, attempts, err);
+          continue;
+        }
         if (kind === "retryable" && attempts < this.opts.stepAttempts) {
           this.logger.warn(
             { sagaId: lease.doc._id, step: step.name, attempts, err },
@@ -316,6 +325,26 @@ export class SagaEngine {
       // Outside the call's try: a log that cannot be written is no failure of the step.
       return this.stepDone(lease, def, i, { state: "done", result, error: null });
     }
+  }
+
+  /**
+   * A forward-only step failed: it is never undone, so it is called again after a backoff,
+   * however often; a refusal gives the next call a key of its own (a refusal replayed by
+   * its key could never succeed), anything else keeps the key (it may have done the work).
+   */
+  private async retryForward(lease: Lease, i: number, attempts: number, err: unknown) {
+    const s = lease.doc.steps[i];
+    const refused = classify(err) === "refused";
+    const level = refused || attempts >= this.opts.stepAttempts ? "error" : "warn";
+    this.logger[level](
+      { sagaId: lease.doc._id, step: s.name, attempts, err },
+      "Forward-only step retried: the saga cannot be undone past it",
+    );
+    const refusals = (s.refusals ?? 0) + (refused ? 1 : 0);
+    await lease.save({
+      steps: withStep(lease.doc.steps, i, { error: publicError(err), refusals }),
+    });
+    await this.naps.sleep(backoffMs(attempts, this.opts.backoffMs, this.opts.maxBackoffMs));
   }
 
   /**
@@ -364,12 +393,18 @@ export class SagaEngine {
       });
       let learnt: unknown;
       try {
-        learnt = await this.undo(lease.doc, step, i);
+        learnt = await this.calls.undo(lease.doc, step, i);
       } catch (err) {
         const error = publicError(err);
+        // A refusal is not asked again by the same key: the callee would only replay it.
+        const refusals = (lease.doc.steps[i].refusals ?? 0) + (classify(err) === "refused" ? 1 : 0);
         if (n >= this.opts.compensationAttempts) {
           await lease.end("failed", undefined, {
-            steps: withStep(lease.doc.steps, i, { state: "compensation-failed", error }),
+            steps: withStep(lease.doc.steps, i, {
+              state: "compensation-failed",
+              error,
+              refusals,
+            }),
           });
           this.logger.error(
             { sagaId: lease.doc._id, step: step.name, compensations: n, err },
@@ -381,7 +416,7 @@ export class SagaEngine {
           { sagaId: lease.doc._id, step: step.name, n, err },
           "Compensation retried",
         );
-        await lease.save({ steps: withStep(lease.doc.steps, i, { error }) });
+        await lease.save({ steps: withStep(lease.doc.steps, i, { error, refusals }) });
         await this.naps.sleep(backoffMs(n, this.opts.backoffMs, this.opts.maxBackoffMs));
         continue;
       }
@@ -395,43 +430,6 @@ export class SagaEngine {
       });
       return true;
     }
-  }
-
-  /** Calls step `i`'s compensation; returns the step's result when it had to learn it. */
-  private async undo(doc: SagaDoc, step: AnyStep, i: number): Promise<unknown> {
-    const comp = step.compensate!;
-    let result = doc.steps[i].result;
-    let learnt: unknown;
-    if (result === undefined && comp.needsResult) {
-      // Its outcome is unknown: the same call again (same key) tells it, doing it if need be.
-      try {
-        result = learnt = await this.callStep(doc, step, false);
-      } catch (err) {
-        if (classify(err) !== "refused") throw err;
-        return undefined; // refused now: it never did its work, nothing to undo
-      }
-    }
-    const input = stepInput(doc, step.name, true);
-    const params = comp.params(input, result);
-    if (params) await this.invoke(comp.action, params, input, step);
-    return learnt;
-  }
-
-  private callStep(doc: SagaDoc, step: AnyStep, undo: boolean): Promise<unknown> {
-    const input = stepInput(doc, step.name, undo);
-    return this.invoke(step.action, step.params(input), input, step);
-  }
-
-  private invoke(
-    action: string,
-    params: Record<string, unknown>,
-    input: StepInput<unknown>,
-    step: AnyStep,
-  ): Promise<unknown> {
-    const opts = { idempotencyKey: input.key, sagaId: input.sagaId, meta: step.meta?.(input) };
-    // The call is traced as this saga step (middlewares/request-context.middleware.ts).
-    const scope = { sagaId: input.sagaId, step: step.name, undo: action !== step.action };
-    return sagaStepScope.run(scope, () => this.call(action, params, opts));
   }
 
   /** The saga's event into the outbox, then its flag off (a repeat writes the same event). */

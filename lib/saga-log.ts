@@ -47,6 +47,11 @@ export interface StepDoc {
    * undone with the others, its compensation idempotent whether or not it happened.
    */
   uncertain?: boolean;
+  /**
+   * Refusals (4xx) of the calls that must succeed in the end (a compensation, a forward-only
+   * step): each next call takes a key of its own (lib/saga-definition.ts stepInput).
+   */
+  refusals?: number;
 }
 
 export interface SagaDoc extends Doc {

@@ -2,6 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { BoundedMap } from "../lib/bounded-map";
 import { envInt } from "../lib/env";
 import { ClientError, isNotFound } from "../lib/errors";
+import { isEscrowAccount } from "../lib/escrow";
 import { isPoolAccount } from "../lib/liquidity-pools";
 import { defineMixin } from "./define";
 
@@ -14,7 +15,9 @@ import { defineMixin } from "./define";
  * like any account (its balance, its place among the holders), but only the services in
  * `poolServices` (the dex) may move tokens to or from it; to anyone else, the gateway's
  * callers included, it is an unknown account. Nobody can sign in as a pool, so nobody
- * can spend from it or approve a spender of it.
+ * can spend from it or approve a spender of it. The market's escrow (`escrow_market`,
+ * lib/escrow.ts) is kept the same way, for `escrowServices` (the market and the sagas that
+ * run its sales).
  */
 
 export interface AccountsSettings extends ServiceSettingSchema {
@@ -22,6 +25,8 @@ export interface AccountsSettings extends ServiceSettingSchema {
   accountTtlMs: number;
   /** The services whose calls may name a pool's account as `from` or `to`. */
   poolServices: string[];
+  /** The services whose calls may name the market's escrow as `from` or `to`. */
+  escrowServices: string[];
 }
 
 export interface AccountsMethods {
@@ -40,7 +45,11 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
   AccountsMethods,
   AccountsVars
 >({
-  settings: { accountTtlMs: envInt("ACCOUNT_TTL_MS", 30_000), poolServices: ["dex"] },
+  settings: {
+    accountTtlMs: envInt("ACCOUNT_TTL_MS", 30_000),
+    poolServices: ["dex"],
+    escrowServices: ["market", "sagas"],
+  },
 
   events: {
     /** A wallet was linked or unlinked: addresses resolved to this user may be stale. */
@@ -56,8 +65,10 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
 
   methods: {
     async resolveAccount(ctx: Context, account: string, field: string): Promise<string> {
+      const caller = ctx.caller ?? "";
       const hidden =
-        isPoolAccount(account) && !this.settings.poolServices.includes(ctx.caller ?? "");
+        (isPoolAccount(account) && !this.settings.poolServices.includes(caller)) ||
+        (isEscrowAccount(account) && !this.settings.escrowServices.includes(caller));
       const id = hidden ? null : await this.findAccount(ctx, account);
       if (!id) {
         throw new ClientError(`Account '${account}' (${field}) not found`, 404, "NOT_FOUND", [
@@ -68,7 +79,8 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
     },
 
     async findAccount(ctx: Context, account: string): Promise<string | null> {
-      if (isPoolAccount(account)) return account; // the dex's; users knows nothing of it
+      // The dex's and the market's own accounts: users knows nothing of them.
+      if (isPoolAccount(account) || isEscrowAccount(account)) return account;
       const hit = this.accountCache.get(account);
       if (hit && hit.until > Date.now()) return hit.id;
       try {

@@ -84,6 +84,14 @@ export interface TransferFromParams {
   from: string;
   to: string;
   idempotencyKey: string;
+  /** The sale holding the NFT (nfts.lock): only its moves go through. */
+  lock?: string;
+}
+export interface LockParams {
+  id: string;
+  /** Who must own the NFT for the sale to hold it (the seller). */
+  owner?: string;
+  lock: string;
 }
 
 const NftsService: ServiceSchema<
@@ -255,10 +263,33 @@ const NftsService: ServiceSchema<
         from: accountParam,
         to: accountParam,
         idempotencyKey: { type: "string", min: 1, max: 255 },
+        lock: { ...idParam, optional: true },
       },
       handler(ctx: Context<TransferFromParams>): Promise<Nft> {
+        const { id, from, to, lock } = ctx.params;
         const key = `svc:${ctx.caller ?? "-"}:${ctx.params.idempotencyKey}`;
-        return this.registry.transferFrom(ctx.params.id, ctx.params.from, key, ctx.params.to);
+        return this.registry.transferFrom(id, from, key, to, lock);
+      },
+    },
+
+    /**
+     * Internal (a sale's saga): the sale holds the NFT while `owner` owns it; until it lets
+     * go (unlock), no transfer or approval but the sale's own goes through.
+     */
+    lock: {
+      visibility: "public",
+      params: { $$strict: "remove", id: idParam, owner: accountParam, lock: idParam },
+      handler(ctx: Context<Required<LockParams>>): Promise<Nft> {
+        return this.registry.lock(ctx.params.id, ctx.params.owner, ctx.params.lock);
+      },
+    },
+
+    /** Internal: the sale lets go of the NFT (it ended, or was undone). Idempotent. */
+    unlock: {
+      visibility: "public",
+      params: { $$strict: "remove", id: idParam, lock: idParam },
+      handler(ctx: Context<LockParams>): Promise<Nft> {
+        return this.registry.unlock(ctx.params.id, ctx.params.lock);
       },
     },
   },

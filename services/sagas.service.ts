@@ -67,7 +67,7 @@ export interface SagasVars {
 interface SagasMethods {
   callStep: SagaCall;
   sweep(all?: boolean): Promise<void>;
-  mine(ctx: GatewayContext<IdParams>): Promise<SagaDoc>;
+  mine(ctx: GatewayContext<IdParams>, type: string): Promise<SagaDoc>;
   discovered(services: string[], maxMs: number): Promise<void>;
 }
 
@@ -258,7 +258,16 @@ const SagasService: ServiceSchema<
       openapi: { summary: "A launch of the caller's", response: schemas.Saga },
       params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
       async handler(ctx: GatewayContext<IdParams>): Promise<Saga> {
-        return toSaga(await this.mine(ctx));
+        return toSaga(await this.mine(ctx, LAUNCH));
+      },
+    },
+
+    /** A purchase of the caller's (the `sagaId` of POST …/buy): how it ended, and why. */
+    getPurchase: {
+      openapi: { summary: "A purchase of the caller's (its saga)", response: schemas.Saga },
+      params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
+      async handler(ctx: GatewayContext<IdParams>): Promise<Saga> {
+        return toSaga(await this.mine(ctx, PURCHASE));
       },
     },
   },
@@ -285,12 +294,13 @@ const SagasService: ServiceSchema<
       if (pruned > 0) this.logger.info({ pruned }, "Ended sagas pruned");
     },
 
-    /** The caller's saga; 404 for anyone else's, as for one that does not exist. */
-    async mine(ctx: GatewayContext<IdParams>): Promise<SagaDoc> {
+    /** The caller's saga of `type`; 404 for anyone else's, as for one that does not exist. */
+    async mine(ctx: GatewayContext<IdParams>, type: string): Promise<SagaDoc> {
       const userId = requireUserId(ctx);
       const doc = await this.engine.find(ctx.params.id);
-      // Purchases are seen through their listing: GET /api/launches shows launches only.
-      if (!doc || doc.userId !== userId || doc.type !== LAUNCH) throw notFound("Launch");
+      // A purchase's saga is its buyer's (the user it runs for).
+      if (!doc || doc.userId !== userId || doc.type !== type)
+        throw notFound(type === LAUNCH ? "Launch" : "Purchase");
       return doc;
     },
 

@@ -371,6 +371,15 @@ describe("the contract: every documented route answers as documented", () => {
       headers: { "Idempotency-Key": "contract-buy" },
     });
     expect([201, 202], bought.text).toContain(bought.status);
+    const purchaseId = (bought.body as { sagaId: string }).sagaId;
+    ok(
+      await until(
+        () =>
+          call("get", "/api/market/purchases/{id}", { token: bob.token, path: { id: purchaseId } }),
+        r => r.status === 200 && r.body.state === "completed",
+      ),
+      200,
+    );
     const other = ok(
       await call("post", "/api/market/listings", {
         token: ann.token,

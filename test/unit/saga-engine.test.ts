@@ -396,3 +396,66 @@ describe("saga leases", () => {
     expect(world.effects.size).toBe(3);
   });
 });
+
+/**
+ * A callee that keeps its refusals by key, as tokens' journal does: a key it refused is
+ * refused again, whatever has changed since (the purchase whose refund replayed the first
+ * INSUFFICIENT_FUNDS for ever).
+ */
+function replayingRefusals(): SagaCall {
+  const refused = new Set<string>();
+  return async (action, params, opts) => {
+    if (refused.has(opts.idempotencyKey)) throw new ClientError("Refused", 422, "NOPE");
+    try {
+      return await world.call(action, params, opts);
+    } catch (err) {
+      if (err instanceof ClientError) refused.add(opts.idempotencyKey);
+      throw err;
+    }
+  };
+}
+
+describe("saga engine: calls that must succeed in the end", () => {
+  it("asks a refused compensation again under a key of its own, and ends compensated", async () => {
+    world.plan("svc.c", "refuse");
+    // Refused twice for a business reason (say the money was not there yet), then it is.
+    world.plan("svc.undoB", "refuse", "refuse");
+    const doc = await run(engine({}, false, replayingRefusals()));
+    expect(doc.state).toBe("compensated");
+    const keys = world.keysOf("svc.undoB");
+    expect(keys).toEqual([`${doc._id}:b:undo`, `${doc._id}:b:undo:r1`, `${doc._id}:b:undo:r2`]);
+    expect(doc.steps[1]).toMatchObject({ state: "compensated", refusals: 2 });
+    // The effect happened once, under the third key.
+    expect([...world.effects.entries()].filter(([, a]) => a === "svc.undoB")).toHaveLength(1);
+  });
+
+  it("keeps the key of a compensation that broke (it may have done its work)", async () => {
+    world.plan("svc.c", "refuse");
+    world.plan("svc.undoB", "breakAfter");
+    const doc = await run(engine({}, false, replayingRefusals()));
+    expect(doc.state).toBe("compensated");
+    expect(new Set(world.keysOf("svc.undoB"))).toEqual(new Set([`${doc._id}:b:undo`]));
+  });
+
+  it("never undoes a saga past a forward-only step: it is called again until it succeeds", async () => {
+    const e = engine({}, false, replayingRefusals());
+    const def = definition();
+    e.define({
+      ...def,
+      type: "forward",
+      steps: def.steps.map(s => (s.name === "c" ? { ...s, forwardOnly: true } : s)),
+    });
+    // More failures than stepAttempts (3) and compensationAttempts (4) allow: still goes on.
+    world.plan("svc.c", "timeout", "break", "refuse", "timeout", "refuse", "break");
+    const started = await e.start("forward", "usr_ann", "k1", "fp", { n: 7 });
+    await e.idle();
+    const doc = (await e.find(started._id))!;
+    expect(doc.state).toBe("completed");
+    expect(stepStates(doc)).toEqual(["done", "done", "done"]);
+    expect(world.keysOf("svc.undoA")).toEqual([]);
+    expect(world.keysOf("svc.undoB")).toEqual([]);
+    const c = `${doc._id}:c`;
+    // A refusal moves to a key of its own; a timeout or a break keeps the key.
+    expect(world.keysOf("svc.c")).toEqual([c, c, c, `${c}:r1`, `${c}:r1`, `${c}:r2`, `${c}:r2`]);
+  });
+});
