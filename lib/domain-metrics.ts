@@ -10,7 +10,7 @@ import {
   type TokenCreated,
   type TokenTransferred,
 } from "./events";
-import { MARKET_EVENTS, type ListingEvent } from "./market-book";
+import { MARKET_EVENTS, type ListingEvent } from "./market-events";
 import { NFT_EVENTS } from "./nft-events";
 import { Lru } from "./lru";
 

@@ -1,4 +1,4 @@
-import type { MARKET_EVENTS } from "./market-book";
+import type { MARKET_EVENTS } from "./market-events";
 import type { NFT_EVENTS } from "./nft-events";
 
 /**

@@ -1,5 +1,6 @@
 import { conflict, forbidden, notFound } from "./errors";
 import { domainEvent, type EventName } from "./events";
+import { MARKET_EVENTS, type Listing, type ListingEvent, type ListingState } from "./market-events";
 import { newId } from "./ids";
 import { publishThenClear, type OutboxWriter } from "./outbox";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
@@ -19,27 +20,7 @@ import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./sto
  *    write what a crash kept back.
  */
 
-export const MARKET_EVENTS = {
-  listed: "market.listed",
-  sold: "market.sold",
-  cancelled: "market.cancelled",
-} as const;
-
-export type ListingState = "active" | "reserved" | "sold" | "cancelled";
-
 type MarketEventType = EventName<typeof MARKET_EVENTS>;
-
-export interface Listing {
-  id: string;
-  nftId: string;
-  collectionId: string;
-  sellerId: string;
-  priceTokenId: string;
-  price: string;
-  state: ListingState;
-  createdAt: string;
-  updatedAt: string;
-}
 
 export interface ListingDoc extends Doc, Omit<Listing, "id"> {
   version: number;
@@ -50,12 +31,6 @@ export interface ListingDoc extends Doc, Omit<Listing, "id"> {
   sagaId?: string;
   buyerId?: string;
   unpublished?: MarketEventType;
-}
-
-/** What market.sold and the analytics need of a sale. */
-export interface ListingEvent {
-  listing: Listing;
-  buyerId?: string;
 }
 
 export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {

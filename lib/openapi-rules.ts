@@ -1,5 +1,7 @@
 import { amountRule } from "./amount";
-import type { JsonSchema } from "./openapi";
+
+/** A JSON Schema (2020-12, as OpenAPI 3.1 takes it), built as plain objects. */
+export type JsonSchema = { [keyword: string]: unknown };
 
 /**
  * fastest-validator rules (the actions' `params`) as JSON Schema 2020-12, the dialect of

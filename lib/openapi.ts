@@ -1,4 +1,4 @@
-import { objectSchema } from "./openapi-rules";
+import { objectSchema, type JsonSchema } from "./openapi-rules";
 
 /**
  * The OpenAPI 3.1 document of the gateway, built when asked from what runs: the gateway's
@@ -9,8 +9,8 @@ import { objectSchema } from "./openapi-rules";
  * moleculer-auto-openapi: docs/api.md "The OpenAPI document".
  */
 
-/** A JSON Schema (2020-12, the dialect of OpenAPI 3.1). */
-export type JsonSchema = { [keyword: string]: unknown };
+/** The schema type lives with the rules (lib/openapi-rules.ts), which this file builds on. */
+export type { JsonSchema };
 
 /** What an action tells the document besides its params (types/moleculer.d.ts). */
 export interface ActionOpenApi {

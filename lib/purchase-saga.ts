@@ -1,6 +1,6 @@
 import { parseAmount } from "./amount";
 import { ESCROW_ACCOUNT } from "./escrow";
-import type { Listing } from "./market-book";
+import type { Listing } from "./market-events";
 import type { Nft } from "./nft-events";
 import type { SagaDefinition, StepInput } from "./saga-definition";
 

@@ -1,4 +1,4 @@
-import { MARKET_EVENTS, type ListingEvent } from "./market-book";
+import { MARKET_EVENTS, type ListingEvent } from "./market-events";
 import { NFT_EVENTS } from "./nft-events";
 import {
   SAGA_EVENTS,

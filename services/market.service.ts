@@ -27,13 +27,8 @@ import {
   notFound,
   validationError,
 } from "../lib/errors";
-import {
-  MARKET_COLLECTIONS,
-  MarketBook,
-  type Listing,
-  type ListingDoc,
-  type ListingState,
-} from "../lib/market-book";
+import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../lib/market-book";
+import type { Listing, ListingState } from "../lib/market-events";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/nft-events";
 import { royaltyOf, type PurchaseInput, type PurchaseResult } from "../lib/purchase-saga";
 import type { Saga } from "../lib/saga-log";

@@ -5,7 +5,7 @@ import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { setFaults, sleep } from "../helpers/resilience";
 import { allHolders, createToken, sumAmounts } from "../helpers/tokens";
-import type { Listing } from "../../lib/market-book";
+import type { Listing } from "../../lib/market-events";
 import type { Collection, Nft } from "../../lib/nft-events";
 
 /**

@@ -11,7 +11,7 @@ import {
 } from "../helpers/cluster";
 import { joinProbe, setFaults, sleep } from "../helpers/resilience";
 import { createToken } from "../helpers/tokens";
-import type { Listing } from "../../lib/market-book";
+import type { Listing } from "../../lib/market-events";
 import type { Collection, Nft } from "../../lib/nft-events";
 
 /**

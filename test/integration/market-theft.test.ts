@@ -4,7 +4,7 @@ import { registerUser, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
 import { ESCROW_ACCOUNT } from "../../lib/escrow";
-import type { Listing } from "../../lib/market-book";
+import type { Listing } from "../../lib/market-events";
 import type { Collection, Nft } from "../../lib/nft-events";
 import type { Saga } from "../../lib/saga-log";
 

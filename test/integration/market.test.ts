@@ -4,7 +4,7 @@ import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
 import { MAX_UINT256 } from "../../lib/amount";
-import type { Listing } from "../../lib/market-book";
+import type { Listing } from "../../lib/market-events";
 import type { Collection, Nft } from "../../lib/nft-events";
 import type { AnalyticsSummary } from "../../lib/read-model";
 

@@ -8,7 +8,7 @@ import {
   wholeUnits,
 } from "../../lib/domain-metrics";
 import { SAGA_EVENTS, TOKEN_EVENTS, domainEvent, type Token } from "../../lib/events";
-import { MARKET_EVENTS } from "../../lib/market-book";
+import { MARKET_EVENTS } from "../../lib/market-events";
 import { NFT_EVENTS } from "../../lib/nft-events";
 import { openNedbStore } from "../../lib/nedb-store";
 import { Outbox, type OutboxDoc } from "../../lib/outbox";
