@@ -1,6 +1,34 @@
 import { Errors } from "moleculer";
 
 /**
+ * Every error type a client may see and its HTTP status (docs/api.md "Errors"), in one
+ * place: the factories below, the gateway's error shaping (lib/http-errors.ts) and a
+ * refusal a saga recorded all take the status from here. A type not in the table is a
+ * business rule's refusal: 422.
+ */
+export const ERROR_STATUS = {
+  VALIDATION_ERROR: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INSUFFICIENT_FUNDS: 422,
+  INSUFFICIENT_ALLOWANCE: 422,
+  SUPPLY_EXCEEDED: 422,
+  RATE_LIMITED: 429,
+  INTERNAL_ERROR: 500,
+  SERVICE_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorType = keyof typeof ERROR_STATUS;
+
+/** The status of an error type: the table's, else 422 (a business rule refused it). */
+export const statusOf = (type: string): number =>
+  (ERROR_STATUS as Record<string, number>)[type] ?? 422;
+
+/**
  * Errors a client may see. Each carries the HTTP status as `code` and the docs/api.md
  * `type`; the gateway passes them through as they are. Anything else is a 500.
  */
@@ -11,25 +39,29 @@ export class ClientError extends Errors.MoleculerClientError {
   }
 }
 
+/** An error of `type`, its status from the table. */
+export const clientError = (type: string, message: string, data?: unknown): ClientError =>
+  new ClientError(message, statusOf(type), type, data);
+
 export interface FieldError {
   field: string;
   message: string;
 }
 
 export const validationError = (field: string, message: string): ClientError =>
-  new ClientError("Invalid request", 400, "VALIDATION_ERROR", [{ field, message }]);
+  clientError("VALIDATION_ERROR", "Invalid request", [{ field, message }]);
 
 export const unauthorized = (message = "Authentication required"): ClientError =>
-  new ClientError(message, 401, "UNAUTHORIZED");
+  clientError("UNAUTHORIZED", message);
 
 export const forbidden = (message = "Not allowed"): ClientError =>
-  new ClientError(message, 403, "FORBIDDEN");
+  clientError("FORBIDDEN", message);
 
 export const notFound = (what = "Resource"): ClientError =>
-  new ClientError(`${what} not found`, 404, "NOT_FOUND");
+  clientError("NOT_FOUND", `${what} not found`);
 
 export const conflict = (message: string, data?: unknown): ClientError =>
-  new ClientError(message, 409, "CONFLICT", data);
+  clientError("CONFLICT", message, data);
 
 /**
  * The work behind an idempotency key is still running: ask again later. Retryable, so the
@@ -41,7 +73,7 @@ export const inProgress = (message: string): ClientError => {
   return err;
 };
 
-/** A business rule refused the request (INSUFFICIENT_FUNDS, SUPPLY_EXCEEDED, …). */
+/** A business rule refused the request (INSUFFICIENT_FUNDS, SUPPLY_EXCEEDED, …): 422. */
 export const businessError = (type: string, message: string, data?: unknown): ClientError =>
   new ClientError(message, 422, type, data);
 

@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { FieldError } from "./errors";
+import { ERROR_STATUS, type ErrorType, type FieldError } from "./errors";
 
 /** Answers with `body` as JSON, unless an answer has gone already. */
 export function sendJson(
@@ -61,49 +61,47 @@ export function toErrorResponse(raw: unknown, requestId: string): HttpErrorRespo
   const type = typeof err.type === "string" ? err.type : "";
   const code =
     typeof err.code === "number" ? err.code : typeof err.status === "number" ? err.status : 500;
-  const make = (status: number, t: string, message: string, data?: unknown): HttpErrorResponse => ({
+  const answer = (status: number, t: string, message: string, data?: unknown) => ({
     status,
     body: { error: { type: t, message, requestId, ...(data === undefined ? {} : { data }) } },
     internal: status >= 500 && t === "INTERNAL_ERROR",
   });
+  // Our own types: their status from the one table (lib/errors.ts).
+  const make = (t: ErrorType, message: string, data?: unknown): HttpErrorResponse =>
+    answer(ERROR_STATUS[t], t, message, data);
 
   // body-parser (http-errors objects)
   if (type === "entity.too.large")
-    return make(413, "PAYLOAD_TOO_LARGE", "Request body is larger than 1 MB");
+    return make("PAYLOAD_TOO_LARGE", "Request body is larger than 1 MB");
   if (type === "entity.parse.failed" || type === "INVALID_REQUEST_BODY") {
-    return make(400, "VALIDATION_ERROR", "Malformed JSON body", [
+    return make("VALIDATION_ERROR", "Malformed JSON body", [
       { field: "body", message: "is not valid JSON" },
     ]);
   }
   if (type === "encoding.unsupported" || type === "charset.unsupported") {
-    return make(415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported content encoding");
+    return make("UNSUPPORTED_MEDIA_TYPE", "Unsupported content encoding");
   }
 
   if (type === "VALIDATION_ERROR")
-    return make(400, "VALIDATION_ERROR", "Invalid request", fieldErrors(err.data));
+    return make("VALIDATION_ERROR", "Invalid request", fieldErrors(err.data));
   if (code === 401)
     return make(
-      401,
       "UNAUTHORIZED",
       ownMessage(err, type === "UNAUTHORIZED", "Authentication required"),
     );
   // A full bulkhead queue (429 in Moleculer) is our overload, not the client's rate: 503.
   if (UNAVAILABLE.has(type) || code === 503)
-    return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
-  if (code === 429) return make(429, "RATE_LIMITED", "Too many requests");
+    return make("SERVICE_UNAVAILABLE", "Service unavailable");
+  if (code === 429) return make("RATE_LIMITED", "Too many requests");
   // No node serves the action (yet, or any more): the gateway's aliases only name
   // published actions, so this is an outage, not an unknown route.
-  if (type === "SERVICE_NOT_FOUND") return make(503, "SERVICE_UNAVAILABLE", "Service unavailable");
+  if (type === "SERVICE_NOT_FOUND") return make("SERVICE_UNAVAILABLE", "Service unavailable");
   if (code === 404)
-    return make(
-      404,
-      "NOT_FOUND",
-      ownMessage(err, type === "NOT_FOUND" && !!err.message, "Not found"),
-    );
+    return make("NOT_FOUND", ownMessage(err, type === "NOT_FOUND" && !!err.message, "Not found"));
   if (code >= 400 && code < 500 && /^[A-Z][A-Z0-9_]+$/.test(type)) {
-    return make(code, type, err.message ?? "Request refused", err.data);
+    return answer(code, type, err.message ?? "Request refused", err.data);
   }
-  return make(500, "INTERNAL_ERROR", "Internal server error");
+  return make("INTERNAL_ERROR", "Internal server error");
 }
 
 function ownMessage(err: ErrorLike, trusted: boolean, fallback: string): string {

@@ -1,4 +1,4 @@
-import { ClientError, businessError, conflict, inProgress, notFound } from "./errors";
+import { ClientError, businessError, conflict, inProgress, notFound, statusOf } from "./errors";
 import { TOKEN_EVENTS, domainEvent, type BalanceAfter, type TokenTransferred } from "./events";
 import { BalanceBook } from "./balance-book";
 import {
@@ -219,7 +219,11 @@ export class TransferEngine {
     if (j.fingerprint !== fp)
       throw conflict("Idempotency key was already used for another request");
     if (j.state === "failed" && j.error)
-      throw new ClientError(j.error.message, j.error.status ?? 422, j.error.type);
+      throw new ClientError(
+        j.error.message,
+        j.error.status ?? statusOf(j.error.type),
+        j.error.type,
+      );
     if (
       j.state === "done" ||
       this.completing.has(j._id) ||

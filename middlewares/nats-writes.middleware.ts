@@ -1,5 +1,6 @@
 import { Transporters, type Middleware, type ServiceBroker } from "moleculer";
 import { coalesceWrites } from "../lib/nats-writes";
+import { defineMiddleware } from "../mixins/define";
 
 /**
  * Moleculer's NATS transporter writes to its socket once per turn of the event loop
@@ -10,7 +11,7 @@ import { coalesceWrites } from "../lib/nats-writes";
 export function NatsWritesMiddleware(): Middleware {
   let broker: ServiceBroker | null = null;
   let seen: unknown = null;
-  return {
+  return defineMiddleware({
     name: "NatsWrites",
     created(b: ServiceBroker) {
       broker = b;
@@ -27,5 +28,5 @@ export function NatsWritesMiddleware(): Middleware {
       };
     },
     // Moleculer's typings say the hook returns the send's promise; it returns the wrapped send.
-  } as unknown as Middleware;
+  });
 }

@@ -1,6 +1,7 @@
 import type { Middleware, ServiceBroker } from "moleculer";
 import { envInt } from "../lib/env";
 import { NearCache } from "../lib/near-cache";
+import { defineMiddleware } from "../mixins/define";
 
 /**
  * Serves the catalog's reads (catalog.get, catalog.list) from the gateway's NearCache
@@ -78,5 +79,5 @@ export function NearCacheMiddleware(): Middleware {
     },
   };
   // Moleculer's Middleware type has no `call` hook with an endpoint for a name.
-  return middleware as unknown as Middleware;
+  return defineMiddleware(middleware);
 }

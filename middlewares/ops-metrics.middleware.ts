@@ -1,5 +1,6 @@
 import type { Middleware, ServiceBroker } from "moleculer";
 import { domainMetrics } from "../lib/domain-metrics";
+import { defineMiddleware } from "../mixins/define";
 
 /**
  * Registers the domain and operations metrics (lib/domain-metrics.ts) on every node, and
@@ -55,5 +56,5 @@ export function OpsMetricsMiddleware(): Middleware {
     },
   };
   // Moleculer's typings have the `broadcast` hook return a Promise; it returns the wrapper.
-  return middleware as unknown as Middleware;
+  return defineMiddleware(middleware);
 }

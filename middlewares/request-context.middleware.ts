@@ -8,6 +8,7 @@ import type {
   ServiceBroker,
 } from "moleculer";
 import { sagaStepScope, type TraceParent } from "../lib/trace-tags";
+import { defineMiddleware } from "../mixins/define";
 
 /**
  * Keeps the running Context in AsyncLocalStorage so every log line written while
@@ -46,7 +47,7 @@ export function logMixin(): Record<string, string> {
 type BrokerRef = { broker?: ServiceBroker };
 const unbound: BrokerRef[] = [];
 
-export const RequestContextMiddleware: Middleware = {
+export const RequestContextMiddleware: Middleware = defineMiddleware({
   name: "RequestContext",
   created(broker: ServiceBroker) {
     for (const ref of unbound.splice(0)) ref.broker = broker;
@@ -111,4 +112,4 @@ export const RequestContextMiddleware: Middleware = {
   },
   // Moleculer's typings have `call` return a promise rather than the wrapped `call`, and know
   // no `localChannel`.
-} as unknown as Middleware;
+});

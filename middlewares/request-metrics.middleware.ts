@@ -1,4 +1,5 @@
 import { METRIC, type Context, type Middleware, type ServiceBroker } from "moleculer";
+import { defineMiddleware } from "../mixins/define";
 
 /**
  * Moleculer's request metrics (moleculer.request.total, .error.total, .active, .time), made
@@ -167,5 +168,5 @@ export function RequestMetricsMiddleware(): Middleware {
     },
   };
   // Moleculer's Middleware type does not list the handlers' action definition argument.
-  return middleware as unknown as Middleware;
+  return defineMiddleware(middleware);
 }

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { BoundedMap } from "../lib/bounded-map";
 import { envInt } from "../lib/env";
-import { ClientError, isNotFound } from "../lib/errors";
+import { clientError, isNotFound } from "../lib/errors";
 import { isEscrowAccount } from "../lib/escrow";
 import { isPoolAccount } from "../lib/liquidity-pools";
 import { defineMixin } from "./define";
@@ -71,7 +71,7 @@ export const AccountsMixin: Partial<ServiceSchema> = defineMixin<
         (isEscrowAccount(account) && !this.settings.escrowServices.includes(caller));
       const id = hidden ? null : await this.findAccount(ctx, account);
       if (!id) {
-        throw new ClientError(`Account '${account}' (${field}) not found`, 404, "NOT_FOUND", [
+        throw clientError("NOT_FOUND", `Account '${account}' (${field}) not found`, [
           { field, message: "unknown account" },
         ]);
       }

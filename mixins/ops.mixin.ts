@@ -4,7 +4,7 @@ import ApiGateway from "moleculer-web";
 import { BoundedMap } from "../lib/bounded-map";
 import { defineMixin } from "./define";
 import { envInt, envList } from "../lib/env";
-import { ClientError, forbidden, unauthorized, validationError } from "../lib/errors";
+import { clientError, forbidden, unauthorized, validationError } from "../lib/errors";
 import { verifyAccessToken } from "../lib/jwt";
 import {
   OPS_COOKIE,
@@ -255,8 +255,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
 
     /** The login form: users.login, then a session cookie for an admin only. */
     async opsLogin(req: Req, res: Res) {
-      if (!isJson(req))
-        throw new ClientError("Send application/json", 415, "UNSUPPORTED_MEDIA_TYPE");
+      if (!isJson(req)) throw clientError("UNSUPPORTED_MEDIA_TYPE", "Send application/json");
       if (!sameOrigin(req, this.settings.trustProxy)) throw forbidden("Cross-site request refused");
       const body = (req.body ?? {}) as { email?: unknown; password?: unknown };
       const { email, password } = body;
@@ -270,14 +269,14 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
       const ipKey = perIp?.key(req);
       if (perIp && ipKey && (await perIp.store.inc(ipKey)) > perIp.limit) {
         res.setHeader("Retry-After", String(retryAfterSeconds(perIp.store.resetTime)));
-        throw new ClientError("Too many requests", 429, "RATE_LIMITED");
+        throw clientError("RATE_LIMITED", "Too many requests");
       }
       const account = accountKey(email);
       const { maxFailures } = this.settings.loginThrottle;
       const throttled = maxFailures > 0 && this.settings.rateLimits.loginMax > 0;
       if (throttled && (await this.loginAttempts.inc(account)) > maxFailures) {
         res.setHeader("Retry-After", String(retryAfterSeconds(this.loginAttempts.resetTime)));
-        throw new ClientError("Too many failed logins for this account", 429, "RATE_LIMITED");
+        throw clientError("RATE_LIMITED", "Too many failed logins for this account");
       }
       const login = await this.broker.call<
         { user: { id: string; email: string } },
@@ -308,8 +307,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
     },
 
     opsLogout(req: Req, res: Res) {
-      if (!isJson(req))
-        throw new ClientError("Send application/json", 415, "UNSUPPORTED_MEDIA_TYPE");
+      if (!isJson(req)) throw clientError("UNSUPPORTED_MEDIA_TYPE", "Send application/json");
       if (!sameOrigin(req, this.settings.trustProxy)) throw forbidden("Cross-site request refused");
       res.writeHead(204, {
         "Set-Cookie": clearCookie(overHttps(req, this.settings.trustProxy)),
@@ -333,7 +331,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
     async opsStream(req: Req, res: Res) {
       await this.opsRequireAdmin(req);
       if (this.opsStreams.size >= this.settings.ops.maxStreams) {
-        throw new ClientError("Too many operator streams", 503, "SERVICE_UNAVAILABLE");
+        throw clientError("SERVICE_UNAVAILABLE", "Too many operator streams");
       }
       const stream: Stream = { req, res };
       this.opsStreams.add(stream);

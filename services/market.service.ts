@@ -20,7 +20,7 @@ import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
 import { envInt } from "../lib/env";
 import {
-  ClientError,
+  clientError,
   conflict,
   forbidden,
   isNotFound,
@@ -104,15 +104,6 @@ export interface BuyAnswer {
 }
 
 const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
-
-/** A refusal the saga recorded (its type and message), as the client's error. */
-const STATUS_OF: Record<string, number> = {
-  VALIDATION_ERROR: 400,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  SERVICE_UNAVAILABLE: 503,
-};
 
 const MarketService: ServiceSchema<
   MarketOwnSettings,
@@ -303,7 +294,7 @@ const MarketService: ServiceSchema<
         await ctx.call("tokens.get", { id: tokenId });
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        throw new ClientError("Token not found", 404, "NOT_FOUND", [
+        throw clientError("NOT_FOUND", "Token not found", [
           { field: "priceTokenId", message: "no such token" },
         ]);
       }
@@ -323,7 +314,7 @@ const MarketService: ServiceSchema<
       }
       const e = saga.error;
       if (saga.state === "compensated" && e && e.type !== "INTERNAL_ERROR")
-        throw new ClientError(e.message, STATUS_OF[e.type] ?? 422, e.type);
+        throw clientError(e.type, e.message); // a refusal the saga recorded, as it was
       // A step broke, or an undo kept failing (the saga is logged for a person): a 500.
       throw new Error(`Purchase ${saga.id} ended ${saga.state}`);
     },
