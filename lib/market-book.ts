@@ -1,4 +1,4 @@
-import { conflict, forbidden, notFound } from "./errors";
+import { conflict, forbidden, notFound, validationError } from "./errors";
 import { domainEvent, type EventName } from "./events";
 import { MARKET_EVENTS, type Listing, type ListingEvent, type ListingState } from "./market-events";
 import { newId } from "./ids";
@@ -42,8 +42,8 @@ export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
 };
 
 export interface NewListing {
-  nftId: string;
-  collectionId: string;
+  /** The NFT as its service knows it now: who owns it decides who may list it. */
+  nft: { id: string; collectionId: string; ownerId: string };
   priceTokenId: string;
   price: string;
 }
@@ -72,19 +72,27 @@ export class MarketBook {
     private readonly outbox: OutboxWriter,
   ) {}
 
-  /** Lists an NFT its seller owns (checked by the caller); 409 while it is listed already. */
+  /**
+   * Lists an NFT for a price above 0 (400), by its owner only (403); 409 while it is
+   * listed already. The price token's existence is the caller's to check (another service).
+   */
   async list(sellerId: string, key: string, p: NewListing): Promise<Listing> {
+    if (p.price === "0") throw validationError("price", "must be greater than 0");
+    if (p.nft.ownerId !== sellerId) throw forbidden("Only the NFT's owner may list it");
     const now = new Date().toISOString();
     const doc: ListingDoc = {
       _id: newId("lst"),
-      ...p,
+      nftId: p.nft.id,
+      collectionId: p.nft.collectionId,
+      priceTokenId: p.priceTokenId,
+      price: p.price,
       sellerId,
       state: "active",
       createdAt: now,
       updatedAt: now,
       version: 1,
       createKey: key,
-      liveNftId: p.nftId,
+      liveNftId: p.nft.id,
       unpublished: MARKET_EVENTS.listed,
     };
     if (!(await insertIfAbsent(this.listings, doc))) {

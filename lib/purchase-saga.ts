@@ -1,7 +1,7 @@
 import { parseAmount } from "./amount";
 import { ESCROW_ACCOUNT } from "./escrow";
 import type { Listing } from "./market-events";
-import type { Nft } from "./nft-events";
+import type { Collection, Nft } from "./nft-events";
 import type { SagaDefinition, StepInput } from "./saga-definition";
 
 /**
@@ -44,6 +44,24 @@ export interface PurchaseResult {
 }
 
 export const PURCHASE = "purchase";
+
+/** The purchase of `listing` by `buyerId`, the royalty by the collection's terms. */
+export function purchaseInput(
+  listing: Listing,
+  buyerId: string,
+  collection: Pick<Collection, "royaltyBps" | "ownerId">,
+): PurchaseInput {
+  return {
+    listingId: listing.id,
+    nftId: listing.nftId,
+    sellerId: listing.sellerId,
+    buyerId,
+    tokenId: listing.priceTokenId,
+    price: listing.price,
+    royalty: royaltyOf(listing.price, collection.royaltyBps),
+    royaltyTo: collection.ownerId,
+  };
+}
 
 /** floor(price × royaltyBps / 10000): BigInt division truncates, i.e. floors, for these. */
 export function royaltyOf(price: string, royaltyBps: number): string {

@@ -42,6 +42,22 @@ export interface TokenStores {
   allowances: Store<AllowanceDoc>;
 }
 
+export interface Page<T> {
+  rows: T[];
+  total: number;
+}
+
+export interface Holding {
+  account: string;
+  amount: string;
+}
+
+export interface AccountBalance {
+  tokenId: string;
+  symbol: string;
+  amount: string;
+}
+
 export interface NewToken {
   name: string;
   symbol: string;
@@ -186,6 +202,40 @@ export class TokenRegistry implements TokenLookup {
     }
     this.cache.set(id, doc);
     return doc;
+  }
+
+  /** A token's holders, largest balance first (ties by account), zero balances left out. */
+  async holders(tokenId: string, limit: number, offset: number): Promise<Page<Holding>> {
+    const query = { tokenId, amount: { $ne: "0" } };
+    const [rows, total] = await Promise.all([
+      // sortKey: the amount as a fixed-width string, so that the store sorts it as a number.
+      this.stores.balances.find(query, { sort: { sortKey: -1, account: 1 }, limit, offset }),
+      this.stores.balances.count(query),
+    ]);
+    return { rows: rows.map(b => ({ account: b.account, amount: b.amount })), total };
+  }
+
+  /** An account's non-zero balances of live tokens, with their symbols, by token id. */
+  async balancesOf(account: string, limit: number, offset: number): Promise<Page<AccountBalance>> {
+    const query = { account, amount: { $ne: "0" } };
+    const [docs, total] = await Promise.all([
+      this.stores.balances.find(query, { sort: { tokenId: 1 }, limit, offset }),
+      this.stores.balances.count(query),
+    ]);
+    // One read for the page's tokens, not one per row.
+    const ids = docs.map(b => b.tokenId);
+    const tokens = await this.stores.tokens.find({ _id: { $in: ids }, state: "active" });
+    const symbol = new Map(tokens.map(t => [t._id, t.symbol]));
+    const rows = docs
+      .filter(b => symbol.has(b.tokenId))
+      .map(b => ({ tokenId: b.tokenId, symbol: symbol.get(b.tokenId)!, amount: b.amount }));
+    return { rows, total };
+  }
+
+  /** What `spender` may spend of `owner`'s balance of the token ("0" when never approved). */
+  async allowance(tokenId: string, owner: string, spender: string): Promise<string> {
+    const doc = await this.stores.allowances.findOne({ _id: allowanceId(tokenId, owner, spender) });
+    return doc?.amount ?? "0";
   }
 
   /** The live token as stored now; 404 otherwise. */

@@ -19,18 +19,11 @@ import { APPLIED_COLLECTION } from "../lib/applied-events";
 import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
 import { envInt } from "../lib/env";
-import {
-  clientError,
-  conflict,
-  forbidden,
-  isNotFound,
-  notFound,
-  validationError,
-} from "../lib/errors";
+import { clientError, conflict, isNotFound, notFound } from "../lib/errors";
 import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../lib/market-book";
 import type { Listing, ListingState } from "../lib/market-events";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/nft-events";
-import { royaltyOf, type PurchaseInput, type PurchaseResult } from "../lib/purchase-saga";
+import { purchaseInput, type PurchaseResult } from "../lib/purchase-saga";
 import type { Saga } from "../lib/saga-log";
 import type { PurchaseParams } from "./sagas.service";
 import * as schemas from "../lib/api-schemas";
@@ -151,16 +144,9 @@ const MarketService: ServiceSchema<
       async handler(ctx: GatewayContext<CreateListingParams>): Promise<Listing> {
         const seller = requireUserId(ctx);
         const { nftId, priceTokenId, price } = ctx.params;
-        if (price === "0") throw validationError("price", "must be greater than 0");
         const nft = await this.nft(ctx, nftId);
-        if (nft.ownerId !== seller) throw forbidden("Only the NFT's owner may list it");
-        await this.requireToken(ctx, priceTokenId);
-        const listing = await this.book.list(seller, callerKey(ctx), {
-          nftId,
-          collectionId: nft.collectionId,
-          priceTokenId,
-          price,
-        });
+        if (nft.ownerId === seller) await this.requireToken(ctx, priceTokenId);
+        const listing = await this.book.list(seller, callerKey(ctx), { nft, priceTokenId, price });
         return created(ctx, `/api/market/listings/${listing.id}`, listing);
       },
     },
@@ -233,16 +219,7 @@ const MarketService: ServiceSchema<
         const collection = await ctx.call<Collection, IdParams>("nfts.getCollection", {
           id: listing.collectionId,
         });
-        const input: PurchaseInput = {
-          listingId: listing.id,
-          nftId: listing.nftId,
-          sellerId: listing.sellerId,
-          buyerId: buyer,
-          tokenId: listing.priceTokenId,
-          price: listing.price,
-          royalty: royaltyOf(listing.price, collection.royaltyBps),
-          royaltyTo: collection.ownerId,
-        };
+        const input = purchaseInput(listing, buyer, collection);
         // Whatever the listing's state: the saga's reservation decides (409 unless active),
         // and a retry of this request's key answers its first purchase.
         const saga = await ctx.call<Saga, PurchaseParams>("sagas.purchase", {

@@ -16,7 +16,6 @@ import type { OutboxStats } from "../lib/outbox";
 import { TransferEngine } from "../lib/transfer-engine";
 import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/token-registry";
 import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/ledger";
-import { allowanceId } from "../lib/ledger";
 import { newId } from "../lib/ids";
 import { callerKey } from "../lib/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/context";
@@ -202,17 +201,7 @@ const TokensService: ServiceSchema<
       params: { $$strict: "remove", id: idParam, ...pageParams },
       async handler(ctx: Context<HoldersParams>) {
         await this.registry.require(ctx.params.id);
-        const query = { tokenId: ctx.params.id, amount: { $ne: "0" } };
-        const balances = this.store<BalanceDoc>("balances");
-        const [rows, total] = await Promise.all([
-          balances.find(query, {
-            sort: { sortKey: -1, account: 1 },
-            limit: ctx.params.limit,
-            offset: ctx.params.offset,
-          }),
-          balances.count(query),
-        ]);
-        return { rows: rows.map(b => ({ account: b.account, amount: b.amount })), total };
+        return this.registry.holders(ctx.params.id, ctx.params.limit, ctx.params.offset);
       },
     },
 
@@ -229,10 +218,7 @@ const TokensService: ServiceSchema<
           this.findAccount(ctx, ctx.params.spender),
         ]);
         if (!owner || !spender) return { amount: "0" };
-        const doc = await this.store<AllowanceDoc>("allowances").findOne({
-          _id: allowanceId(ctx.params.id, owner, spender),
-        });
-        return { amount: doc?.amount ?? "0" };
+        return { amount: await this.registry.allowance(ctx.params.id, owner, spender) };
       },
     },
 
@@ -242,23 +228,9 @@ const TokensService: ServiceSchema<
         response: schemas.page(schemas.MyBalance),
       },
       params: { $$strict: "remove", ...pageParams },
-      async handler(ctx: GatewayContext<ListParams>) {
-        const query = { account: requireUserId(ctx), amount: { $ne: "0" } };
-        const balances = this.store<BalanceDoc>("balances");
-        const [docs, total] = await Promise.all([
-          balances.find(query, {
-            sort: { tokenId: 1 },
-            limit: ctx.params.limit,
-            offset: ctx.params.offset,
-          }),
-          balances.count(query),
-        ]);
-        const rows = [];
-        for (const b of docs) {
-          const token = await this.registry.active(b.tokenId);
-          if (token) rows.push({ tokenId: b.tokenId, symbol: token.symbol, amount: b.amount });
-        }
-        return { rows, total };
+      handler(ctx: GatewayContext<ListParams>) {
+        const { limit, offset } = ctx.params;
+        return this.registry.balancesOf(requireUserId(ctx), limit, offset);
       },
     },
 

@@ -10,11 +10,11 @@ import { quiet } from "../helpers/ledger";
 let book: MarketBook;
 let outbox: Outbox;
 let published: DomainEvent[];
-const offer = (nftId = "nft_1") => ({
-  nftId,
-  collectionId: "col_1",
+/** A listing of `nftId`, owned by `owner` as the nfts service would say. */
+const offer = (nftId = "nft_1", owner = "bob", price = "100") => ({
+  nft: { id: nftId, collectionId: "col_1", ownerId: owner },
   priceTokenId: "tok_1",
-  price: "100",
+  price,
 });
 
 beforeEach(async () => {
@@ -31,14 +31,27 @@ beforeEach(async () => {
 });
 
 describe("listings", () => {
+  it("lists only for its owner (403) and above 0 (400), storing nothing otherwise", async () => {
+    await expect(book.list("carol", "k1", offer("nft_1", "bob"))).rejects.toMatchObject({
+      code: 403,
+      type: "FORBIDDEN",
+    });
+    await expect(book.list("bob", "k2", offer("nft_1", "bob", "0"))).rejects.toMatchObject({
+      code: 400,
+      data: [{ field: "price" }],
+    });
+    expect((await book.find({}, 10, 0)).total).toBe(0);
+    expect(published).toEqual([]);
+  });
+
   it("lists an NFT once: a second listing of it is refused, also when both race", async () => {
     const l = await book.list("bob", "k1", offer());
     expect(l).toMatchObject({ nftId: "nft_1", sellerId: "bob", state: "active", price: "100" });
     expect(await book.list("bob", "k1", offer())).toEqual(l); // the same call again
     await expect(book.list("bob", "k2", offer())).rejects.toMatchObject({ code: 409 });
     const race = await Promise.allSettled([
-      book.list("carol", "r1", offer("nft_2")),
-      book.list("carol", "r2", offer("nft_2")),
+      book.list("carol", "r1", offer("nft_2", "carol")),
+      book.list("carol", "r2", offer("nft_2", "carol")),
     ]);
     expect(race.filter(r => r.status === "fulfilled")).toHaveLength(1);
     expect(race.filter(r => r.status === "rejected")[0]).toMatchObject({ reason: { code: 409 } });
@@ -62,7 +75,7 @@ describe("listings", () => {
     expect((await book.reserve(l.id, "s2", "dave")).state).toBe("reserved");
     expect((await book.sell(l.id, "s2")).state).toBe("sold");
     expect((await book.sell(l.id, "s2")).state).toBe("sold"); // a repeat
-    expect((await book.list("dave", "k3", offer())).sellerId).toBe("dave");
+    expect((await book.list("dave", "k3", offer("nft_1", "dave"))).sellerId).toBe("dave");
   });
 
   it("cancels an active listing whose NFT moved away, not one a sale holds", async () => {
@@ -79,7 +92,7 @@ describe("listings", () => {
     const l = await book.list("bob", "k1", offer());
     await book.reserve(l.id, "s1", "carol");
     await book.sell(l.id, "s1");
-    const c = await book.list("carol", "k2", offer());
+    const c = await book.list("carol", "k2", offer("nft_1", "carol"));
     await book.cancel(c.id, "carol");
     await outbox.flush();
     expect(published.map(e => e.type)).toEqual([
