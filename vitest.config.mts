@@ -1,4 +1,12 @@
+import fs from "node:fs";
+import path from "node:path";
 import { defineConfig } from "vitest/config";
+
+/** The nodes' flags, written once in package.json `config.node_flags` (bin/runner-args.ts). */
+const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, "package.json"), "utf8")) as {
+  config: { node_flags: string };
+};
+const execArgv = pkg.config.node_flags.split(/\s+/).filter(Boolean);
 
 /**
  * Three tiers (docs/architecture.md): unit (pure lib code), integration (one in-process
@@ -15,7 +23,7 @@ const env = {
 
 export default defineConfig({
   test: {
-    execArgv: ["--disable-warning=DEP0174", "--experimental-async-context-frame"],
+    execArgv,
     projects: [
       { test: { name: "unit", include: ["test/unit/**/*.test.ts"], env } },
       {

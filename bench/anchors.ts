@@ -16,7 +16,7 @@ import { report, runMain, type Row } from "./report";
  *   d  Express + http-proxy → Express service
  *   e  Fastify + @fastify/http-proxy → Fastify service
  *
- * `npm run bench:anchors` runs all five and prints them beside (a); bench/gateway.ts runs
+ * `npm run bench -- anchors` runs all five and prints them beside (a); bench/gateway.ts runs
  * them beside the platform.
  */
 

@@ -13,7 +13,7 @@ import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../lib/ledger";
  * the next start takes, and the longest the event loop is held while the file is
  * rewritten (compaction): NeDB's own rewrite beside the store's, which goes in slices.
  *
- * Run: npm run bench:journal (about a minute and 2 GB of memory for a million entries).
+ * Run: npm run bench -- journal (about a minute and 2 GB of memory for a million entries).
  */
 
 const ENTRIES = Number(process.env.BENCH_JOURNAL_ENTRIES ?? 1_000_000);

@@ -12,18 +12,55 @@ import { formatTable, machine, RESULTS_DIR, type Row } from "./report";
  * written to bench/results/latest.json with the machine it ran on. A bench that fails is
  * a row saying so; the others still run.
  *
+ * `npm run bench -- <case>` runs that case alone instead, as its own script did: its own
+ * defaults (e.g. `transfers` alone is embedded and 10 s), its own output, its exit code.
+ * Several cases (`npm run bench -- gateway rtt`) run as the suite of those only.
+ *
  * env: BENCH_ONLY=gateway,rtt to run some; BENCH_SECONDS (5 here) and the benches' own.
  */
 
-const BENCHES: Array<{ name: string; env?: Record<string, string> }> = [
-  { name: "gateway" },
-  { name: "transfers", env: { BENCH_MODES: "embedded,nats" } },
-  { name: "rtt" },
-  { name: "events" },
-  { name: "startup" },
-  { name: "launches" },
-  { name: "market" },
+interface Case {
+  name: string;
+  /** What the suite sets for it (a case run alone keeps its own defaults). */
+  env?: Record<string, string>;
+  /** Node flags instead of the nodes' (package.json config.node_flags). */
+  nodeFlags?: string[];
+  /** Not part of the whole suite: run only by name. */
+  alone?: boolean;
+  about: string;
+}
+
+const CASES: Case[] = [
+  { name: "anchors", alone: true, about: "a–e alone, beside (a)" },
+  { name: "gateway", about: "a–e, then f and g, ratios, RSS per node" },
+  {
+    name: "transfers",
+    env: { BENCH_MODES: "embedded,nats" },
+    about: "h embedded (BENCH_MODES=embedded,nats adds the cluster)",
+  },
+  { name: "rtt", about: "i: broker.call vs raw NATS request/reply" },
+  { name: "events", about: "j: outbox → JetStream → catalog lag at 1,000 transfers/s" },
+  { name: "startup", about: "k: each node's time to /health/ready" },
+  { name: "launches", about: "launch sagas, embedded and over NATS" },
+  { name: "market", about: "NFT purchase sagas, embedded" },
+  {
+    name: "journal",
+    alone: true,
+    // A million journal entries in one heap; the nodes' flags would change what it measures.
+    nodeFlags: ["--max-old-space-size=8192"],
+    about: "a tokens node with a million journal entries",
+  },
 ];
+
+function usage(): string {
+  const width = Math.max(...CASES.map(c => c.name.length));
+  return [
+    "usage: npm run bench [-- <case> [<case> …]]",
+    "",
+    `  ${"(none)".padEnd(width)}  the suite: every case but anchors and journal, one table`,
+    ...CASES.map(c => `  ${c.name.padEnd(width)}  ${c.about}`),
+  ].join("\n");
+}
 
 let current: ChildProcess | undefined;
 let interrupted = false;
@@ -34,26 +71,48 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
     current?.kill(signal);
   });
 
-function run(file: string, env: NodeJS.ProcessEnv): Promise<number | null> {
+function run(c: Case, env: NodeJS.ProcessEnv): Promise<number | null> {
   return new Promise(resolve => {
-    current = spawn(process.execPath, [...NODE_FLAGS, file], { env, stdio: "inherit" });
+    const file = path.join(__dirname, `${c.name}.js`);
+    current = spawn(process.execPath, [...(c.nodeFlags ?? NODE_FLAGS), file], {
+      env,
+      stdio: "inherit",
+    });
     current.once("exit", code => resolve(code));
   });
 }
 
 async function main(): Promise<void> {
+  const named = process.argv.slice(2);
+  if (named.some(n => n === "-h" || n === "--help")) return void console.log(usage());
+  const unknown = named.filter(n => !CASES.some(c => c.name === n));
+  if (unknown.length) {
+    console.error(`no bench case ${unknown.join(", ")}\n\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (named.length === 1) {
+    // One case, exactly as its own script ran it.
+    const c = CASES.find(x => x.name === named[0]) as Case;
+    const code = await run(c, process.env);
+    process.exitCode = code ?? 1;
+    return;
+  }
   hasWrk(); // says once, up front, when wrk is missing
-  const only = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
+  const only = named.length ? named : (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
+  const benches = only.length
+    ? CASES.filter(c => only.includes(c.name))
+    : CASES.filter(c => !c.alone);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-bench-suite-"));
   const file = path.join(tmp, "rows.jsonl");
   fs.writeFileSync(file, "");
   const failed: Row[] = [];
   const t0 = Date.now();
   try {
-    for (const b of BENCHES) {
-      if (interrupted || (only.length && !only.includes(b.name))) continue;
-      console.log(`\n=== bench:${b.name}`);
-      const code = await run(path.join(__dirname, `${b.name}.js`), {
+    for (const b of benches) {
+      if (interrupted) continue;
+      console.log(`\n=== ${b.name}`);
+      const code = await run(b, {
         ...process.env,
         BENCH_SECONDS: process.env.BENCH_SECONDS ?? "5",
         ...b.env,
@@ -66,7 +125,7 @@ async function main(): Promise<void> {
           value: NaN,
           unit: "ms",
           met: false,
-          note: `bench:${b.name} exited ${code} (its output above says why)`,
+          note: `${b.name} exited ${code} (its output above says why)`,
         });
     }
     const rows = [

@@ -1,18 +1,37 @@
+import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
+
+/** package.json's directory: above bin/ when run from the sources, above dist/bin/ when built. */
+function projectRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir)
+    dir = path.dirname(dir);
+  return dir;
+}
+
+/**
+ * The node flags are written once, in package.json's `config` (the npm scripts use them as
+ * `$npm_package_config_node_flags`); vitest.config.mts and the code here read them there.
+ */
+function configuredFlags(key: "node_flags" | "gateway_node_flags"): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot(), "package.json"), "utf8")) as {
+    config?: Record<string, string>;
+  };
+  const flags = pkg.config?.[key];
+  if (!flags) throw new Error(`package.json has no config.${key}`);
+  return flags.split(/\s+/).filter(Boolean);
+}
 
 /**
  * How every mintmesh node is started, as `npm run serve` does: moleculer-runner on the
  * compiled config. DEP0174 is moleculer-db's NeDB adapter; async context frames make
  * AsyncLocalStorage (request ids in logs) cheap on Node 22; a 32 MB young generation halves
  * scavenges under load (about +10 % transfers/s) and fits the pods' memory limits.
- * Used by `npm run cluster`, `npm run dev`, the cluster tests and the benchmark.
+ * Used by `npm run cluster`, `npm run dev`, the cluster tests and the benchmark; the npm
+ * scripts, vitest and the Dockerfile's CMD give the same (package.json `config.node_flags`).
  */
-export const NODE_FLAGS = [
-  "--disable-warning=DEP0174",
-  "--experimental-async-context-frame",
-  "--max-semi-space-size=32",
-];
+export const NODE_FLAGS = configuredFlags("node_flags");
 
 /**
  * Every service, in the order a cluster starts them: the gateway last, so its first
@@ -39,7 +58,7 @@ export const SERVICE_START_ORDER = [
  * 116 MB at the same requests/s (docs/benchmarks.md). Not for one process with every
  * service: NeDB keeps its collections in that heap.
  */
-export const GATEWAY_NODE_FLAGS = ["--max-semi-space-size=8", "--max-old-space-size=96"];
+export const GATEWAY_NODE_FLAGS = configuredFlags("gateway_node_flags");
 
 /**
  * `node` arguments that run moleculer-runner on `config` (a path under `root`; default the

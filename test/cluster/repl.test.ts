@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NODE_FLAGS } from "../../bin/runner-args";
 import { ApiClient } from "../helpers/http";
 import {
   NATS_URL,
@@ -31,15 +32,11 @@ interface Proc {
 }
 
 function run(script: string, env: NodeJS.ProcessEnv): Proc {
-  const proc = spawn(
-    process.execPath,
-    ["--disable-warning=DEP0174", "--experimental-async-context-frame", script],
-    {
-      cwd: ROOT,
-      env,
-      stdio: ["pipe", "pipe", "pipe"],
-    },
-  );
+  const proc = spawn(process.execPath, [...NODE_FLAGS, script], {
+    cwd: ROOT,
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let text = "";
   proc.stdout!.on("data", (b: Buffer) => (text += b.toString()));
   proc.stderr!.on("data", (b: Buffer) => (text += b.toString()));
