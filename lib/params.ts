@@ -26,3 +26,24 @@ export const pageParams = {
     default: 0,
   },
 };
+
+type CustomErrors = Array<{ type: string; actual: unknown; message: string }>;
+
+/**
+ * A `custom` check for an object or array rule: the value as JSON is at most `maxBytes`
+ * bytes of UTF-8, whatever its parts' own limits add up to (what one write may carry).
+ */
+export function maxJsonBytes(maxBytes: number) {
+  return (value: unknown, errors: CustomErrors, _schema: unknown, field: string): unknown => {
+    if (value === undefined || value === null) return value;
+    const bytes = Buffer.byteLength(JSON.stringify(value));
+    if (bytes > maxBytes) {
+      errors.push({
+        type: "jsonMax",
+        actual: bytes,
+        message: `The '${field}' field must be at most ${maxBytes} bytes as JSON (it is ${bytes}).`,
+      });
+    }
+    return value;
+  };
+}

@@ -1,5 +1,5 @@
 import { repeat } from "../lib/repeat";
-import { accountParam, idParam, pageParams } from "../lib/params";
+import { accountParam, idParam, maxJsonBytes, pageParams } from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -16,6 +16,7 @@ import {
   NFT_COLLECTIONS,
   NftRegistry,
   type CollectionDoc,
+  type MintMarkDoc,
   type NewCollection,
   type NftDoc,
 } from "../lib/nft-registry";
@@ -86,6 +87,9 @@ export interface TransferFromParams {
   idempotencyKey: string;
 }
 
+/** What one NFT's metadata may weigh as JSON: one mint writes it twice (the NFT, its event). */
+export const NFT_METADATA_MAX_BYTES = 16 * 1024;
+
 const NftsService: ServiceSchema<
   NftsOwnSettings,
   NftsMethods & DbMethods & OutboxMethods & AccountsMethods,
@@ -151,6 +155,8 @@ const NftsService: ServiceSchema<
         metadata: {
           type: "object",
           strict: "remove",
+          // The whole of it, as stored and sent in its event (docs/api.md "NFTs and collections").
+          custom: maxJsonBytes(NFT_METADATA_MAX_BYTES),
           props: {
             name: { type: "string", trim: true, min: 1, max: 128 },
             description: { type: "string", max: 1000, optional: true },
@@ -281,6 +287,7 @@ const NftsService: ServiceSchema<
       {
         collections: this.store<CollectionDoc>("collections"),
         nfts: this.store<NftDoc>("nfts"),
+        mints: this.store<MintMarkDoc>("mints"),
       },
       outbox,
     );
@@ -288,7 +295,8 @@ const NftsService: ServiceSchema<
     outbox.start();
     this.stopRecovery = repeat(
       this.settings.recoveryIntervalMs,
-      () => this.registry.recover(),
+      // Mints younger than a sweep are still in their own calls.
+      () => this.registry.recover(this.settings.recoveryIntervalMs),
       err => this.logger.warn({ err }, "NFT recovery sweep failed"),
     );
   },
