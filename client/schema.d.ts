@@ -1445,6 +1445,7 @@ export interface operations {
                 "application/json": {
                     displayName?: string;
                     bio?: string;
+                    /** Format: uri */
                     avatarUrl?: string | null;
                 };
             };
@@ -1633,7 +1634,9 @@ export interface operations {
                     initialSupply: string;
                     metadata?: {
                         description?: string;
+                        /** Format: uri */
                         imageUrl?: string;
+                        /** Format: uri */
                         website?: string;
                     };
                 };
@@ -1675,7 +1678,9 @@ export interface operations {
             content: {
                 "application/json": {
                     description?: string;
+                    /** Format: uri */
                     imageUrl?: string;
+                    /** Format: uri */
                     website?: string;
                 };
             };

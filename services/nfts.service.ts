@@ -1,5 +1,12 @@
 import { repeat } from "../lib/repeat";
-import { accountParam, idParam, maxJsonBytes, pageParams } from "../lib/params";
+import {
+  accountParam,
+  idParam,
+  nameParam,
+  nftMetadataParam,
+  pageParams,
+  symbolParam,
+} from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -87,9 +94,6 @@ export interface TransferFromParams {
   idempotencyKey: string;
 }
 
-/** What one NFT's metadata may weigh as JSON: one mint writes it twice (the NFT, its event). */
-export const NFT_METADATA_MAX_BYTES = 16 * 1024;
-
 const NftsService: ServiceSchema<
   NftsOwnSettings,
   NftsMethods & DbMethods & OutboxMethods & AccountsMethods,
@@ -108,8 +112,8 @@ const NftsService: ServiceSchema<
       openapi: { summary: "Create a collection", status: 201, response: schemas.Collection },
       params: {
         $$strict: "remove",
-        name: { type: "string", trim: true, min: 1, max: 64 },
-        symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+        name: nameParam,
+        symbol: symbolParam,
         maxSupply: { type: "number", integer: true, min: 1, optional: true },
         royaltyBps: { type: "number", integer: true, min: 0, max: 10_000, optional: true },
       },
@@ -152,33 +156,7 @@ const NftsService: ServiceSchema<
         $$strict: "remove",
         id: idParam,
         to: { ...accountParam, optional: true },
-        metadata: {
-          type: "object",
-          strict: "remove",
-          // The whole of it, as stored and sent in its event (docs/api.md "NFTs and collections").
-          custom: maxJsonBytes(NFT_METADATA_MAX_BYTES),
-          props: {
-            name: { type: "string", trim: true, min: 1, max: 128 },
-            description: { type: "string", max: 1000, optional: true },
-            image: { type: "url", max: 2048, optional: true },
-            attributes: {
-              type: "array",
-              optional: true,
-              max: 50,
-              items: {
-                type: "object",
-                strict: "remove",
-                props: {
-                  trait_type: { type: "string", trim: true, min: 1, max: 64 },
-                  value: [
-                    { type: "string", max: 256 },
-                    { type: "number", finite: true },
-                  ],
-                },
-              },
-            },
-          },
-        },
+        metadata: nftMetadataParam,
       },
       async handler(ctx: GatewayContext<MintParams>): Promise<Nft> {
         const caller = requireUserId(ctx);

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { usePlatform, useUsers } from "../helpers/platform";
 import type { ErrorBody } from "../helpers/http";
 import type { Collection, Nft, NftMetadata } from "../../lib/nft-events";
-import { NFT_METADATA_MAX_BYTES } from "../../services/nfts.service";
+import { NFT_METADATA_MAX_BYTES } from "../../lib/params";
 
 /**
  * What a mint costs on disk, NeDB in real files: its NFT and its event carry the metadata,
