@@ -190,7 +190,9 @@ export class NftRegistry {
     let serial = c.minted + 1;
     if (full(serial)) throw supplyExceeded();
     const mark: MintMarkDoc = { _id: newId("mnt"), key, collectionId, at: Date.now() };
-    await insertIfAbsent(this.stores.mints, mark);
+    // A retry of a call that died finds its old mark: fresh again, so no sweep drops it now.
+    if (!(await insertIfAbsent(this.stores.mints, mark)))
+      await this.stores.mints.update({ key }, { $set: { at: mark.at } });
     const mintedAt = new Date().toISOString();
     for (;;) {
       if (full(serial)) {
