@@ -1462,6 +1462,7 @@ export interface operations {
                 "application/json": {
                     displayName?: string;
                     bio?: string;
+                    /** Format: uri */
                     avatarUrl?: string | null;
                 };
             };
@@ -1650,7 +1651,9 @@ export interface operations {
                     initialSupply: string;
                     metadata?: {
                         description?: string;
+                        /** Format: uri */
                         imageUrl?: string;
+                        /** Format: uri */
                         website?: string;
                     };
                 };
@@ -1692,7 +1695,9 @@ export interface operations {
             content: {
                 "application/json": {
                     description?: string;
+                    /** Format: uri */
                     imageUrl?: string;
+                    /** Format: uri */
                     website?: string;
                 };
             };

@@ -107,3 +107,9 @@ export function toErrorResponse(raw: unknown, requestId: string): HttpErrorRespo
 function ownMessage(err: ErrorLike, trusted: boolean, fallback: string): string {
   return trusted && err.message ? err.message : fallback;
 }
+
+/** The seconds an action's own 429 says to wait (its `data.retryAfter`), when it says. */
+export function ownRetryAfter(err: unknown): number | undefined {
+  const v = (err as { data?: { retryAfter?: unknown } } | null)?.data?.retryAfter;
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.ceil(v) : undefined;
+}

@@ -18,11 +18,13 @@ import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./sto
  * broker in here: the nfts service hands it its stores and outbox, as tokens does.
  *
  * Mints take serials 1, 2, 3… per collection with no gap and no duplicate, never past
- * maxSupply, however many nodes mint at once: the serial is taken by a compare-and-set
- * on the collection's `version` that also records the mint as pending on the collection.
- * The NFT (its id derived from collection and serial) and its event are written after
- * that, and the pending record goes last; whatever a crash leaves pending is finished by
- * `recover()` or by a retry of the same key, each step idempotent.
+ * maxSupply, however many nodes mint at once: the serial is taken by inserting the NFT
+ * itself, whose id is derived from collection and serial (a unique key), so the one write
+ * that carries the metadata is also the claim; a mint that finds its serial taken tries
+ * the next one (a failed insert writes nothing). The collection only keeps a `minted`
+ * counter, and a small mark in `mints` (no metadata) says a mint is under way until its
+ * event is written: what a mint writes is its NFT, its event and a few hundred bytes,
+ * however many mint at once. Whatever a crash leaves marked is finished by `recover()`.
  *
  * Every change of an NFT is a compare-and-set on its `version` (two transfers racing: one
  * wins, the other finds it no longer the caller's), records the change and the caller's
@@ -30,7 +32,8 @@ import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./sto
  * the NFT answers the NFT as it is, so a retried call does not refuse its own success.
  */
 
-interface PendingMint {
+/** A mint of the former design, recorded on its collection with its metadata. */
+interface LegacyPendingMint {
   serial: number;
   key: string;
   to: string;
@@ -42,7 +45,16 @@ export interface CollectionDoc extends Doc, Omit<Collection, "id"> {
   version: number;
   /** The create call's key: a retry answers the collection it made. */
   createKey: string;
-  pending: PendingMint[];
+  /** Only in files written before mint marks: recover() finishes and clears them. */
+  pending?: LegacyPendingMint[];
+}
+
+/** A mint under way: written before its NFT, removed once its event is written. */
+export interface MintMarkDoc extends Doc {
+  key: string;
+  collectionId: string;
+  /** ms since epoch. */
+  at: number;
 }
 
 type NftChange =
@@ -61,12 +73,17 @@ export interface NftDoc extends Doc, Omit<Nft, "id"> {
 export interface NftStores {
   collections: Store<CollectionDoc>;
   nfts: Store<NftDoc>;
+  mints: Store<MintMarkDoc>;
 }
 
 export const NFT_COLLECTIONS: Record<keyof NftStores, CollectionSpec> = {
   collections: { unique: ["createKey"], indexes: ["ownerId"] },
   nfts: { unique: ["mintKey"], indexes: ["ownerId", "collectionId"] },
+  mints: { unique: ["key"] },
 };
+
+/** A mark older than this whose NFT was never written is a mint that died before its claim. */
+const ABANDONED_MARK_MS = 60_000;
 
 export interface NewCollection {
   name: string;
@@ -90,6 +107,28 @@ function refuseWhileHeld(n: NftDoc): void {
 
 const nftId = (collectionId: string, serial: number): string =>
   `nft_${collectionId.replace(/^col_/, "")}_${serial}`;
+
+const supplyExceeded = () =>
+  businessError("SUPPLY_EXCEEDED", "The collection has minted its maximum supply");
+
+const newNft = (
+  collectionId: string,
+  serial: number,
+  mintKey: string,
+  ownerId: string,
+  metadata: NftMetadata,
+  mintedAt: string,
+): NftDoc => ({
+  _id: nftId(collectionId, serial),
+  collectionId,
+  serial,
+  ownerId,
+  approved: null,
+  metadata,
+  mintedAt,
+  version: 1,
+  mintKey,
+});
 
 export const toCollection = (c: CollectionDoc): Collection => ({
   id: c._id,
@@ -130,7 +169,6 @@ export class NftRegistry {
       createdAt: new Date().toISOString(),
       version: 1,
       createKey: key,
-      pending: [],
     };
     if (await insertIfAbsent(this.stores.collections, doc)) return toCollection(doc);
     const first = await this.stores.collections.findOne({ createKey: key });
@@ -154,27 +192,29 @@ export class NftRegistry {
   ): Promise<Nft> {
     const done = await this.stores.nfts.findOne({ mintKey: key });
     if (done) return toNft(done);
+    const c = await this.stores.collections.findOne({ _id: collectionId });
+    if (!c) throw notFound("Collection");
+    if (c.ownerId !== callerId) throw forbidden("Only the collection's owner may mint");
+    const full = (serial: number) => c.maxSupply !== null && serial > c.maxSupply;
+    // `minted` never runs ahead of the NFTs written, so no serial below it is free.
+    let serial = c.minted + 1;
+    if (full(serial)) throw supplyExceeded();
+    const mark: MintMarkDoc = { _id: newId("mnt"), key, collectionId, at: Date.now() };
+    // A retry of a call that died finds its old mark: fresh again, so no sweep drops it now.
+    if (!(await insertIfAbsent(this.stores.mints, mark)))
+      await this.stores.mints.update({ key }, { $set: { at: mark.at } });
+    const mintedAt = new Date().toISOString();
     for (;;) {
-      const c = await this.stores.collections.findOne({ _id: collectionId });
-      if (!c) throw notFound("Collection");
-      if (c.ownerId !== callerId) throw forbidden("Only the collection's owner may mint");
-      const mine = c.pending.find(p => p.key === key);
-      if (mine) return this.finishMint(c, mine);
-      if (c.maxSupply !== null && c.minted >= c.maxSupply)
-        throw businessError("SUPPLY_EXCEEDED", "The collection has minted its maximum supply");
-      const entry: PendingMint = {
-        serial: c.minted + 1,
-        key,
-        to,
-        metadata,
-        at: new Date().toISOString(),
-      };
-      const taken = await this.stores.collections.updateOne(
-        { _id: c._id, version: c.version },
-        { $set: { minted: entry.serial, version: c.version + 1 }, $push: { pending: entry } },
-      );
-      if (taken) return this.finishMint(taken, entry);
-      // Another mint took this serial meanwhile: read again (and re-check the supply).
+      if (full(serial)) {
+        await this.stores.mints.remove({ key });
+        throw supplyExceeded();
+      }
+      const doc = newNft(c._id, serial, key, to, metadata, mintedAt);
+      if (await insertIfAbsent(this.stores.nfts, doc)) return this.finishMint(doc);
+      // Either this key minted meanwhile (a racing retry), or the serial is another's.
+      const mine = await this.stores.nfts.findOne({ mintKey: key });
+      if (mine) return toNft(mine);
+      serial++;
     }
   }
 
@@ -282,12 +322,32 @@ export class NftRegistry {
     return { rows: rows.map(toCollection), total };
   }
 
-  /** Finishes mints and changes a crash left half done. Returns how many. */
-  async recover(): Promise<number> {
+  /**
+   * Finishes mints and changes a crash left half done. Returns how many. A mark younger
+   * than `inFlightMs` is left to its own call (the periodic sweep passes its interval).
+   */
+  async recover(inFlightMs = 0): Promise<number> {
     let n = 0;
+    const now = Date.now();
+    for (const mark of await this.stores.mints.find({ at: { $lte: now - inFlightMs } })) {
+      const nft = await this.stores.nfts.findOne({ mintKey: mark.key });
+      if (nft) {
+        await this.finishMint(nft);
+        n++;
+      } else if (now - mark.at > ABANDONED_MARK_MS) {
+        // It never took a serial: nothing to finish; a retry of its key mints anew.
+        await this.stores.mints.remove({ _id: mark._id });
+      }
+    }
     for (const c of await this.stores.collections.find({ "pending.0": { $exists: true } }))
-      for (const p of c.pending) {
-        await this.finishMint(c, p);
+      for (const p of c.pending ?? []) {
+        const doc = newNft(c._id, p.serial, p.key, p.to, p.metadata, p.at);
+        await insertIfAbsent(this.stores.nfts, doc);
+        await this.finishMint(doc);
+        await this.stores.collections.update(
+          { _id: c._id },
+          { $pull: { pending: { key: p.key } } },
+        );
         n++;
       }
     for (const doc of await this.stores.nfts.find({ unpublished: { $exists: true } })) {
@@ -297,23 +357,16 @@ export class NftRegistry {
     return n;
   }
 
-  private async finishMint(c: CollectionDoc, p: PendingMint): Promise<Nft> {
-    const doc: NftDoc = {
-      _id: nftId(c._id, p.serial),
-      collectionId: c._id,
-      serial: p.serial,
-      ownerId: p.to,
-      approved: null,
-      metadata: p.metadata,
-      mintedAt: p.at,
-      version: 1,
-      mintKey: p.key,
-    };
-    await insertIfAbsent(this.stores.nfts, doc);
+  /** After the NFT is written: its event, the collection's counter, then the mark goes. */
+  private async finishMint(doc: NftDoc): Promise<Nft> {
     const nft = toNft(doc);
     const data: NftMinted = { nft };
     await this.outbox.write([domainEvent(NFT_EVENTS.minted, doc._id, data)]);
-    await this.stores.collections.update({ _id: c._id }, { $pull: { pending: { key: p.key } } });
+    await this.stores.collections.update(
+      { _id: doc.collectionId, minted: { $lt: doc.serial } },
+      { $set: { minted: doc.serial } },
+    );
+    await this.stores.mints.remove({ key: doc.mintKey });
     return nft;
   }
 

@@ -63,6 +63,9 @@ export function ruleToSchema(raw: unknown): JsonSchema {
       if (pattern) s.pattern = pattern;
       if (Array.isArray(rule.enum)) s.enum = rule.enum;
       const messages = rule.messages as Record<string, unknown> | undefined;
+      // textRule() / urlRule() (lib/text-rules.ts): their checks are functions too.
+      if (rule.textKind === "text" || rule.textKind === "url") s["x-text-rule"] = rule.textKind;
+      if (rule.textKind === "url") s.format = "uri";
       if (messages?.string === AMOUNT_MESSAGE) {
         // amountRule() (lib/amount.ts): its check is a function, which JSON cannot carry.
         s.pattern = "^(0|[1-9][0-9]*)$";

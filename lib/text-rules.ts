@@ -7,6 +7,12 @@
  * overrides and isolates (U+202A–U+202E, U+2066–U+2069), which make a name read as
  * something else ("Trusted‮gnp.exe"). URLs: http or https only, and no quote, angle
  * bracket, backtick, backslash or space, which a careless template turns into markup.
+ * Markup in text (`<b>`) is text: pages escape what they show; only what no escaping
+ * makes safe (bidi tricks, NUL, line breaks in a one-line field) is refused.
+ *
+ * Each rule carries `textKind`, which fastest-validator ignores and lib/openapi-rules.ts
+ * turns into `x-text-rule` in the OpenAPI document: a test walks the document and finds
+ * any human-readable or URL field that skips these rules.
  */
 
 // eslint-disable-next-line no-control-regex -- control characters are what it looks for
@@ -65,7 +71,9 @@ export function textRule(opts: TextRuleOptions) {
     trim: opts.trim ?? false,
     optional: opts.optional ?? false,
     ...(opts.pattern ? { pattern: opts.pattern } : {}),
-    custom: check("text", textProblem),
+    // A value the pattern refuses has its error already: one entry per field.
+    custom: check("text", t => (opts.pattern && !opts.pattern.test(t) ? null : textProblem(t))),
+    textKind: "text" as const,
   };
 }
 
@@ -77,5 +85,6 @@ export function urlRule(opts: { optional?: boolean; nullable?: boolean } = {}) {
     optional: opts.optional ?? false,
     nullable: opts.nullable ?? false,
     custom: check("url", urlProblem),
+    textKind: "url" as const,
   };
 }

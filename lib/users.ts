@@ -1,6 +1,6 @@
 import type { SiweMessage } from "siwe";
-import type { Doc } from "./store";
-import { unauthorized } from "./errors";
+import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "./store";
+import { ClientError, unauthorized } from "./errors";
 import { mismatch } from "./siwe";
 
 /**
@@ -36,6 +36,47 @@ export interface ChallengeDoc extends Doc {
   expiresAt: string;
   used: boolean;
   usedAt?: string;
+  /** `<userId>:<n>` while open (unused): one of the user's few slots; unset once used. */
+  slot?: string;
+}
+
+/** The challenges collection: the unique slots bound a user's open challenges on any node. */
+export const CHALLENGES_SPEC: CollectionSpec = {
+  unique: ["nonce"],
+  indexes: ["expiresAt", "userId"],
+  uniqueSparse: ["slot"],
+};
+
+/**
+ * Stores a new challenge in a free one of its user's `max` slots, after dropping expired
+ * challenges (they can never be used). With every slot held by an open challenge: 429,
+ * `retryAfter` the seconds until the soonest of them expires. Refusing, rather than
+ * dropping the oldest, keeps a challenge a wallet is signing right now valid.
+ */
+export async function insertChallenge(
+  store: Store<ChallengeDoc>,
+  doc: ChallengeDoc,
+  max: number,
+  now: Date,
+): Promise<void> {
+  await store.remove({ expiresAt: { $lt: now.toISOString() } });
+  // A slot taken by a racing request is looked for again; more rounds than slots: refuse.
+  for (let round = 0; round <= max; round++) {
+    const open = await store.find({ userId: doc.userId, slot: { $exists: true } });
+    const taken = new Set(open.map(c => c.slot));
+    const slot = Array.from({ length: max }, (_, n) => `${doc.userId}:${n}`).find(
+      s => !taken.has(s),
+    );
+    if (slot === undefined) {
+      const soonest = Math.min(...open.map(c => Date.parse(c.expiresAt)));
+      const retryAfter = Math.max(1, Math.ceil((soonest - now.getTime()) / 1000));
+      throw new ClientError("Too many open wallet challenges", 429, "RATE_LIMITED", {
+        retryAfter,
+      });
+    }
+    if (await insertIfAbsent(store, { ...doc, slot })) return;
+  }
+  throw new ClientError("Too many open wallet challenges", 429, "RATE_LIMITED", { retryAfter: 1 });
 }
 
 /**

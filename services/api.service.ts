@@ -16,7 +16,7 @@ import { NearCacheMixin } from "../mixins/near-cache.mixin";
 import { envInt, envList, envStr } from "../lib/env";
 import { ClientError, unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
-import { sendJson, toErrorResponse } from "../lib/http-errors";
+import { ownRetryAfter, sendJson, toErrorResponse } from "../lib/http-errors";
 import {
   CacherAnswers,
   IdempotencyGate,
@@ -290,7 +290,7 @@ const ApiService: ServiceSchema<
           req.$retryAt ??
           req.$route?.rateLimit?.store.resetTime ??
           Date.now() + this.settings.rateLimits.windowMs;
-        headers["Retry-After"] = String(retryAfterSeconds(reset));
+        headers["Retry-After"] = String(ownRetryAfter(err) ?? retryAfterSeconds(reset));
       }
       if (out.status === 503) headers["Retry-After"] = "1";
       sendJson(res, out.status, out.body, headers);

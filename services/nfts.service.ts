@@ -1,5 +1,12 @@
 import { repeat } from "../lib/repeat";
-import { accountParam, idParam, pageParams } from "../lib/params";
+import {
+  accountParam,
+  idParam,
+  nameParam,
+  nftMetadataParam,
+  pageParams,
+  symbolParam,
+} from "../lib/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -16,6 +23,7 @@ import {
   NFT_COLLECTIONS,
   NftRegistry,
   type CollectionDoc,
+  type MintMarkDoc,
   type NewCollection,
   type NftDoc,
 } from "../lib/nft-registry";
@@ -112,8 +120,8 @@ const NftsService: ServiceSchema<
       openapi: { summary: "Create a collection", status: 201, response: schemas.Collection },
       params: {
         $$strict: "remove",
-        name: { type: "string", trim: true, min: 1, max: 64 },
-        symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+        name: nameParam,
+        symbol: symbolParam,
         maxSupply: { type: "number", integer: true, min: 1, optional: true },
         royaltyBps: { type: "number", integer: true, min: 0, max: 10_000, optional: true },
       },
@@ -156,31 +164,7 @@ const NftsService: ServiceSchema<
         $$strict: "remove",
         id: idParam,
         to: { ...accountParam, optional: true },
-        metadata: {
-          type: "object",
-          strict: "remove",
-          props: {
-            name: { type: "string", trim: true, min: 1, max: 128 },
-            description: { type: "string", max: 1000, optional: true },
-            image: { type: "url", max: 2048, optional: true },
-            attributes: {
-              type: "array",
-              optional: true,
-              max: 50,
-              items: {
-                type: "object",
-                strict: "remove",
-                props: {
-                  trait_type: { type: "string", trim: true, min: 1, max: 64 },
-                  value: [
-                    { type: "string", max: 256 },
-                    { type: "number", finite: true },
-                  ],
-                },
-              },
-            },
-          },
-        },
+        metadata: nftMetadataParam,
       },
       async handler(ctx: GatewayContext<MintParams>): Promise<Nft> {
         const caller = requireUserId(ctx);
@@ -312,6 +296,7 @@ const NftsService: ServiceSchema<
       {
         collections: this.store<CollectionDoc>("collections"),
         nfts: this.store<NftDoc>("nfts"),
+        mints: this.store<MintMarkDoc>("mints"),
       },
       outbox,
     );
@@ -319,7 +304,8 @@ const NftsService: ServiceSchema<
     outbox.start();
     this.stopRecovery = repeat(
       this.settings.recoveryIntervalMs,
-      () => this.registry.recover(),
+      // Mints younger than a sweep are still in their own calls.
+      () => this.registry.recover(this.settings.recoveryIntervalMs),
       err => this.logger.warn({ err }, "NFT recovery sweep failed"),
     );
   },

@@ -1,3 +1,4 @@
+import { nameParam, symbolParam, tokenMetadataProps } from "../lib/params";
 import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
@@ -139,19 +140,15 @@ const SagasService: ServiceSchema<
           type: "object",
           strict: "remove",
           props: {
-            name: { type: "string", trim: true, min: 1, max: 64 },
-            symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+            name: nameParam,
+            symbol: symbolParam,
             decimals: { type: "number", integer: true, min: 0, max: 18 },
             initialSupply: amountRule(),
             metadata: {
               type: "object",
               optional: true,
               strict: "remove",
-              props: {
-                description: { type: "string", max: 1000, optional: true },
-                imageUrl: { type: "url", max: 2048, optional: true },
-                website: { type: "url", max: 2048, optional: true },
-              },
+              props: tokenMetadataProps,
             },
           },
         },

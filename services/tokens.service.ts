@@ -1,4 +1,11 @@
-import { accountParam, idParam, pageParams } from "../lib/params";
+import {
+  accountParam,
+  idParam,
+  nameParam,
+  pageParams,
+  symbolParam,
+  tokenMetadataProps,
+} from "../lib/params";
 import { repeat } from "../lib/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
@@ -9,7 +16,6 @@ import {
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
 import { amountRule } from "../lib/amount";
-import { textRule, urlRule } from "../lib/text-rules";
 import { envInt } from "../lib/env";
 import type { Token, TokenApproved, TokenMetadata } from "../lib/events";
 import type { OutboxStats } from "../lib/outbox";
@@ -108,11 +114,7 @@ export interface ApproveParams {
   amount: string;
 }
 
-const metadataProps = {
-  description: textRule({ max: 1000, optional: true }),
-  imageUrl: urlRule({ optional: true }),
-  website: urlRule({ optional: true }),
-};
+const metadataProps = tokenMetadataProps;
 const transferLocation = (rec: TransferRecord): string =>
   `/api/tokens/${rec.tokenId}/transfers/${rec.id}`;
 
@@ -146,8 +148,8 @@ const TokensService: ServiceSchema<
       openapi: { summary: "Create a token", status: 201, response: schemas.Token },
       params: {
         $$strict: "remove",
-        name: textRule({ trim: true, min: 1, max: 64 }),
-        symbol: { type: "string", pattern: /^[A-Z0-9]{2,11}$/ },
+        name: nameParam,
+        symbol: symbolParam,
         decimals: { type: "number", integer: true, min: 0, max: 18 },
         initialSupply: amountRule(),
         metadata: { type: "object", optional: true, strict: "remove", props: metadataProps },

@@ -17,6 +17,8 @@ import {
   verifySignature,
 } from "../lib/siwe";
 import {
+  CHALLENGES_SPEC,
+  insertChallenge,
   toProfile,
   toUser,
   walletOf,
@@ -41,8 +43,8 @@ export interface UsersSettings extends ServiceSettingSchema {
   jwtSecret: string;
   /** Access token lifetime, as jsonwebtoken takes it ("12h", "90s"). */
   jwtExpiresIn: string;
-  /** What a wallet challenge names, and how long it is valid. */
-  siwe: { domain: string; uri: string; ttlMs: number };
+  /** What a wallet challenge names, how long it is valid, how many a user may hold open. */
+  siwe: { domain: string; uri: string; ttlMs: number; maxOpen: number };
 }
 
 interface UsersMethods {
@@ -97,7 +99,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
   mixins: [
     DbMixin({
       users: { unique: ["email"], indexes: ["wallets.address"] },
-      challenges: { unique: ["nonce"], indexes: ["expiresAt"] },
+      challenges: CHALLENGES_SPEC,
       walletLinks: { unique: ["address"], indexes: ["userId"] },
     }),
   ],
@@ -111,6 +113,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       domain: requiredInProduction("SIWE_DOMAIN", "localhost:3000"),
       uri: requiredInProduction("SIWE_URI", "http://localhost:3000"),
       ttlMs: envInt("SIWE_TTL_MS", 5 * 60_000),
+      maxOpen: envInt("SIWE_MAX_OPEN_CHALLENGES", 5),
     },
     // Never sent to other nodes in the service descriptor.
     $secureSettings: ["jwtSecret"],
@@ -223,10 +226,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
           issuedAt,
           expiresAt,
         });
-        const challenges = this.store<ChallengeDoc>("challenges");
-        // Expired challenges can never be used again: drop them instead of keeping them forever.
-        await challenges.remove({ expiresAt: { $lt: issuedAt.toISOString() } });
-        await challenges.insert({
+        const doc: ChallengeDoc = {
           _id: newId("chl"),
           nonce,
           userId: user._id,
@@ -237,7 +237,9 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
           issuedAt: issuedAt.toISOString(),
           expiresAt: expiresAt.toISOString(),
           used: false,
-        });
+        };
+        const max = this.settings.siwe.maxOpen;
+        await insertChallenge(this.store<ChallengeDoc>("challenges"), doc, max, issuedAt);
         // A challenge has no URL of its own; Location names where its signed message goes.
         return created(ctx, "/api/users/me/wallets", {
           message,
@@ -278,7 +280,8 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         // Compare-and-set: of two racing submissions of one challenge only one flips it.
         const consumed = await challenges.updateOne(
           { _id: challenge._id, used: false },
-          { $set: { used: true, usedAt: now.toISOString() } },
+          // A used challenge frees its slot (it stays, to answer a replay 401, until expiry).
+          { $set: { used: true, usedAt: now.toISOString() }, $unset: { slot: true } },
         );
         if (!consumed) throw unauthorized("Wallet challenge already used");
 

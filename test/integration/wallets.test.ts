@@ -136,6 +136,34 @@ describe("wallets: link by signed message, unlink, resolve", () => {
       expect(linkRes.status).toBe(401);
       expect((await p.client.delete(`/api/users/me/wallets/${address}`)).status).toBe(401);
     });
+
+    it("holds at most 5 open challenges per user, also when asked at once: then 429 with Retry-After; a used one frees its place", async () => {
+      const u = await registerUser(p.client, "many");
+      const wallet = Wallet.createRandom();
+      const burst = await Promise.all(
+        Array.from({ length: 20 }, () => challenge(p, u, wallet.address)),
+      );
+      const issued = burst.filter(r => r.status === 201);
+      expect(issued).toHaveLength(5);
+      const refused = burst.filter(r => r.status === 429);
+      expect(refused).toHaveLength(15);
+      for (const r of refused) {
+        expect((r.body as unknown as ErrorBody).error.type).toBe("RATE_LIMITED");
+        // Until the soonest open challenge expires: all were just made, to live 5 minutes.
+        const wait = Number(r.headers.get("retry-after"));
+        expect(wait).toBeGreaterThanOrEqual(290);
+        expect(wait).toBeLessThanOrEqual(300);
+      }
+      // Others are not held back by this user's challenges.
+      const other = await registerUser(p.client, "other");
+      expect((await challenge(p, other, wallet.address)).status).toBe(201);
+      // Linking with one of them frees its place for one more, and only one.
+      const first = issued[0].body;
+      const linked = await link(p, u, first.message, await wallet.signMessage(first.message));
+      expect(linked.status, linked.text).toBe(201);
+      expect((await challenge(p, u, wallet.address)).status).toBe(201);
+      expect((await challenge(p, u, wallet.address)).status).toBe(429);
+    });
   });
 
   describe("POST /api/users/me/wallets", () => {

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { openNedbStore } from "../../lib/nedb-store";
 import { Outbox, type OutboxDoc } from "../../lib/outbox";
 import { NFT_COLLECTIONS, NftRegistry, type NftStores } from "../../lib/nft-registry";
-import type { CollectionDoc, NftDoc } from "../../lib/nft-registry";
+import type { CollectionDoc, MintMarkDoc, NftDoc } from "../../lib/nft-registry";
 import type { DomainEvent } from "../../lib/events";
 import type { Store } from "../../lib/store";
 import { quiet } from "../helpers/ledger";
@@ -24,6 +24,7 @@ beforeEach(async () => {
   stores = {
     collections: await openNedbStore<CollectionDoc>("collections", NFT_COLLECTIONS.collections),
     nfts: await openNedbStore<NftDoc>("nfts", NFT_COLLECTIONS.nfts),
+    mints: await openNedbStore<MintMarkDoc>("mints", NFT_COLLECTIONS.mints),
     outbox: await openNedbStore<OutboxDoc>("outbox", {}),
   };
   published = [];
@@ -71,19 +72,43 @@ describe("minting", () => {
     expect(await stores.nfts.count({ collectionId: c.id })).toBe(10);
   });
 
-  it("finishes a mint a crash left between taking its serial and writing the NFT", async () => {
+  it("loses no serial to a crash before the NFT is written: the NFT is the serial's claim", async () => {
     const c = await collection(3);
     failOnce(stores.nfts, "insert");
     await expect(nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).rejects.toThrow(/crash point/);
-    // A new process on the same stores: the serial is not lost, nor given twice.
+    // A new process on the same stores: nothing to finish, the next mint takes serial 1.
     nfts = new NftRegistry(stores, outbox);
-    expect(await nfts.recover()).toBe(1);
-    const next = await nfts.mint(c.id, "alice", "m2", "bob", meta("two"));
-    expect(next.serial).toBe(2);
+    expect(await nfts.recover()).toBe(0);
+    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(1);
+    // The crashed call's retry mints it then, once.
+    expect((await nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).serial).toBe(2);
     const all = await nfts.list({ collection: c.id }, 10, 0);
     expect(all.rows.map(n => n.serial).sort()).toEqual([1, 2]);
+    expect(await stores.mints.count({})).toBe(0);
+  });
+
+  it("finishes a mint a crash left between writing the NFT and its event", async () => {
+    const c = await collection(3);
+    failOnce(stores.outbox, "insert");
+    await expect(nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).rejects.toThrow(/crash point/);
+    nfts = new NftRegistry(stores, outbox);
+    expect(await nfts.recover()).toBe(1);
+    expect((await nfts.collection(c.id)).minted).toBe(1);
+    expect(await stores.mints.count({})).toBe(0);
+    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(2);
     await outbox.flush();
     expect(published.filter(e => e.type === "nfts.minted")).toHaveLength(2);
+  });
+
+  it("finishes a mint recorded on its collection by the former design", async () => {
+    const c = await collection(3);
+    const at = new Date().toISOString();
+    const pending = [{ serial: 1, key: "old", to: "bob", metadata: meta("old"), at }];
+    await stores.collections.update({ _id: c.id }, { $set: { minted: 1, pending } });
+    expect(await nfts.recover()).toBe(1);
+    expect((await nfts.mint(c.id, "alice", "old", "bob", meta("old"))).serial).toBe(1);
+    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(2);
+    expect((await stores.collections.findOne({ _id: c.id }))?.pending).toEqual([]);
   });
 });
 

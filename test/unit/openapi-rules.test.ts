@@ -26,14 +26,18 @@ describe("ruleToSchema", () => {
       minLength: 1,
     });
     expect(ruleToSchema(accountParam)).toEqual({ type: "string", minLength: 1, maxLength: 128 });
+    // The text and URL rules mark themselves, so a walk of the document finds them.
     expect(ruleToSchema(textRule({ min: 1, max: 64 }))).toEqual({
       type: "string",
       minLength: 1,
       maxLength: 64,
+      "x-text-rule": "text",
     });
     expect(ruleToSchema(urlRule({ nullable: true }))).toEqual({
       type: ["string", "null"],
+      format: "uri",
       maxLength: 2048,
+      "x-text-rule": "url",
     });
   });
 

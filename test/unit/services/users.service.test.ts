@@ -188,7 +188,7 @@ describe("users service settings", () => {
   beforeAll(async () => {
     broker = await startUsers({
       jwtExpiresIn: "90s",
-      siwe: { domain: "unit.example", uri: "https://unit.example", ttlMs: 200 },
+      siwe: { domain: "unit.example", uri: "https://unit.example", ttlMs: 200, maxOpen: 5 },
     });
   });
   afterAll(() => broker.stop());
