@@ -1,4 +1,4 @@
-import http, { type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import {
   Cachers,
   type ActionEndpoint,
@@ -42,6 +42,7 @@ import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/t
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
 import { corsSettings, type CorsSettings } from "../lib/cors";
+import { answerOptions, type OptionsGateway } from "../lib/options-request";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
@@ -110,6 +111,7 @@ export interface ApiSettings extends ServiceSettingSchema {
 }
 
 interface ApiMethods {
+  httpHandler(req: Req, res: Res, next?: unknown): unknown;
   createServer(): void;
   errorHandler(req: Req, res: Res, err: Error): void;
   authenticate(ctx: Context, route: unknown, req: Req): AuthUser | null;
@@ -123,14 +125,17 @@ interface ApiVars {
   loginAttempts: AttemptCounter;
 }
 /** What moleculer-web adds to the service and we use; its typings declare none of it. */
-interface GatewayParts {
+interface GatewayParts extends OptionsGateway {
   sendError(req: Req, res: Res, err: Error): void;
   routes: Array<{ rateLimit?: { store: object } }>;
   server?: http.Server;
-  httpHandler: RequestListener;
   isHTTPS: boolean;
 }
 type ApiThis = Service<ApiSettings> & ApiMethods & ApiVars & GatewayParts & TrafficMethods;
+
+/** moleculer-web's request handler: this service's own puts the OPTIONS answer in front. */
+const gatewayHttpHandler = ApiGateway.methods?.httpHandler;
+if (!gatewayHttpHandler) throw new Error("moleculer-web has no httpHandler method");
 
 const commonRoute = {
   path: "/api",
@@ -279,7 +284,8 @@ const ApiService: ServiceSchema<
         sendJson(res, err.stored.status, err.stored.body, { "Idempotent-Replayed": "true" });
         return;
       }
-      const requestId = req.$ctx?.requestID ?? "";
+      // An OPTIONS request has no context, only the X-Request-ID it was answered with.
+      const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
       const out = toErrorResponse(err, requestId);
       if (out.internal) {
         this.logger.error({ requestID: requestId, err }, "Request failed");
@@ -323,6 +329,16 @@ const ApiService: ServiceSchema<
   },
 
   methods: {
+    /** Every HTTP request; OPTIONS is answered before any route (lib/options-request.ts). */
+    httpHandler(req: Req, res: Res, next?: unknown) {
+      if (req.method !== "OPTIONS") return gatewayHttpHandler.call(this, req, res, next);
+      try {
+        answerOptions(this, req, res);
+      } catch (err) {
+        this.errorHandler(req, res, err as Error);
+      }
+    },
+
     /** moleculer-web's server, with timeouts for headers and whole requests checked every second. */
     createServer() {
       if (this.server) return;
