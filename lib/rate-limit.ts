@@ -220,38 +220,47 @@ export interface RouteRateLimit {
   limit: number;
   headers: boolean;
   key(req: FromRequest): string;
-  StoreFactory?: new (window: number, opts: unknown, broker: { namespace: string }) => object;
+  StoreFactory: new (window: number, opts: unknown, broker: { namespace: string }) => RouteStore;
 }
 
-/**
- * A fixed-window limit of `limit` requests per client address, counted in Redis under
- * `<namespace>:rl:<prefix>` when redisUrl is set (gateways of one cluster share counts,
- * other clusters don't); undefined for no limit (0).
- */
-export function routeRateLimit(opts: {
+/** A counter of the gateway's and the limit it enforces. */
+interface LimitPart {
+  counter: AttemptCounter;
   limit: number;
-  windowMs: number;
-  hops: number;
-  prefix: string;
-  redisUrl?: string;
-  /** Batches the hits sent to Redis (RedisRateLimitStore); 0: every hit at once. */
-  syncMs?: number;
-}): RouteRateLimit | undefined {
-  if (opts.limit <= 0) return undefined;
-  return {
-    window: opts.windowMs,
-    limit: opts.limit,
-    headers: true,
-    key: req => clientAddress(req, opts.hops),
-    StoreFactory: opts.redisUrl
-      ? redisCounters(opts.redisUrl, opts.prefix, opts.syncMs ?? 0)
-      : undefined,
-  };
 }
 
 /**
- * The gateway's limits by route name: logins count each attempt in Redis at once; the
- * API's hits go in batches every `syncMs` (RedisRateLimitStore).
+ * The store moleculer-web keeps on a route, over counters that other routes share:
+ * moleculer-web builds one store per route, and a store of its own on each route let a
+ * client send RATE_LIMIT_MAX to the public routes and as many again to the private ones.
+ * A hit counts in every part; what it answers is the count that leaves, against the
+ * route's own limit, the least remaining of all parts (so X-Rate-Limit-Remaining and the
+ * 429 follow whichever limit is nearer).
+ */
+export class RouteStore {
+  constructor(
+    private readonly limit: number,
+    readonly parts: LimitPart[],
+  ) {}
+
+  async inc(key: string): Promise<number> {
+    const counts = await Promise.all(this.parts.map(p => p.counter.inc(key)));
+    const remaining = Math.min(...this.parts.map((p, i) => p.limit - counts[i]));
+    return this.limit - remaining;
+  }
+
+  get resetTime(): number {
+    return Math.max(...this.parts.map(p => p.counter.resetTime));
+  }
+}
+
+/**
+ * The gateway's limits by route name, per client address: one counter of `max` for all of
+ * /api (the public, private and docs routes, and login too), and login's own `loginMax`
+ * on top. Counted in Redis under `<namespace>:rl:<all|login>` when redisUrl is set
+ * (gateways of one cluster share counts, other clusters don't): logins count each attempt
+ * at once, the API's hits go in batches every `syncMs` (RedisRateLimitStore). A limit of
+ * 0 is none.
  */
 export function gatewayRateLimits(opts: {
   max: number;
@@ -261,27 +270,45 @@ export function gatewayRateLimits(opts: {
   hops: number;
   redisUrl?: string;
 }): Record<string, RouteRateLimit | undefined> {
-  const limit = (n: number, prefix: string, syncMs: number) =>
-    routeRateLimit({
-      limit: n,
-      windowMs: opts.windowMs,
-      prefix,
-      hops: opts.hops,
-      redisUrl: opts.redisUrl,
-      syncMs,
-    });
-  return {
-    login: limit(opts.loginMax, "login", 0),
-    private: limit(opts.max, "all", opts.syncMs ?? 0),
-    public: limit(opts.max, "all", opts.syncMs ?? 0),
-  };
-}
-
-/** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
-function redisCounters(redisUrl: string, prefix: string, syncMs: number) {
-  return class extends RedisRateLimitStore {
-    constructor(window: number, _opts: unknown, broker: { namespace: string }) {
-      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}`, syncMs });
+  const { windowMs, redisUrl } = opts;
+  // Made by the first route's store, when the broker (its namespace) is known; one each.
+  const counters = new Map<string, AttemptCounter>();
+  const counter = (prefix: string, syncMs: number, namespace: string): AttemptCounter => {
+    let c = counters.get(prefix);
+    if (!c) {
+      c = redisUrl
+        ? new RedisRateLimitStore(windowMs, {
+            redisUrl,
+            prefix: `${namespace}:rl:${prefix}`,
+            syncMs,
+          })
+        : new MemoryAttemptCounter(windowMs);
+      counters.set(prefix, c);
     }
+    return c;
   };
+  const api = { prefix: "all", limit: opts.max, syncMs: opts.syncMs ?? 0 };
+  const login = { prefix: "login", limit: opts.loginMax, syncMs: 0 };
+  const limit = (parts: Array<typeof api>): RouteRateLimit | undefined => {
+    const on = parts.filter(p => p.limit > 0);
+    if (on.length === 0) return undefined;
+    const own = on[on.length - 1].limit;
+    return {
+      window: windowMs,
+      limit: own,
+      headers: true,
+      key: req => clientAddress(req, opts.hops),
+      StoreFactory: class extends RouteStore {
+        constructor(_window: number, _opts: unknown, broker: { namespace: string }) {
+          const made = on.map(p => ({
+            counter: counter(p.prefix, p.syncMs, broker.namespace),
+            limit: p.limit,
+          }));
+          super(own, made);
+        }
+      },
+    };
+  };
+  const all = limit([api]);
+  return { login: limit([api, login]), private: all, public: all, openapi: all };
 }

@@ -31,6 +31,7 @@ import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/jwt";
 import {
   MemoryAttemptCounter,
   RedisRateLimitStore,
+  RouteStore,
   accountKey,
   retryAfterSeconds,
   gatewayRateLimits,
@@ -127,7 +128,7 @@ interface ApiVars {
 /** What moleculer-web adds to the service and we use; its typings declare none of it. */
 interface GatewayParts extends OptionsGateway {
   sendError(req: Req, res: Res, err: Error): void;
-  routes: Array<{ rateLimit?: { store: object } }>;
+  routes: Array<{ rateLimit?: { store: unknown } }>;
   server?: http.Server;
   isHTTPS: boolean;
 }
@@ -432,8 +433,14 @@ const ApiService: ServiceSchema<
 
     /** The rate-limit counters kept in Redis: checked for readiness, closed on stop. */
     redisStores(): RedisRateLimitStore[] {
-      const stores = [...this.routes.map(r => r.rateLimit?.store), this.loginAttempts];
-      return stores.filter(s => s instanceof RedisRateLimitStore);
+      const stores = this.routes.flatMap(r => {
+        const store = r.rateLimit?.store;
+        return store instanceof RouteStore ? store.parts.map(p => p.counter) : [];
+      });
+      // Routes share counters: each once.
+      return [...new Set([...stores, this.loginAttempts])].filter(
+        s => s instanceof RedisRateLimitStore,
+      );
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
 
