@@ -20,6 +20,28 @@ export interface OptionsGateway {
   corsHandler(settings: object, req: IncomingMessage, res: ServerResponse): boolean;
   /** moleculer-web's 404, through the gateway's error handler. */
   send404(req: IncomingMessage, res: ServerResponse): void;
+  errorHandler(req: IncomingMessage, res: ServerResponse, err: Error): void;
+}
+
+type HttpHandler = (req: IncomingMessage, res: ServerResponse, next?: unknown) => unknown;
+
+/** moleculer-web's httpHandler method (`routed`), with OPTIONS answered in front of it. */
+export function answeringOptions(routed: HttpHandler | undefined) {
+  if (!routed) throw new Error("moleculer-web has no httpHandler method");
+  return function httpHandler(
+    this: OptionsGateway,
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: unknown,
+  ): unknown {
+    if (req.method !== "OPTIONS") return routed.call(this, req, res, next);
+    try {
+      answerOptions(this, req, res);
+    } catch (err) {
+      this.errorHandler(req, res, err as Error);
+    }
+    return undefined;
+  };
 }
 
 /** What an alias of method "*" answers to, in the order Allow lists methods. */

@@ -5,15 +5,17 @@ import { Lru } from "./lru";
 
 /**
  * Rate limits of the gateway: per client address (moleculer-web's `rateLimit` route
- * option, counted here in Redis when it is set) and failed logins per account. Windows are
- * fixed and aligned to the epoch: all gateways agree on when a window ends without talking
- * to each other.
+ * option, counted here in Redis when it is set), and the counters of the login throttle
+ * (lib/login-throttle.ts). Windows are fixed and aligned to the epoch: all gateways agree
+ * on when a window ends without talking to each other.
  */
 
 /** Counts per key and window; what moleculer-web's rate limiter and the login throttle use. */
 export interface AttemptCounter {
   /** One more for `key` in this window: the count so far. */
   inc(key: string): Promise<number>;
+  /** `key`'s count so far in this window, without counting. */
+  peek(key: string): Promise<number>;
   /** Forgets `key`'s count in this window. */
   reset(key: string): Promise<void>;
   /** When this window ends (epoch ms). */
@@ -119,6 +121,15 @@ export class RedisRateLimitStore implements AttemptCounter {
     return this.syncing;
   }
 
+  async peek(key: string): Promise<number> {
+    const k = this.keyOf(key);
+    // Batched: what this gateway counted and learned at its last sync (the maps are this window's).
+    if (this.syncMs > 0 && this.window === Math.floor(Date.now() / this.windowMs)) {
+      return (this.known.get(k) ?? 0) + (this.pending.get(k) ?? 0);
+    }
+    return Number((await this.redis.get(k)) ?? 0);
+  }
+
   async reset(key: string): Promise<void> {
     const k = this.keyOf(key);
     this.pending.delete(k);
@@ -162,6 +173,10 @@ export class MemoryAttemptCounter implements AttemptCounter {
     const count = (this.counts.get(k) ?? 0) + 1;
     this.counts.set(k, count);
     return count;
+  }
+
+  async peek(key: string): Promise<number> {
+    return this.counts.get(this.keyOf(key)) ?? 0;
   }
 
   async reset(key: string): Promise<void> {
@@ -252,6 +267,12 @@ export class RouteStore {
   get resetTime(): number {
     return Math.max(...this.parts.map(p => p.counter.resetTime));
   }
+}
+
+/** The Redis counters among `stores` (RouteStores' parts, counters), each once. */
+export function redisCounters(stores: unknown[]): RedisRateLimitStore[] {
+  const counters = stores.flatMap(s => (s instanceof RouteStore ? s.parts.map(p => p.counter) : s));
+  return [...new Set(counters)].filter(s => s instanceof RedisRateLimitStore);
 }
 
 /**
