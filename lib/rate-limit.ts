@@ -5,15 +5,17 @@ import { Lru } from "./lru";
 
 /**
  * Rate limits of the gateway: per client address (moleculer-web's `rateLimit` route
- * option, counted here in Redis when it is set) and failed logins per account. Windows are
- * fixed and aligned to the epoch: all gateways agree on when a window ends without talking
- * to each other.
+ * option, counted here in Redis when it is set), and the counters of the login throttle
+ * (lib/login-throttle.ts). Windows are fixed and aligned to the epoch: all gateways agree
+ * on when a window ends without talking to each other.
  */
 
 /** Counts per key and window; what moleculer-web's rate limiter and the login throttle use. */
 export interface AttemptCounter {
   /** One more for `key` in this window: the count so far. */
   inc(key: string): Promise<number>;
+  /** `key`'s count so far in this window, without counting. */
+  peek(key: string): Promise<number>;
   /** Forgets `key`'s count in this window. */
   reset(key: string): Promise<void>;
   /** When this window ends (epoch ms). */
@@ -119,6 +121,15 @@ export class RedisRateLimitStore implements AttemptCounter {
     return this.syncing;
   }
 
+  async peek(key: string): Promise<number> {
+    const k = this.keyOf(key);
+    // Batched: what this gateway counted and learned at its last sync (the maps are this window's).
+    if (this.syncMs > 0 && this.window === Math.floor(Date.now() / this.windowMs)) {
+      return (this.known.get(k) ?? 0) + (this.pending.get(k) ?? 0);
+    }
+    return Number((await this.redis.get(k)) ?? 0);
+  }
+
   async reset(key: string): Promise<void> {
     const k = this.keyOf(key);
     this.pending.delete(k);
@@ -162,6 +173,10 @@ export class MemoryAttemptCounter implements AttemptCounter {
     const count = (this.counts.get(k) ?? 0) + 1;
     this.counts.set(k, count);
     return count;
+  }
+
+  async peek(key: string): Promise<number> {
+    return this.counts.get(this.keyOf(key)) ?? 0;
   }
 
   async reset(key: string): Promise<void> {
@@ -220,38 +235,53 @@ export interface RouteRateLimit {
   limit: number;
   headers: boolean;
   key(req: FromRequest): string;
-  StoreFactory?: new (window: number, opts: unknown, broker: { namespace: string }) => object;
+  StoreFactory: new (window: number, opts: unknown, broker: { namespace: string }) => RouteStore;
 }
 
-/**
- * A fixed-window limit of `limit` requests per client address, counted in Redis under
- * `<namespace>:rl:<prefix>` when redisUrl is set (gateways of one cluster share counts,
- * other clusters don't); undefined for no limit (0).
- */
-export function routeRateLimit(opts: {
+/** A counter of the gateway's and the limit it enforces. */
+interface LimitPart {
+  counter: AttemptCounter;
   limit: number;
-  windowMs: number;
-  hops: number;
-  prefix: string;
-  redisUrl?: string;
-  /** Batches the hits sent to Redis (RedisRateLimitStore); 0: every hit at once. */
-  syncMs?: number;
-}): RouteRateLimit | undefined {
-  if (opts.limit <= 0) return undefined;
-  return {
-    window: opts.windowMs,
-    limit: opts.limit,
-    headers: true,
-    key: req => clientAddress(req, opts.hops),
-    StoreFactory: opts.redisUrl
-      ? redisCounters(opts.redisUrl, opts.prefix, opts.syncMs ?? 0)
-      : undefined,
-  };
 }
 
 /**
- * The gateway's limits by route name: logins count each attempt in Redis at once; the
- * API's hits go in batches every `syncMs` (RedisRateLimitStore).
+ * The store moleculer-web keeps on a route, over counters that other routes share:
+ * moleculer-web builds one store per route, and a store of its own on each route let a
+ * client send RATE_LIMIT_MAX to the public routes and as many again to the private ones.
+ * A hit counts in every part; what it answers is the count that leaves, against the
+ * route's own limit, the least remaining of all parts (so X-Rate-Limit-Remaining and the
+ * 429 follow whichever limit is nearer).
+ */
+export class RouteStore {
+  constructor(
+    private readonly limit: number,
+    readonly parts: LimitPart[],
+  ) {}
+
+  async inc(key: string): Promise<number> {
+    const counts = await Promise.all(this.parts.map(p => p.counter.inc(key)));
+    const remaining = Math.min(...this.parts.map((p, i) => p.limit - counts[i]));
+    return this.limit - remaining;
+  }
+
+  get resetTime(): number {
+    return Math.max(...this.parts.map(p => p.counter.resetTime));
+  }
+}
+
+/** The Redis counters among `stores` (RouteStores' parts, counters), each once. */
+export function redisCounters(stores: unknown[]): RedisRateLimitStore[] {
+  const counters = stores.flatMap(s => (s instanceof RouteStore ? s.parts.map(p => p.counter) : s));
+  return [...new Set(counters)].filter(s => s instanceof RedisRateLimitStore);
+}
+
+/**
+ * The gateway's limits by route name, per client address: one counter of `max` for all of
+ * /api (the public, private and docs routes, and login too), and login's own `loginMax`
+ * on top. Counted in Redis under `<namespace>:rl:<all|login>` when redisUrl is set
+ * (gateways of one cluster share counts, other clusters don't): logins count each attempt
+ * at once, the API's hits go in batches every `syncMs` (RedisRateLimitStore). A limit of
+ * 0 is none.
  */
 export function gatewayRateLimits(opts: {
   max: number;
@@ -261,27 +291,45 @@ export function gatewayRateLimits(opts: {
   hops: number;
   redisUrl?: string;
 }): Record<string, RouteRateLimit | undefined> {
-  const limit = (n: number, prefix: string, syncMs: number) =>
-    routeRateLimit({
-      limit: n,
-      windowMs: opts.windowMs,
-      prefix,
-      hops: opts.hops,
-      redisUrl: opts.redisUrl,
-      syncMs,
-    });
-  return {
-    login: limit(opts.loginMax, "login", 0),
-    private: limit(opts.max, "all", opts.syncMs ?? 0),
-    public: limit(opts.max, "all", opts.syncMs ?? 0),
-  };
-}
-
-/** A moleculer-web StoreFactory: counters in Redis under `<namespace>:rl:<prefix>`. */
-function redisCounters(redisUrl: string, prefix: string, syncMs: number) {
-  return class extends RedisRateLimitStore {
-    constructor(window: number, _opts: unknown, broker: { namespace: string }) {
-      super(window, { redisUrl, prefix: `${broker.namespace}:rl:${prefix}`, syncMs });
+  const { windowMs, redisUrl } = opts;
+  // Made by the first route's store, when the broker (its namespace) is known; one each.
+  const counters = new Map<string, AttemptCounter>();
+  const counter = (prefix: string, syncMs: number, namespace: string): AttemptCounter => {
+    let c = counters.get(prefix);
+    if (!c) {
+      c = redisUrl
+        ? new RedisRateLimitStore(windowMs, {
+            redisUrl,
+            prefix: `${namespace}:rl:${prefix}`,
+            syncMs,
+          })
+        : new MemoryAttemptCounter(windowMs);
+      counters.set(prefix, c);
     }
+    return c;
   };
+  const api = { prefix: "all", limit: opts.max, syncMs: opts.syncMs ?? 0 };
+  const login = { prefix: "login", limit: opts.loginMax, syncMs: 0 };
+  const limit = (parts: Array<typeof api>): RouteRateLimit | undefined => {
+    const on = parts.filter(p => p.limit > 0);
+    if (on.length === 0) return undefined;
+    const own = on[on.length - 1].limit;
+    return {
+      window: windowMs,
+      limit: own,
+      headers: true,
+      key: req => clientAddress(req, opts.hops),
+      StoreFactory: class extends RouteStore {
+        constructor(_window: number, _opts: unknown, broker: { namespace: string }) {
+          const made = on.map(p => ({
+            counter: counter(p.prefix, p.syncMs, broker.namespace),
+            limit: p.limit,
+          }));
+          super(own, made);
+        }
+      },
+    };
+  };
+  const all = limit([api]);
+  return { login: limit([api, login]), private: all, public: all, openapi: all };
 }

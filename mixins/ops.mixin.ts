@@ -29,7 +29,8 @@ import {
   type OpsSnapshot,
   type RegistryNode,
 } from "../lib/ops-snapshot";
-import { accountKey, retryAfterSeconds, type AttemptCounter } from "../lib/rate-limit";
+import { clientAddress, retryAfterSeconds } from "../lib/rate-limit";
+import type { LoginThrottle } from "../lib/login-throttle";
 
 /**
  * The operator page at /ops (docs/observability.md "Operator page"), mixed into the gateway
@@ -71,13 +72,11 @@ interface OpsGatewaySettings extends ServiceSettingSchema {
   ops: OpsSettings;
   jwtSecret: string;
   trustProxy: number;
-  rateLimits: { loginMax: number };
-  loginThrottle: { maxFailures: number };
 }
 
 /** The gateway's own parts this mixin uses. */
 interface GatewayPart {
-  loginAttempts: AttemptCounter;
+  loginGuard: LoginThrottle;
   /** moleculer-web's routes; the login route's per-address limit is reused for /ops/login. */
   routes: Array<{
     name?: string;
@@ -271,18 +270,16 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
         res.setHeader("Retry-After", String(retryAfterSeconds(perIp.store.resetTime)));
         throw clientError("RATE_LIMITED", "Too many requests");
       }
-      const account = accountKey(email);
-      const { maxFailures } = this.settings.loginThrottle;
-      const throttled = maxFailures > 0 && this.settings.rateLimits.loginMax > 0;
-      if (throttled && (await this.loginAttempts.inc(account)) > maxFailures) {
-        res.setHeader("Retry-After", String(retryAfterSeconds(this.loginAttempts.resetTime)));
-        throw clientError("RATE_LIMITED", "Too many failed logins for this account");
-      }
-      const login = await this.broker.call<
-        { user: { id: string; email: string } },
-        { email: string; password: string }
-      >("users.login", { email, password }, { retries: 0 });
-      if (throttled) await this.loginAttempts.reset(account);
+      // Per account and client address (lib/login-throttle.ts); a refusal carries its Retry-After.
+      const guard = this.loginGuard;
+      const from = clientAddress(req, this.settings.trustProxy);
+      const attempt = guard.enabled ? await guard.begin(email, from) : undefined;
+      const login = await guard.settle(attempt, () =>
+        this.broker.call<
+          { user: { id: string; email: string } },
+          { email: string; password: string }
+        >("users.login", { email, password }, { retries: 0 }),
+      );
       const who = { userId: login.user.id, email: login.user.email.toLowerCase() };
       if (!this.opsAdmins.has(who.email)) throw forbidden("Operators only");
       const ttl = this.settings.ops.sessionTtlMs;

@@ -1,4 +1,4 @@
-import http, { type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import {
   Cachers,
   type ActionEndpoint,
@@ -14,7 +14,7 @@ import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
 import { withAccessLog } from "../lib/access-log";
 import { NearCacheMixin } from "../mixins/near-cache.mixin";
 import { envInt, envList, envStr } from "../lib/env";
-import { ClientError, unauthorized, validationError } from "../lib/errors";
+import { unauthorized, validationError } from "../lib/errors";
 import type { GatewayContext } from "../lib/context";
 import { ownRetryAfter, sendJson, toErrorResponse } from "../lib/http-errors";
 import {
@@ -29,24 +29,26 @@ import {
 } from "../lib/idempotency";
 import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/jwt";
 import {
-  MemoryAttemptCounter,
-  RedisRateLimitStore,
-  accountKey,
+  clientAddress,
+  redisCounters,
+  type RedisRateLimitStore,
   retryAfterSeconds,
   gatewayRateLimits,
   trustProxyHops,
-  type AttemptCounter,
   type RouteRateLimit,
 } from "../lib/rate-limit";
+import { LoginRefused, LoginThrottle, type LoginAttempt } from "../lib/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
 import { corsSettings, type CorsSettings } from "../lib/cors";
+import { answeringOptions, type OptionsGateway } from "../lib/options-request";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
  * call per request), what a request may carry (lib/body-guard.ts), Idempotency-Key
- * (lib/idempotency.ts), rate limits per address and per account, the docs/api.md error shape,
+ * (lib/idempotency.ts), rate limits per address, the login throttle per account and address
+ * (lib/login-throttle.ts), OPTIONS answered before routing, the docs/api.md error shape,
  * health, HTTP timeouts.
  */
 
@@ -57,9 +59,8 @@ type Req = IncomingMessage & {
   $endpoint?: ActionEndpoint;
   $params?: Record<string, unknown>;
   $idempotency?: KeyedRequest;
-  /** The login throttle's key of the email tried, and when its window ends once refused. */
-  $account?: string;
-  $retryAt?: number;
+  /** A login being counted by the throttle (lib/login-throttle.ts). */
+  $login?: LoginAttempt;
   originalUrl?: string;
   parsedUrl?: string;
   body?: unknown;
@@ -84,13 +85,13 @@ export interface ApiSettings extends ServiceSettingSchema {
   /** What /health/ready waits for. */
   readyServices: string[];
   /**
-   * Requests per IP and window (0: no limit), stricter on login (loginMax 0: no login limit
-   * at all). Not named `rateLimit`: moleculer-web would apply that to every route without a
+   * Requests per IP and window on all of /api together (0: no limit), and on login a
+   * stricter one on top (loginMax 0: none of its own, nor the login throttle). Not named `rateLimit`: moleculer-web would apply that to every route without a
    * limit of its own (health).
    */
   rateLimits: { max: number; loginMax: number; windowMs: number; syncMs?: number };
-  /** Login attempts per account (email) and window beyond which it is 429; a success forgets them. */
-  loginThrottle: { maxFailures: number; windowMs: number };
+  /** Failed logins per account and address, and per account from all (lib/login-throttle.ts). */
+  loginThrottle: { maxFailures: number; accountMaxFailures: number; windowMs: number };
   /** Idempotency-Key answers kept in this process when the cacher is not shared (Redis). */
   idempotency: { maxEntries: number; maxBytes: number };
   /** Rate-limit counters in Redis, shared by all gateways, when set; else in memory. */
@@ -110,24 +111,23 @@ export interface ApiSettings extends ServiceSettingSchema {
 }
 
 interface ApiMethods {
+  httpHandler(req: Req, res: Res, next?: unknown): unknown;
   createServer(): void;
   errorHandler(req: Req, res: Res, err: Error): void;
   authenticate(ctx: Context, route: unknown, req: Req): AuthUser | null;
   authorize(ctx: GatewayContext, route: { name?: string }, req: Req): Promise<void>;
-  throttleLogin(req: Req): Promise<void>;
   readiness(): Promise<{ ready: boolean; missing: string[] }>;
   redisStores(): RedisRateLimitStore[];
 }
 interface ApiVars {
   keyGate: IdempotencyGate;
-  loginAttempts: AttemptCounter;
+  loginGuard: LoginThrottle;
 }
 /** What moleculer-web adds to the service and we use; its typings declare none of it. */
-interface GatewayParts {
+interface GatewayParts extends OptionsGateway {
   sendError(req: Req, res: Res, err: Error): void;
-  routes: Array<{ rateLimit?: { store: object } }>;
+  routes: Array<{ rateLimit?: { store: unknown } }>;
   server?: http.Server;
-  httpHandler: RequestListener;
   isHTTPS: boolean;
 }
 type ApiThis = Service<ApiSettings> & ApiMethods & ApiVars & GatewayParts & TrafficMethods;
@@ -154,11 +154,7 @@ const commonRoute = {
   ) {
     const idem = req.$idempotency;
     if (idem) await this.keyGate.finish(idem, { status: ctx.meta.$statusCode ?? 200, body: data });
-    if (req.$account) {
-      await this.loginAttempts
-        .reset(req.$account)
-        .catch((err: unknown) => this.logger.warn({ err }, "Login throttle not reset"));
-    }
+    if (req.$login) await this.loginGuard.succeeded(req.$login);
     return data;
   },
 };
@@ -198,6 +194,7 @@ const ApiService: ServiceSchema<
     },
     loginThrottle: {
       maxFailures: envInt("LOGIN_ACCOUNT_MAX_FAILURES", 5),
+      accountMaxFailures: envInt("LOGIN_ACCOUNT_CEILING", 20),
       windowMs: envInt("LOGIN_ACCOUNT_WINDOW_MS", 15 * 60_000),
     },
     idempotency: {
@@ -279,15 +276,18 @@ const ApiService: ServiceSchema<
         sendJson(res, err.stored.status, err.stored.body, { "Idempotent-Replayed": "true" });
         return;
       }
-      const requestId = req.$ctx?.requestID ?? "";
+      // An OPTIONS request has no context, only the X-Request-ID it was answered with.
+      const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
       const out = toErrorResponse(err, requestId);
       if (out.internal) {
         this.logger.error({ requestID: requestId, err }, "Request failed");
       }
+      // A wrong password (or unknown email) counts for the account; sent before the answer.
+      if (req.$login && out.status === 401) void this.loginGuard.failed(req.$login);
       const headers: Record<string, string> = {};
       if (out.status === 429) {
         const reset =
-          req.$retryAt ??
+          (err instanceof LoginRefused ? err.retryAt : undefined) ??
           req.$route?.rateLimit?.store.resetTime ??
           Date.now() + this.settings.rateLimits.windowMs;
         headers["Retry-After"] = String(ownRetryAfter(err) ?? retryAfterSeconds(reset));
@@ -323,6 +323,9 @@ const ApiService: ServiceSchema<
   },
 
   methods: {
+    /** Every HTTP request; OPTIONS is answered before any route (lib/options-request.ts). */
+    httpHandler: answeringOptions(ApiGateway.methods?.httpHandler),
+
     /** moleculer-web's server, with timeouts for headers and whole requests checked every second. */
     createServer() {
       if (this.server) return;
@@ -363,7 +366,14 @@ const ApiService: ServiceSchema<
      */
     async authorize(ctx: GatewayContext, route: { name?: string }, req: Req) {
       if (route.name === "private" && !ctx.meta.user) throw unauthorized();
-      if (route.name === "login") await this.throttleLogin(req);
+      const email = req.$params?.email;
+      if (route.name === "login" && this.loginGuard.enabled && typeof email === "string") {
+        // Per account and client address (lib/login-throttle.ts): 429 when refused.
+        req.$login = await this.loginGuard.begin(
+          email,
+          clientAddress(req, this.settings.trustProxy),
+        );
+      }
 
       const key = req.headers["idempotency-key"];
       if (req.method !== "POST" || typeof key !== "string" || key === "") return;
@@ -378,20 +388,6 @@ const ApiService: ServiceSchema<
       req.$idempotency = await this.keyGate.begin(scope, key, fingerprint);
       // Services that move money keep their own record of the key (docs/architecture.md rule 3).
       ctx.meta.idempotencyKey = `${scope}:${key}`;
-    },
-
-    /** Counts a login attempt for the email tried: past loginThrottle.maxFailures in a window, 429. */
-    async throttleLogin(req: Req) {
-      const email = req.$params?.email;
-      const max = this.settings.loginThrottle.maxFailures;
-      if (max <= 0 || this.settings.rateLimits.loginMax <= 0 || typeof email !== "string") return;
-      const account = accountKey(email);
-      const count = await this.loginAttempts.inc(account);
-      req.$account = account;
-      if (count > max) {
-        req.$retryAt = this.loginAttempts.resetTime;
-        throw new ClientError("Too many failed logins for this account", 429, "RATE_LIMITED");
-      }
     },
 
     async readiness() {
@@ -416,13 +412,15 @@ const ApiService: ServiceSchema<
 
     /** The rate-limit counters kept in Redis: checked for readiness, closed on stop. */
     redisStores(): RedisRateLimitStore[] {
-      const stores = [...this.routes.map(r => r.rateLimit?.store), this.loginAttempts];
-      return stores.filter(s => s instanceof RedisRateLimitStore);
+      return redisCounters([
+        ...this.routes.map(r => r.rateLimit?.store),
+        ...this.loginGuard.counters,
+      ]);
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
 
   created() {
-    const { redisUrl, loginThrottle, idempotency } = this.settings;
+    const { redisUrl, loginThrottle, rateLimits, idempotency } = this.settings;
     // Answers are shared when the cacher is (Redis, entries expire); else a bounded LRU here.
     const cacher = this.broker.cacher;
     const answers =
@@ -430,10 +428,13 @@ const ApiService: ServiceSchema<
         ? new CacherAnswers(cacher)
         : new MemoryAnswers({ maxEntries: idempotency.maxEntries, maxSize: idempotency.maxBytes });
     this.keyGate = new IdempotencyGate(answers, this.logger);
-    const windowMs = loginThrottle.windowMs;
-    this.loginAttempts = redisUrl
-      ? new RedisRateLimitStore(windowMs, { redisUrl, prefix: `${this.broker.namespace}:rl:acct` })
-      : new MemoryAttemptCounter(windowMs);
+    // LOGIN_RATE_LIMIT_MAX=0 turns the throttle off too.
+    const maxFailures = rateLimits.loginMax > 0 ? loginThrottle.maxFailures : 0;
+    this.loginGuard = LoginThrottle.create(
+      { ...loginThrottle, maxFailures },
+      { redisUrl, namespace: this.broker.namespace },
+      (err, what) => this.logger.warn({ err }, what),
+    );
   },
 
   async stopped() {

@@ -33,23 +33,27 @@ describe("login throttling per account, on top of per address", () => {
   });
   afterAll(() => p.stop());
 
-  it("refuses an account's 6th attempt in the window with 429, whatever address it comes from", async () => {
+  it("refuses the failing address an account's 6th attempt; a fresh address gets in with the right password", async () => {
     const u = await registerUser(p.client, "victim");
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++)
-      statuses.push((await login(p, u.email, "wrong", `10.1.0.${i}`)).status);
+      statuses.push((await login(p, u.email, "wrong", "10.1.0.1")).status);
     expect(statuses).toEqual([401, 401, 401, 401, 401]);
-    // Even the right password: the account is closed to logins until its window ends.
-    const refused = await login(p, ` ${u.email.toUpperCase()} `, password, "10.1.0.99");
+    // The guesser's address, whatever the email's case: refused, right password and all.
+    const refused = await login(p, ` ${u.email.toUpperCase()} `, password, "10.1.0.1");
     expect(refused.status).toBe(429);
     expect(refused.body.error.type).toBe("RATE_LIMITED");
     const retryAfter = Number(refused.headers.get("retry-after"));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(15 * 60);
-
-    // Another account, from the same addresses, is not affected.
+    // The owner, from an address that has not been failing: not locked out.
+    const owner = await login(p, u.email, password, "10.1.0.99");
+    expect(owner.status).toBe(200);
+    // Another account, from the guesser's address, is not affected either.
     const other = await registerUser(p.client, "other");
     expect((await login(p, other.email, password, "10.1.0.1")).status).toBe(200);
+    // And the guesser stays refused for the victim.
+    expect((await login(p, u.email, "wrong", "10.1.0.1")).status).toBe(429);
   });
 
   it("forgets an account's failures when it logs in", async () => {
@@ -61,10 +65,46 @@ describe("login throttling per account, on top of per address", () => {
   });
 });
 
+describe("login throttling: the account's ceiling against a guesser on many addresses", () => {
+  let p: Platform;
+  beforeAll(async () => {
+    p = await startPlatform(["api", "users"], {
+      settings: {
+        api: {
+          readyServices: ["users"],
+          trustProxy: 1,
+          rateLimits: { loginMax: 1000 },
+          loginThrottle: { accountMaxFailures: 4 },
+        },
+      },
+    });
+  });
+  afterAll(() => p.stop());
+
+  it("past it refuses every address that has failed for the account, never one that has not", async () => {
+    const u = await registerUser(p.client, "spread");
+    const statuses: number[] = [];
+    for (const ip of ["10.3.0.1", "10.3.0.2", "10.3.0.1", "10.3.0.2"]) {
+      statuses.push((await login(p, u.email, "wrong", ip)).status);
+    }
+    expect(statuses).toEqual([401, 401, 401, 401]);
+    // Four failures: an address that has failed is refused, under its own five.
+    expect((await login(p, u.email, "wrong", "10.3.0.1")).status).toBe(429);
+    expect((await login(p, u.email, password, "10.3.0.2")).status).toBe(429);
+    // A new address gets one guess, then it has failed too.
+    expect((await login(p, u.email, "wrong", "10.3.0.3")).status).toBe(401);
+    expect((await login(p, u.email, "wrong", "10.3.0.3")).status).toBe(429);
+    // The owner, from an address of their own, gets in.
+    expect((await login(p, u.email, password, "10.3.0.99")).status).toBe(200);
+  });
+});
+
 describe("login throttling kept in Redis when REDIS_URL is set", () => {
   it("counts an account's failures across gateways", async () => {
     const env = { REDIS_URL, NAMESPACE: ns() };
-    const settings = { api: { readyServices: ["users"], rateLimits: { loginMax: 1000 } } };
+    const settings = {
+      api: { readyServices: ["users"], trustProxy: 1, rateLimits: { loginMax: 1000 } },
+    };
     // Two gateways, each with a users service of its own (the account exists in a only).
     const a = await startPlatform(["api", "users"], { env, settings });
     const b = await startPlatform(["api", "users"], { env, settings });
@@ -73,10 +113,13 @@ describe("login throttling kept in Redis when REDIS_URL is set", () => {
       const statuses: number[] = [];
       for (let i = 0; i < 7; i++) {
         const gw = i % 2 === 0 ? a : b;
-        statuses.push((await login(gw, u.email, "wrong")).status);
+        statuses.push((await login(gw, u.email, "wrong", "10.2.0.1")).status);
       }
       expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429]);
-      expect((await login(a, u.email, password)).status).toBe(429);
+      // Refused on both for that address; the owner elsewhere gets in (on a, which has the account).
+      expect((await login(a, u.email, password, "10.2.0.1")).status).toBe(429);
+      expect((await login(b, u.email, password, "10.2.0.1")).status).toBe(429);
+      expect((await login(a, u.email, password, "10.2.0.2")).status).toBe(200);
     } finally {
       await b.stop();
       await a.stop();

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { registerUser, type ErrorBody } from "../helpers/http";
+import { registerUser, type ErrorBody, type HttpResult } from "../helpers/http";
 import { startPlatform, usePlatform } from "../helpers/platform";
 
 const password = "correct horse battery";
@@ -170,6 +170,54 @@ describe("gateway: rate limits", () => {
       expect(retryAfter).toBeLessThanOrEqual(60);
       // The general limit is separate: other routes still answer.
       expect((await p.client.get("/api/users/usr_x")).status).toBe(404);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it.each<{ store: string; env: Record<string, string> }>([
+    { store: "memory", env: {} },
+    {
+      store: "Redis",
+      env: {
+        REDIS_URL: process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379",
+        NAMESPACE: `rl-${randomBytes(4).toString("hex")}`,
+      },
+    },
+  ])("counts one client's requests to all /api routes together ($store)", async ({ env }) => {
+    const p = await startPlatform(["api", "users"], {
+      env,
+      // An hour-long window: windows are aligned to the clock, this keeps off a boundary.
+      settings: { api: { readyServices: ["users"], rateLimits: { max: 6, windowMs: 3_600_000 } } },
+    });
+    try {
+      const u = await registerUser(p.client, "limited");
+      // register was one (public); then public and private by turns, ten more.
+      const paths = [`/api/users/${u.id}`, "/api/users/me"];
+      const answers: Array<HttpResult<ErrorBody>> = [];
+      for (let i = 0; i < 10; i++) {
+        answers.push(await p.client.get<ErrorBody>(paths[i % 2], { token: u.token }));
+      }
+      expect(answers.map(r => r.status)).toEqual([...Array(5).fill(200), ...Array(5).fill(429)]);
+      expect(answers.map(r => r.headers.get("x-rate-limit-limit"))).toEqual(Array(10).fill("6"));
+      expect(answers.map(r => r.headers.get("x-rate-limit-remaining"))).toEqual([
+        "4",
+        "3",
+        "2",
+        "1",
+        "0",
+        ...Array(5).fill("0"),
+      ]);
+      const refused = answers[5];
+      expect(refused.body.error.type).toBe("RATE_LIMITED");
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      // The docs and login, under /api too, count in the same and are refused.
+      expect((await p.client.get("/api/openapi.json")).status).toBe(429);
+      expect((await p.client.post("/api/auth/login", { email: u.email, password })).status).toBe(
+        429,
+      );
+      // Not the health routes.
+      expect((await p.client.get("/health/live")).status).toBe(200);
     } finally {
       await p.stop();
     }
