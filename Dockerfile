@@ -34,7 +34,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The operator page's static files (/ops, lib/ops-page.ts finds them beside dist/).
+# The operator page's static files (/ops, lib/gateway/ops/page.ts finds them beside dist/).
 COPY public ./public
 COPY package.json ./
 # Only NeDB (no MONGO_URI) writes here; code and dependencies stay read-only for the app user.

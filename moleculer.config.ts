@@ -1,12 +1,12 @@
 import type { BrokerOptions, Errors, TracerOptions } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import { natsConnection } from "./lib/channels";
-import { registerNatsChannelsAdapter } from "./lib/nats-channels-adapter";
-import { BoundedMemoryCacher, SafeRedisCacher } from "./lib/cachers";
-import { TRACE_ERROR_FIELDS, traceTags } from "./lib/trace-tags";
-import { JaegerExporter } from "./lib/jaeger-exporter";
-import { OtlpExporter } from "./lib/otlp-exporter";
-import { envBool, envInt, envStr } from "./lib/env";
+import { natsConnection } from "./middlewares/channels";
+import { registerNatsChannelsAdapter } from "./lib/messaging/nats-channels-adapter";
+import { BoundedMemoryCacher, SafeRedisCacher } from "./middlewares/cachers";
+import { TRACE_ERROR_FIELDS, traceTags } from "./lib/observability/trace-tags";
+import { JaegerExporter } from "./lib/observability/exporters/jaeger";
+import { OtlpExporter } from "./lib/observability/exporters/otlp";
+import { envBool, envInt, envStr } from "./lib/shared/env";
 import {
   ActionBulkheadMiddleware,
   bulkheadGaugesReporter,
@@ -16,7 +16,7 @@ import { RequestContextMiddleware, logMixin } from "./middlewares/request-contex
 import { HealthMiddleware } from "./middlewares/health.middleware";
 import { NatsWritesMiddleware } from "./middlewares/nats-writes.middleware";
 import { OpsMetricsMiddleware } from "./middlewares/ops-metrics.middleware";
-import { OpenApiMiddleware } from "./lib/openapi";
+import { OpenApiMiddleware } from "./middlewares/openapi.middleware";
 import { RequestMetricsMiddleware } from "./middlewares/request-metrics.middleware";
 import { NearCacheMiddleware } from "./middlewares/near-cache.middleware";
 
@@ -49,7 +49,7 @@ function channelsAdapter(raw: string | undefined) {
   if (!raw) return "Fake";
   if (!raw.startsWith("nats://")) return raw;
   const { url, user, pass } = natsConnection(raw);
-  // @moleculer/channels' adapter, talking to the server more sparingly (lib/nats-channels-adapter.ts).
+  // @moleculer/channels' adapter, talking to the server more sparingly (lib/messaging/nats-channels-adapter.ts).
   return {
     type: "MintmeshNATS",
     options: {
@@ -100,7 +100,7 @@ const config: BrokerOptions = {
   transporter: (transporter ?? null) as BrokerOptions["transporter"],
   serializer: "JSON",
 
-  // Redis, shared by the nodes, whose refused writes are logged (lib/cachers.ts); else memory
+  // Redis, shared by the nodes, whose refused writes are logged (middlewares/cachers.ts); else memory
   // bounded in entries and in JSON size, whatever clients ask for (docs/architecture.md rule 10).
   cacher: redisUrl
     ? new SafeRedisCacher({
@@ -177,7 +177,7 @@ const config: BrokerOptions = {
 
   // On by default, so that any node can be asked with `$node.metrics` (the /ops page does);
   // served to Prometheus on METRICS_PORT/metrics when set. Domain and operations metrics:
-  // lib/domain-metrics.ts, docs/observability.md.
+  // lib/observability/domain-metrics.ts, docs/observability.md.
   metrics: {
     enabled: envBool("METRICS", true),
     // CPU and memory of every node, also under NODE_ENV=test (Moleculer's default skips them there).
@@ -199,11 +199,11 @@ const config: BrokerOptions = {
   tracing: {
     enabled: Boolean(jaegerEndpoint || otlpEndpoint) || envStr("TRACING") === "console",
     // Actions, events and (mixins/read-model.mixin.ts) channel handlers; the outbox relay and the
-    // saga steps add spans of their own. A span's trace id is its request id (lib/trace-tags.ts).
+    // saga steps add spans of their own. A span's trace id is its request id (lib/observability/trace-tags.ts).
     events: true,
     // Decided once per trace, where it starts (the gateway): the nodes it reaches follow.
     sampling: { rate: sampleRate(envStr("TRACING_SAMPLE_RATE")) },
-    // Spans record params without secrets, and errors without their data (lib/trace-tags.ts).
+    // Spans record params without secrets, and errors without their data (lib/observability/trace-tags.ts).
     tags: { action: traceTags, event: traceTags },
     errorFields: TRACE_ERROR_FIELDS,
     // Instances (Moleculer takes them; its typings list option objects only).
@@ -233,12 +233,12 @@ const config: BrokerOptions = {
     HealthMiddleware(),
     // Registers the domain metrics; counts this node's circuit-breaker changes.
     OpsMetricsMiddleware(),
-    // Moleculer's NATS transporter writes once per turn of the event loop (lib/nats-writes.ts).
+    // Moleculer's NATS transporter writes once per turn of the event loop (lib/messaging/nats-writes.ts).
     NatsWritesMiddleware(),
     // Each action's API description travels with it as JSON text, so a gateway on another node
     // builds the same /api/openapi.json (the registry's JSON drops regexes and shared objects).
     OpenApiMiddleware,
-    // The gateway's copy of the catalog's reads, cleaned by catalog.changed (lib/near-cache.ts).
+    // The gateway's copy of the catalog's reads, cleaned by catalog.changed (lib/gateway/near-cache.ts).
     NearCacheMiddleware(),
     // Durable events: NATS JetStream (or Redis streams) when CHANNELS_URL is set, in-memory otherwise.
     // Its typings make every option required; the middleware fills in defaults for the rest.

@@ -3,9 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import Datastore from "@seald-io/nedb";
-import { openNedbStore } from "../lib/nedb-store";
-import { TransferEngine } from "../lib/transfer-engine";
-import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../lib/ledger";
+import { openNedbStore } from "../lib/store/nedb/nedb-store";
+import { TransferEngine } from "../lib/tokens/transfer-engine";
+import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../lib/tokens/ledger";
 
 /**
  * What a large journal costs a tokens node on NeDB files: how long a start takes with

@@ -2,8 +2,9 @@ import type { components, paths } from "./schema";
 
 /**
  * A small typed client of the mintmesh REST API, over fetch. Its types come from
- * client/schema.d.ts, which `npm run gen:client` generates (openapi-typescript) from
- * client/openapi.json, the document the gateway serves at GET /api/openapi.json. So a
+ * client/schema.d.ts, which openapi-typescript makes from the committed client/openapi.json
+ * (the document the gateway serves at GET /api/openapi.json) at install, build, typecheck
+ * and lint (`npm run gen:types`; `npm run gen:client` writes the document anew). So a
  * call names a documented path and method, and its path parameters, query, body and
  * the answer's body for each status are those of the document:
  *

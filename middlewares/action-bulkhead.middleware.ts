@@ -5,7 +5,7 @@ import {
   type Middleware,
   type ServiceSchema,
 } from "moleculer";
-import { METRICS, registerDomainMetrics } from "../lib/domain-metrics";
+import { METRICS, registerDomainMetrics } from "../lib/observability/domain-metrics";
 
 /**
  * A bulkhead on every action, not on event handlers. The broker's own `bulkhead`
@@ -43,7 +43,7 @@ const MIRRORED: Record<string, string> = {
  * Moleculer's bulkhead (which does the queueing above) keeps its counts to itself and
  * reports them only as its own gauges. This metric reporter, which the registry tells of
  * every change, copies them to mintmesh.bulkhead.active / .queue labelled by action
- * alone (lib/domain-metrics.ts), rather than a second bulkhead counting the same calls.
+ * alone (lib/observability/domain-metrics.ts), rather than a second bulkhead counting the same calls.
  */
 export class BulkheadGaugesReporter extends MetricReporters.Base {
   override init(registry: Parameters<MetricReporters.Base["init"]>[0]): void {

@@ -1,18 +1,18 @@
 import { Errors, type Context, type Middleware, type Service, type ServiceBroker } from "moleculer";
-import { envBool, envStr } from "../lib/env";
+import { envBool, envStr } from "../lib/shared/env";
 import {
   decideFault,
   describeFaults,
   parseFaults,
   type AbortFault,
   type FaultRule,
-} from "../lib/faults";
+} from "../lib/shared/faults";
 
 /**
  * Fault injection, like a service mesh's sidecar: it delays or fails a share of the calls
  * to chosen actions on the node that hosts them (a `localAction` wrapper), so every caller
  * (gateway, other services, their retries and breakers) sees the fault as a real one.
- * Rules come from the FAULTS env; the format is documented in lib/faults.ts, e.g.
+ * Rules come from the FAULTS env; the format is documented in lib/shared/faults.ts, e.g.
  *   FAULTS="catalog.list:delay=200ms:pct=50;users.get:abort=503"
  *
  * With FAULTS_CONTROL=true the node also hosts `$faults.set({ spec })` and `$faults.get()`

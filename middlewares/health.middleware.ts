@@ -1,10 +1,10 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
-import { redisCacherDown } from "../lib/cachers";
-import { channelsOf } from "../lib/channels";
-import { envStr } from "../lib/env";
-import { sendJson } from "../lib/http-errors";
-import { storeHealth } from "../lib/store-health";
+import { redisCacherDown } from "./cachers";
+import { channelsOf } from "./channels";
+import { envStr } from "../lib/shared/env";
+import { sendJson } from "../lib/gateway/http-errors";
+import { storeHealth } from "../lib/store/health";
 
 /**
  * A tiny HTTP health endpoint for every node, for Kubernetes probes and Docker

@@ -1,10 +1,10 @@
 import { Transporters, type Middleware, type ServiceBroker } from "moleculer";
-import { coalesceWrites } from "../lib/nats-writes";
+import { coalesceWrites } from "../lib/messaging/nats-writes";
 import { defineMiddleware } from "../mixins/define";
 
 /**
  * Moleculer's NATS transporter writes to its socket once per turn of the event loop
- * (lib/nats-writes.ts says why). Its client is wrapped at the first send after each
+ * (lib/messaging/nats-writes.ts says why). Its client is wrapped at the first send after each
  * connect: the transporter makes a new client when it connects anew, and nats' own
  * reconnects keep the wrapped one.
  */

@@ -1,11 +1,11 @@
 import type { Middleware, ServiceBroker } from "moleculer";
-import { envInt } from "../lib/env";
-import { NearCache } from "../lib/near-cache";
+import { envInt } from "../lib/shared/env";
+import { NearCache } from "../lib/gateway/near-cache";
 import { defineMiddleware } from "../mixins/define";
 
 /**
  * Serves the catalog's reads (catalog.get, catalog.list) from the gateway's NearCache
- * (lib/near-cache.ts), before a context is even made: a hit costs neither a NATS round trip
+ * (lib/gateway/near-cache.ts), before a context is even made: a hit costs neither a NATS round trip
  * nor, with the catalog in the same process, the action's middlewares and its cacher's
  * deep copy. Only on a node that hosts the gateway: its `catalog.changed` handler
  * (services/api.service.ts) keeps the copy fresh, and a node without that handler would

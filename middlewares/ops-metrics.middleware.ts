@@ -1,9 +1,9 @@
 import type { Middleware, ServiceBroker } from "moleculer";
-import { domainMetrics } from "../lib/domain-metrics";
+import { domainMetrics } from "./domain-metrics";
 import { defineMiddleware } from "../mixins/define";
 
 /**
- * Registers the domain and operations metrics (lib/domain-metrics.ts) on every node, and
+ * Registers the domain and operations metrics (lib/observability/domain-metrics.ts) on every node, and
  * turns this node's circuit-breaker changes into mintmesh.breaker.open and
  * mintmesh.breaker.changes.total.
  *

@@ -7,7 +7,8 @@ import type {
   Service,
   ServiceBroker,
 } from "moleculer";
-import { sagaStepScope, type TraceParent } from "../lib/trace-tags";
+import type { TraceParent } from "../lib/observability/trace-tags";
+import { sagaStepScope } from "../lib/sagas/step-scope";
 import { defineMiddleware } from "../mixins/define";
 
 /**
@@ -61,7 +62,7 @@ export const RequestContextMiddleware: Middleware = defineMiddleware({
     return (ctx: Context) => storage.run(ctx, () => next(ctx));
   },
   /**
-   * A saga step's call (lib/saga-engine.ts sets the scope) is the child of a span for the step,
+   * A saga step's call (lib/sagas/saga-engine.ts sets the scope) is the child of a span for the step,
    * in the saga's trace (its steps' request id is the saga id), so retries and compensations
    * show as steps and the callee's spans hang under them.
    */
@@ -106,7 +107,7 @@ export const RequestContextMiddleware: Middleware = defineMiddleware({
     };
   },
   // @moleculer/channels' hook (with `context: true`): a channel handler's lines carry the
-  // request id of the change that published the event (lib/channels.ts sends it along).
+  // request id of the change that published the event (middlewares/channels.ts sends it along).
   localChannel(next: (ctx: Context, raw: unknown) => Promise<unknown>) {
     return (ctx: Context, raw: unknown) => storage.run(ctx, () => next(ctx, raw));
   },

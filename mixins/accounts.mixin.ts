@@ -1,9 +1,9 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { BoundedMap } from "../lib/bounded-map";
-import { envInt } from "../lib/env";
-import { clientError, isNotFound } from "../lib/errors";
-import { isEscrowAccount } from "../lib/escrow";
-import { isPoolAccount } from "../lib/liquidity-pools";
+import { BoundedMap } from "../lib/shared/bounded-map";
+import { envInt } from "../lib/shared/env";
+import { clientError, isNotFound } from "../lib/shared/errors";
+import { isEscrowAccount } from "../lib/events/market";
+import { isPoolAccount } from "../lib/dex/liquidity-pools";
 import { defineMixin } from "./define";
 
 /**
@@ -11,12 +11,12 @@ import { defineMixin } from "./define";
  * user, which means that user. Resolved by users.resolveAccount and remembered briefly;
  * `users.walletsChanged` makes every node forget the addresses of a user at once.
  *
- * A pool's account (`pool_<tokenId>`, lib/liquidity-pools.ts) is no user's: it is read
+ * A pool's account (`pool_<tokenId>`, lib/dex/liquidity-pools.ts) is no user's: it is read
  * like any account (its balance, its place among the holders), but only the services in
  * `poolServices` (the dex) may move tokens to or from it; to anyone else, the gateway's
  * callers included, it is an unknown account. Nobody can sign in as a pool, so nobody
  * can spend from it or approve a spender of it. The market's escrow (`escrow_market`,
- * lib/escrow.ts) is kept the same way, for `escrowServices` (the market and the sagas that
+ * lib/market/escrow.ts) is kept the same way, for `escrowServices` (the market and the sagas that
  * run its sales).
  */
 

@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { envBool, envStr } from "../lib/env";
-import { lockDataDir } from "../lib/data-dir-lock";
-import { openMongoStore } from "../lib/mongo-store";
-import { openNedbStore } from "../lib/nedb-store";
-import type { CollectionSpec, Doc, Store } from "../lib/store";
+import { envBool, envStr } from "../lib/shared/env";
+import { lockDataDir } from "../lib/store/nedb/data-dir-lock";
+import { openMongoStore } from "../lib/store/mongo/mongo-store";
+import { openNedbStore } from "../lib/store/nedb/nedb-store";
+import type { CollectionSpec, Doc, Store } from "../lib/store/store";
 import { defineMixin } from "./define";
 
 /**
@@ -14,7 +14,7 @@ import { defineMixin } from "./define";
  *  - DATA_DIR=":memory:": NeDB in memory (tests);
  *  - otherwise NeDB files under DATA_DIR/<service>/<collection>.db.
  * A service owns several collections; `this.store(name)` gives each as a Store
- * (lib/store.ts), which is what the service hands to its engines.
+ * (lib/store/store.ts), which is what the service hands to its engines.
  */
 
 export interface DbSettings extends ServiceSettingSchema {

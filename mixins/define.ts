@@ -20,6 +20,8 @@ export function defineMixin<
  * a name, `transporterSend` returning the wrapped send), so the checked object is handed
  * over as that type here, once, instead of a cast in every middleware.
  */
-export function defineMiddleware<T extends { name: string }>(middleware: T): Middleware {
-  return middleware as unknown as Middleware;
+export function defineMiddleware<T extends { name: string }>(
+  middleware: T,
+): Middleware & { name: string } {
+  return middleware as unknown as Middleware & { name: string };
 }

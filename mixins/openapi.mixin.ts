@@ -3,16 +3,16 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import {
-  HEALTH_OPERATIONS,
   buildOpenApi,
   type ActionInfo,
   type GatewayRoute,
   type OpenApiDocument,
   type StaticOperation,
-} from "../lib/openapi";
+} from "../lib/gateway/openapi/document";
+import { HEALTH_OPERATIONS } from "../lib/gateway/openapi/health";
 
 /**
- * The gateway route of the API's own description: GET /api/openapi.json (lib/openapi.ts,
+ * The gateway route of the API's own description: GET /api/openapi.json (lib/gateway/openapi/document.ts,
  * built from the registry on each request, so it shows what the cluster serves now) and
  * GET /api/docs, Swagger UI from the swagger-ui-dist package, served from this process:
  * the page needs no network beyond the gateway. services/api.service.ts lists this route

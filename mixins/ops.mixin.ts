@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, Service, ServiceSettingSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { BoundedMap } from "../lib/bounded-map";
+import { BoundedMap } from "../lib/shared/bounded-map";
 import { defineMixin } from "./define";
-import { envInt, envList } from "../lib/env";
-import { clientError, forbidden, unauthorized, validationError } from "../lib/errors";
-import { verifyAccessToken } from "../lib/jwt";
+import { envInt, envList } from "../lib/shared/env";
+import { clientError, forbidden, unauthorized, validationError } from "../lib/shared/errors";
+import { verifyAccessToken } from "../lib/users/jwt";
 import {
   OPS_COOKIE,
   adminSet,
@@ -16,21 +16,20 @@ import {
   sessionCookie,
   signSession,
   verifySession,
-} from "../lib/ops-access";
-import { sendStatic } from "../lib/ops-page";
-import { sendJson } from "../lib/http-errors";
+} from "../lib/gateway/ops/access";
+import { sendStatic } from "../lib/gateway/ops/page";
+import { sendJson } from "../lib/gateway/http-errors";
 import {
   OPS_CALLER,
   RateRing,
   countersOf,
   snapshotOf,
-  askNode,
-  recentSagas,
   type OpsSnapshot,
   type RegistryNode,
-} from "../lib/ops-snapshot";
-import { clientAddress, retryAfterSeconds } from "../lib/rate-limit";
-import type { LoginThrottle } from "../lib/login-throttle";
+} from "../lib/gateway/ops/snapshot";
+import { askNode, recentSagas } from "../middlewares/ops-calls";
+import { clientAddress, retryAfterSeconds } from "../lib/gateway/rate-limit";
+import type { LoginThrottle } from "../lib/gateway/login-throttle";
 
 /**
  * The operator page at /ops (docs/observability.md "Operator page"), mixed into the gateway
@@ -270,7 +269,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
         res.setHeader("Retry-After", String(retryAfterSeconds(perIp.store.resetTime)));
         throw clientError("RATE_LIMITED", "Too many requests");
       }
-      // Per account and client address (lib/login-throttle.ts); a refusal carries its Retry-After.
+      // Per account and client address (lib/gateway/login-throttle.ts); a refusal carries its Retry-After.
       const guard = this.loginGuard;
       const from = clientAddress(req, this.settings.trustProxy);
       const attempt = guard.enabled ? await guard.begin(email, from) : undefined;

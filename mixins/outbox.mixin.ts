@@ -1,16 +1,21 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { channelPublisher } from "../lib/channels";
-import { domainMetrics } from "../lib/domain-metrics";
-import { envInt } from "../lib/env";
-import { OUTBOX_COLLECTION, Outbox, type OutboxDoc, type OutboxOptions } from "../lib/outbox";
-import { repeat } from "../lib/repeat";
+import { channelPublisher } from "../middlewares/channels";
+import { domainMetrics } from "../middlewares/domain-metrics";
+import { envInt } from "../lib/shared/env";
+import {
+  OUTBOX_COLLECTION,
+  Outbox,
+  type OutboxDoc,
+  type OutboxOptions,
+} from "../lib/messaging/outbox";
+import { repeat } from "../lib/shared/repeat";
 import { currentTraceParent } from "../middlewares/request-context.middleware";
-import type { CollectionSpec } from "../lib/store";
+import type { CollectionSpec } from "../lib/store/store";
 import { DbMixin, type DbMethods } from "./db.mixin";
 import { defineMixin } from "./define";
 
 /**
- * Gives a write model its outbox (lib/outbox.ts) on the broker's channels.
+ * Gives a write model its outbox (lib/messaging/outbox.ts) on the broker's channels.
  *
  * Use: add `...OUTBOX_COLLECTION` to the service's DbMixin collections, mix this in, call `this.openOutbox()` in the service's `started` and hand the outbox
  * to the engines that write events, then `this.outbox.start()` at the end of `started`

@@ -6,9 +6,9 @@ import {
   type ServiceSchema,
   type ServiceSettingSchema,
 } from "moleculer";
-import type { GatewayContext } from "../lib/context";
-import { envInt } from "../lib/env";
-import { Lru } from "../lib/lru";
+import type { GatewayContext } from "../lib/shared/context";
+import { envInt } from "../lib/shared/env";
+import { Lru } from "../lib/shared/lru";
 import { defineMixin } from "./define";
 
 /**

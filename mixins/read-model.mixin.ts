@@ -5,14 +5,19 @@ import type {
   ServiceSchema,
   ServiceSettingSchema,
 } from "moleculer";
-import { appliedAmong, markApplied, pruneApplied, type AppliedDoc } from "../lib/applied-events";
-import { domainMetrics } from "../lib/domain-metrics";
-import { envInt } from "../lib/env";
-import { repeat } from "../lib/repeat";
-import { KeyedBatcher } from "../lib/batcher";
-import { FROM_THE_START } from "../lib/channels";
-import type { DomainEvent } from "../lib/events";
-import { isDomainEvent, type Received } from "../lib/read-model";
+import {
+  appliedAmong,
+  markApplied,
+  pruneApplied,
+  type AppliedDoc,
+} from "../lib/read-models/applied-events";
+import { domainMetrics } from "../middlewares/domain-metrics";
+import { envInt } from "../lib/shared/env";
+import { repeat } from "../lib/shared/repeat";
+import { KeyedBatcher } from "../lib/shared/batcher";
+import { FROM_THE_START } from "../middlewares/channels";
+import type { DomainEvent } from "../lib/events/domain";
+import { isDomainEvent, type Received } from "../lib/read-models/read-model";
 import type { ChannelSchema } from "../types/moleculer";
 import type { DbMethods } from "./db.mixin";
 import { defineMixin } from "./define";
@@ -24,14 +29,14 @@ import { defineMixin } from "./define";
  *
  *  - channels: one per `channels` entry, in the consumer group `settings.readModel.group`
  *    (replicas sharing one get each event once between them), read from the start of
- *    the stream (lib/channels.ts FROM_THE_START), taking
+ *    the stream (middlewares/channels.ts FROM_THE_START), taking
  *    `settings.readModel.maxInFlight[channel]` events at once;
  *  - malformed messages: logged once and acknowledged (they never become valid, and a
  *    retry would only block the channel);
  *  - batches: events of a channel with a `key` wait while a batch of the same key is
- *    applied and go together in the next (lib/batcher.ts), whatever their channel;
+ *    applied and go together in the next (lib/shared/batcher.ts), whatever their channel;
  *    events of a channel without one are applied alone;
- *  - applied eventIds (lib/applied-events.ts): a batch's events already applied are
+ *  - applied eventIds (lib/read-models/applied-events.ts): a batch's events already applied are
  *    skipped, the rest go to their channel's `apply` (one call per distinct `apply`, so
  *    channels that share one are applied together), then are recorded as applied, then
  *    `settled` sees the whole batch.
@@ -193,7 +198,7 @@ export function ReadModelMixin<Own = object>(
 
 /**
  * A span for each message a channel handler takes. @moleculer/channels makes the handler's
- * context from the message headers (the publishing request's id and span, lib/channels.ts)
+ * context from the message headers (the publishing request's id and span, middlewares/channels.ts)
  * but starts no span; its own tracing middleware would name no service and record the whole
  * event. This one is the publish span's child in the writing request's trace, named after
  * the consuming service, tagged with what finds it and nothing of the payload but its id.

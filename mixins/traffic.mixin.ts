@@ -6,18 +6,18 @@ import {
   type Context,
   type ServiceSettingSchema,
 } from "moleculer";
-import { envStr } from "../lib/env";
-import { validationError } from "../lib/errors";
+import { envStr } from "../lib/shared/env";
+import { validationError } from "../lib/shared/errors";
 import {
   chooseVersion,
   parseTraffic,
   versionedActionName,
   type TrafficConfig,
-} from "../lib/traffic";
+} from "../lib/observability/traffic";
 import { defineMixin } from "./define";
 
 /**
- * Gateway mixin: version routing like an Istio VirtualService (see lib/traffic.ts for the
+ * Gateway mixin: version routing like an Istio VirtualService (see lib/observability/traffic.ts for the
  * CANARY format). moleculer-web resolves an alias to `req.$endpoint` and later calls exactly
  * that endpoint (`ctx.call(req.$endpoint, …)`); a route's `onBeforeCall` runs in between, so
  * swapping `req.$endpoint` there sends the request to another version. Retries keep the
@@ -45,7 +45,7 @@ export interface TrafficVars {
 }
 
 export interface TrafficSettings extends ServiceSettingSchema {
-  /** The split, in the CANARY format of lib/traffic.ts; unset or empty: no routing. */
+  /** The split, in the CANARY format of lib/observability/traffic.ts; unset or empty: no routing. */
   canary?: string;
 }
 

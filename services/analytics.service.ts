@@ -9,16 +9,20 @@ import {
   type ReadModelThis,
   type ReadModelVars,
 } from "../mixins/read-model.mixin";
-import { APPLIED_COLLECTION } from "../lib/applied-events";
-import { ANALYTICS_COLLECTIONS, AnalyticsCounters, GLOBAL_ID } from "../lib/analytics-counters";
-import { envInt } from "../lib/env";
-import { ANALYTICS_RULES, type AnalyticsSummary } from "../lib/read-model";
-import * as schemas from "../lib/api-schemas";
+import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
+import {
+  ANALYTICS_COLLECTIONS,
+  AnalyticsCounters,
+  GLOBAL_ID,
+} from "../lib/read-models/analytics-counters";
+import { envInt } from "../lib/shared/env";
+import { ANALYTICS_RULES, type AnalyticsSummary } from "../lib/read-models/read-model";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * analytics: platform statistics behind GET /api/analytics/summary, from a consumer
  * group on the domain channels, counted exactly once in effect, also across restarts.
- * The counting is lib/analytics-counters.ts (its header says how a crash anywhere never
+ * The counting is lib/read-models/analytics-counters.ts (its header says how a crash anywhere never
  * counts twice); the channels, batches and applied eventIds are
  * mixins/read-model.mixin.ts. Adding a counted channel is one entry in ANALYTICS_RULES.
  */
@@ -56,7 +60,7 @@ const AnalyticsService: ServiceSchema<
     DbMixin({ ...ANALYTICS_COLLECTIONS, ...APPLIED_COLLECTION }),
     ReadModelMixin<AnalyticsVars>({
       channels: Object.fromEntries(Object.keys(ANALYTICS_RULES).map(c => [c, counted])),
-      // Pulled from `pending` once recorded as applied (lib/analytics-counters.ts).
+      // Pulled from `pending` once recorded as applied (lib/read-models/analytics-counters.ts).
       settled(batch) {
         return this.counters.release(batch);
       },

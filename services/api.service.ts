@@ -9,14 +9,19 @@ import {
 } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { nodeProblems } from "../middlewares/health.middleware";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES, routedServices } from "../lib/api-routes";
-import { acceptedRequestId, bodyGuard } from "../lib/body-guard";
-import { withAccessLog } from "../lib/access-log";
+import {
+  LOGIN_ROUTES,
+  PRIVATE_ROUTES,
+  PUBLIC_ROUTES,
+  routedServices,
+} from "../lib/gateway/api-routes";
+import { acceptedRequestId, bodyGuard } from "../lib/gateway/body-guard";
+import { withAccessLog } from "../lib/gateway/access-log";
 import { NearCacheMixin } from "../mixins/near-cache.mixin";
-import { envInt, envList, envStr } from "../lib/env";
-import { unauthorized, validationError } from "../lib/errors";
-import type { GatewayContext } from "../lib/context";
-import { ownRetryAfter, sendJson, toErrorResponse } from "../lib/http-errors";
+import { envInt, envList, envStr } from "../lib/shared/env";
+import { unauthorized, validationError } from "../lib/shared/errors";
+import type { GatewayContext } from "../lib/shared/context";
+import { ownRetryAfter, sendJson, toErrorResponse } from "../lib/gateway/http-errors";
 import {
   CacherAnswers,
   IdempotencyGate,
@@ -26,8 +31,8 @@ import {
   isKeptError,
   requestFingerprint,
   type KeyedRequest,
-} from "../lib/idempotency";
-import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/jwt";
+} from "../lib/gateway/idempotency";
+import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/users/jwt";
 import {
   clientAddress,
   redisCounters,
@@ -36,19 +41,19 @@ import {
   gatewayRateLimits,
   trustProxyHops,
   type RouteRateLimit,
-} from "../lib/rate-limit";
-import { LoginRefused, LoginThrottle, type LoginAttempt } from "../lib/login-throttle";
+} from "../lib/gateway/rate-limit";
+import { LoginRefused, LoginThrottle, type LoginAttempt } from "../lib/gateway/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
-import { corsSettings, type CorsSettings } from "../lib/cors";
-import { answeringOptions, type OptionsGateway } from "../lib/options-request";
+import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
+import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
- * call per request), what a request may carry (lib/body-guard.ts), Idempotency-Key
- * (lib/idempotency.ts), rate limits per address, the login throttle per account and address
- * (lib/login-throttle.ts), OPTIONS answered before routing, the docs/api.md error shape,
+ * call per request), what a request may carry (lib/gateway/body-guard.ts), Idempotency-Key
+ * (lib/gateway/idempotency.ts), rate limits per address, the login throttle per account and address
+ * (lib/gateway/login-throttle.ts), OPTIONS answered before routing, the docs/api.md error shape,
  * health, HTTP timeouts.
  */
 
@@ -59,7 +64,7 @@ type Req = IncomingMessage & {
   $endpoint?: ActionEndpoint;
   $params?: Record<string, unknown>;
   $idempotency?: KeyedRequest;
-  /** A login being counted by the throttle (lib/login-throttle.ts). */
+  /** A login being counted by the throttle (lib/gateway/login-throttle.ts). */
   $login?: LoginAttempt;
   originalUrl?: string;
   parsedUrl?: string;
@@ -90,14 +95,14 @@ export interface ApiSettings extends ServiceSettingSchema {
    * limit of its own (health).
    */
   rateLimits: { max: number; loginMax: number; windowMs: number; syncMs?: number };
-  /** Failed logins per account and address, and per account from all (lib/login-throttle.ts). */
+  /** Failed logins per account and address, and per account from all (lib/gateway/login-throttle.ts). */
   loginThrottle: { maxFailures: number; accountMaxFailures: number; windowMs: number };
   /** Idempotency-Key answers kept in this process when the cacher is not shared (Redis). */
   idempotency: { maxEntries: number; maxBytes: number };
   /** Rate-limit counters in Redis, shared by all gateways, when set; else in memory. */
   redisUrl?: string;
   routes: Route[];
-  /** moleculer-web's CORS, from CORS_ORIGINS (lib/cors.ts); undefined: off. */
+  /** moleculer-web's CORS, from CORS_ORIGINS (lib/gateway/cors.ts); undefined: off. */
   cors?: CorsSettings;
   // moleculer-web's own settings, and the HTTP server's timeouts (ms).
   logRequest: string;
@@ -138,7 +143,7 @@ const commonRoute = {
   // JSON only, 1 MB: far above any body of docs/api.md, and a bound on what one request costs.
   // Not strict: a body that is valid JSON but no object is refused by guardRequest, by name.
   bodyParsers: { json: { limit: "1mb", strict: false }, urlencoded: false },
-  // What the actions may be given of the body and query (lib/body-guard.ts).
+  // What the actions may be given of the body and query (lib/gateway/body-guard.ts).
   use: [bodyGuard],
   authentication: true,
   authorization: true,
@@ -184,7 +189,7 @@ const ApiService: ServiceSchema<
     ip: envStr("HOST", "0.0.0.0"),
     jwtSecret: jwtSecret(),
     trustProxy: trustProxyHops(envStr("TRUST_PROXY")),
-    // By default every service the routes call (lib/api-routes.ts).
+    // By default every service the routes call (lib/gateway/api-routes.ts).
     readyServices: envList("READY_SERVICES").length ? envList("READY_SERVICES") : routedServices(),
     rateLimits: {
       max: envInt("RATE_LIMIT_MAX", 600),
@@ -323,7 +328,7 @@ const ApiService: ServiceSchema<
   },
 
   methods: {
-    /** Every HTTP request; OPTIONS is answered before any route (lib/options-request.ts). */
+    /** Every HTTP request; OPTIONS is answered before any route (lib/gateway/options-request.ts). */
     httpHandler: answeringOptions(ApiGateway.methods?.httpHandler),
 
     /** moleculer-web's server, with timeouts for headers and whole requests checked every second. */
@@ -336,7 +341,7 @@ const ApiService: ServiceSchema<
           headersTimeout: Math.min(headersTimeout, requestTimeout),
           connectionsCheckingInterval: Math.min(1000, headersTimeout),
         },
-        // One info line per request, however it was answered (lib/access-log.ts).
+        // One info line per request, however it was answered (lib/gateway/access-log.ts).
         withAccessLog(this.httpHandler, this.logger),
       );
       this.server.setTimeout(this.settings.httpServerTimeout);
@@ -368,7 +373,7 @@ const ApiService: ServiceSchema<
       if (route.name === "private" && !ctx.meta.user) throw unauthorized();
       const email = req.$params?.email;
       if (route.name === "login" && this.loginGuard.enabled && typeof email === "string") {
-        // Per account and client address (lib/login-throttle.ts): 429 when refused.
+        // Per account and client address (lib/gateway/login-throttle.ts): 429 when refused.
         req.$login = await this.loginGuard.begin(
           email,
           clientAddress(req, this.settings.trustProxy),

@@ -1,4 +1,4 @@
-import { pageParams } from "../lib/params";
+import { CATALOG_GET_PARAMS, CATALOG_LIST_PARAMS } from "../lib/read-models/catalog-params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import {
@@ -9,12 +9,16 @@ import {
   type ReadModelVars,
 } from "../mixins/read-model.mixin";
 import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
-import { APPLIED_COLLECTION } from "../lib/applied-events";
-import { CatalogCacheCleaner, getCacheKey, type CatalogCacheSettings } from "../lib/catalog-cache";
-import { CATALOG_COLLECTIONS, CatalogViews, type ViewDoc } from "../lib/catalog-stats";
-import { CatalogPromotions } from "../lib/catalog-promotions";
-import { envInt, envStr } from "../lib/env";
-import { isNotFound, notFound } from "../lib/errors";
+import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
+import {
+  CatalogCacheCleaner,
+  getCacheKey,
+  type CatalogCacheSettings,
+} from "../lib/read-models/catalog-cache";
+import { CATALOG_COLLECTIONS, CatalogViews, type ViewDoc } from "../lib/read-models/catalog-stats";
+import { CatalogPromotions } from "../lib/read-models/catalog-promotions";
+import { envInt, envStr } from "../lib/shared/env";
+import { isNotFound, notFound } from "../lib/shared/errors";
 import {
   MARKETING_EVENTS,
   TOKEN_EVENTS,
@@ -25,24 +29,23 @@ import {
   type TokenDeleted,
   type TokenTransferred,
   type TokenUpdated,
-} from "../lib/events";
+} from "../lib/events/domain";
 import {
-  CATALOG_SORTS,
   freshStats,
   toCatalogToken,
   type CatalogSort,
   type CatalogToken,
   type Received,
   type ViewTokenFields,
-} from "../lib/read-model";
-import * as schemas from "../lib/api-schemas";
+} from "../lib/read-models/read-model";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * catalog: the CQRS read model of tokens (docs/architecture.md) behind GET /api/tokens and
- * GET /api/tokens/:id. The view and its stats are lib/catalog-stats.ts (how they stay
+ * GET /api/tokens/:id. The view and its stats are lib/read-models/catalog-stats.ts (how they stay
  * exact under redelivery, reordering and crashes is explained there); the channels,
  * batches and applied eventIds are mixins/read-model.mixin.ts; cache cleaning is
- * lib/catalog-cache.ts. This file is the wiring: settings, params, handlers.
+ * lib/read-models/catalog-cache.ts. This file is the wiring: settings, params, handlers.
  *
  * Reads are cached in the broker cacher and cleaned by the events; a token not seen yet
  * is read from the write model (tokens.get), so a client reads what it just created.
@@ -133,7 +136,7 @@ const CatalogService: ServiceSchema<
             return this.views.transferred(eventsOf<TokenTransferred>(fresh));
           },
         },
-        // A campaign on or off: `featured` follows it (lib/catalog-promotions.ts).
+        // A campaign on or off: `featured` follows it (lib/read-models/catalog-promotions.ts).
         [MARKETING_EVENTS.activated]: { apply: applyCampaigns },
         [MARKETING_EVENTS.deactivated]: { apply: applyCampaigns },
       },
@@ -169,14 +172,7 @@ const CatalogService: ServiceSchema<
   actions: {
     list: {
       openapi: { summary: "Search the tokens (the catalog)", response: schemas.CatalogPage },
-      params: {
-        $$strict: "remove",
-        q: { type: "string", trim: true, max: 64, optional: true },
-        creator: { type: "string", trim: true, min: 1, max: 128, optional: true },
-        sort: { type: "enum", values: [...CATALOG_SORTS], optional: true, default: "createdAt" },
-        featured: { type: "boolean", convert: true, optional: true },
-        ...pageParams,
-      },
+      params: CATALOG_LIST_PARAMS,
       cache: { keys: ["q", "creator", "sort", "featured", "limit", "offset"] },
       handler(ctx: Context<ListParams>): Promise<{ rows: CatalogToken[]; total: number }> {
         const { limit, offset, sort } = ctx.params;
@@ -186,7 +182,7 @@ const CatalogService: ServiceSchema<
 
     get: {
       openapi: { summary: "A token of the catalog", response: schemas.CatalogToken },
-      params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
+      params: CATALOG_GET_PARAMS,
       cache: {
         keys: ["id"],
         keygen: (_a, _o, ctx) => getCacheKey((ctx.params as GetParams).id),

@@ -1,5 +1,5 @@
-import type { ActionParams, Context, ServiceSchema } from "moleculer";
-import CatalogService from "./catalog.service";
+import type { Context, ServiceSchema } from "moleculer";
+import { CATALOG_GET_PARAMS, CATALOG_LIST_PARAMS } from "../lib/read-models/catalog-params";
 import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
 
 /**
@@ -9,7 +9,7 @@ import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
  * The gateway's TrafficMixin sends it a weighted share (CANARY="catalog:v1=90,v2=10") and
  * every request with `x-version: v2`.
  *
- * It is thin on purpose: same params as v1 (taken from v1's schema), answers read from v1's
+ * It is thin on purpose: same params as v1 (lib/read-models/catalog-params.ts), answers read from v1's
  * read model through v1's actions. It owns no store and consumes no events, so it can run
  * anywhere, any number of times: in the all-services process of `npm run serve` (where a
  * second NeDB catalog on DATA_DIR/catalog would share v1's files) as in a process of its own.
@@ -22,12 +22,6 @@ import { ReadFallbackMixin } from "../mixins/read-fallback.mixin";
 
 export const CATALOG_VERSION = 2;
 
-function v1Params(name: "list" | "get"): ActionParams {
-  const def = CatalogService.actions?.[name] as { params?: ActionParams } | undefined;
-  if (!def?.params) throw new Error(`catalog.${name} has no params schema`);
-  return def.params;
-}
-
 const CatalogV2Service: ServiceSchema = {
   name: "catalog",
   version: CATALOG_VERSION,
@@ -35,14 +29,14 @@ const CatalogV2Service: ServiceSchema = {
 
   actions: {
     list: {
-      params: v1Params("list"),
+      params: CATALOG_LIST_PARAMS,
       async handler(ctx: Context<Record<string, unknown>>) {
         const res = await ctx.call<Record<string, unknown>, unknown>("catalog.list", ctx.params);
         return { ...res, catalogVersion: CATALOG_VERSION };
       },
     },
     get: {
-      params: v1Params("get"),
+      params: CATALOG_GET_PARAMS,
       async handler(ctx: Context<Record<string, unknown>>) {
         const res = await ctx.call<Record<string, unknown>, unknown>("catalog.get", ctx.params);
         return { ...res, catalogVersion: CATALOG_VERSION };

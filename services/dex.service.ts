@@ -1,25 +1,25 @@
-import { repeat } from "../lib/repeat";
+import { repeat } from "../lib/shared/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { amountRule } from "../lib/amount";
-import { envInt } from "../lib/env";
-import { notFound } from "../lib/errors";
+import { amountRule } from "../lib/shared/amount";
+import { envInt } from "../lib/shared/env";
+import { notFound } from "../lib/shared/errors";
 import {
   DEX_COLLECTIONS,
   LiquidityPools,
   type LiquidityOpDoc,
   type Pool,
   type PoolDoc,
-} from "../lib/liquidity-pools";
-import type { TransferInternalParams } from "./tokens.service";
-import * as schemas from "../lib/api-schemas";
+} from "../lib/dex/liquidity-pools";
+import type { TransferInternalParams } from "../lib/tokens/contract";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * dex: liquidity pools (docs/architecture.md). A pool per token holds its liquidity on an account
  * of its own in the tokens ledger (`pool_<tokenId>`, which only this service may move
  * tokens in and out of: mixins/accounts.mixin.ts). Adding and removing liquidity are
  * internal (`public`): the launch saga calls them, each idempotent by key; clients read a
- * pool with GET /api/pools/:tokenId. The domain is lib/liquidity-pools.ts.
+ * pool with GET /api/pools/:tokenId. The domain is lib/dex/liquidity-pools.ts.
  */
 
 export interface AddLiquidityParams {

@@ -1,5 +1,5 @@
-import { repeat } from "../lib/repeat";
-import { accountParam, idParam, pageParams } from "../lib/params";
+import { repeat } from "../lib/shared/repeat";
+import { accountParam, idParam, pageParams } from "../lib/shared/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -14,23 +14,23 @@ import {
   type ReadModelSettings,
   type ReadModelVars,
 } from "../mixins/read-model.mixin";
-import { amountRule } from "../lib/amount";
-import { APPLIED_COLLECTION } from "../lib/applied-events";
-import { callerKey } from "../lib/caller-key";
-import { created, requireUserId, type GatewayContext } from "../lib/context";
-import { envInt } from "../lib/env";
-import { clientError, conflict, isNotFound, notFound } from "../lib/errors";
-import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../lib/market-book";
-import type { Listing, ListingState } from "../lib/market-events";
-import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/nft-events";
-import { purchaseInput, type PurchaseResult } from "../lib/purchase-saga";
-import type { Saga } from "../lib/saga-log";
-import type { PurchaseParams } from "./sagas.service";
-import * as schemas from "../lib/api-schemas";
+import { amountRule } from "../lib/shared/amount";
+import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
+import { callerKey } from "../lib/shared/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
+import { envInt } from "../lib/shared/env";
+import { clientError, conflict, isNotFound, notFound } from "../lib/shared/errors";
+import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../lib/market/market-book";
+import type { Listing, ListingState } from "../lib/events/market";
+import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/events/nfts";
+import { purchaseInput, type PurchaseResult } from "../lib/sagas/purchase-saga";
+import type { Saga } from "../lib/sagas/saga-log";
+import type { PurchaseParams } from "../lib/sagas/contract";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * market: NFT listings and their sale (docs/api.md "Marketplace"). The listings are
- * lib/market-book.ts; a purchase is a saga (lib/purchase-saga.ts) run by the sagas
+ * lib/market/market-book.ts; a purchase is a saga (lib/sagas/purchase-saga.ts) run by the sagas
  * service, whose steps call back `reserve` / `release` / `sell` here. Ownership comes
  * from nfts.get, prices must be in a token tokens.get knows. The market consumes
  * nfts.transferred (a read-model consumer) to cancel listings whose NFT moved away by a
@@ -230,7 +230,7 @@ const MarketService: ServiceSchema<
       },
     },
 
-    // Internal: the purchase saga's steps (lib/purchase-saga.ts), each idempotent per saga.
+    // Internal: the purchase saga's steps (lib/sagas/purchase-saga.ts), each idempotent per saga.
     reserve: {
       visibility: "public",
       params: { ...stepParams, buyerId: accountParam },

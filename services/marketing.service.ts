@@ -1,21 +1,21 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
-import { amountRule } from "../lib/amount";
+import { amountRule } from "../lib/shared/amount";
 import {
   Campaigns,
   MARKETING_COLLECTIONS,
   type Campaign,
   type CampaignDoc,
-} from "../lib/campaigns";
-import { isNotFound, notFound } from "../lib/errors";
+} from "../lib/marketing/campaigns";
+import { isNotFound, notFound } from "../lib/shared/errors";
 
 /**
  * marketing: a token's promotion campaign (docs/architecture.md), on or off. Both changes are
  * idempotent (the launch saga activates, and deactivates when it undoes a launch) and
  * internal (`public`); each goes out as marketing.activated / marketing.deactivated
  * through this service's outbox, and the catalog makes an active campaign's token
- * `featured`. The domain is lib/campaigns.ts.
+ * `featured`. The domain is lib/marketing/campaigns.ts.
  */
 
 export interface ActivateParams {

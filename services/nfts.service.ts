@@ -1,4 +1,4 @@
-import { repeat } from "../lib/repeat";
+import { repeat } from "../lib/shared/repeat";
 import {
   accountParam,
   idParam,
@@ -6,7 +6,7 @@ import {
   nftMetadataParam,
   pageParams,
   symbolParam,
-} from "../lib/params";
+} from "../lib/shared/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -15,10 +15,10 @@ import {
   type AccountsMethods,
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
-import { callerKey } from "../lib/caller-key";
-import { created, requireUserId, type GatewayContext } from "../lib/context";
-import { envInt } from "../lib/env";
-import type { Collection, Nft, NftMetadata } from "../lib/nft-events";
+import { callerKey } from "../lib/shared/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
+import { envInt } from "../lib/shared/env";
+import type { Collection, Nft, NftMetadata } from "../lib/events/nfts";
 import {
   NFT_COLLECTIONS,
   NftRegistry,
@@ -26,12 +26,12 @@ import {
   type MintMarkDoc,
   type NewCollection,
   type NftDoc,
-} from "../lib/nft-registry";
-import * as schemas from "../lib/api-schemas";
+} from "../lib/nfts/nft-registry";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * nfts: the write model of NFT collections and their tokens (ERC-721 semantics). The
- * domain lives in lib/nft-registry.ts; this file holds params, account resolution and
+ * domain lives in lib/nfts/nft-registry.ts; this file holds params, account resolution and
  * wiring. Lists are served here from the service's own store (indexed by owner and
  * collection): the owner of the data answers its reads, no read model needed yet.
  */

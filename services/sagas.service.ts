@@ -1,19 +1,20 @@
-import { nameParam, symbolParam, tokenMetadataProps } from "../lib/params";
-import { repeat } from "../lib/repeat";
+import { nameParam, symbolParam, tokenMetadataProps } from "../lib/shared/params";
+import { repeat } from "../lib/shared/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
-import { amountRule } from "../lib/amount";
-import { callerKey } from "../lib/caller-key";
-import { created, requireUserId, type GatewayContext } from "../lib/context";
-import { envInt } from "../lib/env";
-import { notFound } from "../lib/errors";
-import { newId } from "../lib/ids";
-import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/launch-saga";
-import { fingerprint } from "../lib/ledger";
-import { PURCHASE, PURCHASE_SAGA, type PurchaseInput } from "../lib/purchase-saga";
-import type { SagaCall } from "../lib/saga-definition";
-import { SagaEngine } from "../lib/saga-engine";
+import { amountRule } from "../lib/shared/amount";
+import { callerKey } from "../lib/shared/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
+import { envInt } from "../lib/shared/env";
+import { notFound } from "../lib/shared/errors";
+import { newId } from "../lib/shared/ids";
+import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/sagas/launch-saga";
+import { fingerprint } from "../lib/tokens/ledger";
+import { PURCHASE, PURCHASE_SAGA } from "../lib/sagas/purchase-saga";
+import type { SagaCall } from "../lib/sagas/saga-definition";
+import type { PurchaseParams } from "../lib/sagas/contract";
+import { SagaEngine } from "../lib/sagas/saga-engine";
 import {
   SAGA_COLLECTIONS,
   isFinal,
@@ -22,13 +23,13 @@ import {
   type Saga,
   type SagaDoc,
   type SagaSummary,
-} from "../lib/saga-log";
-import * as schemas from "../lib/api-schemas";
+} from "../lib/sagas/saga-log";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * sagas: the orchestrator of changes that span services (docs/architecture.md), today the token
- * launch (lib/launch-saga.ts): POST /api/launches starts one, GET /api/launches[/:id]
- * show the caller's; and the NFT purchase (lib/purchase-saga.ts), started by market.buy. The engine (lib/saga-engine.ts) keeps each saga's log in this
+ * launch (lib/sagas/launch-saga.ts): POST /api/launches starts one, GET /api/launches[/:id]
+ * show the caller's; and the NFT purchase (lib/sagas/purchase-saga.ts), started by market.buy. The engine (lib/sagas/saga-engine.ts) keeps each saga's log in this
  * service's `sagas` collection before and after every step, undoes what a failure left
  * half done, and takes over the sagas of a node that died once their lease expires;
  * their ends go out as sagas.* events through this service's outbox. This file holds
@@ -80,11 +81,7 @@ type SagasThis = Service<SagasSettings> &
   OutboxVars;
 
 export type LaunchParams = LaunchInput;
-export interface PurchaseParams {
-  input: PurchaseInput;
-  /** The buyer's request key (market's callerKey): a retry finds the same purchase. */
-  key: string;
-}
+export type { PurchaseParams };
 export interface IdParams {
   id: string;
 }
@@ -182,7 +179,7 @@ const SagasService: ServiceSchema<
     },
 
     /**
-     * Internal (market.buy): runs an NFT purchase (lib/purchase-saga.ts) once per key and
+     * Internal (market.buy): runs an NFT purchase (lib/sagas/purchase-saga.ts) once per key and
      * answers the saga when it ended, or as it is after `waitMs`.
      */
     purchase: {

@@ -5,8 +5,8 @@ import {
   pageParams,
   symbolParam,
   tokenMetadataProps,
-} from "../lib/params";
-import { repeat } from "../lib/repeat";
+} from "../lib/shared/params";
+import { repeat } from "../lib/shared/repeat";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbSettings, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -15,17 +15,18 @@ import {
   type AccountsMethods,
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
-import { amountRule } from "../lib/amount";
-import { envInt } from "../lib/env";
-import type { Token, TokenApproved, TokenMetadata } from "../lib/events";
-import type { OutboxStats } from "../lib/outbox";
-import { TransferEngine } from "../lib/transfer-engine";
-import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/token-registry";
-import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/ledger";
-import { newId } from "../lib/ids";
-import { callerKey } from "../lib/caller-key";
-import { created, requireUserId, type GatewayContext } from "../lib/context";
-import * as schemas from "../lib/api-schemas";
+import { amountRule } from "../lib/shared/amount";
+import { envInt } from "../lib/shared/env";
+import type { Token, TokenApproved, TokenMetadata } from "../lib/events/domain";
+import type { OutboxStats } from "../lib/messaging/outbox";
+import type { TransferInternalParams } from "../lib/tokens/contract";
+import { TransferEngine } from "../lib/tokens/transfer-engine";
+import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/tokens/token-registry";
+import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/tokens/ledger";
+import { newId } from "../lib/shared/ids";
+import { callerKey } from "../lib/shared/caller-key";
+import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * tokens: the write model of fungible tokens (ERC-20 semantics). The domain lives in
@@ -101,13 +102,7 @@ export interface TransferParams {
 export interface TransferFromParams extends TransferParams {
   from: string;
 }
-export interface TransferInternalParams {
-  tokenId: string;
-  from: string;
-  to: string;
-  amount: string;
-  idempotencyKey: string;
-}
+export type { TransferInternalParams };
 export interface ApproveParams {
   id: string;
   spender: string;

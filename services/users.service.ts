@@ -1,21 +1,21 @@
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { insertIfAbsent } from "../lib/store";
-import { conflict, notFound, unauthorized } from "../lib/errors";
-import { created, requireUserId, type GatewayContext } from "../lib/context";
-import { newId } from "../lib/ids";
-import { envInt, envStr } from "../lib/env";
-import { jwtSecret, signAccessToken } from "../lib/jwt";
-import { requiredInProduction } from "../lib/config-guards";
-import { textRule, urlRule } from "../lib/text-rules";
-import { dummyHash, hashPassword, verifyPassword } from "../lib/passwords";
+import { insertIfAbsent } from "../lib/store/store";
+import { conflict, notFound, unauthorized } from "../lib/shared/errors";
+import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
+import { newId } from "../lib/shared/ids";
+import { envInt, envStr } from "../lib/shared/env";
+import { jwtSecret, signAccessToken } from "../lib/users/jwt";
+import { requiredInProduction } from "../lib/shared/config-guards";
+import { textRule, urlRule } from "../lib/shared/text-rules";
+import { dummyHash, hashPassword, verifyPassword } from "../lib/users/passwords";
 import {
   ADDRESS_PATTERN,
   buildChallenge,
   normalizeAddress,
   parseMessage,
   verifySignature,
-} from "../lib/siwe";
+} from "../lib/users/siwe";
 import {
   CHALLENGES_SPEC,
   insertChallenge,
@@ -28,16 +28,16 @@ import {
   type UserDoc,
   type Wallet,
   type WalletLinkDoc,
-} from "../lib/users";
-import * as schemas from "../lib/api-schemas";
+} from "../lib/users/users";
+import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
  * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message.
  * Password hashes never leave this service. The documents and their public shapes are
- * in lib/users.ts.
+ * in lib/users/users.ts.
  */
 
-export type { PublicProfile, User } from "../lib/users";
+export type { PublicProfile, User } from "../lib/users/users";
 
 export interface UsersSettings extends ServiceSettingSchema {
   jwtSecret: string;

@@ -1,5 +1,5 @@
 import type { Context } from "moleculer";
-import type { ActionOpenApi } from "../lib/openapi";
+import type { ActionOpenApi } from "../lib/gateway/openapi/document";
 
 /**
  * What @moleculer/channels adds to Moleculer, for the compiler. Its own typings declare
@@ -30,7 +30,7 @@ export interface ChannelAdapter {
 /**
  * The broker as the channels middleware leaves it. Moleculer 0.15 exports ServiceBroker
  * with `export =`, which TypeScript cannot merge members into (microsoft/TypeScript#14080),
- * so this is a separate interface; `channelsOf(broker)` (lib/channels.ts) gives it.
+ * so this is a separate interface; `channelsOf(broker)` (middlewares/channels.ts) gives it.
  */
 export interface ChannelsBroker {
   sendToChannel(channel: string, payload: unknown, opts?: Record<string, unknown>): Promise<void>;
@@ -42,7 +42,7 @@ declare module "moleculer/src/service" {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars -- must match to merge
   interface ActionSchema<TThis> {
     /**
-     * How the API document (GET /api/openapi.json, lib/openapi.ts) describes the route
+     * How the API document (GET /api/openapi.json, lib/gateway/openapi/document.ts) describes the route
      * that calls this action: summary, success status and response schema.
      */
     openapi?: ActionOpenApi;

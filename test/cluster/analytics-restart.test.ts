@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import type { AnalyticsSummary } from "../../lib/read-model";
+import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 import {
   NATS_URL,
   clusterDown,

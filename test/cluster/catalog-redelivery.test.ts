@@ -1,7 +1,7 @@
 import type { ServiceBroker } from "moleculer";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { DomainEvent } from "../../lib/events";
-import type { CatalogToken } from "../../lib/read-model";
+import type { DomainEvent } from "../../lib/events/domain";
+import type { CatalogToken } from "../../lib/read-models/read-model";
 import { NATS_URL, clusterDown, useCluster, waitUntil, type NodeProcess } from "../helpers/cluster";
 import { TokenScript, jetStreamChannels, sendAll } from "../helpers/channels";
 import type { ApiClient } from "../helpers/http";

@@ -5,8 +5,8 @@ import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { setFaults, sleep } from "../helpers/resilience";
 import { allHolders, sumAmounts, uniqueSymbol, type TokenBody } from "../helpers/tokens";
-import type { Saga } from "../../lib/saga-log";
-import type { Pool } from "../../lib/liquidity-pools";
+import type { Saga } from "../../lib/sagas/saga-log";
+import type { Pool } from "../../lib/dex/liquidity-pools";
 
 /**
  * The sagas process is SIGKILLed in the middle of a launch, over the real NATS, each

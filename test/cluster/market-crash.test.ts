@@ -5,8 +5,8 @@ import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { setFaults, sleep } from "../helpers/resilience";
 import { allHolders, createToken, sumAmounts } from "../helpers/tokens";
-import type { Listing } from "../../lib/market-events";
-import type { Collection, Nft } from "../../lib/nft-events";
+import type { Listing } from "../../lib/events/market";
+import type { Collection, Nft } from "../../lib/events/nfts";
 
 /**
  * The sagas process is SIGKILLed in the middle of an NFT purchase, over the real NATS,

@@ -11,8 +11,8 @@ import {
 } from "../helpers/cluster";
 import { joinProbe, setFaults, sleep } from "../helpers/resilience";
 import { createToken } from "../helpers/tokens";
-import type { Listing } from "../../lib/market-events";
-import type { Collection, Nft } from "../../lib/nft-events";
+import type { Listing } from "../../lib/events/market";
+import type { Collection, Nft } from "../../lib/events/nfts";
 
 /**
  * Every node serves Prometheus metrics on its METRICS_PORT. After a scenario driven over

@@ -3,12 +3,12 @@ import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerNatsChannelsAdapter } from "../../lib/nats-channels-adapter";
-import { channelsOf } from "../../lib/channels";
+import { registerNatsChannelsAdapter } from "../../lib/messaging/nats-channels-adapter";
+import { channelsOf } from "../../middlewares/channels";
 import { NATS_URL, clusterDown, deleteNamespaceStreams, waitUntil } from "../helpers/cluster";
 
 /**
- * The channels adapter the platform uses over NATS (lib/nats-channels-adapter.ts), on the
+ * The channels adapter the platform uses over NATS (lib/messaging/nats-channels-adapter.ts), on the
  * real JetStream: a consumer acknowledges each event with one message, and "still working"
  * goes out only for a handler that runs past half the ack wait, which keeps such a slow
  * handler's event from being delivered again while it runs. What goes to the server is

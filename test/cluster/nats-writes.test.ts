@@ -2,12 +2,12 @@ import { randomBytes } from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, describe, expect, it } from "vitest";
-import { coalesceWrites } from "../../lib/nats-writes";
+import { coalesceWrites } from "../../lib/messaging/nats-writes";
 import { NatsWritesMiddleware } from "../../middlewares/nats-writes.middleware";
 import { NATS_URL, clusterDown, waitUntil } from "../helpers/cluster";
 
 /**
- * NATS writes coalesced per turn of the event loop (lib/nats-writes.ts), against the real
+ * NATS writes coalesced per turn of the event loop (lib/messaging/nats-writes.ts), against the real
  * server: what a turn publishes goes out in one socket write, in order, and nothing is
  * held back. Socket writes are counted at the client's transport, the one place that
  * sees them.

@@ -1,12 +1,12 @@
 import type { ServiceBroker } from "moleculer";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { CatalogToken } from "../../lib/read-model";
+import type { CatalogToken } from "../../lib/read-models/read-model";
 import { NATS_URL, clusterDown, useCluster, waitUntil, type NodeProcess } from "../helpers/cluster";
 import { TokenScript, jetStreamChannels, sendAll } from "../helpers/channels";
 import type { ApiClient } from "../helpers/http";
 
 /**
- * The gateway's copy of the catalog's reads (lib/near-cache.ts) with the catalog on a node
+ * The gateway's copy of the catalog's reads (lib/gateway/near-cache.ts) with the catalog on a node
  * of its own: a change the catalog applies reaches readers at once although the copy
  * could live a minute, and the copy answers while the catalog is gone.
  */

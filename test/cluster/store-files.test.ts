@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openNedbStore } from "../../lib/nedb-store";
+import { openNedbStore } from "../../lib/store/nedb/nedb-store";
 import { ROOT } from "../helpers/cluster";
 
 /**
@@ -28,7 +28,7 @@ describe("a writer SIGKILLed mid-append", () => {
   it("starts again with every write it acknowledged", async () => {
     const filename = path.join(tmp, "appends.db");
     const writer = run(`
-      const { openNedbStore } = require(${dist("nedb-store.js")});
+      const { openNedbStore } = require(${dist("store/nedb/nedb-store.js")});
       (async () => {
         const s = await openNedbStore("appends", {}, { filename: ${JSON.stringify(filename)} });
         for (let i = 0; ; i += 20) {
@@ -57,7 +57,7 @@ describe("processes racing for one DATA_DIR's lock", () => {
   /** All start at `goAt` (a busy wait after loading), so their attempts meet. */
   const race = (dir: string, holdMs: number, goAt = 0) =>
     run(`
-      const { lockDataDir } = require(${dist("data-dir-lock.js")});
+      const { lockDataDir } = require(${dist("store/nedb/data-dir-lock.js")});
       while (Date.now() < ${goAt});
       lockDataDir(${JSON.stringify(dir)}, "tokens").then(
         release => { console.log("LOCKED"); setTimeout(() => { release(); process.exit(0); }, ${holdMs}); },

@@ -6,7 +6,7 @@ import { NATS_URL, clusterDown, useCluster, waitUntil } from "../helpers/cluster
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { allHolders, balanceOf, createToken, sumAmounts } from "../helpers/tokens";
 import type { TransferBody } from "../helpers/tokens";
-import type { DomainEvent, TokenTransferred } from "../../lib/events";
+import type { DomainEvent, TokenTransferred } from "../../lib/events/domain";
 
 /**
  * The tokens process dies (SIGKILL) in the middle of a burst of transfers and comes

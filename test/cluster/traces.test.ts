@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { traceIdHex } from "../../lib/trace-tags";
+import { traceIdHex } from "../../lib/observability/trace-tags";
 import {
   NATS_URL,
   ROOT,
@@ -141,7 +141,7 @@ describe.skipIf(clusterDown())("a transfer's trace across the cluster", () => {
     });
     expect(login.status).toBe(200);
 
-    // A client's own request id, not hex: its trace id is derived from it (lib/trace-tags.ts).
+    // A client's own request id, not hex: its trace id is derived from it (lib/observability/trace-tags.ts).
     const requestId = `order-${randomBytes(4).toString("hex")}.x`;
     const res = await gw.client.post(
       `/api/tokens/${token.id}/transfers`,

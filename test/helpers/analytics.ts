@@ -1,4 +1,4 @@
-import type { AnalyticsSummary } from "../../lib/read-model";
+import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 
 /**
  * The whole analytics summary, zero everywhere but `given`: for `toEqual`, so a test

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { ServiceBroker as Broker } from "moleculer";
-import { TOKEN_EVENTS } from "../../lib/events";
-import type * as Events from "../../lib/events";
+import { TOKEN_EVENTS } from "../../lib/events/domain";
+import type * as Events from "../../lib/events/domain";
 
 /**
  * Publishing domain events the way the write model does (broker.sendToChannel on a real

@@ -5,7 +5,7 @@ import { MintmeshClient } from "../../client";
  * A small HTTP client for the gateway, as a script or a browser would use it.
  *
  * `client.api` is the typed client of client/index.ts: paths, parameters, bodies and
- * answers come from the committed OpenAPI document (client/schema.d.ts), so a test that
+ * answers come from the committed OpenAPI document (client/openapi.json, typed as client/schema.d.ts), so a test that
  * uses it stops compiling when the document changes under it, and the document cannot
  * change unnoticed (test/integration/openapi.test.ts compares it with what the gateway
  * serves). The loose methods (get, post, patch, delete: any path, any body, the answer's

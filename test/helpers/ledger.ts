@@ -1,10 +1,14 @@
-import { openNedbStore } from "../../lib/nedb-store";
-import { Outbox, type OutboxDoc } from "../../lib/outbox";
-import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/token-registry";
-import { TransferEngine, type EngineOptions, type TransferStores } from "../../lib/transfer-engine";
-import type { DomainEvent } from "../../lib/events";
-import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/ledger";
-import type { Store } from "../../lib/store";
+import { openNedbStore } from "../../lib/store/nedb/nedb-store";
+import { Outbox, type OutboxDoc } from "../../lib/messaging/outbox";
+import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/tokens/token-registry";
+import {
+  TransferEngine,
+  type EngineOptions,
+  type TransferStores,
+} from "../../lib/tokens/transfer-engine";
+import type { DomainEvent } from "../../lib/events/domain";
+import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/tokens/ledger";
+import type { Store } from "../../lib/store/store";
 
 /**
  * The tokens write model's engines over real NeDB stores in memory, without a broker:

@@ -13,8 +13,8 @@ import {
   type CatalogStores,
   type TransferDoc,
   type ViewDoc,
-} from "../../lib/catalog-stats";
-import { openNedbStore } from "../../lib/nedb-store";
+} from "../../lib/read-models/catalog-stats";
+import { openNedbStore } from "../../lib/store/nedb/nedb-store";
 
 /**
  * A broker of its own for a read model's unit tests, as the Moleculer TypeScript template

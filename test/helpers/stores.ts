@@ -1,4 +1,4 @@
-import type { Doc, Store } from "../../lib/store";
+import type { Doc, Store } from "../../lib/store/store";
 
 /** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
 export function failOnce<T extends Doc, K extends "insert" | "update" | "updateOne" | "remove">(

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import type { ApiClient } from "./http";
-import type { Token } from "../../lib/events";
-import type { TransferRecord } from "../../lib/ledger";
+import type { Token } from "../../lib/events/domain";
+import type { TransferRecord } from "../../lib/tokens/ledger";
 
 /** Token helpers for tests that drive the gateway over HTTP. */
 
-/** What the API answers: the shapes of lib/events.ts and lib/ledger.ts. */
+/** What the API answers: the shapes of lib/events/domain.ts and lib/tokens/ledger.ts. */
 export type TokenBody = Token;
 export type TransferBody = TransferRecord;
 

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AnalyticsSummary } from "../../lib/read-model";
+import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";

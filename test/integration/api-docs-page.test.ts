@@ -1,8 +1,8 @@
 import type { Browser } from "playwright-core";
 import { launchChromium } from "../helpers/browser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/api-routes";
-import { parseAlias } from "../../lib/openapi";
+import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/gateway/api-routes";
+import { parseAlias } from "../../lib/gateway/openapi/document";
 import { ALL_SERVICES, usePlatform } from "../helpers/platform";
 
 /**

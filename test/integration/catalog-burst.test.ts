@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DomainEvent } from "../../lib/events";
-import type { CatalogToken } from "../../lib/read-model";
+import type { DomainEvent } from "../../lib/events/domain";
+import type { CatalogToken } from "../../lib/read-models/read-model";
 import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
-import type { Doc } from "../../lib/store";
+import type { Doc } from "../../lib/store/store";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
 import { waitUntil } from "../helpers/cluster";
 import { startPlatform, type Platform } from "../helpers/platform";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AnalyticsSummary, CatalogToken } from "../../lib/read-model";
+import type { AnalyticsSummary, CatalogToken } from "../../lib/read-models/read-model";
 import type { Service } from "moleculer";
 import type { DbMethods } from "../../mixins/db.mixin";
 import { waitUntil } from "../helpers/cluster";

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DomainEvent } from "../../lib/events";
-import { viewTokenFields, type CatalogToken } from "../../lib/read-model";
+import type { DomainEvent } from "../../lib/events/domain";
+import { viewTokenFields, type CatalogToken } from "../../lib/read-models/read-model";
 import type { Service, ServiceBroker } from "moleculer";
-import type { CatalogViews } from "../../lib/catalog-stats";
+import type { CatalogViews } from "../../lib/read-models/catalog-stats";
 import type { DbMethods } from "../../mixins/db.mixin";
-import type { Doc } from "../../lib/store";
+import type { Doc } from "../../lib/store/store";
 import { TokenScript, sendAll, sendToChannel } from "../helpers/channels";
 import { waitUntil } from "../helpers/cluster";
 import { startPlatform, type Platform } from "../helpers/platform";
@@ -20,7 +20,7 @@ type List = { rows: CatalogToken[]; total: number };
 type ViewDoc = Doc & { pending: string[]; transfers: number };
 /**
  * The catalog's own parts a test reaches into to simulate a crash mid-handler: the
- * service's stores, and its engine's (lib/catalog-stats.ts) steps, which the engine calls
+ * service's stores, and its engine's (lib/read-models/catalog-stats.ts) steps, which the engine calls
  * through itself, so replacing `commitStatsKey` here replaces it there.
  */
 type CatalogInternals = DbMethods & Pick<CatalogViews, "commitStatsKey" | "upgradeStats">;

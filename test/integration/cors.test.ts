@@ -3,7 +3,7 @@ import { rawRequest, registerUser } from "../helpers/http";
 import { startPlatform, usePlatform } from "../helpers/platform";
 
 /**
- * CORS from env (lib/cors.ts): off by default; CORS_ORIGINS names the origins whose pages
+ * CORS from env (lib/gateway/cors.ts): off by default; CORS_ORIGINS names the origins whose pages
  * may call the API; the gateway answers their preflights and refuses other origins.
  */
 
@@ -92,7 +92,7 @@ describe("CORS settings", () => {
     const p = await startPlatform(["api"], { settings: { api: { readyServices: [] } } });
     try {
       const res = await rawRequest(p.baseUrl, preflight(APP));
-      // Answered as any OPTIONS is (lib/options-request.ts), never with CORS headers.
+      // Answered as any OPTIONS is (lib/gateway/options-request.ts), never with CORS headers.
       expect(res.status).toBe(204);
       expect(res.headers.get("allow")).toBe("GET, POST, OPTIONS");
       expect(res.headers.get("access-control-allow-origin")).toBeNull();

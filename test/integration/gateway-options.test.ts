@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { ActionHandler, Context, Middleware, Service } from "moleculer";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/api-routes";
+import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/gateway/api-routes";
 import { rawRequest, type HttpResult } from "../helpers/http";
 import { ALL_SERVICES, usePlatform, useUsers, type Platform } from "../helpers/platform";
 import { balanceOf, createToken, type TokenBody } from "../helpers/tokens";
@@ -107,7 +107,7 @@ describe.each(configs)("OPTIONS with CORS $cors", ({ cors, env }) => {
       file: "x.js",
     };
     const aliases = mountedAliases(p);
-    // Both tables of lib/api-routes.ts, and /health, /ops and the docs besides.
+    // Both tables of lib/gateway/api-routes.ts, and /health, /ops and the docs besides.
     const tables = [LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES].flatMap(t => Object.keys(t));
     const mounted = aliases.map(a => `${a.method} ${a.fullPath}`);
     expect(mounted).toEqual(expect.arrayContaining(tables.map(t => t.replace(" ", " /api/"))));

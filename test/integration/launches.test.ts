@@ -3,9 +3,9 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { allHolders, sumAmounts, uniqueSymbol, type TokenBody } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
-import type { Saga } from "../../lib/saga-log";
-import type { Pool } from "../../lib/liquidity-pools";
-import type { AnalyticsSummary, CatalogToken } from "../../lib/read-model";
+import type { Saga } from "../../lib/sagas/saga-log";
+import type { Pool } from "../../lib/dex/liquidity-pools";
+import type { AnalyticsSummary, CatalogToken } from "../../lib/read-models/read-model";
 import { LAUNCH_COMPLETED, LAUNCH_UNDONE_AT_LIQUIDITY } from "../helpers/launches";
 
 /**

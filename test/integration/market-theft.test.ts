@@ -3,10 +3,9 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
-import { ESCROW_ACCOUNT } from "../../lib/escrow";
-import type { Listing } from "../../lib/market-events";
-import type { Collection, Nft } from "../../lib/nft-events";
-import type { Saga } from "../../lib/saga-log";
+import { ESCROW_ACCOUNT, type Listing } from "../../lib/events/market";
+import type { Collection, Nft } from "../../lib/events/nfts";
+import type { Saga } from "../../lib/sagas/saga-log";
 
 /**
  * The seller who tries to keep both the payment and the NFT: once a purchase has started

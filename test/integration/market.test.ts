@@ -3,15 +3,15 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
-import { MAX_UINT256 } from "../../lib/amount";
-import type { Listing } from "../../lib/market-events";
-import type { Collection, Nft } from "../../lib/nft-events";
-import type { AnalyticsSummary } from "../../lib/read-model";
+import { MAX_UINT256 } from "../../lib/shared/amount";
+import type { Listing } from "../../lib/events/market";
+import type { Collection, Nft } from "../../lib/events/nfts";
+import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 
 /**
  * The marketplace over HTTP (docs/api.md "Marketplace"): the real gateway, users, tokens, nfts,
  * market, sagas and analytics in one process, NeDB in memory. A purchase is a saga
- * (lib/purchase-saga.ts): all or nothing, the royalty floor(price × royaltyBps / 10000)
+ * (lib/sagas/purchase-saga.ts): all or nothing, the royalty floor(price × royaltyBps / 10000)
  * to the collection's owner, the rest to the seller, the NFT to the buyer.
  */
 

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openNedbStore } from "../../lib/nedb-store";
+import { openNedbStore } from "../../lib/store/nedb/nedb-store";
 
 /**
  * What a start finds in a collection's file: a torn last line (a process killed in the

@@ -4,8 +4,8 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { usePlatform, useUsers } from "../helpers/platform";
 import type { ErrorBody } from "../helpers/http";
-import type { Collection, Nft, NftMetadata } from "../../lib/nft-events";
-import { NFT_METADATA_MAX_BYTES } from "../../lib/params";
+import type { Collection, Nft, NftMetadata } from "../../lib/events/nfts";
+import { NFT_METADATA_MAX_BYTES } from "../../lib/shared/params";
 
 /**
  * What a mint costs on disk, NeDB in real files: its NFT and its event carry the metadata,

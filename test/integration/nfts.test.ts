@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { usePlatform, useUsers } from "../helpers/platform";
 import type { ErrorBody, Registered } from "../helpers/http";
 import { waitUntil } from "../helpers/cluster";
-import type { Collection, Nft } from "../../lib/nft-events";
-import type { AnalyticsSummary } from "../../lib/read-model";
+import type { Collection, Nft } from "../../lib/events/nfts";
+import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 
 /**
  * NFTs and collections over HTTP (docs/api.md "NFTs and collections"): the real gateway, users,

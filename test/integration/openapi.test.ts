@@ -5,22 +5,22 @@ import addFormats from "ajv-formats";
 import { Wallet } from "ethers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Method, Operation, PathsWith, RequestArgs } from "../../client";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/api-routes";
+import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/gateway/api-routes";
 import {
-  HEALTH_OPERATIONS,
-  OpenApiMiddleware,
   buildOpenApi,
   parseAlias,
   type ActionInfo,
   type GatewayRoute,
   type OpenApiDocument,
-} from "../../lib/openapi";
+} from "../../lib/gateway/openapi/document";
+import { HEALTH_OPERATIONS } from "../../lib/gateway/openapi/health";
+import { OpenApiMiddleware } from "../../middlewares/openapi.middleware";
 import { DOCS_OPERATIONS } from "../../mixins/openapi.mixin";
 import { ALL_SERVICES, usePlatform } from "../helpers/platform";
 
 /**
  * GET /api/openapi.json against the code: a valid OpenAPI 3.1 document; every alias of the
- * gateway in it with its method; the committed client (client/openapi.json, schema.d.ts) is
+ * gateway in it with its method; the committed client (client/openapi.json, and schema.d.ts made from it) is
  * what the gateway serves now; and a contract test over the whole API: one real request
  * per documented operation, its answer valid against the schema documented for its status.
  */

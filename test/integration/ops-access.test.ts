@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Service } from "moleculer";
-import { signSession } from "../../lib/ops-access";
-import { newSagaDoc, withStep, type SagaDoc } from "../../lib/saga-log";
-import type { Store } from "../../lib/store";
+import { signSession } from "../../lib/gateway/ops/access";
+import { newSagaDoc, withStep, type SagaDoc } from "../../lib/sagas/saga-log";
+import type { Store } from "../../lib/store/store";
 import type { ApiClient } from "../helpers/http";
 import { usePlatform } from "../helpers/platform";
 

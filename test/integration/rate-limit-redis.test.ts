@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { RedisRateLimitStore } from "../../lib/rate-limit";
+import { RedisRateLimitStore } from "../../lib/gateway/rate-limit";
 
 /**
- * The API's rate limit counted in Redis by several gateways (lib/rate-limit.ts): hits go
+ * The API's rate limit counted in Redis by several gateways (lib/gateway/rate-limit.ts): hits go
  * to Redis in batches, and every gateway learns the others' hits at its next sync.
  */
 

@@ -4,9 +4,9 @@ import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DbMixin, type DbThis } from "../../mixins/db.mixin";
-import { DuplicateKeyError, insertAllIfAbsent, type Doc, type Store } from "../../lib/store";
-import { mongoDbName } from "../../lib/mongo-store";
-import { NedbStore } from "../../lib/nedb-store";
+import { DuplicateKeyError, insertAllIfAbsent, type Doc, type Store } from "../../lib/store/store";
+import { mongoDbName } from "../../lib/store/mongo/mongo-store";
+import { NedbStore } from "../../lib/store/nedb/nedb-store";
 
 /**
  * The Store contract every service relies on, run against each backend the env can

@@ -1,11 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { OpenApiMiddleware, type OpenApiDocument } from "../../lib/openapi";
+import type { OpenApiDocument } from "../../lib/gateway/openapi/document";
+import { OpenApiMiddleware } from "../../middlewares/openapi.middleware";
 import { ALL_SERVICES, usePlatform, useUsers } from "../helpers/platform";
 import type { ErrorBody } from "../helpers/http";
 
 /**
  * Every text a person is shown and every URL a page links to, on every route, keeps the
- * rules of lib/text-rules.ts. The walk starts from the OpenAPI document (built from the
+ * rules of lib/shared/text-rules.ts. The walk starts from the OpenAPI document (built from the
  * actions' params): the rules mark their fields with `x-text-rule`, so a field named like
  * text (name, bio, description …) or like a URL (image, website …) without the mark is a
  * field that skips them; and each marked field gets a bidi override, a NUL and (URLs)
@@ -168,7 +169,7 @@ describe("text and URL fields on every route", () => {
     const skipping = fields
       .filter(f => kindByName(f) !== undefined && f.kind !== kindByName(f))
       .map(f => `${f.route} ${label(f.at)}`);
-    expect(skipping, "these fields skip lib/text-rules.ts").toEqual([]);
+    expect(skipping, "these fields skip lib/shared/text-rules.ts").toEqual([]);
     // The walk found the fields the brief names (it walks what the document has).
     const marked = fields.filter(f => f.kind).map(f => `${f.route} ${label(f.at)}`);
     expect(marked).toEqual(

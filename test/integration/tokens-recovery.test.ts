@@ -6,7 +6,7 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser } from "../helpers/http";
 import { waitUntil } from "../helpers/cluster";
 import { balanceOf, createToken, type TransferBody } from "../helpers/tokens";
-import type { Store } from "../../lib/store";
+import type { Store } from "../../lib/store/store";
 
 /**
  * The outbox deletes an event once it is published, so after a restart the journal

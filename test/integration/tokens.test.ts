@@ -11,7 +11,7 @@ import {
   type TokenBody,
   type TransferBody,
 } from "../helpers/tokens";
-import type { DomainEvent, TokenTransferred } from "../../lib/events";
+import type { DomainEvent, TokenTransferred } from "../../lib/events/domain";
 
 const MAX = ((1n << 256n) - 1n).toString();
 const OVER = (1n << 256n).toString();

@@ -7,8 +7,8 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { waitUntil } from "../helpers/cluster";
 import { registerUser } from "../helpers/http";
 import { uniqueSymbol } from "../helpers/tokens";
-import { traceIdHex } from "../../lib/trace-tags";
-import type { Saga } from "../../lib/saga-log";
+import { traceIdHex } from "../../lib/observability/trace-tags";
+import type { Saga } from "../../lib/sagas/saga-log";
 
 /**
  * Secrets stay out of traces: the platform with JAEGER_ENDPOINT pointing at a stand-in

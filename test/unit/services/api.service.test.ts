@@ -2,7 +2,7 @@ import type { AddressInfo } from "node:net";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import ApiService, { type ApiSettings } from "../../../services/api.service";
-import { unauthorized } from "../../../lib/errors";
+import { unauthorized } from "../../../lib/shared/errors";
 import type { TrafficSettings } from "../../../mixins/traffic.mixin";
 
 /**

@@ -3,9 +3,9 @@ import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import TokensService from "../../../services/tokens.service";
 import UsersService from "../../../services/users.service";
-import type { Token } from "../../../lib/events";
-import type { TransferRecord } from "../../../lib/ledger";
-import type { Meta } from "../../../lib/context";
+import type { Token } from "../../../lib/events/domain";
+import type { TransferRecord } from "../../../lib/tokens/ledger";
+import type { Meta } from "../../../lib/shared/context";
 
 /**
  * The tokens service in a broker of its own, as the Moleculer TypeScript template tests

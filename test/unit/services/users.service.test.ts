@@ -4,8 +4,8 @@ import { Wallet } from "ethers";
 import { SiweMessage } from "siwe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import UsersService, { type UsersSettings } from "../../../services/users.service";
-import type { Meta } from "../../../lib/context";
-import type { PublicProfile, User } from "../../../lib/users";
+import type { Meta } from "../../../lib/shared/context";
+import type { PublicProfile, User } from "../../../lib/users/users";
 
 /**
  * The users service in a broker of its own, as the Moleculer TypeScript template tests

@@ -1,0 +1,41 @@
+/**
+ * Events of the marketplace (services/market.service.ts), through its outbox like the NFT
+ * events (lib/events/nfts.ts): the analytics and the metrics count sales.
+ */
+
+export const MARKET_EVENTS = {
+  listed: "market.listed",
+  sold: "market.sold",
+  cancelled: "market.cancelled",
+} as const;
+
+export type ListingState = "active" | "reserved" | "sold" | "cancelled";
+
+export interface Listing {
+  id: string;
+  nftId: string;
+  collectionId: string;
+  sellerId: string;
+  priceTokenId: string;
+  price: string;
+  state: ListingState;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What market.sold and the analytics need of a sale. */
+export interface ListingEvent {
+  listing: Listing;
+  buyerId?: string;
+}
+
+/**
+ * The market's escrow: the account of the tokens ledger where a buyer's money waits while a
+ * purchase is in flight (later: offers and bids). Like a pool's account it is no user's:
+ * readable as any account (its balance, its place among the holders), but only the
+ * services that run sales may move tokens to or from it (mixins/accounts.mixin.ts), so a
+ * seller can never take a buyer's money before the NFT has moved.
+ */
+export const ESCROW_ACCOUNT = "escrow_market";
+
+export const isEscrowAccount = (account: string): boolean => account === ESCROW_ACCOUNT;

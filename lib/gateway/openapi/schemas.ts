@@ -1,0 +1,215 @@
+import { named, type JsonSchema } from "./document";
+
+/**
+ * The shapes the API answers with, as JSON Schema 2020-12 (docs/api.md). Actions name
+ * the one they return in their `openapi.response` (services/*.service.ts); lib/gateway/openapi/document.ts
+ * puts each named one in the document's components once. Objects are closed
+ * (`additionalProperties: false`): the contract test (test/integration/openapi.test.ts)
+ * then fails on a field the server sends and this file does not describe, as well as on
+ * one it describes and the server leaves out.
+ */
+
+export const str: JsonSchema = { type: "string" };
+export const int: JsonSchema = { type: "integer" };
+export const bool: JsonSchema = { type: "boolean" };
+export const dateTime: JsonSchema = { type: "string", format: "date-time" };
+export const nullable = (s: JsonSchema): JsonSchema => ({ anyOf: [s, { type: "null" }] });
+
+/** A decimal string of base units (lib/shared/amount.ts). */
+export const amount: JsonSchema = {
+  type: "string",
+  pattern: "^(0|[1-9][0-9]*)$",
+  description: "decimal digits, base units, 0 … 2^256−1",
+};
+
+/** A closed object: every property required but those listed in `optional`. */
+export function obj(props: Record<string, JsonSchema>, optional: string[] = []): JsonSchema {
+  return {
+    type: "object",
+    properties: props,
+    required: Object.keys(props).filter(k => !optional.includes(k)),
+    additionalProperties: false,
+  };
+}
+
+/** `{ rows: [...], total }` of a list (docs/api.md "Lists"). */
+export const page = (row: JsonSchema): JsonSchema =>
+  obj({ rows: { type: "array", items: row }, total: int });
+
+export const Wallet = named("Wallet", obj({ address: str, chainId: int, linkedAt: dateTime }));
+
+const userProps = {
+  id: str,
+  email: str,
+  displayName: str,
+  bio: str,
+  avatarUrl: nullable(str),
+  wallets: { type: "array", items: Wallet },
+  createdAt: dateTime,
+};
+export const User = named("User", obj(userProps));
+const { email: _email, ...profileProps } = userProps;
+export const PublicProfile = named("PublicProfile", obj(profileProps));
+export const Session = named("Session", obj({ user: User, token: str }));
+export const WalletChallenge = named(
+  "WalletChallenge",
+  obj({ message: str, nonce: str, expiresAt: dateTime }),
+);
+
+export const TokenMetadata = named(
+  "TokenMetadata",
+  obj({ description: str, imageUrl: str, website: str }, ["description", "imageUrl", "website"]),
+);
+const tokenProps = {
+  id: str,
+  name: str,
+  symbol: str,
+  decimals: int,
+  totalSupply: amount,
+  creatorId: str,
+  metadata: TokenMetadata,
+  createdAt: dateTime,
+};
+export const Token = named("Token", obj(tokenProps));
+/** A token of the catalog (the read model); catalog v2 adds `catalogVersion: 2`. */
+export const CatalogToken = named(
+  "CatalogToken",
+  obj(
+    {
+      ...tokenProps,
+      featured: bool,
+      stats: obj({ holders: int, transfers: int }),
+      catalogVersion: int,
+    },
+    ["catalogVersion"],
+  ),
+);
+export const CatalogPage = named(
+  "CatalogPage",
+  obj({ rows: { type: "array", items: CatalogToken }, total: int, catalogVersion: int }, [
+    "catalogVersion",
+  ]),
+);
+export const Transfer = named(
+  "Transfer",
+  obj({ id: str, tokenId: str, from: str, to: str, amount, createdAt: dateTime }),
+);
+export const Balance = named("Balance", obj({ tokenId: str, account: str, amount }));
+export const Holder = named("Holder", obj({ account: str, amount }));
+export const Allowance = named(
+  "Allowance",
+  obj({ tokenId: str, owner: str, spender: str, amount }),
+);
+export const AllowanceAmount = named("AllowanceAmount", obj({ amount }));
+export const MyBalance = named("MyBalance", obj({ tokenId: str, symbol: str, amount }));
+
+export const Pool = named(
+  "Pool",
+  obj({ tokenId: str, account: str, reserve: amount, providerId: str }),
+);
+
+const sagaError = obj({ type: str, message: str });
+export const Saga = named(
+  "Saga",
+  obj(
+    {
+      id: str,
+      type: str,
+      state: { enum: ["running", "completed", "compensating", "compensated", "failed"] },
+      steps: {
+        type: "array",
+        items: obj(
+          {
+            name: str,
+            state: {
+              enum: [
+                "pending",
+                "running",
+                "done",
+                "failed",
+                "compensating",
+                "compensated",
+                "compensation-failed",
+              ],
+            },
+            result: {},
+            error: sagaError,
+          },
+          ["result", "error"],
+        ),
+      },
+      result: {},
+      error: obj({ step: str, type: str, message: str }),
+      createdAt: dateTime,
+      updatedAt: dateTime,
+    },
+    ["result", "error"],
+  ),
+);
+
+export const Collection = named(
+  "Collection",
+  obj({
+    id: str,
+    name: str,
+    symbol: str,
+    ownerId: str,
+    maxSupply: nullable(int),
+    royaltyBps: int,
+    minted: int,
+    createdAt: dateTime,
+  }),
+);
+export const Nft = named(
+  "Nft",
+  obj({
+    id: str,
+    collectionId: str,
+    serial: int,
+    ownerId: str,
+    approved: nullable(str),
+    metadata: obj(
+      {
+        name: str,
+        description: str,
+        image: str,
+        attributes: {
+          type: "array",
+          items: obj({ trait_type: str, value: { anyOf: [str, { type: "number" }] } }),
+        },
+      },
+      ["description", "image", "attributes"],
+    ),
+    mintedAt: dateTime,
+  }),
+);
+export const Listing = named(
+  "Listing",
+  obj({
+    id: str,
+    nftId: str,
+    collectionId: str,
+    sellerId: str,
+    priceTokenId: str,
+    price: amount,
+    state: { enum: ["active", "reserved", "sold", "cancelled"] },
+    createdAt: dateTime,
+    updatedAt: dateTime,
+  }),
+);
+export const Purchase = named("Purchase", obj({ listing: Listing, sagaId: str }));
+
+const counts = (keys: string[]) => obj(Object.fromEntries(keys.map(k => [k, int])));
+const volumes: JsonSchema = { type: "object", additionalProperties: amount };
+export const AnalyticsSummary = named(
+  "AnalyticsSummary",
+  obj({
+    tokens: int,
+    transfers: int,
+    nftsMinted: int,
+    sales: int,
+    launches: counts(["completed", "compensated", "failed"]),
+    volumeByToken: volumes,
+    salesVolumeByToken: volumes,
+  }),
+);

@@ -1,0 +1,187 @@
+import { parseAmount } from "../shared/amount";
+import { ESCROW_ACCOUNT, type Listing } from "../events/market";
+import type { Collection, Nft } from "../events/nfts";
+import type { SagaDefinition, StepInput } from "./saga-definition";
+
+/**
+ * The NFT purchase of docs/api.md as a saga (lib/sagas/saga-engine.ts), all or nothing:
+ *
+ *   reserve the listing (active → reserved, a compare-and-set: of two buyers one wins)
+ *   → hold the NFT for this sale (its seller can no longer move or approve it)
+ *   → move the price from the buyer into the market's escrow (lib/market/escrow.ts)
+ *   → move the NFT from the seller to the buyer (still held)
+ *   ─ past this point the sale is done and only goes forward ─
+ *   → pay the seller price − royalty from escrow → pay the royalty from escrow
+ *   → mark the listing sold → let go of the NFT.
+ *
+ * The buyer's money never sits where the seller can take it before the NFT is the
+ * buyer's, and nothing is ever taken back from a seller: when a step before the move
+ * fails, the finished ones are undone last first (the NFT back to the seller, the escrow
+ * back to the buyer, the hold let go, the listing active again), each of which cannot
+ * fail for lack of funds or ownership. Each call is idempotent by its step's key (tokens
+ * and nfts scope keys by the calling service); an undo whose step's outcome is unknown
+ * replays the step with its key first, so it only ever moves back what was moved. A
+ * payment of 0 (no royalty; a royalty of 100 %) is skipped rather than recorded.
+ */
+
+export interface PurchaseInput {
+  listingId: string;
+  nftId: string;
+  sellerId: string;
+  buyerId: string;
+  /** The price token and the two parts of the price, decimal strings of base units. */
+  tokenId: string;
+  price: string;
+  royalty: string;
+  /** The collection's owner, who receives the royalty. */
+  royaltyTo: string;
+}
+
+export interface PurchaseResult {
+  listing: Listing;
+  nft: Nft;
+}
+
+export const PURCHASE = "purchase";
+
+/** The purchase of `listing` by `buyerId`, the royalty by the collection's terms. */
+export function purchaseInput(
+  listing: Listing,
+  buyerId: string,
+  collection: Pick<Collection, "royaltyBps" | "ownerId">,
+): PurchaseInput {
+  return {
+    listingId: listing.id,
+    nftId: listing.nftId,
+    sellerId: listing.sellerId,
+    buyerId,
+    tokenId: listing.priceTokenId,
+    price: listing.price,
+    royalty: royaltyOf(listing.price, collection.royaltyBps),
+    royaltyTo: collection.ownerId,
+  };
+}
+
+/** floor(price × royaltyBps / 10000): BigInt division truncates, i.e. floors, for these. */
+export function royaltyOf(price: string, royaltyBps: number): string {
+  return ((parseAmount(price) * BigInt(royaltyBps)) / 10_000n).toString(10);
+}
+
+/** What the seller receives: the price less the royalty. */
+export const sellerShare = (i: PurchaseInput): string =>
+  (parseAmount(i.price) - parseAmount(i.royalty)).toString(10);
+
+type S = StepInput<PurchaseInput>;
+
+/** A payout from escrow once the NFT has moved: forward only, it cannot lack the funds. */
+function payout(
+  name: string,
+  to: (i: PurchaseInput) => string,
+  amount: (i: PurchaseInput) => string,
+) {
+  return {
+    name,
+    action: "tokens.transferInternal",
+    forwardOnly: true,
+    skip: (s: S) => amount(s.input) === "0",
+    params: (s: S) => ({
+      tokenId: s.input.tokenId,
+      from: ESCROW_ACCOUNT,
+      to: to(s.input),
+      amount: amount(s.input),
+      idempotencyKey: s.key,
+    }),
+  };
+}
+
+export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
+  type: PURCHASE,
+  steps: [
+    {
+      name: "reserve",
+      action: "market.reserve",
+      params: s => ({ id: s.input.listingId, sagaId: s.sagaId, buyerId: s.input.buyerId }),
+      compensate: {
+        action: "market.release",
+        // Harmless when it never reserved: only this saga's reservation is released.
+        params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
+      },
+    },
+    {
+      name: "holdNft",
+      action: "nfts.lock",
+      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.sagaId }),
+      compensate: {
+        action: "nfts.unlock",
+        // Harmless when it never held it: only this sale's hold is let go.
+        params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+      },
+    },
+    {
+      name: "escrow",
+      action: "tokens.transferInternal",
+      params: s => ({
+        tokenId: s.input.tokenId,
+        from: s.input.buyerId,
+        to: ESCROW_ACCOUNT,
+        amount: s.input.price,
+        idempotencyKey: s.key,
+      }),
+      compensate: {
+        action: "tokens.transferInternal",
+        params: s => ({
+          tokenId: s.input.tokenId,
+          from: ESCROW_ACCOUNT,
+          to: s.input.buyerId,
+          amount: s.input.price,
+          idempotencyKey: s.key,
+        }),
+        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
+        needsResult: true,
+      },
+    },
+    {
+      name: "moveNft",
+      action: "nfts.transferFrom",
+      params: s => ({
+        id: s.input.nftId,
+        from: s.input.sellerId,
+        to: s.input.buyerId,
+        lock: s.sagaId,
+        idempotencyKey: s.key,
+      }),
+      compensate: {
+        action: "nfts.transferFrom",
+        // Still held by this sale: the buyer cannot have moved it meanwhile.
+        params: s => ({
+          id: s.input.nftId,
+          from: s.input.buyerId,
+          to: s.input.sellerId,
+          lock: s.sagaId,
+          idempotencyKey: s.key,
+        }),
+        // Unknown whether it moved: the same call again tells (a 409 now: it never did).
+        needsResult: true,
+      },
+    },
+    payout("paySeller", i => i.sellerId, sellerShare),
+    payout(
+      "payRoyalty",
+      i => i.royaltyTo,
+      i => i.royalty,
+    ),
+    {
+      name: "markSold",
+      action: "market.sell",
+      forwardOnly: true,
+      params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
+    },
+    {
+      name: "releaseNft",
+      action: "nfts.unlock",
+      forwardOnly: true,
+      params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+    },
+  ],
+  result: (r): PurchaseResult => ({ listing: r.markSold as Listing, nft: r.releaseNft as Nft }),
+};
