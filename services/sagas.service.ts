@@ -7,7 +7,7 @@ import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import { envInt } from "../lib/shared/env";
-import { notFound } from "../lib/shared/errors";
+import { notFound, validationError } from "../lib/shared/errors";
 import { newId } from "../lib/shared/ids";
 import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/sagas/launch-saga";
 import { fingerprint } from "../lib/tokens/ledger";
@@ -204,6 +204,9 @@ const SagasService: ServiceSchema<
       },
       async handler(ctx: Context<PurchaseParams>): Promise<Saga> {
         const { input, key } = ctx.params;
+        // Its payouts only go forward once the NFT moved: a share below 0 could never be paid.
+        if (BigInt(input.royalty) > BigInt(input.price))
+          throw validationError("input.royalty", "must not exceed the price");
         const print = fingerprint([JSON.stringify(input)]);
         const started = await this.engine.start(PURCHASE, input.buyerId, key, print, input);
         return toSaga((await this.engine.wait(started._id, this.settings.waitMs)) ?? started);

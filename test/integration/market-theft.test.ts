@@ -173,6 +173,22 @@ describe("a seller who moves the NFT and their money away during a sale", () => 
     expect(held.reduce((a, b) => a + b, 0n)).toBe(PRICE * BigInt(RUNS));
   });
 
+  it("refuses to start a purchase whose royalty exceeds its price (its payouts could never be paid)", async () => {
+    const input = {
+      listingId: "lst_x",
+      nftId: "nft_x_1",
+      sellerId: seller.id,
+      buyerId: buyer.id,
+      tokenId,
+      price: "10",
+      royalty: "11",
+      royaltyTo: seller.id,
+    };
+    await expect(
+      p.broker.call("sagas.purchase", { input, key: "buy:royalty-over-price" }),
+    ).rejects.toMatchObject({ code: 400, data: [{ field: "input.royalty" }] });
+  });
+
   it("the escrow is no account a user can pay to or name", async () => {
     const res = await p.client.post(
       `/api/tokens/${tokenId}/transfers`,
