@@ -41,6 +41,35 @@ export const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 
 /**
+ * A closed loop: `loops` callers, each calling again as soon as its call ends, for
+ * `seconds`. Every call's time (ms, sorted), the seconds taken, and how many calls
+ * answered false or threw.
+ */
+export async function closedLoop(
+  loops: number,
+  seconds: number,
+  call: () => Promise<boolean>,
+): Promise<{ times: number[]; elapsed: number; errors: number }> {
+  const times: number[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        const good = await call().catch(() => false);
+        times.push(performance.now() - t);
+        if (!good) errors++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  times.sort((a, b) => a - b);
+  return { times, elapsed, errors };
+}
+
+/**
  * Resolves once the gateway at `base` answers /health/ready with 200; throws when
  * `dead()` says the platform's process exited, or after `timeoutMs`.
  */

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { percentile } from "./common";
+import { closedLoop, percentile } from "./common";
 import { removeDir, spawnChild, tempDir } from "./procs";
 
 /**
@@ -166,23 +166,14 @@ export async function nodeLoad(target: LoadTarget, seconds: number): Promise<Loa
       req.on("error", reject);
       req.end(target.body);
     });
-  const latencies: number[] = [];
-  let errors = 0;
-  const t0 = performance.now();
-  const deadline = t0 + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      while (performance.now() < deadline) {
-        const t = performance.now();
-        const status = await once().catch(() => 0);
-        latencies.push(performance.now() - t);
-        if (status < 200 || status >= 400) errors++;
-      }
-    }),
+  const {
+    times: latencies,
+    elapsed,
+    errors,
+  } = await closedLoop(CONNECTIONS, seconds, () =>
+    once().then(status => status >= 200 && status < 400),
   );
-  const elapsed = (performance.now() - t0) / 1000;
   agent.destroy();
-  latencies.sort((a, b) => a - b);
   return {
     tool: "node",
     requests: latencies.length,

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
-import { NATS_URL, percentile } from "./common";
+import { NATS_URL, closedLoop, percentile } from "./common";
 import { SECONDS } from "./load";
 import { cleanup, spawnChild, waitLine } from "./procs";
 import { report, runMain, type Row } from "./report";
@@ -46,20 +46,7 @@ async function sequential(call: () => Promise<unknown>, n: number): Promise<Figu
 
 /** IN_FLIGHT loops calling for `seconds`. */
 async function flood(call: () => Promise<unknown>, seconds: number): Promise<Figures> {
-  const times: number[] = [];
-  const t0 = performance.now();
-  const deadline = t0 + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (performance.now() < deadline) {
-        const t = performance.now();
-        await call();
-        times.push(performance.now() - t);
-      }
-    }),
-  );
-  const elapsed = (performance.now() - t0) / 1000;
-  times.sort((a, b) => a - b);
+  const { times, elapsed } = await closedLoop(IN_FLIGHT, seconds, () => call().then(() => true));
   return {
     rate: times.length / elapsed,
     p50: percentile(times, 0.5),

@@ -53,27 +53,35 @@ export function NearCacheMiddleware(): Middleware {
       return (name, params, opts) => {
         if (!active) return next(name, params, opts);
         const action = typeof name === "string" ? name : name?.action?.name;
+        // A hit answers at once; a miss asks and keeps the answer unless a change came meanwhile.
+        const through = (
+          get: (key: string) => unknown,
+          keep: (key: string, value: unknown, began: number) => void,
+          key: string,
+        ): Promise<unknown> => {
+          const hit = get(key);
+          if (hit !== undefined) return Promise.resolve(hit);
+          const began = cache.begin();
+          return next(name, params, opts).then(res => {
+            keep(key, res, began);
+            return res;
+          });
+        };
         if (action === "catalog.get") {
           const id = (params as { id?: unknown } | undefined)?.id;
           if (typeof id !== "string") return next(name, params, opts);
-          const hit = cache.getToken(id);
-          if (hit !== undefined) return Promise.resolve(hit);
-          const began = cache.begin();
-          return next(name, params, opts).then(res => {
-            cache.storeToken(id, res, began);
-            return res;
-          });
+          return through(
+            k => cache.getToken(k),
+            (k, v, b) => cache.storeToken(k, v, b),
+            id,
+          );
         }
-        if (action === "catalog.list") {
-          const key = JSON.stringify(params ?? {});
-          const hit = cache.getList(key);
-          if (hit !== undefined) return Promise.resolve(hit);
-          const began = cache.begin();
-          return next(name, params, opts).then(res => {
-            cache.storeList(key, res, began);
-            return res;
-          });
-        }
+        if (action === "catalog.list")
+          return through(
+            k => cache.getList(k),
+            (k, v, b) => cache.storeList(k, v, b),
+            JSON.stringify(params ?? {}),
+          );
         return next(name, params, opts);
       };
     },

@@ -1,4 +1,5 @@
-import { request as httpRequest } from "node:http";
+import { createServer, request as httpRequest, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { MintmeshClient } from "../../client";
 
 /**
@@ -124,4 +125,34 @@ export function rawRequest(baseUrl: string, req: RawRequest): Promise<HttpResult
     out.on("error", reject);
     out.end(req.body);
   });
+}
+
+/** What a stand-in receiver (a trace collector, a webhook endpoint) was sent. */
+export interface Received {
+  url: string;
+  type: string;
+  /** The body as UTF-8 text, and as the bytes sent (Thrift, say). */
+  body: string;
+  raw: Buffer;
+}
+
+/**
+ * A stand-in HTTP receiver on a free loopback port: `onPost` sees each request's whole
+ * body and answers it. Resolves to the server and its base URL.
+ */
+export async function startReceiver(
+  onPost: (got: Received, res: ServerResponse) => void,
+): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const raw = Buffer.concat(chunks);
+      const type = req.headers["content-type"] ?? "";
+      onPost({ url: req.url ?? "", type, body: raw.toString("utf8"), raw }, res);
+    });
+  });
+  await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}` };
 }

@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from "vitest";
 import {
   ServiceBroker,
   type BrokerOptions,
@@ -29,13 +30,20 @@ export function testBroker(options: BrokerOptions = {}): ServiceBroker {
   });
 }
 
-/** `schema` with other settings, as a deployment (or a test) gives them: merged over its own. */
-export function createWithSettings<S extends ServiceSettingSchema, M, V>(
-  broker: ServiceBroker,
+/**
+ * `schema` with other settings, as a deployment (or a test) gives them: merged over its
+ * own, on a testBroker of its own (with `options`) that runs for the enclosing describe.
+ */
+export function withSettings<S extends ServiceSettingSchema, M, V>(
   schema: ServiceSchema<S, M, V>,
   settings: Partial<S>,
-): Service {
-  return broker.createService({ name: schema.name, mixins: [defineMixin(schema)], settings });
+  options: BrokerOptions = {},
+): { broker: ServiceBroker; svc: Service } {
+  const broker = testBroker(options);
+  const svc = broker.createService({ name: schema.name, mixins: [defineMixin(schema)], settings });
+  beforeAll(() => broker.start());
+  afterAll(() => broker.stop());
+  return { broker, svc };
 }
 
 /**

@@ -356,13 +356,15 @@ describe("the contract: every documented route answers as documented", () => {
       }),
       200,
     );
-    const listing = ok(
-      await call("post", "/api/market/listings", {
-        token: ann.token,
-        body: { nftId: n1.id, priceTokenId: id, price: "1000" },
-      }),
-      201,
-    ).body;
+    const list = async (nftId: string, price: string) =>
+      ok(
+        await call("post", "/api/market/listings", {
+          token: ann.token,
+          body: { nftId, priceTokenId: id, price },
+        }),
+        201,
+      ).body;
+    const listing = await list(n1.id, "1000");
     ok(await call("get", "/api/market/listings", { query: { state: "active" } }), 200);
     ok(await call("get", "/api/market/listings/{id}", { path: { id: listing.id } }), 200);
     const bought = await call("post", "/api/market/listings/{id}/buy", {
@@ -380,13 +382,7 @@ describe("the contract: every documented route answers as documented", () => {
       ),
       200,
     );
-    const other = ok(
-      await call("post", "/api/market/listings", {
-        token: ann.token,
-        body: { nftId: n3.id, priceTokenId: id, price: "7" },
-      }),
-      201,
-    ).body;
+    const other = await list(n3.id, "7");
     ok(
       await call("delete", "/api/market/listings/{id}", {
         token: ann.token,

@@ -387,17 +387,11 @@ describe("tokens over HTTP", () => {
     };
 
     it("sets (not adds) an allowance and answers 200", async () => {
-      const path = `/api/tokens/${token.id}/approvals`;
-      const first = await post(path, { spender: bob.id, amount: "50" }, alice);
+      const first = await approve(alice, bob.id, "50");
       expect(first.status).toBe(200);
-      expect(first.body).toEqual({
-        tokenId: token.id,
-        owner: alice.id,
-        spender: bob.id,
-        amount: "50",
-      });
-      const second = await post(path, { spender: bob.id, amount: "30" }, alice);
-      expect(second.status).toBe(200);
+      const owner = alice.id;
+      expect(first.body).toEqual({ tokenId: token.id, owner, spender: bob.id, amount: "50" });
+      expect((await approve(alice, bob.id, "30")).status).toBe(200);
       expect(await allowance(alice.id, bob.id)).toEqual({ amount: "30" });
       expect(await allowance(bob.id, alice.id)).toEqual({ amount: "0" });
       expect(await allowance("usr_nobody", alice.id)).toEqual({ amount: "0" });

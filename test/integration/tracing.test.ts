@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
 import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { waitUntil } from "../helpers/cluster";
-import { registerUser } from "../helpers/http";
+import { registerUser, startReceiver } from "../helpers/http";
 import { uniqueSymbol } from "../helpers/tokens";
 import { traceIdHex } from "../../lib/observability/trace-tags";
 import type { Saga } from "../../lib/sagas/saga-log";
@@ -18,24 +17,19 @@ import type { Saga } from "../../lib/sagas/saga-log";
 
 describe("traces sent to Jaeger", () => {
   const received: Buffer[] = [];
-  let collector: http.Server;
+  let collector: Server;
   let p: Platform;
   const all = () => Buffer.concat(received);
   const has = (text: string) => all().includes(Buffer.from(text, "utf8"));
 
   beforeAll(async () => {
-    collector = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        received.push(Buffer.concat(chunks));
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>(resolve => collector.listen(0, "127.0.0.1", resolve));
-    const { port } = collector.address() as AddressInfo;
+    let url: string;
+    ({ server: collector, url } = await startReceiver((got, res) => {
+      received.push(got.raw);
+      res.writeHead(202).end();
+    }));
     p = await startPlatform(["api", "users"], {
-      env: { JAEGER_ENDPOINT: `http://127.0.0.1:${port}/api/traces` },
+      env: { JAEGER_ENDPOINT: `${url}/api/traces` },
       settings: { api: { readyServices: ["users"], rateLimits: { max: 0, loginMax: 0 } } },
     });
   });
@@ -114,28 +108,26 @@ interface OtlpSpan {
  * the saga id), each step's call hangs under its step, and the outbox's publishes and the
  * read models' handlers of the request's events are in the request's trace.
  */
+/** The spans of one OTLP/HTTP JSON export. */
+const otlpSpans = (body: string): OtlpSpan[] =>
+  (
+    JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }
+  ).resourceSpans.flatMap(r => r.scopeSpans.flatMap(x => x.spans));
+
 describe("saga steps and outbox publishes in traces (OTLP)", () => {
-  const spans: OtlpSpan[] = [];
-  let collector: http.Server;
   let p: Platform;
+  let collector: Server;
+  const spans: OtlpSpan[] = [];
 
   beforeAll(async () => {
-    collector = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (c: Buffer) => (body += c.toString()));
-      req.on("end", () => {
-        const parsed = JSON.parse(body) as {
-          resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
-        };
-        spans.push(...parsed.resourceSpans.flatMap(r => r.scopeSpans.flatMap(x => x.spans)));
-        res.writeHead(200).end("{}");
-      });
-    });
-    await new Promise<void>(resolve => collector.listen(0, "127.0.0.1", resolve));
-    const { port } = collector.address() as AddressInfo;
+    let url: string;
+    ({ server: collector, url } = await startReceiver(({ body }, res) => {
+      spans.push(...otlpSpans(body));
+      res.writeHead(200).end("{}");
+    }));
     p = await startPlatform(["api", "users", "tokens", "dex", "marketing", "sagas", "catalog"], {
       env: {
-        OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+        OTLP_ENDPOINT: url,
         READY_SERVICES: "users,tokens,dex,marketing,sagas",
         RATE_LIMIT_MAX: "0",
       },

@@ -59,6 +59,18 @@ async function linkWallet(p: Platform, user: Registered, wallet: BaseWallet, cha
   return res.body;
 }
 
+/** `user` has no wallet linked. */
+async function expectNoWallet(p: Platform, user: Registered) {
+  const me = await p.client.get<UserBody>("/api/users/me", { token: user.token });
+  expect(me.body.wallets).toEqual([]);
+}
+
+/** A refused link: 401 UNAUTHORIZED. */
+function expectRefused(res: { status: number; text: string; body: ErrorBody }) {
+  expect(res.status, res.text).toBe(401);
+  expect(res.body.error.type).toBe("UNAUTHORIZED");
+}
+
 const unlink = (p: Platform, user: Registered, address: string) =>
   p.client.delete<UserBody & ErrorBody>(`/api/users/me/wallets/${address}`, {
     token: user.token,
@@ -200,8 +212,7 @@ describe("wallets: link by signed message, unlink, resolve", () => {
       const c = await signedChallenge(p, u, wallet);
       expect((await link(p, u, c.message, c.signature)).status).toBe(201);
       const again = await link(p, u, c.message, c.signature);
-      expect(again.status).toBe(401);
-      expect(again.body.error.type).toBe("UNAUTHORIZED");
+      expectRefused(again);
       expect(again.body.error.message).toMatch(/used/i);
     });
 
@@ -210,11 +221,8 @@ describe("wallets: link by signed message, unlink, resolve", () => {
       const mallory = await registerUser(p.client, "mallory");
       const wallet = Wallet.createRandom();
       const c = await signedChallenge(p, alice, wallet);
-      const stolen = await link(p, mallory, c.message, c.signature);
-      expect(stolen.status).toBe(401);
-      expect(stolen.body.error.type).toBe("UNAUTHORIZED");
-      const me = await p.client.get<UserBody>("/api/users/me", { token: mallory.token });
-      expect(me.body.wallets).toEqual([]);
+      expectRefused(await link(p, mallory, c.message, c.signature));
+      await expectNoWallet(p, mallory);
       expect((await link(p, alice, c.message, c.signature)).status).toBe(201);
     });
 
@@ -255,12 +263,9 @@ describe("wallets: link by signed message, unlink, resolve", () => {
         flipped,
         await Wallet.createRandom().signMessage(c.message),
       ]) {
-        const res = await link(p, u, c.message, signature);
-        expect(res.status, signature).toBe(401);
-        expect(res.body.error.type).toBe("UNAUTHORIZED");
+        expectRefused(await link(p, u, c.message, signature));
       }
-      const me = await p.client.get<UserBody>("/api/users/me", { token: u.token });
-      expect(me.body.wallets).toEqual([]);
+      await expectNoWallet(p, u);
       expect((await link(p, u, c.message, c.signature)).status).toBe(201);
     });
 
@@ -284,8 +289,7 @@ describe("wallets: link by signed message, unlink, resolve", () => {
       const res = await link(p, bob, c.message, c.signature);
       expect(res.status).toBe(409);
       expect(res.body.error.type).toBe("CONFLICT");
-      const me = await p.client.get<UserBody>("/api/users/me", { token: bob.token });
-      expect(me.body.wallets).toEqual([]);
+      await expectNoWallet(p, bob);
     });
 
     it("links the same address to the same user again without a second entry", async () => {
@@ -484,11 +488,9 @@ describe("wallets: an expired challenge", () => {
     expect(Date.parse(c.expiresAt) - Date.now()).toBeLessThanOrEqual(300);
     await new Promise(resolve => setTimeout(resolve, 400));
     const res = await link(p, u, c.message, c.signature);
-    expect(res.status).toBe(401);
-    expect(res.body.error.type).toBe("UNAUTHORIZED");
+    expectRefused(res);
     expect(res.body.error.message).toMatch(/expired/i);
-    const me = await p.client.get<UserBody>("/api/users/me", { token: u.token });
-    expect(me.body.wallets).toEqual([]);
+    await expectNoWallet(p, u);
   });
 
   it("still links within the expiry", async () => {

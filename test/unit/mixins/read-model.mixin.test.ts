@@ -11,7 +11,7 @@ import {
   type ReadModelSettings,
 } from "../../../mixins/read-model.mixin";
 import { waitUntil } from "../../helpers/cluster";
-import { createWithSettings, inFlightOf, testBroker } from "../../helpers/read-models";
+import { withSettings, inFlightOf, testBroker } from "../../helpers/read-models";
 
 /**
  * The read-model consumer mixin in a broker of its own, on the in-memory ("Fake")
@@ -181,12 +181,9 @@ describe("ReadModelMixin", () => {
 });
 
 describe("ReadModelMixin settings", () => {
-  const broker = testBroker();
-  createWithSettings(broker, Model, {
+  const { broker } = withSettings(Model, {
     readModel: { group: "elsewhere", maxInFlight: { "things.moved": 3 } },
   });
-  beforeAll(() => broker.start());
-  afterAll(() => broker.stop());
 
   it("takes the group and in-flight counts from the settings the service was given", () => {
     expect(inFlightOf(broker, "model", "things.made", "models")).toBeUndefined();

@@ -9,7 +9,7 @@ import type { Meta } from "../../../lib/shared/context";
 import type { DbMethods } from "../../../mixins/db.mixin";
 import { TokenScript, sendAll } from "../../helpers/channels";
 import { waitUntil } from "../../helpers/cluster";
-import { createWithSettings, inFlightOf, testBroker } from "../../helpers/read-models";
+import { withSettings, inFlightOf, testBroker } from "../../helpers/read-models";
 import { analyticsSummary } from "../../helpers/analytics";
 
 /**
@@ -72,13 +72,10 @@ describe("analytics service", () => {
 });
 
 describe("analytics service settings", () => {
-  const broker = testBroker();
-  const svc = createWithSettings(broker, AnalyticsService, {
+  const { broker, svc } = withSettings(AnalyticsService, {
     cacheTtl: 0,
     readModel: { group: "stats-b", maxInFlight: { "tokens.created": 4 } },
   });
-  beforeAll(() => broker.start());
-  afterAll(() => broker.stop());
 
   it("consumes in the group and with the in-flight counts of its settings", () => {
     expect(inFlightOf(broker, "analytics", "tokens.created", "stats-b")).toBe(4);

@@ -8,7 +8,7 @@ import type { CatalogToken } from "../../../lib/read-models/read-model";
 import type { Meta } from "../../../lib/shared/context";
 import { TokenScript, sendAll } from "../../helpers/channels";
 import { waitUntil } from "../../helpers/cluster";
-import { createWithSettings, inFlightOf, testBroker } from "../../helpers/read-models";
+import { withSettings, inFlightOf, testBroker } from "../../helpers/read-models";
 
 /**
  * The catalog service in a broker of its own, as the Moleculer TypeScript template tests
@@ -141,14 +141,15 @@ describe("catalog service", () => {
 });
 
 describe("catalog service settings", () => {
-  const broker = testBroker({ cacher: "Memory" });
-  const svc = createWithSettings(broker, CatalogService, {
-    featuredMinHolders: 1,
-    cacheTtl: 5,
-    readModel: { group: "catalog-b", maxInFlight: { "tokens.transferred": 9 } },
-  });
-  beforeAll(() => broker.start());
-  afterAll(() => broker.stop());
+  const { broker, svc } = withSettings(
+    CatalogService,
+    {
+      featuredMinHolders: 1,
+      cacheTtl: 5,
+      readModel: { group: "catalog-b", maxInFlight: { "tokens.transferred": 9 } },
+    },
+    { cacher: "Memory" },
+  );
 
   it("consumes in the group and with the in-flight count of its settings", () => {
     expect(inFlightOf(broker, "catalog", "tokens.transferred", "catalog-b")).toBe(9);

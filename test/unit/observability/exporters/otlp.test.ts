@@ -1,5 +1,4 @@
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
 import { ServiceBroker, type Context } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OtlpExporter } from "../../../../lib/observability/exporters/otlp";
@@ -8,6 +7,7 @@ import {
   traceIdHex,
   traceTags,
 } from "../../../../lib/observability/trace-tags";
+import { startReceiver, type Received } from "../../../helpers/http";
 
 /**
  * lib/observability/exporters/otlp.ts against a stand-in OTLP/HTTP collector on loopback: a broker with the
@@ -41,21 +41,16 @@ const attr = (kvs: KeyValue[], key: string) => {
 };
 
 describe("OTLP exporter", () => {
-  const posts: Array<{ url: string; type: string; body: string }> = [];
-  let collector: http.Server;
+  const posts: Received[] = [];
+  let collector: Server;
   let broker: ServiceBroker;
 
   beforeAll(async () => {
-    collector = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (c: Buffer) => (body += c.toString()));
-      req.on("end", () => {
-        posts.push({ url: req.url ?? "", type: req.headers["content-type"] ?? "", body });
-        res.writeHead(200, { "content-type": "application/json" }).end("{}");
-      });
-    });
-    await new Promise<void>(resolve => collector.listen(0, "127.0.0.1", resolve));
-    const { port } = collector.address() as AddressInfo;
+    let url: string;
+    ({ server: collector, url } = await startReceiver((got, res) => {
+      posts.push(got);
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    }));
     broker = new ServiceBroker({
       logger: false,
       nodeID: "otlp-node",
@@ -63,9 +58,7 @@ describe("OTLP exporter", () => {
         enabled: true,
         tags: { action: traceTags },
         errorFields: TRACE_ERROR_FIELDS,
-        exporter: [
-          new OtlpExporter({ endpoint: `http://127.0.0.1:${port}/`, flushIntervalMs: 100 }),
-        ] as never,
+        exporter: [new OtlpExporter({ endpoint: `${url}/`, flushIntervalMs: 100 })] as never,
       },
     });
     broker.createService({
