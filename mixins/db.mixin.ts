@@ -2,26 +2,35 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { envBool, envStr } from "../lib/shared/env";
-import { lockDataDir } from "../lib/store/nedb/data-dir-lock";
-import { openMongoStore } from "../lib/store/mongo/mongo-store";
+import { lockDataDir } from "../lib/store/data-dir-lock";
+import { openMongoDatabase } from "../lib/store/mongo/mongo-store";
+import { NedbDatabase } from "../lib/store/nedb/nedb-database";
 import { openNedbStore } from "../lib/store/nedb/nedb-store";
-import type { CollectionSpec, Doc, Store } from "../lib/store/store";
+import { SqliteDatabase, sqliteFile } from "../lib/store/sqlite/sqlite-database";
+import type { CollectionSpec, Database, Doc, Store } from "../lib/store/store";
 import { defineMixin } from "./define";
 
 /**
  * Storage for a service, chosen by env (docs/architecture.md):
- *  - MONGO_URI set: MongoDB, one database per service (`<db>-<service>`);
- *  - DATA_DIR=":memory:": NeDB in memory (tests);
- *  - otherwise NeDB files under DATA_DIR/<service>/<collection>.db.
+ *  - MONGO_URI set: MongoDB, one database per service (`<db>-<service>`), a replica set
+ *    (transactions need one);
+ *  - STORE_ENGINE=sqlite: one SQLite file per service, DATA_DIR/<service>/<service>.sqlite;
+ *  - STORE_ENGINE=nedb (the default): NeDB files under DATA_DIR/<service>/<collection>.db;
+ *  - DATA_DIR=":memory:": either embedded engine in memory (tests).
  * A service owns several collections; `this.store(name)` gives each as a Store
- * (lib/store/store.ts), which is what the service hands to its engines.
+ * (lib/store/store.ts), which is what the service hands to its engines, and
+ * `this.database` the same stores with transactions over them.
  */
+
+export type StoreEngine = "sqlite" | "nedb";
 
 export interface DbSettings extends ServiceSettingSchema {
   db: {
     mongoUri?: string;
+    /** The embedded engine when MONGO_URI is unset (STORE_ENGINE). */
+    engine: StoreEngine;
     dataDir: string;
-    /** NeDB files: fdatasync before acknowledging (STORE_SYNC, on unless turned off). */
+    /** Embedded files: fsync before acknowledging (STORE_SYNC, on unless turned off). */
     sync: boolean;
   };
 }
@@ -32,17 +41,26 @@ export interface DbMethods {
 
 export interface DbVars {
   stores: Record<string, Store>;
+  database: Database;
   releaseLock?: () => void;
 }
 
 /** What a service using DbMixin adds to `this`. */
 export type DbThis = DbMethods & DbVars;
 
+function storeEngine(): StoreEngine {
+  const engine = envStr("STORE_ENGINE", "nedb");
+  if (engine !== "sqlite" && engine !== "nedb")
+    throw new Error(`STORE_ENGINE must be sqlite or nedb, got "${engine}"`);
+  return engine;
+}
+
 export function DbMixin(collections: Record<string, CollectionSpec>): Partial<ServiceSchema> {
   return defineMixin<DbSettings, DbMethods, DbVars>({
     settings: {
       db: {
         mongoUri: envStr("MONGO_URI"),
+        engine: storeEngine(),
         dataDir: envStr("DATA_DIR", "./data"),
         sync: envBool("STORE_SYNC", true),
       },
@@ -62,33 +80,51 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
     },
 
     async started() {
-      const { mongoUri, dataDir, sync } = this.settings.db;
+      const { mongoUri, engine, dataDir, sync } = this.settings.db;
       // Unsynced writes may vanish with the machine: for tests and development only.
       if (!sync && envStr("NODE_ENV") === "production")
         throw new Error(
           "STORE_SYNC=false is refused with NODE_ENV=production: acknowledged must mean on disk",
         );
       const service = this.name;
-      if (!mongoUri && dataDir !== ":memory:") {
+      const inMemory = dataDir === ":memory:";
+      if (!mongoUri && !inMemory) {
         const dir = path.resolve(dataDir, service);
         fs.mkdirSync(dir, { recursive: true });
         this.releaseLock = await lockDataDir(dir, service);
       }
-      for (const [name, spec] of Object.entries(collections)) {
-        this.stores[name] = mongoUri
-          ? await openMongoStore(mongoUri, service, name, spec, this)
-          : await openNedbStore(name, spec, {
-              filename:
-                dataDir === ":memory:" ? undefined : path.resolve(dataDir, service, `${name}.db`),
+      try {
+        if (mongoUri) {
+          this.database = await openMongoDatabase(mongoUri, service, collections, this);
+        } else if (engine === "sqlite") {
+          this.database = SqliteDatabase.open(collections, {
+            filename: inMemory ? undefined : sqliteFile(dataDir, service),
+            sync,
+            label: service,
+            logger: this.logger,
+          });
+        } else {
+          const stores: Record<string, Store> = {};
+          for (const [name, spec] of Object.entries(collections))
+            stores[name] = await openNedbStore(name, spec, {
+              filename: inMemory ? undefined : path.resolve(dataDir, service, `${name}.db`),
               sync,
               label: `${service}/${name}`,
               logger: this.logger,
             });
+          this.database = new NedbDatabase(stores);
+        }
+      } catch (err) {
+        this.releaseLock?.();
+        this.releaseLock = undefined;
+        throw err;
       }
+      // The same store objects either way: `this.store(name)` is `this.database.store(name)`.
+      for (const name of Object.keys(collections)) this.stores[name] = this.database.store(name);
     },
 
     async stopped() {
-      for (const store of Object.values(this.stores)) await store.close();
+      await this.database?.close();
       this.releaseLock?.();
     },
   });

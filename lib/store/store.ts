@@ -1,9 +1,10 @@
 /**
  * The storage contract every engine and service works against (docs/architecture.md): a
  * collection with the few operations the domain needs, including conditional updates
- * (compare-and-set) and unique indexes. NeDB (lib/store/nedb/nedb-store.ts) and MongoDB
- * (lib/store/mongo/mongo-store.ts) implement it; mixins/db.mixin.ts picks one by env. Engines in
- * lib/ take Stores in their constructors and never see a broker.
+ * (compare-and-set) and unique indexes, and a Database of a service's collections with
+ * transactions. SQLite (lib/store/sqlite/), NeDB (lib/store/nedb/nedb-store.ts) and MongoDB
+ * (lib/store/mongo/mongo-store.ts) implement it; mixins/db.mixin.ts picks one by env. Engines
+ * in lib/ take Stores in their constructors and never see a broker.
  */
 
 export type Doc = { _id: string } & Record<string, unknown>;
@@ -54,6 +55,22 @@ export interface Store<T extends Doc = Doc> {
   updateOne(query: Query, update: Update): Promise<T | null>;
   remove(query: Query): Promise<number>;
   /** Finishes pending writes and lets go of the connection or file. */
+  close(): Promise<void>;
+}
+
+/** The collections of one service, as a transaction sees them. */
+export interface TxStores {
+  store<T extends Doc>(name: string): Store<T>;
+}
+
+/** A service's database: its collections, and transactions over them. */
+export interface Database extends TxStores {
+  /**
+   * Runs fn as one transaction over this database's collections: all or nothing, isolated
+   * (no reader sees half of it), retried on a write conflict where the engine allows it;
+   * resolves after the commit is durable. Inside fn use only tx's stores.
+   */
+  transaction<R>(fn: (tx: TxStores) => Promise<R>): Promise<R>;
   close(): Promise<void>;
 }
 

@@ -57,7 +57,7 @@ describe("processes racing for one DATA_DIR's lock", () => {
   /** All start at `goAt` (a busy wait after loading), so their attempts meet. */
   const race = (dir: string, holdMs: number, goAt = 0) =>
     run(`
-      const { lockDataDir } = require(${dist("store/nedb/data-dir-lock.js")});
+      const { lockDataDir } = require(${dist("store/data-dir-lock.js")});
       while (Date.now() < ${goAt});
       lockDataDir(${JSON.stringify(dir)}, "tokens").then(
         release => { console.log("LOCKED"); setTimeout(() => { release(); process.exit(0); }, ${holdMs}); },

@@ -146,7 +146,7 @@ function contract(label: string, env: () => Record<string, string>) {
   });
 }
 
-contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "" }));
+contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" }));
 /** Temp dirs of this file, removed when it is done. */
 const tempDirs: string[] = [];
 const tempDir = (prefix: string): string => {
@@ -159,14 +159,17 @@ afterAll(() => {
 });
 
 const dir = tempDir("mintmesh-store-");
-contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "" }));
+contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "", STORE_ENGINE: "nedb" }));
+contract("sqlite-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "sqlite" }));
+const sqliteDir = tempDir("mintmesh-sqlite-");
+contract("sqlite-files", () => ({ DATA_DIR: sqliteDir, MONGO_URI: "", STORE_ENGINE: "sqlite" }));
 if (process.env.MONGO_URI)
   contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
 
 /** Runs `fn` with the stores as NeDB files under `dataDir`; env as it was afterwards. */
 async function withNedbFiles(dataDir: string, fn: () => Promise<void>): Promise<void> {
   const saved = { ...process.env };
-  Object.assign(process.env, { DATA_DIR: dataDir, MONGO_URI: "" });
+  Object.assign(process.env, { DATA_DIR: dataDir, MONGO_URI: "", STORE_ENGINE: "nedb" });
   try {
     await fn();
   } finally {
@@ -269,7 +272,7 @@ describe("NeDB files are single-writer", () => {
 describe("NeDB indexes after a failed multi-document update", () => {
   it("every index still answers with the documents as they were", async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { DATA_DIR: ":memory:", MONGO_URI: "" });
+    Object.assign(process.env, { DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" });
     const broker = new ServiceBroker({ logger: false, namespace: "store-indexes" });
     const svc = broker.createService({
       name: "indexes",

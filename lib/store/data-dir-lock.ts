@@ -5,8 +5,10 @@ import os from "node:os";
 import path from "node:path";
 
 /**
- * NeDB keeps a whole collection in one process's memory: two processes writing the same
- * files would overwrite each other. So one process per service directory holds its lock.
+ * The embedded stores are single-writer: NeDB keeps a whole collection in one process's
+ * memory, and the SQLite store's group commit needs to be the only writer of its file (two
+ * processes would overwrite each other, or wait on each other's locks). So one process per
+ * service directory holds its lock.
  *
  *  - On this host, an OS-level lock decides: an abstract Unix socket named after the
  *    directory, which only one process can bind and which the kernel frees the moment
@@ -79,7 +81,7 @@ export async function lockDataDir(dir: string, service: string): Promise<() => v
     const [pid, host] = by.split("@");
     const who = pid && host ? `process ${pid} on ${host}` : "another process";
     return new DataDirLockedError(
-      `The ${service} data in ${dir} is in use by ${who}. NeDB files are ` +
+      `The ${service} data in ${dir} is in use by ${who}. Embedded store files are ` +
         `single-writer: run one ${service} process per DATA_DIR, or set MONGO_URI to run ` +
         `replicas on MongoDB.`,
     );
