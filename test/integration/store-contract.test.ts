@@ -4,7 +4,13 @@ import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DbMixin, type DbThis } from "../../mixins/db.mixin";
-import { DuplicateKeyError, insertAllIfAbsent, type Doc, type Store } from "../../lib/store/store";
+import {
+  DuplicateKeyError,
+  insertAllIfAbsent,
+  type Database,
+  type Doc,
+  type Store,
+} from "../../lib/store/store";
 import { mongoDbName } from "../../lib/store/mongo/mongo-store";
 import { NedbStore } from "../../lib/store/nedb/nedb-store";
 
@@ -26,11 +32,36 @@ interface Tagged extends Doc {
   n: number;
 }
 
-function contract(label: string, env: () => Record<string, string>) {
+interface Thing extends Doc {
+  key: string;
+  amount?: string | number;
+  flag?: boolean;
+  pending?: Array<string | { key: string; n: number }>;
+  wallets?: Array<{ address: string; chain: string }>;
+  ops?: Record<string, number>;
+  live?: string;
+  name?: string;
+  n?: number;
+}
+
+interface Account extends Doc {
+  balance: number;
+  version: number;
+}
+
+function contract(
+  label: string,
+  env: () => Record<string, string>,
+  opts: { transactions: boolean },
+) {
   describe(`Store contract: ${label}`, () => {
+    const embedded = label !== "mongodb";
     let broker: ServiceBroker;
     let items: Store<Item>;
     let tagged: Store<Tagged>;
+    let things: Store<Thing>;
+    let accounts: Store<Account>;
+    let database: Database;
     const saved = { ...process.env };
 
     beforeAll(async () => {
@@ -39,15 +70,30 @@ function contract(label: string, env: () => Record<string, string>) {
       const schema: ServiceSchema = {
         name: `contract${Date.now()}`,
         mixins: [
-          DbMixin({ items: { unique: ["key"] }, tagged: { unique: ["key"], indexes: ["group"] } }),
+          DbMixin({
+            items: { unique: ["key"] },
+            tagged: { unique: ["key"], indexes: ["group"] },
+            things: {
+              unique: ["key"],
+              indexes: ["wallets.address"],
+              sparse: ["pending"],
+              uniqueSparse: ["live"],
+            },
+            accounts: {},
+          }),
         ],
       };
       const svc = broker.createService(schema) as unknown as DbThis;
       await broker.start();
       items = svc.store<Item>("items");
       tagged = svc.store<Tagged>("tagged");
+      things = svc.store<Thing>("things");
+      accounts = svc.store<Account>("accounts");
+      database = svc.database;
       await items.remove({});
       await tagged.remove({});
+      await things.remove({});
+      await accounts.remove({});
     });
     afterAll(async () => {
       await broker.stop();
@@ -131,22 +177,195 @@ function contract(label: string, env: () => Record<string, string>) {
         DuplicateKeyError,
       );
       expect(await tagged.findOne({ _id: "m4" })).toBeNull();
-      if (tagged instanceof NedbStore) expect(await tagged.findOne({ _id: "m3" })).toBeNull();
+      // NeDB and SQLite write none of an insertMany that fails; MongoDB those before the duplicate.
+      if (embedded) expect(await tagged.findOne({ _id: "m3" })).toBeNull();
       // What is there already is skipped, the rest is written, and the count says which.
       expect(await insertAllIfAbsent(tagged, [doc(2), doc(5), doc(4)])).toBe(2);
       expect(await insertAllIfAbsent(tagged, [doc(6), doc(7)])).toBe(2);
       expect(await insertAllIfAbsent(tagged, [])).toBe(0);
       const all = await tagged.find({ group: "many" }, { sort: { n: 1 } });
       expect(all.map(d => d.n)).toEqual(
-        tagged instanceof NedbStore
-          ? [0, 1, 2, 4, 5, 6, 7]
-          : expect.arrayContaining([0, 1, 2, 4, 5, 6, 7]),
+        embedded ? [0, 1, 2, 4, 5, 6, 7] : expect.arrayContaining([0, 1, 2, 4, 5, 6, 7]),
       );
+    });
+
+    it("query operators: $in, $ne, $exists, $or, $regex, ranges, booleans, dotted paths", async () => {
+      await things.insertMany([
+        {
+          _id: "a",
+          key: "a",
+          amount: "10",
+          flag: true,
+          pending: ["p1"],
+          wallets: [{ address: "0xA", chain: "eth" }],
+          name: "alpha",
+          n: 1,
+        },
+        { _id: "b", key: "b", amount: "0", flag: false, name: "beta", n: 2, ops: { x1: 5 } },
+        { _id: "c", key: "c", amount: 10, name: "Gamma", n: 3, live: "L1" },
+      ]);
+      const ids = async (q: Record<string, unknown>) =>
+        (await things.find(q, { sort: { _id: 1 } })).map(d => d._id);
+      expect(await ids({ _id: { $in: ["a", "c", "zz"] } })).toEqual(["a", "c"]);
+      expect(await ids({ _id: { $in: [] } })).toEqual([]);
+      // Decimal strings compare as strings, never equal to the number.
+      expect(await ids({ amount: "10" })).toEqual(["a"]);
+      expect(await ids({ amount: 10 })).toEqual(["c"]);
+      expect(await ids({ amount: { $ne: "0" } })).toEqual(["a", "c"]);
+      expect(await ids({ amount: { $lt: "5" } })).toEqual(["a", "b"]); // "10" < "5" as strings
+      expect(await ids({ amount: { $gt: 5 } })).toEqual(["c"]);
+      expect(await ids({ n: { $gt: 1, $lte: 3 } })).toEqual(["b", "c"]);
+      expect(await ids({ flag: true })).toEqual(["a"]);
+      expect(await ids({ flag: false })).toEqual(["b"]);
+      expect(await ids({ pending: { $exists: true } })).toEqual(["a"]);
+      expect(await ids({ pending: { $exists: false } })).toEqual(["b", "c"]);
+      expect(await ids({ "pending.0": { $exists: true } })).toEqual(["a"]);
+      expect(await ids({ "ops.x1": 5 })).toEqual(["b"]);
+      expect(await ids({ "wallets.address": "0xA" })).toEqual(["a"]);
+      expect(await ids({ "wallets.address": "0xB" })).toEqual([]);
+      expect(await ids({ $or: [{ n: 1 }, { live: "L1" }] })).toEqual(["a", "c"]);
+      expect(await ids({ name: { $regex: /^(al|ga)/i } })).toEqual(["a", "c"]);
+      expect(
+        await ids({ $or: [{ name: { $regex: /et/ } }, { key: "c" }], n: { $gte: 2 } }),
+      ).toEqual(["b", "c"]);
+      expect(await things.count({ live: { $exists: true } })).toBe(1);
+      const sorted = await things.find({}, { sort: { n: -1 }, limit: 2 });
+      expect(sorted.map(d => d._id)).toEqual(["c", "b"]);
+      expect((await things.find({}, { sort: { name: 1 }, offset: 1 })).map(d => d._id)).toEqual([
+        "a",
+        "b",
+      ]);
+    });
+
+    it("update operators: $set/$unset dotted, $inc, $push $each, $pull, $addToSet", async () => {
+      await things.updateOne({ _id: "b" }, { $set: { "ops.x2": 7 }, $unset: { "ops.x1": true } });
+      expect((await things.findOne({ _id: "b" }))?.ops).toEqual({ x2: 7 });
+      await things.updateOne({ _id: "b" }, { $inc: { n: 5 } });
+      expect((await things.findOne({ _id: "b" }))?.n).toBe(7);
+      await things.updateOne({ _id: "b" }, { $push: { pending: { $each: ["q1", "q2", "q3"] } } });
+      await things.updateOne({ _id: "b" }, { $pull: { pending: { $in: ["q1", "q3"] } } });
+      await things.updateOne({ _id: "b" }, { $push: { pending: { key: "k", n: 1 } } });
+      expect((await things.findOne({ _id: "b" }))?.pending).toEqual(["q2", { key: "k", n: 1 }]);
+      await things.updateOne({ _id: "b" }, { $pull: { pending: { key: "k" } } });
+      await things.updateOne({ _id: "b" }, { $pull: { pending: "q2" } });
+      expect((await things.findOne({ _id: "b" }))?.pending).toEqual([]);
+      const w = { address: "0xB", chain: "eth" };
+      await things.updateOne({ _id: "b" }, { $addToSet: { wallets: w } });
+      await things.updateOne({ _id: "b" }, { $addToSet: { wallets: { ...w } } });
+      expect((await things.findOne({ "wallets.address": "0xB" }))?.wallets).toEqual([w]);
+      await things.updateOne({ _id: "b" }, { $pull: { wallets: { address: "0xB" } } });
+      expect((await things.findOne({ _id: "b" }))?.wallets).toEqual([]);
+      await things.update({ flag: { $exists: true } }, { $unset: { flag: true } });
+      expect(await things.count({ flag: { $exists: true } })).toBe(0);
+    });
+
+    it("a unique sparse field: unique among those that have it, any number without", async () => {
+      await things.insert({ _id: "d", key: "d" });
+      await expect(things.insert({ _id: "e", key: "e", live: "L1" })).rejects.toBeInstanceOf(
+        DuplicateKeyError,
+      );
+      await things.updateOne({ _id: "c" }, { $unset: { live: true } });
+      await things.insert({ _id: "e", key: "e", live: "L1" });
+      expect((await things.findOne({ live: "L1" }))?._id).toBe("e");
+    });
+
+    describe.skipIf(!opts.transactions)("transactions", () => {
+      it("a throw inside rolls back every write of it, in every collection", async () => {
+        await accounts.insert({ _id: "acc", balance: 100, version: 0 });
+        await expect(
+          database.transaction(async tx => {
+            await tx
+              .store<Account>("accounts")
+              .updateOne({ _id: "acc" }, { $inc: { balance: -60 } });
+            await tx.store<Thing>("things").insert({ _id: "tx1", key: "tx1" });
+            expect((await tx.store<Account>("accounts").findOne({ _id: "acc" }))?.balance).toBe(40);
+            throw new Error("changed my mind");
+          }),
+        ).rejects.toThrow("changed my mind");
+        expect((await accounts.findOne({ _id: "acc" }))?.balance).toBe(100);
+        expect(await things.findOne({ _id: "tx1" })).toBeNull();
+      });
+
+      it("a unique violation inside rolls it back, and the caller hears DuplicateKeyError", async () => {
+        await expect(
+          database.transaction(async tx => {
+            await tx.store<Account>("accounts").updateOne({ _id: "acc" }, { $inc: { balance: 1 } });
+            await tx.store<Thing>("things").insert({ _id: "tx2", key: "tx2" });
+            await tx.store<Thing>("things").insert({ _id: "tx3", key: "a" });
+          }),
+        ).rejects.toBeInstanceOf(DuplicateKeyError);
+        expect((await accounts.findOne({ _id: "acc" }))?.balance).toBe(100);
+        expect(await things.findOne({ _id: "tx2" })).toBeNull();
+        // Committed ones resolve to fn's result.
+        const r = await database.transaction(async tx => {
+          await tx.store<Thing>("things").insert({ _id: "tx4", key: "tx4" });
+          return "done";
+        });
+        expect(r).toBe("done");
+        expect(await things.findOne({ _id: "tx4" })).not.toBeNull();
+      });
+
+      it("200 concurrent read-modify-write transactions on one account lose no update", async () => {
+        await accounts.insert({ _id: "hot", balance: 0, version: 0 });
+        const results = await Promise.allSettled(
+          Array.from({ length: 200 }, (_, i) =>
+            database.transaction(async tx => {
+              const acc = tx.store<Account>("accounts");
+              const cur = await acc.findOne({ _id: "hot" });
+              if (!cur) throw new Error("missing");
+              await acc.updateOne({ _id: "hot" }, { $set: { balance: cur.balance + 1 } });
+              if (i % 10 === 9) throw new Error("every tenth gives up"); // only these roll back
+              return cur.balance;
+            }),
+          ),
+        );
+        expect(results.filter(r => r.status === "fulfilled")).toHaveLength(180);
+        expect((await accounts.findOne({ _id: "hot" }))?.balance).toBe(180);
+      });
+
+      it("a reader polling during a stream of transactions never sees half of one", async () => {
+        await accounts.insertMany([
+          { _id: "x", balance: 1000, version: 0 },
+          { _id: "y", balance: 0, version: 0 },
+        ]);
+        let stop = false;
+        const seen: number[] = [];
+        const poll = (async () => {
+          while (!stop) {
+            const [x, y] = await Promise.all([
+              accounts.findOne({ _id: "x" }),
+              accounts.findOne({ _id: "y" }),
+            ]);
+            const both = await accounts.find({ _id: { $in: ["x", "y"] } });
+            seen.push(both.reduce((sum, d) => sum + d.balance, 0));
+            if (x && y) expect(x.version).toBe(y.version);
+            await new Promise(resolve => setImmediate(resolve));
+          }
+        })();
+        for (let round = 0; round < 20; round++)
+          await Promise.all(
+            Array.from({ length: 10 }, () =>
+              database.transaction(async tx => {
+                const acc = tx.store<Account>("accounts");
+                await acc.updateOne({ _id: "x" }, { $inc: { balance: -1, version: 1 } });
+                await new Promise(resolve => setTimeout(resolve, 0)); // the event loop turns meanwhile
+                await acc.updateOne({ _id: "y" }, { $inc: { balance: 1, version: 1 } });
+              }),
+            ),
+          );
+        stop = true;
+        await poll;
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.every(sum => sum === 1000)).toBe(true);
+        expect((await accounts.findOne({ _id: "y" }))?.balance).toBe(200);
+      });
     });
   });
 }
 
-contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" }));
+contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" }), {
+  transactions: false,
+});
 /** Temp dirs of this file, removed when it is done. */
 const tempDirs: string[] = [];
 const tempDir = (prefix: string): string => {
@@ -159,12 +378,16 @@ afterAll(() => {
 });
 
 const dir = tempDir("mintmesh-store-");
-contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "", STORE_ENGINE: "nedb" }));
-contract("sqlite-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "sqlite" }));
-const sqliteDir = tempDir("mintmesh-sqlite-");
-contract("sqlite-files", () => ({ DATA_DIR: sqliteDir, MONGO_URI: "", STORE_ENGINE: "sqlite" }));
+contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "", STORE_ENGINE: "nedb" }), {
+  transactions: false,
+});
+const sqliteEnv = (DATA_DIR: string) => () => ({ DATA_DIR, MONGO_URI: "", STORE_ENGINE: "sqlite" });
+contract("sqlite-memory", sqliteEnv(":memory:"), { transactions: true });
+contract("sqlite-files", sqliteEnv(tempDir("mintmesh-sqlite-")), { transactions: true });
 if (process.env.MONGO_URI)
-  contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
+  contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }), {
+    transactions: true,
+  });
 
 /** Runs `fn` with the stores as NeDB files under `dataDir`; env as it was afterwards. */
 async function withNedbFiles(dataDir: string, fn: () => Promise<void>): Promise<void> {
