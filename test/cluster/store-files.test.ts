@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openNedbStore } from "../../lib/store/nedb/nedb-store";
+import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
 import { ROOT } from "../helpers/cluster";
 
 /**
@@ -50,6 +51,47 @@ describe("a writer SIGKILLed mid-append", () => {
     for (let i = 0; i < acked; i++)
       expect(await store.findOne({ _id: `d${i}` }), `d${i}`).not.toBeNull();
     await store.close();
+  });
+});
+
+describe("a SQLite writer SIGKILLed in a stream of transactions", () => {
+  it("reopens with every transaction it acknowledged, and none in half", async () => {
+    const filename = path.join(tmp, "stream.sqlite");
+    // Each transaction moves one unit between two accounts and records its id: all or none of it.
+    const writer = run(`
+      const { SqliteDatabase } = require(${dist("store/sqlite/sqlite-database.js")});
+      const db = SqliteDatabase.open({ accounts: {}, moves: { unique: ["seq"] } },
+        { filename: ${JSON.stringify(filename)} });
+      (async () => {
+        await db.store("accounts").insertMany([
+          { _id: "a", balance: 1000000 }, { _id: "b", balance: 0 }]);
+        for (let i = 0; ; i += 25) {
+          await Promise.all(Array.from({ length: 25 }, (_, k) => db.transaction(async tx => {
+            await tx.store("accounts").updateOne({ _id: "a" }, { $inc: { balance: -1 } });
+            await tx.store("moves").insert({ _id: "m" + (i + k), seq: i + k, pad: "x".repeat(200) });
+            await tx.store("accounts").updateOne({ _id: "b" }, { $inc: { balance: 1 } });
+          }).then(() => process.stdout.write("ACK m" + (i + k) + "\\n"))));
+        }
+      })();`);
+    for (let i = 0; i < 400 && (writer.output().match(/ACK/g) ?? []).length < 2000; i++)
+      await new Promise(r => setTimeout(r, 10));
+    writer.proc.kill("SIGKILL");
+    await writer.exited;
+    const acked = [...writer.output().matchAll(/ACK (m\d+)/g)].map(m => m[1]!);
+    expect(acked.length).toBeGreaterThanOrEqual(500);
+
+    const db = SqliteDatabase.open({ accounts: {}, moves: { unique: ["seq"] } }, { filename });
+    const moves = db.store("moves");
+    const found = new Set((await moves.find({})).map(d => d._id));
+    for (const id of acked) expect(found.has(id), id).toBe(true);
+    const [a, b] = await Promise.all([
+      db.store<{ _id: string; balance: number }>("accounts").findOne({ _id: "a" }),
+      db.store<{ _id: string; balance: number }>("accounts").findOne({ _id: "b" }),
+    ]);
+    // No half transaction: both accounts moved exactly as many times as there are moves.
+    expect(b?.balance).toBe(found.size);
+    expect(a?.balance).toBe(1000000 - found.size);
+    await db.close();
   });
 });
 
