@@ -100,7 +100,7 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
           this.database = SqliteDatabase.open(collections, {
             filename: inMemory ? undefined : sqliteFile(dataDir, service),
             sync,
-            label: service,
+            label: `${service}/sqlite`,
             logger: this.logger,
           });
         } else {

@@ -22,7 +22,7 @@ export interface SqliteDatabaseOptions {
   filename?: string;
   /** synchronous=FULL, an fsync per commit (default true); false: OFF, for tests. */
   sync?: boolean;
-  /** Named in readiness and logs, e.g. "tokens". */
+  /** Named in readiness and logs, e.g. "tokens/sqlite". */
   label?: string;
   /** How often a database that could not write tries the disk again (ms). */
   probeMs?: number;
@@ -50,6 +50,14 @@ const isCorrupt = (err: unknown): boolean => {
   const code = errcodeOf(err);
   return code !== undefined && [11, 26].includes(code & 0xff);
 };
+
+/** SQLite ended the batch's transaction itself (it does on a full disk): none of it holds. */
+class SqliteBatchLost extends Error {
+  constructor() {
+    super("SQLite rolled the transaction back");
+    this.name = "SqliteBatchLost";
+  }
+}
 
 export class SqliteDatabase implements Database {
   readonly label: string;
@@ -176,18 +184,19 @@ export class SqliteDatabase implements Database {
         }
         const tx = new TxView(this);
         this.exec(`SAVEPOINT ${SAVEPOINT}`);
+        let outcome: Outcome;
         try {
-          const value = await job.fn(tx);
-          tx.end();
-          this.exec(`RELEASE ${SAVEPOINT}`);
-          outcomes.push({ ok: true, value });
+          outcome = { ok: true, value: await job.fn(tx) };
         } catch (err) {
-          tx.end();
-          if (isDiskError(err)) throw err;
-          this.exec(`ROLLBACK TO ${SAVEPOINT}`);
-          this.exec(`RELEASE ${SAVEPOINT}`);
-          outcomes.push({ ok: false, err });
+          outcome = { ok: false, err };
         }
+        tx.end();
+        // A full disk (SQLite may have rolled everything back already) fails the whole batch.
+        if (!outcome.ok && isDiskError(outcome.err)) throw outcome.err;
+        if (!this.writer.isTransaction) throw new SqliteBatchLost();
+        if (!outcome.ok) this.exec(`ROLLBACK TO ${SAVEPOINT}`);
+        this.exec(`RELEASE ${SAVEPOINT}`);
+        outcomes.push(outcome);
       }
       this.exec("COMMIT");
     } catch (err) {
@@ -200,9 +209,10 @@ export class SqliteDatabase implements Database {
       } catch {
         // SQLite may have rolled back already.
       }
-      if (isDiskError(disk)) this.failed(disk as Error);
+      const unavailable = isDiskError(disk) || disk instanceof SqliteBatchLost;
+      if (unavailable) this.failed(disk as Error);
       else this.opts.logger?.warn({ store: this.label, err: disk }, "Store batch failed");
-      const err = isDiskError(disk) ? new StoreUnavailableError(this.label) : disk;
+      const err = unavailable ? new StoreUnavailableError(this.label) : disk;
       for (const job of jobs) job.reject(err);
       return;
     }
@@ -217,7 +227,9 @@ export class SqliteDatabase implements Database {
   private failed(err: Error): void {
     if (this.broken) return;
     this.broken = err;
-    const code = (err as { errstr?: string }).errstr ?? err.message;
+    // Named as the NeDB store names it (the errno), so readiness reads the same either way.
+    const primary = (errcodeOf(err) ?? 0) & 0xff;
+    const code = primary === 13 ? "ENOSPC" : primary === 10 ? "EIO" : err.message;
     storeHealth.failed(this.label, code);
     this.opts.logger?.warn({ store: this.label, code }, "Store cannot write: refusing writes");
     this.scheduleProbe();

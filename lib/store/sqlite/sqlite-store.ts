@@ -1,5 +1,6 @@
 import type { DatabaseSync } from "node:sqlite";
 import type { Doc, FindOptions, Query, Store, TxStores, Update } from "../store";
+import { StoreUnavailableError } from "../health";
 import type { SqliteCollection } from "./sqlite-collection";
 import type { SqliteDatabase } from "./sqlite-database";
 
@@ -17,8 +18,12 @@ function atomic<R>(conn: DatabaseSync, fn: () => R): R {
     conn.exec("RELEASE mm_op");
     return r;
   } catch (err) {
-    conn.exec("ROLLBACK TO mm_op");
-    conn.exec("RELEASE mm_op");
+    // After a full disk SQLite may have rolled the whole transaction back itself: then
+    // there is no savepoint left, and the batch fails as a whole (runBatch).
+    if (conn.isTransaction) {
+      conn.exec("ROLLBACK TO mm_op");
+      conn.exec("RELEASE mm_op");
+    }
     throw err;
   }
 }
@@ -84,6 +89,8 @@ export class TxView implements TxStores {
 
   connection(): DatabaseSync {
     if (!this.open) throw new Error("A transaction's stores were used after it ended");
+    // Never a statement outside the batch's transaction (it would commit on its own).
+    if (!this.db.writer.isTransaction) throw new StoreUnavailableError(this.db.label);
     return this.db.writer;
   }
 
