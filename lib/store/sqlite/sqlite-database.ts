@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import type { CollectionSpec, Database, Doc, Store, TxStores } from "../store";
 import { StoreUnavailableError, storeHealth } from "../health";
 import { SqliteCollection, errcodeOf } from "./sqlite-collection";
@@ -87,6 +87,10 @@ export class SqliteDatabase implements Database {
     opts: SqliteDatabaseOptions = {},
   ): SqliteDatabase {
     const file = opts.filename;
+    // Loaded on first use: node prints an ExperimentalWarning for node:sqlite, which a node
+    // on NeDB or MongoDB has no reason to show.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { DatabaseSync } = require("node:sqlite") as typeof import("node:sqlite");
     let writer: DatabaseSync | undefined;
     let reader: DatabaseSync | undefined;
     try {
