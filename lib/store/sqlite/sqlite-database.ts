@@ -97,6 +97,10 @@ export class SqliteDatabase implements Database {
       writer = new DatabaseSync(file ?? ":memory:");
       if (file) {
         writer.exec("PRAGMA journal_mode = WAL");
+        // The WAL is checkpointed at 1 MB and cut back to it: it never grows past what the
+        // database needs, and a disk that filled up gets that room back (see probe()).
+        writer.exec("PRAGMA wal_autocheckpoint = 256");
+        writer.exec("PRAGMA journal_size_limit = 1048576");
         // A file that is not a database, or a damaged one, refuses the start here.
         const check = writer.prepare("PRAGMA quick_check(1)").get() as { quick_check: string };
         if (check.quick_check !== "ok")
@@ -250,6 +254,8 @@ export class SqliteDatabase implements Database {
     if (this.closed) return;
     try {
       if (this.opts.filename) {
+        // What the WAL holds goes into the database, and the WAL file is emptied.
+        this.exec("PRAGMA wal_checkpoint(TRUNCATE)");
         const file = `${this.opts.filename}.probe`;
         const fd = fs.openSync(file, "w");
         try {
