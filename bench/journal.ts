@@ -1,38 +1,38 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
-import Datastore from "@seald-io/nedb";
-import { openNedbStore } from "../lib/store/nedb/nedb-store";
+import { SqliteDatabase } from "../lib/store/sqlite/sqlite-database";
 import { TransferEngine } from "../lib/tokens/transfer-engine";
-import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../lib/tokens/ledger";
+import type { JournalDoc } from "../lib/tokens/ledger";
 
 /**
- * What a large journal costs a tokens node on NeDB files: how long a start takes with
- * BENCH_JOURNAL_ENTRIES (1,000,000) done transfers, how long pruning them takes, how long
- * the next start takes, and the longest the event loop is held while the file is
- * rewritten (compaction): NeDB's own rewrite beside the store's, which goes in slices.
+ * What a large journal costs a tokens node on its SQLite file: how long a start takes
+ * with BENCH_JOURNAL_ENTRIES (1,000,000) done transfers, the node's RSS before and after
+ * (a disk-resident store: it must not grow with what is stored), how long pruning them
+ * takes, and the next start.
  *
- * Run: npm run bench -- journal (about a minute and 2 GB of memory for a million entries).
+ * Run: npm run bench -- journal
  */
 
 const ENTRIES = Number(process.env.BENCH_JOURNAL_ENTRIES ?? 1_000_000);
-const SPEC = { unique: ["key"], indexes: ["createdAt"], sparse: ["pending"] };
-const quiet = { info: () => undefined, warn: () => undefined };
+const SPECS = {
+  tokens: {},
+  balances: { indexes: ["tokenId", "account"] },
+  allowances: { indexes: ["tokenId"] },
+  journal: { unique: ["key"], indexes: ["createdAt"] },
+  outbox: {},
+};
 
 const seconds = (since: bigint): string =>
   (Number(process.hrtime.bigint() - since) / 1e9).toFixed(2);
+const rssMb = (): string => (process.memoryUsage().rss / 1e6).toFixed(0);
 
-/**
- * The journal file as a node of the previous version would have written it: done
- * transfers, old enough to prune, a few per millisecond as under load.
- */
-function writeJournal(file: string, n: number, oldest: number): void {
-  const fd = fs.openSync(file, "w");
+/** Done transfers, old enough to prune, a few per millisecond as under load. */
+async function writeJournal(db: SqliteDatabase, n: number, oldest: number): Promise<void> {
   for (let i = 0; i < n; i += 10_000) {
-    let text = "";
-    for (let k = i; k < Math.min(n, i + 10_000); k++) {
-      const doc: JournalDoc = {
+    const docs: JournalDoc[] = [];
+    for (let k = i; k < Math.min(n, i + 10_000); k++)
+      docs.push({
         _id: `trf_${k.toString(16).padStart(24, "0")}`,
         key: `key:usr_bench:${k}`,
         fingerprint: "bench",
@@ -45,83 +45,52 @@ function writeJournal(file: string, n: number, oldest: number): void {
         state: "done",
         error: null,
         createdAt: new Date(oldest + Math.floor(k / 3)).toISOString(),
-      };
-      text += JSON.stringify(doc) + "\n";
-    }
-    fs.writeSync(fd, text);
+      });
+    await db.transaction(tx => tx.store<JournalDoc>("journal").insertMany(docs));
   }
-  // The indexes the previous version declared (state among them): the store drops what
-  // its spec no longer names when it opens the file.
-  for (const [fieldName, unique] of [
-    ["key", true],
-    ["state", false],
-    ["createdAt", false],
-  ])
-    fs.writeSync(
-      fd,
-      JSON.stringify({ $$indexCreated: { fieldName, unique, sparse: false } }) + "\n",
-    );
-  fs.closeSync(fd);
-}
-
-/** The longest the event loop was held (ms) while `work` ran. */
-async function longestStall(work: () => Promise<unknown>): Promise<number> {
-  const h = monitorEventLoopDelay({ resolution: 5 });
-  h.enable();
-  await work();
-  h.disable();
-  return h.max / 1e6;
 }
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-journal-bench-"));
-  const file = path.join(dir, "journal.db");
+  const filename = path.join(dir, "tokens.sqlite");
   try {
-    writeJournal(file, ENTRIES, Date.now() - 9 * 24 * 3600_000);
+    const writer = SqliteDatabase.open(SPECS, { filename, sync: false });
+    await writeJournal(writer, ENTRIES, Date.now() - 9 * 24 * 3600_000);
+    await writer.close();
     console.log(
-      `journal.db: ${ENTRIES} done entries, ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`,
+      `tokens.sqlite: ${ENTRIES} done entries, ${(fs.statSync(filename).size / 1e6).toFixed(0)} MB`,
     );
 
+    const rssBefore = rssMb();
     let t = process.hrtime.bigint();
-    const journal = await openNedbStore<JournalDoc>("journal", SPEC, {
-      filename: file,
-      sync: true,
-    });
-    console.log(`start (load) with ${ENTRIES} entries: ${seconds(t)} s`);
-
-    const sliced = await longestStall(() => journal.compact());
-    console.log(`compaction, sliced rewrite: longest event-loop stall ${sliced.toFixed(0)} ms`);
-    const plain = new Datastore({ filename: path.join(dir, "plain.db") });
-    await plain.loadDatabaseAsync();
-    await plain.insertAsync((await journal.find({})).map(({ _id, ...rest }) => ({ _id, ...rest })));
-    const own = await longestStall(() => plain.compactDatafileAsync());
-    console.log(`compaction, NeDB's own rewrite: longest event-loop stall ${own.toFixed(0)} ms`);
-    await plain.dropDatabaseAsync();
+    const db = SqliteDatabase.open(SPECS, { filename, sync: true });
+    const journal = db.store<JournalDoc>("journal");
+    // A start is ready once it answers: a replay's lookup by key.
+    await journal.findOne({ key: `key:usr_bench:${ENTRIES - 1}` });
+    console.log(`start with ${ENTRIES} entries, first lookup answered: ${seconds(t)} s`);
+    console.log(`RSS: ${rssBefore} MB before the start, ${rssMb()} MB after`);
+    t = process.hrtime.bigint();
+    console.log(`count: ${await journal.count({})} in ${seconds(t)} s`);
 
     const engine = new TransferEngine(
+      db,
       {
-        journal,
-        balances: await openNedbStore<BalanceDoc>("balances", {}),
-        allowances: await openNedbStore<AllowanceDoc>("allowances", {}),
+        write: async () => undefined,
+        has: async () => false,
+        writeIn: async () => () => undefined,
       },
-      { write: async () => undefined, has: async () => false },
       { isActive: async () => true },
-      quiet,
-      { owner: "bench", leaseMs: 30_000, retentionMs: 7 * 24 * 3600_000 },
+      { retentionMs: 7 * 24 * 3600_000 },
     );
     t = process.hrtime.bigint();
     const pruned = await engine.prune();
-    console.log(`prune: ${pruned} entries in ${seconds(t)} s`);
-    // What the store's periodic compaction (every 10 minutes) then does to the file.
-    t = process.hrtime.bigint();
-    await journal.compact();
-    console.log(`compaction after pruning: ${seconds(t)} s`);
-    await journal.close();
+    console.log(`prune: ${pruned} entries in ${seconds(t)} s; RSS ${rssMb()} MB`);
+    await db.close();
 
     t = process.hrtime.bigint();
-    const after = await openNedbStore<JournalDoc>("journal", SPEC, { filename: file });
+    const after = SqliteDatabase.open(SPECS, { filename });
     console.log(
-      `start after pruning and compaction (${await after.count({})} entries): ${seconds(t)} s`,
+      `start after pruning (${await after.store("journal").count({})} entries): ${seconds(t)} s`,
     );
     await after.close();
   } finally {

@@ -49,7 +49,7 @@ export interface DbVars {
 export type DbThis = DbMethods & DbVars;
 
 function storeEngine(): StoreEngine {
-  const engine = envStr("STORE_ENGINE", "nedb");
+  const engine = envStr("STORE_ENGINE", "sqlite");
   if (engine !== "sqlite" && engine !== "nedb")
     throw new Error(`STORE_ENGINE must be sqlite or nedb, got "${engine}"`);
   return engine;

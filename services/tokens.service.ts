@@ -21,9 +21,8 @@ import type { Token, TokenApproved, TokenMetadata } from "../lib/events/domain";
 import type { OutboxStats } from "../lib/messaging/outbox";
 import type { TransferInternalParams } from "../lib/tokens/contract";
 import { TransferEngine } from "../lib/tokens/transfer-engine";
-import { TokenRegistry, toToken, type NewToken, type TokenDoc } from "../lib/tokens/token-registry";
-import type { AllowanceDoc, BalanceDoc, JournalDoc, TransferRecord } from "../lib/tokens/ledger";
-import { newId } from "../lib/shared/ids";
+import { TokenRegistry, toToken, type NewToken } from "../lib/tokens/token-registry";
+import type { TransferRecord } from "../lib/tokens/ledger";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import * as schemas from "../lib/gateway/openapi/schemas";
@@ -31,16 +30,12 @@ import * as schemas from "../lib/gateway/openapi/schemas";
 /**
  * tokens: the write model of fungible tokens (ERC-20 semantics). The domain lives in
  * lib/: TokenRegistry (tokens, metadata, approvals) and TransferEngine (journaled,
- * idempotent, compare-and-set transfers with crash recovery); both write their events
- * to this service's outbox before an action answers (docs/architecture.md rule 2–4). This file holds
+ * idempotent transfers, each one transaction of this service's database); both write
+ * their events to this service's outbox before an action answers (docs/architecture.md rule 2–4). This file holds
  * the actions' params, account resolution (a call to users) and the wiring.
  */
 
 interface TokensOwnSettings {
-  /** How often unfinished transfers whose lease expired are taken over (ms). */
-  recoveryIntervalMs: number;
-  /** How long a pending transfer is its node's before another may take it over (ms). */
-  leaseMs: number;
   /** Done and failed transfers are forgotten after this (ms): longer than any retry window. */
   journalRetentionMs: number;
   /** How often the journal is pruned (ms). */
@@ -53,13 +48,11 @@ type TokensSettings = TokensOwnSettings & AccountsSettings & DbSettings;
 interface TokensVars {
   registry: TokenRegistry;
   engine: TransferEngine;
-  stopRecovery: () => void;
-  lastPrune: number;
+  stopSweep: () => void;
 }
 
 interface TokensMethods {
   buildEngines(): void;
-  recover(all?: boolean): Promise<void>;
   sweep(): Promise<void>;
 }
 
@@ -67,6 +60,7 @@ type TokensThis = Service<TokensSettings> &
   TokensMethods &
   TokensVars &
   DbMethods &
+  DbVars &
   OutboxVars &
   OutboxMethods &
   AccountsMethods;
@@ -125,14 +119,12 @@ const TokensService: ServiceSchema<
       tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
       balances: { indexes: ["tokenId", "account"] },
       allowances: { indexes: ["tokenId"] },
-      journal: { unique: ["key"], indexes: ["createdAt"], sparse: ["pending"] },
+      journal: { unique: ["key"], indexes: ["createdAt"] },
     }),
     AccountsMixin,
   ],
 
   settings: {
-    recoveryIntervalMs: envInt("TOKENS_RECOVERY_INTERVAL_MS", 10_000),
-    leaseMs: envInt("TOKENS_LEASE_MS", 30_000),
     // 7 days: far past the gateway's idempotency window (24 h) and JetStream's redelivery.
     journalRetentionMs: envInt("JOURNAL_RETENTION_MS", 7 * 24 * 3600_000),
     pruneIntervalMs: envInt("JOURNAL_PRUNE_INTERVAL_MS", 10 * 60_000),
@@ -345,67 +337,41 @@ const TokensService: ServiceSchema<
   },
 
   methods: {
-    /** The engines over this service's stores and outbox (also how a test rewires a twin). */
+    /** The engines over this service's database and outbox (also how a test rewires a twin). */
     buildEngines() {
       const outbox = this.openOutbox();
-      const stores = {
-        tokens: this.store<TokenDoc>("tokens"),
-        balances: this.store<BalanceDoc>("balances"),
-        allowances: this.store<AllowanceDoc>("allowances"),
-        journal: this.store<JournalDoc>("journal"),
-      };
-      // A deleted token's balances leave the engine's cache too.
-      this.registry = new TokenRegistry(stores, outbox, this.logger, id =>
-        this.engine.forgetToken(id),
-      );
-      this.engine = new TransferEngine(stores, outbox, this.registry, this.logger, {
-        owner: `${this.broker.nodeID}/${newId("eng")}`,
-        leaseMs: this.settings.leaseMs,
+      this.registry = new TokenRegistry(this.database, outbox, this.logger);
+      this.engine = new TransferEngine(this.database, outbox, this.registry, {
         retentionMs: this.settings.journalRetentionMs,
       });
     },
 
     /**
-     * Finishes what a crash interrupted: tokens half created or deleted, events, transfers.
-     * `all`: also transfers whose lease has not expired (a start on NeDB files, whose lock
-     * proves their owner is gone).
+     * Periodic: the journal past its retention. Nothing else needs a sweep: every change
+     * committed whole or not at all, and the outbox sends what a crash left unsent.
      */
-    async recover(all = false) {
-      await this.registry.recover();
-      await this.engine.recover(all);
-    },
-
-    /** Periodic: transfers whose node died or stalled, and the journal past its retention. */
     async sweep() {
-      await this.recover();
-      if (Date.now() - this.lastPrune < this.settings.pruneIntervalMs) return;
-      this.lastPrune = Date.now();
       const pruned = await this.engine.prune();
       if (pruned > 0) this.logger.info({ pruned }, "Journal pruned");
     },
   } satisfies TokensMethods & ThisType<TokensThis>,
 
   created() {
-    this.stopRecovery = () => undefined;
-    this.lastPrune = 0;
+    this.stopSweep = () => undefined;
   },
 
   async started() {
     this.buildEngines();
-    await this.recover(!this.settings.db.mongoUri);
-    await this.engine.idle();
     this.outbox.start();
-    // A node that died is recovered by the survivors (or by this one, after a failed write).
-    this.stopRecovery = repeat(
-      this.settings.recoveryIntervalMs,
+    this.stopSweep = repeat(
+      this.settings.pruneIntervalMs,
       () => this.sweep(),
-      err => this.logger.warn({ err }, "Recovery sweep failed"),
+      err => this.logger.warn({ err }, "Journal prune failed"),
     );
   },
 
-  async stopped() {
-    this.stopRecovery();
-    await this.engine?.idle();
+  stopped() {
+    this.stopSweep();
   },
 };
 

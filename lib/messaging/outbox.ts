@@ -1,4 +1,4 @@
-import type { CollectionSpec, Doc, Store } from "../store/store";
+import type { CollectionSpec, Doc, Store, TxStores } from "../store/store";
 import { insertIfAbsent } from "../store/store";
 import type { DomainEvent } from "../events/domain";
 import type { TraceParent } from "../observability/trace-tags";
@@ -32,11 +32,19 @@ export const OUTBOX_COLLECTION: Record<string, CollectionSpec> = {
   outbox: {},
 };
 
+/** The outbox's collection, in the database of the service that owns it. */
+export const OUTBOX = "outbox";
+
 /** What an engine needs of the outbox: write events with its change, ask if one is unsent. */
 export interface OutboxWriter {
   write(events: DomainEvent[]): Promise<void>;
   /** Whether the event is written and not yet published. */
   has(eventId: string): Promise<boolean>;
+  /**
+   * Writes `events` inside `tx`, with the change they tell of: both commit or neither.
+   * Resolves to what to call once the transaction has committed, which sends them.
+   */
+  writeIn(tx: TxStores, events: DomainEvent[]): Promise<() => void>;
 }
 
 /**
@@ -105,16 +113,36 @@ export class Outbox implements OutboxWriter {
   }
 
   async write(events: DomainEvent[]): Promise<void> {
+    const fresh: OutboxDoc[] = [];
+    for (const doc of this.entries(events))
+      // Already written (a retry or a recovery): the first entry stands.
+      if (await insertIfAbsent(this.store, doc)) fresh.push(doc);
+    this.enqueue(fresh);
+  }
+
+  async writeIn(tx: TxStores, events: DomainEvent[]): Promise<() => void> {
+    const docs = this.entries(events);
+    // A duplicate id throws, and rolls the whole transaction back: its change was made.
+    await tx.store<OutboxDoc>(OUTBOX).insertMany(docs);
+    return () => this.enqueue(docs);
+  }
+
+  private entries(events: DomainEvent[]): OutboxDoc[] {
     const at = Date.now();
     const trace = this.traceParent();
-    for (const event of events) {
+    return events.map(event => {
       const doc: OutboxDoc = { _id: event.eventId, type: event.type, event, at };
       if (trace) doc.trace = trace;
-      // Already written (a retry or a recovery): the first entry stands.
-      if (!(await insertIfAbsent(this.store, doc))) continue;
+      return doc;
+    });
+  }
+
+  /** Written and committed: to be published by the next flush. */
+  private enqueue(docs: OutboxDoc[]): void {
+    for (const doc of docs) {
       this.queue.push(doc);
       this.queued.add(doc._id);
-      this.onWritten?.(event);
+      this.onWritten?.(doc.event);
     }
     if (!this.running) setImmediate(() => void this.flush());
     else this.again = true;

@@ -1,48 +1,32 @@
-import { checkedAdd, checkedSub, formatAmount } from "../shared/amount";
-import { allowanceId, type AllowanceDoc, type JournalDoc, type OpMarker } from "./ledger";
+import { checkedSub, formatAmount } from "../shared/amount";
+import { allowanceId, type AllowanceDoc, type JournalDoc } from "./ledger";
 import type { Store } from "../store/store";
 
-/**
- * The allowance steps of a transferFrom (lib/tokens/transfer-engine.ts): both compare-and-set on
- * the allowance's version, with the journal entry's marker `s` written in the same write
- * so recovery can tell whether the spend happened and give it back exactly once.
- */
+/** Collection name in the tokens service's database. */
+export const ALLOWANCES = "allowances";
 
-/** Takes `amount` from the spender's allowance. False when too small. */
-export async function spendAllowance(
+/**
+ * The allowance a transferFrom spends, read inside its transaction: what would be left
+ * after it, or null when it is too small.
+ */
+export async function allowanceLeft(
   store: Store<AllowanceDoc>,
   j: JournalDoc,
-  /** Markers of settled journals to unset in the same write (see the engine). */
-  cleanup: (ops: Record<string, OpMarker>) => Promise<Record<string, true>>,
-): Promise<boolean> {
-  const id = allowanceId(j.tokenId, j.from, j.spender ?? "");
-  for (;;) {
-    const cur = await store.findOne({ _id: id });
-    const left = cur ? checkedSub(BigInt(cur.amount), BigInt(j.amount)) : null;
-    if (!cur || left === null) return false;
-    const unset = await cleanup(cur.ops);
-    const doc = await store.updateOne(
-      { _id: id, version: cur.version },
-      {
-        $set: { amount: formatAmount(left), version: cur.version + 1, [`ops.${j._id}`]: "s" },
-        ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}),
-      },
-    );
-    if (doc) return true;
-  }
+): Promise<{ doc: AllowanceDoc; left: bigint } | null> {
+  const doc = await store.findOne({ _id: allowanceId(j.tokenId, j.from, j.spender ?? "") });
+  const left = doc ? checkedSub(BigInt(doc.amount), BigInt(j.amount)) : null;
+  return doc && left !== null ? { doc, left } : null;
 }
 
-/** Gives back what `spendAllowance` took for `j`, once: guarded by its marker. */
-export async function refundAllowance(store: Store<AllowanceDoc>, j: JournalDoc): Promise<void> {
-  const id = allowanceId(j.tokenId, j.from, j.spender ?? "");
-  for (;;) {
-    const cur = await store.findOne({ _id: id });
-    if (!cur || cur.ops?.[j._id] !== "s") return;
-    const amount = formatAmount(checkedAdd(BigInt(cur.amount), BigInt(j.amount)));
-    const doc = await store.updateOne(
-      { _id: id, version: cur.version },
-      { $set: { amount, version: cur.version + 1 }, $unset: { [`ops.${j._id}`]: true } },
-    );
-    if (doc) return;
-  }
+/** Spends what allowanceLeft found, in the same transaction. */
+export async function spendAllowance(
+  store: Store<AllowanceDoc>,
+  found: { doc: AllowanceDoc; left: bigint },
+): Promise<void> {
+  const { doc, left } = found;
+  const spent = await store.updateOne(
+    { _id: doc._id, version: doc.version },
+    { $set: { amount: formatAmount(left), version: doc.version + 1 } },
+  );
+  if (!spent) throw new Error(`Allowance ${doc._id} changed inside its transaction`);
 }

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
-import { ServerError } from "../shared/errors";
 
 /**
  * Pure parts of the token ledger (no broker, no database): document shapes of the
- * tokens service, ids, request fingerprints and a per-key in-process lock.
+ * tokens service, ids and request fingerprints.
  */
 
 /** A balance of one account in one token. `version` grows with every write (CAS guard). */
@@ -16,12 +15,6 @@ export interface BalanceDoc {
   /** Zero-padded amount: sorts holders largest first on a string index. */
   sortKey: string;
   version: number;
-  /**
-   * Journal entries whose step is applied to this balance (or allowance), written in
-   * the same conditional write as the change itself: crash recovery reads them to
-   * tell which steps of an unfinished transfer happened. Removed once it is settled.
-   */
-  ops: Record<string, OpMarker>;
 }
 
 export interface AllowanceDoc {
@@ -32,18 +25,15 @@ export interface AllowanceDoc {
   spender: string;
   amount: string;
   version: number;
-  ops: Record<string, OpMarker>;
 }
 
+/** A transfer's outcome: it moved the amount, or it was refused and nothing moved. */
+export type JournalState = "done" | "failed";
+
 /**
- * d: debited from, c: credited to, s: allowance spent, n: a transfer that moves nothing,
- * done; x: abandoned by recovery before anything moved (its owner may not debit any more).
+ * One transfer (or transferFrom), written in the transaction that moves its amount: its
+ * unique `key` claims the idempotency key, and a retry finds the first outcome in it.
  */
-export type OpMarker = "d" | "c" | "s" | "n" | "x";
-
-export type JournalState = "pending" | "done" | "failed";
-
-/** One transfer (or transferFrom), written before any balance moves. */
 export interface JournalDoc {
   _id: string;
   [key: string]: unknown;
@@ -59,17 +49,9 @@ export interface JournalDoc {
   /** Set for transferFrom: whose allowance is spent. */
   spender: string | null;
   state: JournalState;
-  /**
-   * Set while `state` is pending, in a sparse index: recovery finds the few pending
-   * entries without an index over every entry's state, whose upkeep grows with the journal.
-   */
-  pending?: true;
   /** The refusal a replay of the key answers with (status 422 unless given). */
   error: { type: string; message: string; status?: number } | null;
   createdAt: string;
-  /** The engine running it, and until when (ms since epoch) no other may take it over. */
-  owner?: string;
-  leaseUntil?: number;
 }
 
 /** What a transfer action asks of the engine: accounts resolved, the key scoped to its caller. */
@@ -110,40 +92,4 @@ export function toTransferRecord(j: JournalDoc): TransferRecord {
     amount: j.amount,
     createdAt: j.createdAt,
   };
-}
-
-/**
- * Serializes work per key inside one process. It only saves compare-and-set retries
- * when many requests hit one balance; correctness never depends on it, since
- * other processes write the same documents without it.
- */
-export class KeyedMutex {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key);
-    let release!: () => void;
-    const mine = new Promise<void>(resolve => (release = resolve));
-    const tail = prev ? prev.then(() => mine) : mine;
-    this.tails.set(key, tail);
-    try {
-      if (prev) await prev;
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-
-  get size(): number {
-    return this.tails.size;
-  }
-}
-
-/** The owner stalled past its lease and another engine took the transfer over. */
-export class TakenOverError extends ServerError {
-  constructor() {
-    super("Transfer was taken over by another node", 503, "SERVICE_UNAVAILABLE");
-    this.name = "TakenOverError";
-  }
 }

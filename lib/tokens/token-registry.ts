@@ -9,21 +9,29 @@ import {
   type TokenDeleted,
   type TokenMetadata,
   type TokenUpdated,
+  type DomainEvent,
 } from "../events/domain";
 import { BoundedMap } from "../shared/bounded-map";
 import { allowanceId, balanceId, type AllowanceDoc, type BalanceDoc } from "./ledger";
 import { newId } from "../shared/ids";
-import { publishThenClear, type OutboxWriter } from "../messaging/outbox";
-import { insertIfAbsent, type Doc, type Store } from "../store/store";
+import type { OutboxWriter } from "../messaging/outbox";
+import {
+  DuplicateKeyError,
+  type Database,
+  type Doc,
+  type Store,
+  type TxStores,
+} from "../store/store";
 import type { TokenLookup } from "./transfer-engine";
 
 /**
- * Tokens themselves (create, metadata, delete) and allowances (approve): every change
- * writes its event to the outbox before it is answered, and each multi-step change is a
- * state on the token (`creating`, `deleting`) or an `unpublished` flag, so `recover()`
- * finishes whatever a crash interrupted. No broker in here (see TransferEngine).
+ * Tokens themselves (create, metadata, delete) and allowances (approve). Every change is
+ * one transaction of the tokens database with its event in the outbox: a token is
+ * created with its creator's balance, deleted with all its balances and allowances, or
+ * not at all, so a crash leaves nothing half done. No broker in here (see TransferEngine).
  */
 
+/** Only "active" is written now; the others may be in a database an older version wrote. */
 type TokenState = "creating" | "active" | "deleting";
 
 /** A stored token: the API's Token (its `id` is `_id`) plus the write model's own fields. */
@@ -32,8 +40,6 @@ export interface TokenDoc extends Doc, Omit<Token, "id"> {
   version: number;
   /** Idempotency key of the create call: a retry finds its own token behind the taken symbol. */
   createKey: string;
-  /** Set in the same write as a change whose event is not yet in the outbox. */
-  unpublished?: boolean;
 }
 
 export interface TokenStores {
@@ -41,6 +47,17 @@ export interface TokenStores {
   balances: Store<BalanceDoc>;
   allowances: Store<AllowanceDoc>;
 }
+
+/** The tokens service's collections, as a transaction names them. */
+const TOKENS = "tokens";
+const BALANCES = "balances";
+const ALLOWANCES = "allowances";
+
+const txStores = (tx: TxStores): TokenStores => ({
+  tokens: tx.store<TokenDoc>(TOKENS),
+  balances: tx.store<BalanceDoc>(BALANCES),
+  allowances: tx.store<AllowanceDoc>(ALLOWANCES),
+});
 
 export interface Page<T> {
   rows: T[];
@@ -88,14 +105,15 @@ export function toToken(doc: TokenDoc): Token {
 
 export class TokenRegistry implements TokenLookup {
   private readonly cache = new BoundedMap<string, TokenDoc>(CACHE_LIMIT);
+  private readonly stores: TokenStores;
 
   constructor(
-    private readonly stores: TokenStores,
+    private readonly db: Database,
     private readonly outbox: OutboxWriter,
     private readonly logger: RegistryLogger,
-    /** Called when a token is deleted, so caches of its balances forget it. */
-    private readonly onDeleted: (tokenId: string) => void = () => undefined,
-  ) {}
+  ) {
+    this.stores = txStores(db);
+  }
 
   /** The creator holds the whole supply; a retry with the same key answers the same token. */
   async create(creatorId: string, createKey: string, p: NewToken): Promise<TokenDoc> {
@@ -108,81 +126,102 @@ export class TokenRegistry implements TokenLookup {
       creatorId,
       metadata: { ...p.metadata },
       createdAt: new Date().toISOString(),
-      state: "creating",
+      state: "active",
       version: 1,
       createKey,
     };
-    // The unique index on symbol decides races between two creators.
-    if (await insertIfAbsent(this.stores.tokens, doc)) return this.finishCreate(doc);
-    const existing = await this.stores.tokens.findOne({ symbol: p.symbol });
-    if (!existing || existing.createKey !== createKey || existing.state === "deleting") {
-      throw conflict("Symbol is already taken", [{ field: "symbol", message: "already taken" }]);
+    const taken = () =>
+      conflict("Symbol is already taken", [{ field: "symbol", message: "already taken" }]);
+    let created: TokenDoc | null;
+    try {
+      created = await this.change(async (tx, events) => {
+        const existing = await tx.tokens.findOne({ symbol: p.symbol });
+        // The same create again (a retry): answered like the first time.
+        if (existing) return existing.createKey === createKey ? existing : null;
+        await tx.tokens.insert(doc);
+        await tx.balances.insert({
+          _id: balanceId(doc._id, creatorId),
+          tokenId: doc._id,
+          account: creatorId,
+          amount: doc.totalSupply,
+          sortKey: amountSortKey(doc.totalSupply),
+          version: 1,
+        });
+        const data: TokenCreated = {
+          token: toToken(doc),
+          balances: [{ account: creatorId, amount: doc.totalSupply, version: 1 }],
+        };
+        events.push(domainEvent(TOKEN_EVENTS.created, doc._id, data));
+        return doc;
+      });
+    } catch (err) {
+      // The unique index on symbol decided a race with another process's create.
+      if (!(err instanceof DuplicateKeyError)) throw err;
+      const existing = await this.stores.tokens.findOne({ symbol: p.symbol });
+      created = existing?.createKey === createKey ? existing : null;
     }
-    // The same create again (a retry): finish and answer it like the first time.
-    return this.finishCreate(existing);
+    if (!created || created.state !== "active") throw taken();
+    if (created === doc)
+      this.logger.info({ tokenId: doc._id, symbol: doc.symbol }, "Token created");
+    this.cache.set(created._id, created);
+    return created;
   }
 
   /** Sets the given metadata fields; only the creator may. */
   async updateMetadata(id: string, userId: string, changes: TokenMetadata): Promise<TokenDoc> {
-    for (;;) {
-      const doc = await this.require(id);
+    const updated = await this.change(async (tx, events) => {
+      const doc = await this.requireIn(tx, id);
       if (doc.creatorId !== userId) throw forbidden("Only the creator may change the metadata");
       const metadata: TokenMetadata = { ...doc.metadata };
       for (const k of METADATA_FIELDS) if (changes[k] !== undefined) metadata[k] = changes[k];
-      const updated = await this.stores.tokens.updateOne(
-        { _id: doc._id, version: doc.version, state: "active" },
-        { $set: { metadata, version: doc.version + 1, unpublished: true } },
+      const next = await tx.tokens.updateOne(
+        { _id: doc._id, version: doc.version },
+        { $set: { metadata, version: doc.version + 1 } },
       );
-      if (!updated) {
-        this.cache.delete(doc._id);
-        continue; // changed meanwhile: read again
-      }
-      this.cache.set(updated._id, updated);
-      await this.publishUpdate(updated);
-      return updated;
-    }
+      if (!next) throw new Error(`Token ${id} changed inside its transaction`);
+      const data: TokenUpdated = { token: toToken(next) };
+      events.push(domainEvent(TOKEN_EVENTS.updated, `${next._id}:${next.version}`, data));
+      return next;
+    });
+    this.cache.set(updated._id, updated);
+    return updated;
   }
 
   /** Sets (not adds) what `spender` may move of `owner`'s balance. */
-  async approve(
-    tokenId: string,
-    owner: string,
-    spender: string,
-    amount: string,
-  ): Promise<TokenApproved> {
-    const token = await this.require(tokenId);
-    const store = this.stores.allowances;
-    const id = allowanceId(token._id, owner, spender);
-    let doc: AllowanceDoc | null = null;
-    while (!doc) {
-      const cur = await store.findOne({ _id: id });
-      if (cur) {
-        doc = await store.updateOne(
-          { _id: id, version: cur.version },
-          { $set: { amount, version: cur.version + 1, unpublished: true } },
-        );
-        continue;
-      }
-      const fresh: AllowanceDoc = {
-        _id: id,
-        tokenId: token._id,
-        owner,
-        spender,
-        amount,
-        version: 1,
-        ops: {},
-        unpublished: true,
-      };
-      if (await insertIfAbsent(store, fresh)) doc = fresh;
-    }
-    return this.publishApproval(doc);
+  approve(tokenId: string, owner: string, spender: string, amount: string): Promise<TokenApproved> {
+    return this.change(async (tx, events) => {
+      const token = await this.requireIn(tx, tokenId);
+      const id = allowanceId(token._id, owner, spender);
+      const cur = await tx.allowances.findOne({ _id: id });
+      const version = (cur?.version ?? 0) + 1;
+      if (cur) await tx.allowances.updateOne({ _id: id }, { $set: { amount, version } });
+      else
+        await tx.allowances.insert({
+          _id: id,
+          tokenId: token._id,
+          owner,
+          spender,
+          amount,
+          version,
+        });
+      const data: TokenApproved = { tokenId: token._id, owner, spender, amount };
+      events.push(domainEvent(TOKEN_EVENTS.approved, `${id}:${version}`, data));
+      return data;
+    });
   }
 
   /** Removes a token and everything of it (saga compensation). Idempotent. */
   async delete(id: string): Promise<void> {
-    const doc = await this.stores.tokens.updateOne({ _id: id }, { $set: { state: "deleting" } });
+    const deleted = await this.change(async (tx, events) => {
+      if ((await tx.tokens.remove({ _id: id })) === 0) return false;
+      await tx.balances.remove({ tokenId: id });
+      await tx.allowances.remove({ tokenId: id });
+      const data: TokenDeleted = { tokenId: id };
+      events.push(domainEvent(TOKEN_EVENTS.deleted, id, data));
+      return true;
+    });
     this.cache.delete(id);
-    if (doc) await this.finishDelete(doc);
+    if (deleted) this.logger.info({ tokenId: id }, "Token deleted");
   }
 
   async isActive(id: string, fresh = false): Promise<boolean> {
@@ -245,71 +284,24 @@ export class TokenRegistry implements TokenLookup {
     return doc;
   }
 
-  /** Finishes tokens half created or deleted, and events not yet in the outbox. */
-  async recover(): Promise<void> {
-    const tokens = this.stores.tokens;
-    for (const doc of await tokens.find({ state: "creating" })) await this.finishCreate(doc);
-    for (const doc of await tokens.find({ state: "deleting" })) await this.finishDelete(doc);
-    for (const doc of await tokens.find({ unpublished: true })) await this.publishUpdate(doc);
-    for (const a of await this.stores.allowances.find({ unpublished: true }))
-      await this.publishApproval(a);
+  /** The live token inside a transaction; 404 otherwise. */
+  private async requireIn(tx: TokenStores, id: string): Promise<TokenDoc> {
+    const doc = await tx.tokens.findOne({ _id: id });
+    if (!doc || doc.state !== "active") throw notFound("Token");
+    return doc;
   }
 
-  /** Creator's balance, then the event, then the token goes active: each step idempotent. */
-  private async finishCreate(doc: TokenDoc): Promise<TokenDoc> {
-    if (doc.state !== "creating") return doc;
-    await insertIfAbsent(this.stores.balances, {
-      _id: balanceId(doc._id, doc.creatorId),
-      tokenId: doc._id,
-      account: doc.creatorId,
-      amount: doc.totalSupply,
-      sortKey: amountSortKey(doc.totalSupply),
-      version: 1,
-      ops: {},
+  /**
+   * One change of the registry: `fn`'s writes and the events it pushes commit together;
+   * the events are sent once committed.
+   */
+  private async change<R>(fn: (tx: TokenStores, events: DomainEvent[]) => Promise<R>): Promise<R> {
+    const { value, send } = await this.db.transaction(async tx => {
+      const events: DomainEvent[] = [];
+      const value = await fn(txStores(tx), events);
+      return { value, send: events.length > 0 ? await this.outbox.writeIn(tx, events) : null };
     });
-    const data: TokenCreated = {
-      token: toToken(doc),
-      balances: [{ account: doc.creatorId, amount: doc.totalSupply, version: 1 }],
-    };
-    await this.outbox.write([domainEvent(TOKEN_EVENTS.created, doc._id, data)]);
-    const tokens = this.stores.tokens;
-    const active =
-      (await tokens.updateOne(
-        { _id: doc._id, state: "creating" },
-        { $set: { state: "active" } },
-      )) ?? (await tokens.findOne({ _id: doc._id }));
-    if (!active || active.state !== "active") throw notFound("Token");
-    this.cache.set(active._id, active);
-    this.logger.info({ tokenId: active._id, symbol: active.symbol }, "Token created");
-    return active;
-  }
-
-  private async finishDelete(doc: TokenDoc): Promise<void> {
-    await this.stores.balances.remove({ tokenId: doc._id });
-    await this.stores.allowances.remove({ tokenId: doc._id });
-    this.onDeleted(doc._id);
-    const data: TokenDeleted = { tokenId: doc._id };
-    await this.outbox.write([domainEvent(TOKEN_EVENTS.deleted, doc._id, data)]);
-    await this.stores.tokens.remove({ _id: doc._id, state: "deleting" });
-    this.logger.info({ tokenId: doc._id }, "Token deleted");
-  }
-
-  /** Writes the event of the token's current version and clears its `unpublished` flag. */
-  private async publishUpdate(doc: TokenDoc): Promise<void> {
-    const data: TokenUpdated = { token: toToken(doc) };
-    const event = domainEvent(TOKEN_EVENTS.updated, `${doc._id}:${doc.version}`, data);
-    await publishThenClear(this.outbox, this.stores.tokens, doc, event);
-  }
-
-  private async publishApproval(a: AllowanceDoc): Promise<TokenApproved> {
-    const data: TokenApproved = {
-      tokenId: a.tokenId,
-      owner: a.owner,
-      spender: a.spender,
-      amount: a.amount,
-    };
-    const event = domainEvent(TOKEN_EVENTS.approved, `${a._id}:${a.version}`, data);
-    await publishThenClear(this.outbox, this.stores.allowances, a, event);
-    return data;
+    send?.();
+    return value;
   }
 }

@@ -1,36 +1,43 @@
-import { openNedbStore } from "../../lib/store/nedb/nedb-store";
+import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
 import { Outbox, type OutboxDoc } from "../../lib/messaging/outbox";
 import { TokenRegistry, type TokenDoc, type TokenStores } from "../../lib/tokens/token-registry";
-import {
-  TransferEngine,
-  type EngineOptions,
-  type TransferStores,
-} from "../../lib/tokens/transfer-engine";
+import { TransferEngine, type EngineOptions } from "../../lib/tokens/transfer-engine";
 import type { DomainEvent } from "../../lib/events/domain";
 import type { AllowanceDoc, BalanceDoc, JournalDoc } from "../../lib/tokens/ledger";
-import type { Store } from "../../lib/store/store";
+import type { Database, Store } from "../../lib/store/store";
 
 /**
- * The tokens write model's engines over real NeDB stores in memory, without a broker:
- * what a unit test of lib/ builds. `restart()` gives new engine instances over the same
- * stores, as a process started again on the same database would have.
+ * The tokens write model's engines over a real SQLite database in memory, without a
+ * broker: what a unit test of lib/ builds. `ledgerOn` again gives new engine instances
+ * over the same database, as a process started again on the same file would have.
  */
 
-export type LedgerStores = TransferStores & TokenStores & { outbox: Store<OutboxDoc> };
+export type LedgerStores = TokenStores & {
+  balances: Store<BalanceDoc>;
+  allowances: Store<AllowanceDoc>;
+  journal: Store<JournalDoc>;
+  outbox: Store<OutboxDoc>;
+  database: Database;
+};
 
 export const quiet = { info: () => undefined, warn: () => undefined };
 
+/** The tokens service's collections (services/tokens.service.ts), in memory. */
 export async function openLedgerStores(): Promise<LedgerStores> {
+  const database = SqliteDatabase.open({
+    tokens: { unique: ["symbol"], indexes: ["state"] },
+    balances: { indexes: ["tokenId", "account"] },
+    allowances: { indexes: ["tokenId"] },
+    journal: { unique: ["key"], indexes: ["createdAt"] },
+    outbox: {},
+  });
   return {
-    tokens: await openNedbStore<TokenDoc>("tokens", { unique: ["symbol"], indexes: ["state"] }),
-    balances: await openNedbStore<BalanceDoc>("balances", { indexes: ["tokenId", "account"] }),
-    allowances: await openNedbStore<AllowanceDoc>("allowances", { indexes: ["tokenId"] }),
-    journal: await openNedbStore<JournalDoc>("journal", {
-      unique: ["key"],
-      indexes: ["createdAt"],
-      sparse: ["pending"],
-    }),
-    outbox: await openNedbStore<OutboxDoc>("outbox", {}),
+    database,
+    tokens: database.store<TokenDoc>("tokens"),
+    balances: database.store<BalanceDoc>("balances"),
+    allowances: database.store<AllowanceDoc>("allowances"),
+    journal: database.store<JournalDoc>("journal"),
+    outbox: database.store<OutboxDoc>("outbox"),
   };
 }
 
@@ -43,8 +50,6 @@ export interface Ledger {
   published: DomainEvent[];
 }
 
-let engines = 0;
-
 /** Engines over `stores`; the outbox publishes into `published` (the channels' place). */
 export function ledgerOn(stores: LedgerStores, opts: Partial<EngineOptions> = {}): Ledger {
   const published: DomainEvent[] = [];
@@ -53,11 +58,8 @@ export function ledgerOn(stores: LedgerStores, opts: Partial<EngineOptions> = {}
     { ready: () => true, publish: async (_type, event) => void published.push(event) },
     quiet,
   );
-  // The registry tells the engine of deleted tokens; the engine asks the registry what is live.
-  const registry = new TokenRegistry(stores, outbox, quiet, id => engine.forgetToken(id));
-  const engine = new TransferEngine(stores, outbox, registry, quiet, {
-    owner: `engine-${++engines}`,
-    leaseMs: 30_000,
+  const registry = new TokenRegistry(stores.database, outbox, quiet);
+  const engine = new TransferEngine(stores.database, outbox, registry, {
     retentionMs: 7 * 24 * 3600_000,
     ...opts,
   });

@@ -1,7 +1,10 @@
-import type { Doc, Store } from "../../lib/store/store";
+import type { Database, Doc, Store, TxStores } from "../../lib/store/store";
 
 /** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
-export function failOnce<T extends Doc, K extends "insert" | "update" | "updateOne" | "remove">(
+export function failOnce<
+  T extends Doc,
+  K extends "insert" | "insertMany" | "update" | "updateOne" | "remove",
+>(
   store: Store<T>,
   method: K,
   when: (...args: Parameters<Store<T>[K]>) => boolean = () => true,
@@ -17,5 +20,35 @@ export function failOnce<T extends Doc, K extends "insert" | "update" | "updateO
     return real(...args);
   };
   store[method] = wrapped as Store<T>[K];
+  return { fired: () => fired };
+}
+
+/**
+ * failOnce inside `db`'s transactions: the first call of `method` on collection `name`
+ * that `when` accepts, inside any transaction, throws, and that transaction rolls back.
+ * A crash between two writes of one transaction, as a test can make one.
+ */
+export function failInTransaction<
+  K extends "insert" | "insertMany" | "update" | "updateOne" | "remove",
+>(
+  db: Database,
+  name: string,
+  method: K,
+  when: (...args: Parameters<Store<Doc>[K]>) => boolean = () => true,
+): { fired: () => boolean } {
+  const real = db.transaction.bind(db);
+  let fired = false;
+  db.transaction = <R>(fn: (tx: TxStores) => Promise<R>): Promise<R> =>
+    real(async tx => {
+      const probe = failOnce(tx.store(name), method, when);
+      try {
+        return await fn(tx);
+      } finally {
+        if (probe.fired()) {
+          fired = true;
+          db.transaction = real;
+        }
+      }
+    });
   return { fired: () => fired };
 }

@@ -147,16 +147,17 @@ describe("concurrent transfers", () => {
   });
 
   it("stays exact when two writers share the database without sharing locks or caches", async () => {
-    // A second instance of the service on the same collections behaves like another
-    // process on the same MongoDB: only the compare-and-set keeps them apart.
+    // A second instance of the service on the same database, with engines, caches and
+    // outbox of its own, as another process on the same MongoDB: only the transactions
+    // keep them apart.
+    type Twin = Service & { stores: unknown; database: unknown; buildEngines(): void };
     const schema = (await import("../../services/tokens.service"))
       .default as unknown as ServiceSchema;
-    const twin = p.broker.createService({ ...schema, name: "tokens-twin" }) as Service & {
-      stores: unknown;
-      buildEngines(): void;
-    };
+    const twin = p.broker.createService({ ...schema, name: "tokens-twin" }) as Twin;
     await p.broker.waitForServices("tokens-twin");
-    twin.stores = (p.broker.getLocalService("tokens") as Service & { stores: unknown }).stores;
+    const first = p.broker.getLocalService("tokens") as Twin;
+    twin.stores = first.stores;
+    twin.database = first.database;
     twin.buildEngines();
 
     const token = await fundedToken();

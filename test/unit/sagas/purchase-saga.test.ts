@@ -171,7 +171,11 @@ describe("the purchase driven by the saga engine", () => {
     const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
     const engine = new SagaEngine(
       store,
-      { write: async () => undefined, has: async () => false },
+      {
+        write: async () => undefined,
+        has: async () => false,
+        writeIn: async () => () => undefined,
+      },
       call,
       quiet,
       {

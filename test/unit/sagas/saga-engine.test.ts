@@ -112,7 +112,11 @@ const engine = (
 ): SagaEngine => {
   const e = new SagaEngine(
     store,
-    { write: async ev => void events.push(...ev), has: async () => false },
+    {
+      write: async ev => void events.push(...ev),
+      has: async () => false,
+      writeIn: async (_tx, ev) => () => void events.push(...ev),
+    },
     call,
     logs,
     {
