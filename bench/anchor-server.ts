@@ -9,7 +9,7 @@ import { tokenDoc } from "./common";
  * PORT (gateways proxy to UPSTREAM_PORT); nodes without HTTP print "READY" once they serve.
  * Moleculer anchors are Moleculer as a team gets it: default options, JSON over NATS.
  *
- * env: PORT, UPSTREAM_PORT, NATS_URL, NAMESPACE, NODE_ID.
+ * env: PORT, UPSTREAM_PORT, NATS_URL, NAMESPACE, NODE_ID (pg-transfers: bench/pg-anchor.ts).
  */
 
 const mode = process.argv[2];
@@ -132,6 +132,12 @@ async function main(): Promise<void> {
       const app = Fastify({ logger: false });
       await app.register(proxy, { upstream, prefix: "/api", rewritePrefix: "/api" });
       await app.listen({ port, host: "127.0.0.1" });
+      return;
+    }
+    case "pg-transfers": {
+      // Anchor l: the transfer route on Fastify + PostgreSQL (bench/pg-anchor.ts).
+      const { servePgTransfers } = await import("./pg-anchor");
+      await servePgTransfers(port);
       return;
     }
     case "echo": {

@@ -18,6 +18,9 @@ import { report, runMain, type Row } from "./report";
  *
  * `npm run bench -- anchors` runs all five and prints them beside (a); bench/gateway.ts runs
  * them beside the platform.
+ *
+ * Anchor l, the transfer route on Fastify + PostgreSQL, is bench/pg-anchor.ts: the
+ * transfers case runs it beside h (`npm run bench -- transfers-pg`).
  */
 
 export type AnchorId = "a" | "b" | "c" | "d" | "e";

@@ -56,10 +56,13 @@ export function cpuMeter(procs: Array<{ name: string; pid: number }>) {
   return {
     stop(ops: number): { shares: CpuShare[]; totalMs: number; ceiling: number } | undefined {
       if (ops <= 0 || before.some(b => b === undefined)) return undefined;
-      const shares: CpuShare[] = all.map((p, i) => ({
-        name: p.name,
-        msPerOp: (((cpuSeconds(p.pid) ?? before[i]!) - before[i]!) * 1000) / ops,
-      }));
+      // Processes of one name (e.g. PostgreSQL's backends) count as one.
+      const byName = new Map<string, number>();
+      all.forEach((p, i) => {
+        const ms = (((cpuSeconds(p.pid) ?? before[i]!) - before[i]!) * 1000) / ops;
+        byName.set(p.name, (byName.get(p.name) ?? 0) + ms);
+      });
+      const shares: CpuShare[] = [...byName].map(([name, msPerOp]) => ({ name, msPerOp }));
       const own = process.cpuUsage(self);
       shares.push({ name: "bench clients", msPerOp: (own.user + own.system) / 1000 / ops });
       shares.sort((a, b) => b.msPerOp - a.msPerOp);

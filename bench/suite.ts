@@ -25,6 +25,10 @@ interface Case {
   env?: Record<string, string>;
   /** Node flags instead of the nodes' (package.json config.node_flags). */
   nodeFlags?: string[];
+  /** The script it runs, when not `<name>.js`. */
+  script?: string;
+  /** Its env unless the caller's says otherwise, alone and in the suite. */
+  defaults?: Record<string, string>;
   /** Not part of the whole suite: run only by name. */
   alone?: boolean;
   about: string;
@@ -37,6 +41,13 @@ const CASES: Case[] = [
     name: "transfers",
     env: { BENCH_MODES: "embedded,nats" },
     about: "h embedded (BENCH_MODES=embedded,nats adds the cluster)",
+  },
+  {
+    name: "transfers-pg",
+    script: "transfers",
+    defaults: { BENCH_MODES: "embedded,postgres" },
+    alone: true,
+    about: "h embedded beside l: the same transfers on Fastify + PostgreSQL",
   },
   { name: "rtt", about: "i: broker.call vs raw NATS request/reply" },
   { name: "events", about: "j: outbox → JetStream → catalog lag at 1,000 transfers/s" },
@@ -57,7 +68,7 @@ function usage(): string {
   return [
     "usage: npm run bench [-- <case> [<case> …]]",
     "",
-    `  ${"(none)".padEnd(width)}  the suite: every case but anchors and journal, one table`,
+    `  ${"(none)".padEnd(width)}  the suite: every case but anchors, transfers-pg and journal, one table`,
     ...CASES.map(c => `  ${c.name.padEnd(width)}  ${c.about}`),
   ].join("\n");
 }
@@ -73,7 +84,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
 
 function run(c: Case, env: NodeJS.ProcessEnv): Promise<number | null> {
   return new Promise(resolve => {
-    const file = path.join(__dirname, `${c.name}.js`);
+    const file = path.join(__dirname, `${c.script ?? c.name}.js`);
     current = spawn(process.execPath, [...(c.nodeFlags ?? NODE_FLAGS), file], {
       env,
       stdio: "inherit",
@@ -94,7 +105,7 @@ async function main(): Promise<void> {
   if (named.length === 1) {
     // One case, exactly as its own script ran it.
     const c = CASES.find(x => x.name === named[0]) as Case;
-    const code = await run(c, process.env);
+    const code = await run(c, { ...c.defaults, ...process.env });
     process.exitCode = code ?? 1;
     return;
   }
@@ -113,6 +124,7 @@ async function main(): Promise<void> {
       if (interrupted) continue;
       console.log(`\n=== ${b.name}`);
       const code = await run(b, {
+        ...b.defaults,
         ...process.env,
         BENCH_SECONDS: process.env.BENCH_SECONDS ?? "5",
         ...b.env,
