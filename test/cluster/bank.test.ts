@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { registerUser, type Registered } from "../helpers/http";
 import { clusterDown, useCluster, waitUntil, type Gateway } from "../helpers/cluster";
-import { allHolders, createToken, sumAmounts, type TransferBody } from "../helpers/tokens";
+import { allHolders, createToken, startClients, sumAmounts } from "../helpers/tokens";
+import { transferPair, type TransferBody } from "../helpers/tokens";
 
 /**
  * A bank over REST, as a client would run it: the whole platform in one process on NeDB
@@ -72,30 +73,23 @@ describe.skipIf(clusterDown())("a bank over REST with its process SIGKILLed", ()
     };
 
     const sent: Sent[] = [];
-    let stop = false;
-    let seq = 0;
-    const client = async (c: number) => {
-      while (!stop) {
-        const n = seq++;
-        const from = (c + n) % ACCOUNTS;
-        // Every 9th to oneself, every 11th of nothing: transfers that move nothing.
-        const to = n % 9 === 0 ? from : (from + 1 + (n % (ACCOUNTS - 1))) % ACCOUNTS;
-        const s: Sent = {
-          key: `bank-${c}-${n}`,
-          from,
-          to,
-          amount: BigInt(n % 11 === 0 ? 0 : 1 + (n % 5)),
-          outcome: 0,
-        };
-        sent.push(s);
+    const clients = startClients(CLIENTS, async (c, n) => {
+      const pair = transferPair(c, n, ACCOUNTS);
+      // Every 9th to oneself, every 11th of nothing: transfers that move nothing.
+      const s: Sent = {
+        key: `bank-${c}-${n}`,
+        from: pair.from,
+        to: n % 9 === 0 ? pair.from : pair.to,
+        amount: BigInt(n % 11 === 0 ? 0 : 1 + (n % 5)),
+        outcome: 0,
+      };
+      sent.push(s);
+      await send(s);
+      while (s.outcome === 0 && !clients.stopped) {
+        await new Promise(r => setTimeout(r, 50));
         await send(s);
-        while (s.outcome === 0 && !stop) {
-          await new Promise(r => setTimeout(r, 50));
-          await send(s);
-        }
       }
-    };
-    const loops = Array.from({ length: CLIENTS }, (_, c) => client(c));
+    });
     for (let k = 0; k < KILLS; k++) {
       const target = sent.filter(s => s.outcome === 201).length + 300;
       await waitUntil(() => sent.filter(s => s.outcome === 201).length >= target, 30_000, 5);
@@ -108,8 +102,7 @@ describe.skipIf(clusterDown())("a bank over REST with its process SIGKILLed", ()
       30_000,
       5,
     );
-    stop = true;
-    await Promise.all(loops);
+    await clients.stop();
     // What was left unknown at the stop is asked until it is known.
     for (const s of sent.filter(x => x.outcome === 0))
       await waitUntil(async () => (await send(s), s.outcome !== 0), 30_000);

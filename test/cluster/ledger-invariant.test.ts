@@ -5,13 +5,15 @@ import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { clusterDown, stopAll, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import {
+  canMountTmpfs,
   fillDisk,
   mountTmpfs,
   startNatsServer,
   unmountTmpfs,
   type NatsServer,
 } from "../helpers/faults";
-import { allHolders, createToken, sumAmounts, type TransferBody } from "../helpers/tokens";
+import { allHolders, createToken, startClients, sumAmounts } from "../helpers/tokens";
+import { transferPair, type TransferBody } from "../helpers/tokens";
 
 /**
  * The ledger's invariant under faults (issue 21): while clients send transfers with an
@@ -26,8 +28,7 @@ import { allHolders, createToken, sumAmounts, type TransferBody } from "../helpe
  * own, tokens on a small tmpfs (to fill it: needs root; elsewhere skipped in one line).
  */
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn("ledger-invariant test skipped: mounting a tmpfs needs root");
+const isRoot = canMountTmpfs("ledger-invariant test");
 
 const ACCOUNTS = 6;
 const EACH = 1_000_000n;
@@ -139,6 +140,8 @@ describe.skipIf(clusterDown() || !isRoot)("the ledger's invariant under faults",
         { token: people[s.from].token, headers: { "idempotency-key": s.key } },
       );
 
+    let phase: Phase = "steady";
+
     // The checker: the holders' sum at every read that succeeds.
     const checker: Checker = {
       reads: 0,
@@ -167,32 +170,24 @@ describe.skipIf(clusterDown() || !isRoot)("the ledger's invariant under faults",
 
     // The clients: each sends transfers with a new key until told to stop.
     const sent: Sent[] = [];
-    let phase: Phase = "steady";
-    let stopLoad = false;
-    let seq = 0;
-    const load = async (c: number) => {
-      while (!stopLoad) {
-        const n = seq++;
-        const from = (c + n) % ACCOUNTS;
-        const s: Sent = {
-          key: `inv-${c}-${n}`,
-          from,
-          to: (from + 1 + (n % (ACCOUNTS - 1))) % ACCOUNTS,
-          amount: BigInt(1 + (n % 9)),
-          phase,
-          status: -1,
-        };
-        sent.push(s);
-        try {
-          const res = await post(s);
-          s.status = res.status;
-          s.retryAfter = res.headers.get("retry-after");
-          if (res.status === 201) s.body = res.body;
-        } catch {
-          s.status = 0; // the gateway did not answer: outcome unknown
-        }
-        if (s.status !== 201) await sleep(50);
+    const send = async (c: number, n: number) => {
+      const s: Sent = {
+        key: `inv-${c}-${n}`,
+        ...transferPair(c, n, ACCOUNTS),
+        amount: BigInt(1 + (n % 9)),
+        phase,
+        status: -1,
+      };
+      sent.push(s);
+      try {
+        const res = await post(s);
+        s.status = res.status;
+        s.retryAfter = res.headers.get("retry-after");
+        if (res.status === 201) s.body = res.body;
+      } catch {
+        s.status = 0; // the gateway did not answer: outcome unknown
       }
+      if (s.status !== 201) await sleep(50);
     };
     const acked = () => sent.filter(s => s.status === 201).length;
     /** Waits until `more` transfers beyond those acknowledged by now are acknowledged. */
@@ -203,7 +198,7 @@ describe.skipIf(clusterDown() || !isRoot)("the ledger's invariant under faults",
 
     const started = Date.now();
     const checking = check();
-    const loops = Array.from({ length: CLIENTS }, (_, c) => load(c));
+    const clients = startClients(CLIENTS, send);
     try {
       await moreAcked(100);
 
@@ -240,8 +235,7 @@ describe.skipIf(clusterDown() || !isRoot)("the ledger's invariant under faults",
       phase = "nats-back";
       await moreAcked(100);
     } finally {
-      stopLoad = true;
-      await Promise.all(loops);
+      await clients.stop();
       stopChecker = true;
       await checking;
     }

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "nats";
 import { registerUser } from "../helpers/http";
-import { clusterDown, freePort, useCluster, waitUntil, type Gateway } from "../helpers/cluster";
+import { clusterDown, useCluster, waitUntil, type Gateway } from "../helpers/cluster";
+import { startNatsServer, type NatsServer } from "../helpers/faults";
 import { createToken, type TransferBody } from "../helpers/tokens";
 
 /**
@@ -18,43 +18,18 @@ const PASSWORD = "s3cret-for-tests";
 describe.skipIf(clusterDown())("NATS with a password", () => {
   const cluster = useCluster("natsauth");
   const store = cluster.tempDir("natsauth-js");
-  let server: ChildProcess;
+  let server: NatsServer;
   let port: number;
   let gateway: Gateway;
   const url = (pass: string) => `nats://mintmesh:${pass}@127.0.0.1:${port}`;
 
   beforeAll(async () => {
-    port = await freePort();
-    server = spawn(
-      "nats-server",
-      [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        String(port),
-        "-js",
-        "-sd",
-        store,
-        "--user",
-        "mintmesh",
-        "--pass",
-        PASSWORD,
-      ],
-      { stdio: "ignore" },
-    );
-    await waitUntil(async () => {
-      try {
-        const nc = await connect({
-          servers: `127.0.0.1:${port}`,
-          user: "mintmesh",
-          pass: PASSWORD,
-        });
-        await nc.close();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 10_000);
+    server = await startNatsServer({
+      storeDir: store,
+      args: ["--user", "mintmesh", "--pass", PASSWORD],
+      connect: { user: "mintmesh", pass: PASSWORD },
+    });
+    port = server.port;
     const env = { TRANSPORTER: url(PASSWORD), CHANNELS_URL: url(PASSWORD) };
     [, gateway] = await Promise.all([
       cluster.node({
@@ -68,8 +43,8 @@ describe.skipIf(clusterDown())("NATS with a password", () => {
     ]);
   });
 
-  afterAll(() => {
-    server?.kill("SIGKILL");
+  afterAll(async () => {
+    await server?.kill();
   });
 
   it("carries calls and durable events between nodes that have the password", async () => {

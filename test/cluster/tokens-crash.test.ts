@@ -4,7 +4,8 @@ import { registerUser, type ApiClient, type Registered } from "../helpers/http";
 import { jetStreamChannels } from "../helpers/channels";
 import { NATS_URL, clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
-import { allHolders, balanceOf, createToken, sumAmounts } from "../helpers/tokens";
+import { allHolders, balanceOf, createToken, startClients, sumAmounts } from "../helpers/tokens";
+import { transferPair } from "../helpers/tokens";
 import type { TransferBody } from "../helpers/tokens";
 import type { DomainEvent, TokenTransferred } from "../../lib/events/domain";
 
@@ -112,29 +113,20 @@ describe.skipIf(clusterDown())("tokens survive a SIGKILL mid-burst", () => {
 
     // Eight clients send transfers until told to stop; the tokens process dies meanwhile.
     const sent: Sent[] = [];
-    let stop = false;
-    let seq = 0;
-    const clientLoop = async (c: number) => {
-      while (!stop) {
-        const n = seq++;
-        const from = (c + n) % ACCOUNTS;
-        sent.push(
-          await send({
-            key: `crash-${c}-${n}`,
-            from,
-            to: (from + 1 + (n % (ACCOUNTS - 1))) % ACCOUNTS,
-            amount: BigInt(1 + (n % 7)),
-            status: -1,
-          }),
-        );
-      }
-    };
-    const loops = Array.from({ length: 8 }, (_, c) => clientLoop(c));
+    const clients = startClients(8, async (c, n) => {
+      sent.push(
+        await send({
+          key: `crash-${c}-${n}`,
+          ...transferPair(c, n, ACCOUNTS),
+          amount: BigInt(1 + (n % 7)),
+          status: -1,
+        }),
+      );
+    });
     await waitUntil(() => sent.filter(s => s.status === 201).length >= 150, 30_000, 5);
     await tokens!.kill("SIGKILL");
     await new Promise(r => setTimeout(r, 500));
-    stop = true;
-    await Promise.all(loops);
+    await clients.stop();
     expect(sent.some(s => s.status !== 201 && s.status !== 422)).toBe(true);
 
     // A new node id, as a restarted pod gets; same data.

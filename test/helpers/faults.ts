@@ -55,6 +55,16 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   return server;
 }
 
+/**
+ * Whether this process may mount a tmpfs (root); when not, says in one line that `what`
+ * is skipped: `describe.skipIf(!canMountTmpfs("…"))(…)`.
+ */
+export function canMountTmpfs(what: string): boolean {
+  const root = process.getuid?.() === 0;
+  if (!root) console.warn(`${what} skipped: mounting a tmpfs needs root`);
+  return root;
+}
+
 /** Mounts a tmpfs of `size` (e.g. "8m") on `dir`, which must exist. Needs root. */
 export function mountTmpfs(dir: string, size: string): void {
   execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir]);

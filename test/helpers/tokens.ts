@@ -62,3 +62,41 @@ export async function allHolders(
 
 export const sumAmounts = (rows: Array<{ amount: string }>): bigint =>
   rows.reduce((s, r) => s + BigInt(r.amount), 0n);
+
+export interface Clients {
+  /** True once `stop()` was called: a client's retries end there too. */
+  readonly stopped: boolean;
+  /** Tells the clients to stop; resolves once each has finished the request it was on. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `count` clients sending one request after another, `next(client, n)` for each (`n`
+ * counts the requests of all clients), until `stop()`.
+ */
+export function startClients(
+  count: number,
+  next: (client: number, n: number) => Promise<void>,
+): Clients {
+  let stopped = false;
+  let seq = 0;
+  const loop = async (c: number) => {
+    while (!stopped) await next(c, seq++);
+  };
+  const loops = Array.from({ length: count }, (_, c) => loop(c));
+  return {
+    get stopped() {
+      return stopped;
+    },
+    async stop() {
+      stopped = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** Client `c`'s `n`th transfer among `accounts` accounts: from one to another, never itself. */
+export function transferPair(c: number, n: number, accounts: number): { from: number; to: number } {
+  const from = (c + n) % accounts;
+  return { from, to: (from + 1 + (n % (accounts - 1))) % accounts };
+}

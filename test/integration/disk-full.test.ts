@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -6,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody } from "../helpers/http";
 import { waitUntil } from "../helpers/cluster";
+import { canMountTmpfs, fillDisk, mountTmpfs, unmountTmpfs } from "../helpers/faults";
 import {
   allHolders,
   balanceOf,
@@ -20,8 +20,7 @@ import {
  * test is skipped with one line saying so.
  */
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn("disk-full test skipped: mounting a tmpfs needs root");
+const isRoot = canMountTmpfs("disk-full test");
 
 describe.skipIf(!isRoot)("a full disk under the stores", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-full-"));
@@ -30,12 +29,12 @@ describe.skipIf(!isRoot)("a full disk under the stores", () => {
 
   afterAll(async () => {
     await p?.stop().catch(() => undefined);
-    execFileSync("umount", [dir]);
+    unmountTmpfs(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it("answers 503 while it is full, turns readiness 503 naming the store, and recovers without a restart", async () => {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir]);
+    mountTmpfs(dir, "2m");
     const start = () =>
       startPlatform(["api", "users", "tokens"], {
         env: {
@@ -62,14 +61,7 @@ describe.skipIf(!isRoot)("a full disk under the stores", () => {
     // A burst in flight while the disk fills up.
     const keys = Array.from({ length: 60 }, (_, i) => `full-${i}`);
     const burst = Promise.all(keys.map((k, i) => send(k, i + 1)));
-    const fd = fs.openSync(filler, "w");
-    try {
-      for (;;) fs.writeSync(fd, Buffer.alloc(16 * 1024, 1));
-    } catch (err) {
-      expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
-    } finally {
-      fs.closeSync(fd);
-    }
+    fillDisk(filler);
     const first = await burst;
     const later = await Promise.all(keys.map((k, i) => send(`${k}-b`, i + 1)));
     for (const r of [...first, ...later]) {
