@@ -7,6 +7,7 @@ import { openMongoDatabase } from "../lib/store/mongo/mongo-store";
 import { NedbDatabase } from "../lib/store/nedb/nedb-database";
 import { openNedbStore } from "../lib/store/nedb/nedb-store";
 import { SqliteDatabase, sqliteFile } from "../lib/store/sqlite/sqlite-database";
+import { migrateDataDir } from "../lib/store/migrate/migrate";
 import type { CollectionSpec, Database, Doc, Store } from "../lib/store/store";
 import { defineMixin } from "./define";
 
@@ -103,6 +104,9 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
             label: `${service}/sqlite`,
             logger: this.logger,
           });
+          // A DATA_DIR an earlier version wrote with NeDB: its files move in at the first start.
+          if (!inMemory)
+            await migrateDataDir(dataDir, service, collections, this.database, this.logger);
         } else {
           const stores: Record<string, Store> = {};
           for (const [name, spec] of Object.entries(collections))

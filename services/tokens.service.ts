@@ -22,7 +22,7 @@ import type { OutboxStats } from "../lib/messaging/outbox";
 import type { TransferInternalParams } from "../lib/tokens/contract";
 import { TransferEngine } from "../lib/tokens/transfer-engine";
 import { TokenRegistry, toToken, type NewToken } from "../lib/tokens/token-registry";
-import type { TransferRecord } from "../lib/tokens/ledger";
+import { TOKENS_COLLECTIONS, type TransferRecord } from "../lib/tokens/ledger";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import * as schemas from "../lib/gateway/openapi/schemas";
@@ -114,15 +114,7 @@ const TokensService: ServiceSchema<
   TokensThis
 > = {
   name: "tokens",
-  mixins: [
-    ...storesWithOutbox({
-      tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
-      balances: { indexes: ["tokenId", "account"] },
-      allowances: { indexes: ["tokenId"] },
-      journal: { unique: ["key"], indexes: ["createdAt"] },
-    }),
-    AccountsMixin,
-  ],
+  mixins: [...storesWithOutbox(TOKENS_COLLECTIONS), AccountsMixin],
 
   settings: {
     // 7 days: far past the gateway's idempotency window (24 h) and JetStream's redelivery.

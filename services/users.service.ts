@@ -17,12 +17,12 @@ import {
   verifySignature,
 } from "../lib/users/siwe";
 import {
-  CHALLENGES_SPEC,
   insertChallenge,
   toProfile,
   toUser,
   walletOf,
   usableChallenge,
+  USERS_COLLECTIONS,
   type ChallengeDoc,
   type User,
   type UserDoc,
@@ -96,13 +96,7 @@ const alreadyRegistered = () =>
 
 const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVars> = {
   name: "users",
-  mixins: [
-    DbMixin({
-      users: { unique: ["email"], indexes: ["wallets.address"] },
-      challenges: CHALLENGES_SPEC,
-      walletLinks: { unique: ["address"], indexes: ["userId"] },
-    }),
-  ],
+  mixins: [DbMixin(USERS_COLLECTIONS)],
 
   settings: {
     jwtSecret: jwtSecret(),

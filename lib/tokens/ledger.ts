@@ -1,9 +1,21 @@
 import { createHash } from "node:crypto";
+import type { CollectionSpec } from "../store/store";
 
 /**
  * Pure parts of the token ledger (no broker, no database): document shapes of the
  * tokens service, ids and request fingerprints.
  */
+
+/** The tokens service's collections (its outbox's comes with storesWithOutbox). */
+export const TOKENS_COLLECTIONS: Record<
+  "tokens" | "balances" | "allowances" | "journal",
+  CollectionSpec
+> = {
+  tokens: { unique: ["symbol"], indexes: ["creatorId", "state"] },
+  balances: { indexes: ["tokenId", "account"] },
+  allowances: { indexes: ["tokenId"] },
+  journal: { unique: ["key"], indexes: ["createdAt"] },
+};
 
 /** A balance of one account in one token. `version` grows with every write (CAS guard). */
 export interface BalanceDoc {

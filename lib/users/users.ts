@@ -47,6 +47,13 @@ export const CHALLENGES_SPEC: CollectionSpec = {
   uniqueSparse: ["slot"],
 };
 
+/** The users service's collections (what it passes to DbMixin). */
+export const USERS_COLLECTIONS: Record<"users" | "challenges" | "walletLinks", CollectionSpec> = {
+  users: { unique: ["email"], indexes: ["wallets.address"] },
+  challenges: CHALLENGES_SPEC,
+  walletLinks: { unique: ["address"], indexes: ["userId"] },
+};
+
 /**
  * Stores a new challenge in a free one of its user's `max` slots, after dropping expired
  * challenges (they can never be used). With every slot held by an open challenge: 429,

@@ -170,3 +170,104 @@ export async function migrateDataDir(
   logger.info({ service, movedTo: aside }, "NeDB files moved aside: migration done");
   return result;
 }
+
+/** Opens the Database a service's collections are migrated into. */
+export type OpenDatabase = (
+  service: string,
+  collections: Record<string, CollectionSpec>,
+) => Promise<Database>;
+
+export interface MigrateAllOptions extends MigrateOptions {
+  /** Takes DATA_DIR/<service>/'s lock for the run (lockDataDir); returns its release. */
+  lock?: (dir: string, service: string) => Promise<() => void>;
+}
+
+/** The folders under DATA_DIR that hold NeDB files, by service name. */
+export function nedbServicesIn(dataDir: string): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(path.resolve(dataDir), { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  return entries
+    .filter(e => e.isDirectory() && !e.name.includes(".nedb-migrated-"))
+    .map(e => e.name)
+    .filter(name => needsMigration(dataDir, name))
+    .sort();
+}
+
+/**
+ * Migrates every service folder under DATA_DIR that holds NeDB files (`npm run migrate`):
+ * each service in `services` (name → its collections) into the Database `open` gives,
+ * closed after. A folder of a service not in `services` is left as it is, with a warning.
+ */
+export async function migrateAll(
+  dataDir: string,
+  services: Record<string, Record<string, CollectionSpec>>,
+  open: OpenDatabase,
+  logger: MigrationLogger,
+  opts: MigrateAllOptions = {},
+): Promise<Record<string, MigrationResult>> {
+  const results: Record<string, MigrationResult> = {};
+  for (const service of nedbServicesIn(dataDir)) {
+    const collections = services[service];
+    if (!collections) {
+      logger.warn(
+        { service, dir: path.resolve(dataDir, service) },
+        "No such service: left as it is",
+      );
+      continue;
+    }
+    const release = await opts.lock?.(path.resolve(dataDir, service), service);
+    try {
+      const database = await open(service, collections);
+      try {
+        results[service] = await migrateDataDir(
+          dataDir,
+          service,
+          collections,
+          database,
+          logger,
+          opts,
+        );
+      } finally {
+        await database.close();
+      }
+    } finally {
+      release?.();
+    }
+  }
+  return results;
+}
+
+export interface CollectionPreview {
+  file: string;
+  documents: number;
+  tornBytes: number;
+  /** The service does not declare it: it would be moved aside, not migrated. */
+  undeclared: boolean;
+}
+
+/** What a migration of DATA_DIR would read, touching nothing (`npm run migrate -- --dry-run`). */
+export function previewMigration(
+  dataDir: string,
+  services: Record<string, Record<string, CollectionSpec>>,
+): Record<string, Record<string, CollectionPreview>> {
+  const out: Record<string, Record<string, CollectionPreview>> = {};
+  for (const service of nedbServicesIn(dataDir)) {
+    const dir = path.resolve(dataDir, service);
+    out[service] = {};
+    for (const name of nedbCollectionsIn(dir)) {
+      const file = readNedbCollection(dir, name)!;
+      out[service][name] = {
+        file: file.file,
+        documents: file.docs.size,
+        tornBytes: file.tornBytes,
+        undeclared: !(services[service] && name in services[service]),
+      };
+    }
+  }
+  return out;
+}

@@ -79,47 +79,80 @@ export function isSqliteFile(file: string): boolean {
   }
 }
 
-/** Parses the text of a collection file (see the module comment); `file` names it in errors. */
-export function parseNedbText(text: string, file = "<text>"): Omit<NedbCollectionFile, "file"> {
-  const docs = new Map<string, Doc>();
-  const end = text.lastIndexOf("\n") + 1;
-  const tornBytes = Buffer.byteLength(text.slice(end));
-  const lines = text.slice(0, end).split("\n");
-  lines.pop(); // after the last "\n"
-  let count = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    if (line === "") continue;
-    count++;
+/** Folds a file's whole lines into the live documents (see the module comment). */
+class Collector {
+  readonly docs = new Map<string, Doc>();
+  lines = 0;
+  private lineNo = 0;
+
+  constructor(private readonly file: string) {}
+
+  line(line: string): void {
+    this.lineNo++;
+    if (line === "") return;
+    this.lines++;
     let doc: Record<string, unknown>;
     try {
       doc = JSON.parse(line, revive) as Record<string, unknown>;
     } catch {
-      throw new CorruptNedbFileError(file, i + 1);
+      throw new CorruptNedbFileError(this.file, this.lineNo);
     }
     if (doc === null || typeof doc !== "object" || Array.isArray(doc))
-      throw new CorruptNedbFileError(file, i + 1);
+      throw new CorruptNedbFileError(this.file, this.lineNo);
     const id = doc._id;
     // NeDB keeps a line by its _id when it has one, and skips index lines (and others).
-    if (!id) continue;
+    if (!id) return;
     const key = String(id);
-    // Map order is insertion order: a rewrite moves a document to its last write.
-    docs.delete(key);
-    if (doc.$$deleted !== true) docs.set(key, doc as Doc);
+    // Map order is insertion order: a document moves to its last write.
+    this.docs.delete(key);
+    if (doc.$$deleted !== true) this.docs.set(key, doc as Doc);
   }
-  return { docs, tornBytes, lines: count };
 }
 
-/** Reads one collection of a service's NeDB folder; null when it has no file. */
+/** Parses the text of a collection file (see the module comment); `file` names it in errors. */
+export function parseNedbText(text: string, file = "<text>"): Omit<NedbCollectionFile, "file"> {
+  const c = new Collector(file);
+  const end = text.lastIndexOf("\n") + 1;
+  const lines = text.slice(0, end).split("\n");
+  lines.pop(); // after the last "\n"
+  for (const line of lines) c.line(line);
+  return { docs: c.docs, tornBytes: Buffer.byteLength(text.slice(end)), lines: c.lines };
+}
+
+/** Bytes read at a time: a collection file never has to fit in one string. */
+const CHUNK = 1 << 20;
+
+/** Reads one collection of a service's NeDB folder, a line at a time; null when it has no file. */
 export function readNedbCollection(dir: string, name: string): NedbCollectionFile | null {
   const file = collectionFile(dir, name);
   if (!file) return null;
-  return { file, ...parseNedbText(fs.readFileSync(file, "utf8"), file) };
+  const c = new Collector(file);
+  const fd = fs.openSync(file, "r");
+  const buf = Buffer.alloc(CHUNK);
+  // Bytes after the last "\n" seen so far (a line split across chunks, or the torn tail).
+  let rest: Buffer = Buffer.alloc(0);
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, CHUNK, null);
+      if (n === 0) break;
+      let chunk = Buffer.concat([rest, buf.subarray(0, n)]);
+      let nl: number;
+      while ((nl = chunk.indexOf(0x0a)) >= 0) {
+        c.line(chunk.toString("utf8", 0, nl));
+        chunk = chunk.subarray(nl + 1);
+      }
+      rest = Buffer.from(chunk);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { file, docs: c.docs, tornBytes: rest.length, lines: c.lines };
 }
 
 /**
  * The collections a folder holds NeDB files for (`<name>.db` or `<name>.db~`), by name,
- * leaving out files that are SQLite's.
+ * leaving out files that are SQLite's, and empty ones (no documents to migrate; a new
+ * store may have just created its file).
  */
 export function nedbCollectionsIn(dir: string): string[] {
   let entries: string[];
@@ -134,7 +167,8 @@ export function nedbCollectionsIn(dir: string): string[] {
     const m = /^(.+)\.db~?$/.exec(entry);
     if (!m) continue;
     const full = path.join(dir, entry);
-    if (!fs.statSync(full).isFile() || isSqliteFile(full)) continue;
+    const stat = fs.statSync(full);
+    if (!stat.isFile() || stat.size === 0 || isSqliteFile(full)) continue;
     names.add(m[1]);
   }
   return [...names].sort();

@@ -3,15 +3,19 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   MigrationCountError,
+  migrateAll,
   migrateDataDir,
   needsMigration,
+  previewMigration,
 } from "../../../../lib/store/migrate/migrate";
 import { MapDatabase } from "../../../helpers/map-database";
+import { SqliteDatabase, sqliteFile } from "../../../../lib/store/sqlite/sqlite-database";
 import { byId, copyDataDir, expected } from "./fixtures";
 
 /**
  * The migration of a DATA_DIR the NeDB store wrote (test/fixtures/nedb/) into a Database:
- * here MapDatabase (test/helpers/map-database.ts), the SQLite one being on its own branch.
+ * the service's SQLite file, as a first start does it; and, for the cases that count
+ * commits or fake a crash midway, MapDatabase (test/helpers/map-database.ts).
  */
 
 const quiet = { info: () => undefined, warn: () => undefined };
@@ -33,6 +37,26 @@ function dataDir(): string {
 const ls = (dir: string): string[] => fs.readdirSync(dir).sort();
 
 describe("migrateDataDir", () => {
+  it("moves every live document into the service's SQLite file, which a restart reads back", async () => {
+    const dir = dataDir();
+    const want = expected();
+    for (const [service, collections] of [
+      ["tokens", TOKENS],
+      ["users", USERS],
+    ] as const) {
+      const specs = Object.fromEntries(collections.map(c => [c, {}]));
+      const filename = sqliteFile(dir, service);
+      const db = SqliteDatabase.open(specs, { filename, label: service });
+      expect((await migrateDataDir(dir, service, [...collections], db, quiet)).migrated).toBe(true);
+      await db.close();
+      const again = SqliteDatabase.open(specs, { filename, label: service });
+      for (const [name, docs] of Object.entries(want[service]))
+        expect(byId(await again.store(name).find({})), `${service}/${name}`).toEqual(docs);
+      await again.close();
+      expect(needsMigration(dir, service)).toBe(false);
+    }
+  });
+
   it("puts every live document in the database, removed ones left out, and moves the files aside", async () => {
     const dir = dataDir();
     const want = expected();
@@ -168,5 +192,65 @@ describe("migrateDataDir", () => {
       "A NeDB file of a collection the service does not declare: not migrated, moved aside",
     );
     expect(warnings).toContain("Left an incomplete last line out of the migration");
+  });
+});
+
+describe("migrateAll", () => {
+  it("migrates each service folder into its own Database under its lock, once", async () => {
+    const dir = dataDir();
+    fs.mkdirSync(path.join(dir, "stranger"));
+    fs.writeFileSync(path.join(dir, "stranger", "things.db"), '{"_id":"a"}\n');
+    const want = expected();
+    const services = {
+      tokens: Object.fromEntries(TOKENS.map(c => [c, {}])),
+      users: Object.fromEntries(USERS.map(c => [c, {}])),
+    };
+    const opened: Record<string, MapDatabase> = {};
+    const events: string[] = [];
+    const open = async (service: string, collections: Record<string, object>) => {
+      events.push(`open ${service}`);
+      return (opened[service] = new MapDatabase(Object.keys(collections)));
+    };
+    const lock = async (_dir: string, service: string) => {
+      events.push(`lock ${service}`);
+      return () => void events.push(`release ${service}`);
+    };
+    const warnings: string[] = [];
+    const logger = { info: () => undefined, warn: (_o: object, msg: string) => warnings.push(msg) };
+
+    expect(previewMigration(dir, services).users.users).toMatchObject({
+      documents: 2,
+      tornBytes: Buffer.byteLength('{"_id":"u3","email":"c@x'),
+      undeclared: false,
+    });
+    const results = await migrateAll(dir, services, open, logger, { lock, now });
+    expect(Object.keys(results)).toEqual(["tokens", "users"]);
+    expect(events).toEqual([
+      "lock tokens",
+      "open tokens",
+      "release tokens",
+      "lock users",
+      "open users",
+      "release users",
+    ]);
+    for (const service of ["tokens", "users"])
+      for (const [name, docs] of Object.entries(want[service]))
+        expect(byId(opened[service].docs(name))).toEqual(docs);
+    expect(warnings).toContain("No such service: left as it is");
+    expect(ls(path.join(dir, "stranger"))).toEqual(["things.db"]);
+    expect(ls(dir)).toEqual([
+      "stranger",
+      "tokens",
+      "tokens.nedb-migrated-20261207T220000000Z",
+      "users",
+      "users.nedb-migrated-20261207T220000000Z",
+    ]);
+
+    events.length = 0;
+    expect(await migrateAll(dir, services, open, logger, { lock })).toEqual({});
+    expect(events).toEqual([]);
+    expect(previewMigration(dir, services)).toEqual({
+      stranger: { things: expect.objectContaining({ documents: 1, undeclared: true }) },
+    });
   });
 });

@@ -77,6 +77,7 @@ describe("the files of a service folder", () => {
     fs.writeFileSync(path.join(dir, "renamed.db~"), lines({ _id: "r" }));
     fs.writeFileSync(path.join(dir, "LOCK"), "1@host");
     fs.writeFileSync(path.join(dir, "sqlite.db"), "SQLite format 3\0binary");
+    fs.writeFileSync(path.join(dir, "empty.db"), "");
     expect(nedbCollectionsIn(dir)).toEqual(["renamed", "whole"]);
     expect([...readNedbCollection(dir, "whole")!.docs.keys()]).toEqual(["a"]);
     const renamed = readNedbCollection(dir, "renamed")!;
@@ -84,6 +85,25 @@ describe("the files of a service folder", () => {
     expect([...renamed.docs.keys()]).toEqual(["r"]);
     expect(readNedbCollection(dir, "none")).toBeNull();
     expect(nedbCollectionsIn(path.join(tmp, "missing"))).toEqual([]);
+  });
+
+  it("reads a file larger than its chunks as the whole text parses, lines and characters split across them", () => {
+    const dir = path.join(tmp, "big");
+    fs.mkdirSync(dir);
+    const docs = Array.from({ length: 9000 }, (_, i) => ({
+      _id: `d${i % 7000}`,
+      s: "ÉtÉ€".repeat(i % 97),
+      i,
+    }));
+    const text = lines(...docs, { $$deleted: true, _id: "d3" }) + '{"_id":"torn","s":"É';
+    fs.writeFileSync(path.join(dir, "big.db"), text);
+    expect(Buffer.byteLength(text)).toBeGreaterThan(2 * (1 << 20));
+    const read = readNedbCollection(dir, "big")!;
+    const parsed = parseNedbText(text);
+    expect(read.docs.size).toBe(6999);
+    expect([...read.docs.entries()]).toEqual([...parsed.docs.entries()]);
+    expect(read.tornBytes).toBe(parsed.tornBytes);
+    expect(read.lines).toBe(parsed.lines);
   });
 
   it("gives, from files the NeDB store wrote, exactly what that store read back", () => {
