@@ -37,7 +37,6 @@ describe.skipIf(clusterDown())("a bank over REST with its process SIGKILLed", ()
     DATA_DIR: dataDir,
     RATE_LIMIT_MAX: "0",
     READY_SERVICES: "users,tokens",
-    TOKENS_RECOVERY_INTERVAL_MS: "500",
   };
   const start = () => cluster.gateway({ services: ["users", "tokens"], env });
 

@@ -89,8 +89,6 @@ describe.skipIf(clusterDown() || !isRoot)("the ledger's invariant under faults",
         CHANNELS_URL: nats.url,
         DATA_DIR: dataDir,
         OUTBOX_INTERVAL_MS: "200",
-        TOKENS_RECOVERY_INTERVAL_MS: "300",
-        TOKENS_LEASE_MS: "600",
       },
     });
   const startGateway = (name: string) =>

@@ -1,4 +1,5 @@
-import type { Database, Doc, Store, TxStores } from "../../lib/store/store";
+import type { CollectionSpec, Database, Doc, Store, TxStores } from "../../lib/store/store";
+import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
 
 /** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
 export function failOnce<
@@ -51,4 +52,12 @@ export function failInTransaction<
       }
     });
   return { fired: () => fired };
+}
+
+/** One collection in a SQLite database of its own, in memory: a real store for a unit test. */
+export async function memoryStore<T extends Doc>(
+  name: string,
+  spec: CollectionSpec = {},
+): Promise<Store<T>> {
+  return SqliteDatabase.open({ [name]: spec }).store<T>(name);
 }

@@ -41,8 +41,6 @@ describe.skipIf(!isRoot)("a full disk under the stores", () => {
           DATA_DIR: dir,
           RATE_LIMIT_MAX: "0",
           READY_SERVICES: "users,tokens",
-          TOKENS_RECOVERY_INTERVAL_MS: "300",
-          TOKENS_LEASE_MS: "600",
         },
       });
     p = await start();

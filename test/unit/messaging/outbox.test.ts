@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { domainEvent, TOKEN_EVENTS, type DomainEvent } from "../../../lib/events/domain";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { memoryStore } from "../../helpers/stores";
 import {
   Outbox,
   OUTBOX_COLLECTION,
@@ -58,7 +58,7 @@ const ev = (n: number) => ({
 const ids = (...ns: number[]) => ns.map(n => ev(n).eventId);
 
 beforeEach(async () => {
-  store = await openNedbStore<OutboxDoc>("outbox", OUTBOX_COLLECTION.outbox);
+  store = await memoryStore<OutboxDoc>("outbox", OUTBOX_COLLECTION.outbox);
   channels = new Channels();
   warnings = [];
 });

@@ -10,7 +10,7 @@ import {
 import { SAGA_EVENTS, TOKEN_EVENTS, domainEvent, type Token } from "../../../lib/events/domain";
 import { MARKET_EVENTS } from "../../../lib/events/market";
 import { NFT_EVENTS } from "../../../lib/events/nfts";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { memoryStore } from "../../helpers/stores";
 import { Outbox, type OutboxDoc } from "../../../lib/messaging/outbox";
 import { bulkheadGaugesReporter } from "../../../middlewares/action-bulkhead.middleware";
 import { quiet } from "../../helpers/ledger";
@@ -199,9 +199,10 @@ describe("domain metrics", () => {
 
 describe("the outbox as the commit point", () => {
   it("counts an event written twice (a retry, a recovery) once", async () => {
+    // Not sent meanwhile (the channel is not ready): the second write finds the first.
     const outbox = new Outbox(
-      await openNedbStore<OutboxDoc>("outbox", {}),
-      { ready: () => true, publish: async () => undefined },
+      await memoryStore<OutboxDoc>("outbox", {}),
+      { ready: () => false, publish: async () => undefined },
       quiet,
     );
     outbox.onWritten = e => metrics.eventWritten(e);

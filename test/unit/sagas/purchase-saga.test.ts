@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { AmountError, MAX_UINT256 } from "../../../lib/shared/amount";
 import { ClientError } from "../../../lib/shared/errors";
 import { ESCROW_ACCOUNT } from "../../../lib/events/market";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { memoryStore } from "../../helpers/stores";
 import {
   PURCHASE,
   PURCHASE_SAGA,
@@ -194,7 +194,7 @@ describe("the purchase driven by the saga engine", () => {
   };
 
   beforeEach(async () => {
-    store = await openNedbStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+    store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
     calls = [];
     refuse = [];
   });

@@ -2,12 +2,11 @@ import { Errors } from "moleculer";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ClientError } from "../../../lib/shared/errors";
 import type { DomainEvent, SagaEnded } from "../../../lib/events/domain";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
 import { SagaEngine, type SagaEngineOptions } from "../../../lib/sagas/saga-engine";
 import type { SagaCall, SagaCallOptions, SagaDefinition } from "../../../lib/sagas/saga-definition";
 import { SAGA_COLLECTIONS, type SagaDoc } from "../../../lib/sagas/saga-log";
 import type { Store } from "../../../lib/store/store";
-import { failOnce } from "../../helpers/stores";
+import { failOnce, memoryStore } from "../../helpers/stores";
 
 /**
  * The saga engine without a broker, over a real NeDB store in memory. Its `call` reaches
@@ -143,7 +142,7 @@ const stepStates = (doc: SagaDoc) => doc.steps.map(s => s.state);
 const ended = () => events.map(e => [e.type, (e.data as SagaEnded).state]);
 
 beforeEach(async () => {
-  store = await openNedbStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+  store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
   world = new World();
   events = [];
   logs = new Logs();

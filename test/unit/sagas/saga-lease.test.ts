@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { memoryStore } from "../../helpers/stores";
 import { Lease, Naps, SagaTakenOver, type LeaseOptions } from "../../../lib/sagas/saga-lease";
 import { newSagaDoc, SAGA_COLLECTIONS, type SagaDoc } from "../../../lib/sagas/saga-log";
 import type { Store } from "../../../lib/store/store";
@@ -35,7 +35,7 @@ async function takeOver(owner = "engine-b"): Promise<SagaDoc> {
 }
 
 beforeEach(async () => {
-  store = await openNedbStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+  store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
   saga = newSagaDoc(
     { type: "test", steps: [{ name: "a" }, { name: "b" }] },
     { userId: "usr_ann", key: "k1", fingerprint: "fp", input: { n: 1 } },
