@@ -1,4 +1,3 @@
-import { repeat } from "../lib/shared/repeat";
 import {
   accountParam,
   idParam,
@@ -17,16 +16,8 @@ import {
 } from "../mixins/accounts.mixin";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
-import { envInt } from "../lib/shared/env";
 import type { Collection, Nft, NftMetadata } from "../lib/events/nfts";
-import {
-  NFT_COLLECTIONS,
-  NftRegistry,
-  type CollectionDoc,
-  type MintMarkDoc,
-  type NewCollection,
-  type NftDoc,
-} from "../lib/nfts/nft-registry";
+import { NFT_COLLECTIONS, NftRegistry, type NewCollection } from "../lib/nfts/nft-registry";
 import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
@@ -36,15 +27,11 @@ import * as schemas from "../lib/gateway/openapi/schemas";
  * collection): the owner of the data answers its reads, no read model needed yet.
  */
 
-interface NftsOwnSettings {
-  /** How often mints and changes a crash left half done are finished (ms). */
-  recoveryIntervalMs: number;
-}
+type NftsOwnSettings = object;
 type NftsSettings = NftsOwnSettings & AccountsSettings;
 
 interface NftsVars {
   registry: NftRegistry;
-  stopRecovery: () => void;
 }
 
 interface NftsMethods {
@@ -55,6 +42,7 @@ type NftsThis = Service<NftsSettings> &
   NftsMethods &
   NftsVars &
   DbMethods &
+  DbVars &
   OutboxVars &
   OutboxMethods &
   AccountsMethods;
@@ -110,10 +98,6 @@ const NftsService: ServiceSchema<
 > = {
   name: "nfts",
   mixins: [...storesWithOutbox(NFT_COLLECTIONS), AccountsMixin],
-
-  settings: {
-    recoveryIntervalMs: envInt("NFTS_RECOVERY_INTERVAL_MS", 10_000),
-  },
 
   actions: {
     createCollection: {
@@ -286,32 +270,10 @@ const NftsService: ServiceSchema<
     },
   } satisfies NftsMethods & ThisType<NftsThis>,
 
-  created() {
-    this.stopRecovery = () => undefined;
-  },
-
   async started() {
     const outbox = this.openOutbox();
-    this.registry = new NftRegistry(
-      {
-        collections: this.store<CollectionDoc>("collections"),
-        nfts: this.store<NftDoc>("nfts"),
-        mints: this.store<MintMarkDoc>("mints"),
-      },
-      outbox,
-    );
-    await this.registry.recover();
+    this.registry = new NftRegistry(this.database, outbox);
     outbox.start();
-    this.stopRecovery = repeat(
-      this.settings.recoveryIntervalMs,
-      // Mints younger than a sweep are still in their own calls.
-      () => this.registry.recover(this.settings.recoveryIntervalMs),
-      err => this.logger.warn({ err }, "NFT recovery sweep failed"),
-    );
-  },
-
-  async stopped() {
-    this.stopRecovery();
   },
 };
 

@@ -1,5 +1,5 @@
-import type { CollectionSpec, Doc, Store, TxStores } from "../store/store";
-import { insertIfAbsent } from "../store/store";
+import type { CollectionSpec, Database, Doc, Store, TxStores } from "../store/store";
+import { DuplicateKeyError, insertIfAbsent } from "../store/store";
 import type { DomainEvent } from "../events/domain";
 import type { TraceParent } from "../observability/trace-tags";
 
@@ -59,6 +59,33 @@ export async function publishThenClear(
 ): Promise<void> {
   await outbox.write([event]);
   await store.update({ _id: doc._id, version: doc.version }, { $unset: { unpublished: true } });
+}
+
+/**
+ * One change of a write model: `fn`'s writes and the events it pushes commit in one
+ * transaction of `db`, and are sent once committed. A unique key another writer took
+ * meanwhile (DuplicateKeyError) rolls it back and runs it once more, to find that commit.
+ */
+export async function commitWithEvents<R>(
+  db: Database,
+  outbox: OutboxWriter,
+  fn: (tx: TxStores, events: DomainEvent[]) => Promise<R>,
+): Promise<R> {
+  const once = async (): Promise<R> => {
+    const { value, send } = await db.transaction(async tx => {
+      const events: DomainEvent[] = [];
+      const value = await fn(tx, events);
+      return { value, send: events.length > 0 ? await outbox.writeIn(tx, events) : null };
+    });
+    send?.();
+    return value;
+  };
+  try {
+    return await once();
+  } catch (err) {
+    if (!(err instanceof DuplicateKeyError)) throw err;
+    return once();
+  }
 }
 
 export interface EventPublisher {

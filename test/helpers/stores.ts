@@ -1,3 +1,4 @@
+import { it } from "vitest";
 import type { CollectionSpec, Database, Doc, Store, TxStores } from "../../lib/store/store";
 import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
 
@@ -60,4 +61,18 @@ export async function memoryStore<T extends Doc>(
   spec: CollectionSpec = {},
 ): Promise<Store<T>> {
   return SqliteDatabase.open({ [name]: spec }).store<T>(name);
+}
+
+type WriteMethod = "insert" | "insertMany" | "update" | "updateOne" | "remove";
+
+/** A write of one change, as the place a crash stops it: what it is, collection, method. */
+export type CrashPoint = readonly [what: string, collection: string, method: WriteMethod];
+
+/** One test per crash point, titled by `title(what)`; `run` makes the crash and judges it. */
+export function atEachWrite(
+  points: readonly CrashPoint[],
+  title: (what: string) => string,
+  run: (collection: string, method: WriteMethod) => Promise<void>,
+): void {
+  for (const [what, collection, method] of points) it(title(what), () => run(collection, method));
 }

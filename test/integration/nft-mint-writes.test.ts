@@ -100,7 +100,7 @@ describe("bytes a mint writes", () => {
     it(`${atOnce} at a time: about twice the metadata per mint (the NFT and its event), no more`, async () => {
       const m = await measure(50, atOnce);
       console.log(`mints ${atOnce} at a time: ${JSON.stringify(m)}`);
-      // The NFT and its event each carry the metadata once; marks and the counter are small.
+      // The NFT and its event each carry the metadata once; the counter is small.
       expect(m.all).toBeLessThanOrEqual(2 * m.payload + 2048);
       expect(m.records).toBeLessThanOrEqual(m.payload + 1024);
       expect(m.collection).toBeLessThan(1024);

@@ -1,39 +1,44 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
 import { Outbox, type OutboxDoc } from "../../../lib/messaging/outbox";
-import { NFT_COLLECTIONS, NftRegistry, type NftStores } from "../../../lib/nfts/nft-registry";
-import type { CollectionDoc, MintMarkDoc, NftDoc } from "../../../lib/nfts/nft-registry";
+import { NFT_COLLECTIONS, NftRegistry } from "../../../lib/nfts/nft-registry";
+import type { CollectionDoc, NftDoc } from "../../../lib/nfts/nft-registry";
+import { NFT_EVENTS } from "../../../lib/events/nfts";
 import type { DomainEvent } from "../../../lib/events/domain";
-import type { Store } from "../../../lib/store/store";
+import type { Database } from "../../../lib/store/store";
 import { quiet } from "../../helpers/ledger";
-import { failOnce } from "../../helpers/stores";
+import { atEachWrite, failInTransaction } from "../../helpers/stores";
 
 /**
- * The NFT write model without a broker, over real NeDB stores in memory: ERC-721 rules as
- * OpenZeppelin's ERC721 tests state them, serials without gaps under concurrent mints, and
- * a crash between a mint's steps.
+ * The NFT write model without a broker, over a real SQLite database in memory: ERC-721
+ * rules as OpenZeppelin's ERC721 tests state them, serials without gaps under concurrent
+ * mints, and a crash at each write of a change (it rolls the whole change back).
  */
 
-let stores: NftStores & { outbox: Store<OutboxDoc> };
+let db: Database;
 let published: DomainEvent[];
 let outbox: Outbox;
 let nfts: NftRegistry;
 const meta = (name: string) => ({ name });
+const collections = () => db.store<CollectionDoc>("collections");
+const nftDocs = () => db.store<NftDoc>("nfts");
+const outboxDocs = () => db.store<OutboxDoc>("outbox");
 
-beforeEach(async () => {
-  stores = {
-    collections: await openNedbStore<CollectionDoc>("collections", NFT_COLLECTIONS.collections),
-    nfts: await openNedbStore<NftDoc>("nfts", NFT_COLLECTIONS.nfts),
-    mints: await openNedbStore<MintMarkDoc>("mints", NFT_COLLECTIONS.mints),
-    outbox: await openNedbStore<OutboxDoc>("outbox", {}),
-  };
-  published = [];
+/** A new process on the same database: a new registry and outbox, nothing to recover. */
+function restart(): void {
+  const sink = published; // not a later test's: an outbox may still flush after its test
   outbox = new Outbox(
-    stores.outbox,
-    { ready: () => true, publish: async (_t, e) => void published.push(e) },
+    outboxDocs(),
+    { ready: () => true, publish: async (_t, e) => void sink.push(e) },
     quiet,
   );
-  nfts = new NftRegistry(stores, outbox);
+  nfts = new NftRegistry(db, outbox);
+}
+
+beforeEach(() => {
+  db = SqliteDatabase.open({ ...NFT_COLLECTIONS, outbox: {} });
+  published = [];
+  restart();
 });
 
 const collection = (maxSupply?: number, owner = "alice") =>
@@ -69,46 +74,60 @@ describe("minting", () => {
     expect(minted.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     for (const r of results.filter(r => r.status === "rejected"))
       expect(r.reason).toMatchObject({ code: 422, type: "SUPPLY_EXCEEDED" });
-    expect(await stores.nfts.count({ collectionId: c.id })).toBe(10);
+    expect(await nftDocs().count({ collectionId: c.id })).toBe(10);
   });
 
-  it("loses no serial to a crash before the NFT is written: the NFT is the serial's claim", async () => {
-    const c = await collection(3);
-    failOnce(stores.nfts, "insert");
-    await expect(nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).rejects.toThrow(/crash point/);
-    // A new process on the same stores: nothing to finish, the next mint takes serial 1.
-    nfts = new NftRegistry(stores, outbox);
-    expect(await nfts.recover()).toBe(0);
-    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(1);
-    // The crashed call's retry mints it then, once.
-    expect((await nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).serial).toBe(2);
-    const all = await nfts.list({ collection: c.id }, 10, 0);
-    expect(all.rows.map(n => n.serial).sort()).toEqual([1, 2]);
-    expect(await stores.mints.count({})).toBe(0);
+  it("answers a repeated collection key with the collection it made", async () => {
+    const a = await nfts.createCollection("alice", "c1", { name: "Art", symbol: "ART" });
+    expect(await nfts.createCollection("alice", "c1", { name: "Art", symbol: "ART" })).toEqual(a);
+    expect(await collections().count({})).toBe(1);
   });
+});
 
-  it("finishes a mint a crash left between writing the NFT and its event", async () => {
-    const c = await collection(3);
-    failOnce(stores.outbox, "insert");
-    await expect(nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).rejects.toThrow(/crash point/);
-    nfts = new NftRegistry(stores, outbox);
-    expect(await nfts.recover()).toBe(1);
-    expect((await nfts.collection(c.id)).minted).toBe(1);
-    expect(await stores.mints.count({})).toBe(0);
-    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(2);
-    await outbox.flush();
-    expect(published.filter(e => e.type === "nfts.minted")).toHaveLength(2);
-  });
+describe("a mint is one transaction", () => {
+  atEachWrite(
+    [
+      ["the NFT", "nfts", "insert"],
+      ["the collection's counter", "collections", "update"],
+      ["the event", "outbox", "insertMany"],
+    ],
+    what => `a crash at ${what} leaves nothing minted, and the retry of its key mints once`,
+    async (name, method) => {
+      const c = await collection(3);
+      const crash = failInTransaction(db, name, method);
+      await expect(nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).rejects.toThrow(
+        /crash point/,
+      );
+      expect(crash.fired()).toBe(true);
+      expect(await nftDocs().count({})).toBe(0);
+      expect((await nfts.collection(c.id)).minted).toBe(0);
+      expect(await outboxDocs().count({})).toBe(0);
+      // A new process finds nothing to repair; no serial was lost, the retry mints once.
+      restart();
+      const n = await nfts.mint(c.id, "alice", "m1", "bob", meta("one"));
+      expect(n.serial).toBe(1);
+      expect(await nfts.mint(c.id, "alice", "m1", "bob", meta("one"))).toEqual(n);
+      expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(2);
+      expect((await nfts.collection(c.id)).minted).toBe(2);
+      await outbox.flush();
+      const sent = published.filter(e => e.type === NFT_EVENTS.minted);
+      expect(sent.map(e => (e.data as { nft: { serial: number } }).nft.serial)).toEqual([1, 2]);
+    },
+  );
 
-  it("finishes a mint recorded on its collection by the former design", async () => {
-    const c = await collection(3);
-    const at = new Date().toISOString();
-    const pending = [{ serial: 1, key: "old", to: "bob", metadata: meta("old"), at }];
-    await stores.collections.update({ _id: c.id }, { $set: { minted: 1, pending } });
-    expect(await nfts.recover()).toBe(1);
-    expect((await nfts.mint(c.id, "alice", "old", "bob", meta("old"))).serial).toBe(1);
-    expect((await nfts.mint(c.id, "alice", "m2", "bob", meta("two"))).serial).toBe(2);
-    expect((await stores.collections.findOne({ _id: c.id }))?.pending).toEqual([]);
+  it("a crash of one of many concurrent mints leaves serials without gaps", async () => {
+    const c = await collection(10);
+    // The fourth mint's event: a crash in the middle of the others.
+    const fourth = (docs: unknown) => JSON.stringify(docs).includes('"name":"n3"');
+    failInTransaction(db, "outbox", "insertMany", fourth);
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => nfts.mint(c.id, "alice", `m${i}`, "bob", meta(`n${i}`))),
+    );
+    expect(results.map(r => r.status).indexOf("rejected")).toBe(3);
+    expect(results.filter(r => r.status === "rejected")).toHaveLength(1);
+    expect((await nfts.mint(c.id, "alice", "m3", "bob", meta("n3"))).serial).toBe(10);
+    const all = await nftDocs().find({ collectionId: c.id });
+    expect(all.map(n => n.serial).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 });
 
@@ -164,16 +183,61 @@ describe("approvals and transfers", () => {
     expect((await nfts.transferFrom(n.id, "carol", "sale2", "erin")).ownerId).toBe("erin");
   });
 
-  it("writes every change's event, also one a crash left unwritten", async () => {
+  it("writes every change's event with the change", async () => {
     const n = await minted();
-    failOnce(stores.outbox, "insert", doc => doc.type === "nfts.transferred");
-    await expect(nfts.transfer(n.id, "bob", "t1", "carol")).rejects.toThrow(/crash point/);
-    nfts = new NftRegistry(stores, outbox);
-    await nfts.recover();
+    await nfts.approve(n.id, "bob", "a1", "carol");
+    await nfts.transfer(n.id, "carol", "t1", "dave");
     await outbox.flush();
-    const moved = published.filter(e => e.type === "nfts.transferred");
-    expect(moved.map(e => e.data)).toEqual([
-      { nftId: n.id, collectionId: n.collectionId, from: "bob", to: "carol", version: 2 },
+    expect(published.map(e => e.type)).toEqual([
+      NFT_EVENTS.minted,
+      NFT_EVENTS.approved,
+      NFT_EVENTS.transferred,
     ]);
+    expect(published[2].data).toEqual({
+      nftId: n.id,
+      collectionId: n.collectionId,
+      from: "bob",
+      to: "dave",
+      version: 3,
+    });
+  });
+
+  atEachWrite(
+    [
+      ["the NFT", "nfts", "updateOne"],
+      ["the event", "outbox", "insertMany"],
+    ],
+    what => `a crash at ${what} of a transfer moves nothing, and the retry moves it once`,
+    async (name, method) => {
+      const n = await minted();
+      await outbox.flush();
+      const crash = failInTransaction(db, name, method);
+      await expect(nfts.transfer(n.id, "bob", "t1", "carol")).rejects.toThrow(/crash point/);
+      expect(crash.fired()).toBe(true);
+      expect(await nfts.get(n.id)).toEqual(n);
+      expect(await outboxDocs().count({})).toBe(0);
+      restart();
+      const moved = await nfts.transfer(n.id, "bob", "t1", "carol");
+      expect(moved.ownerId).toBe("carol");
+      expect(await nfts.transfer(n.id, "bob", "t1", "carol")).toEqual(moved);
+      await outbox.flush();
+      expect(published.filter(e => e.type === NFT_EVENTS.transferred).map(e => e.data)).toEqual([
+        { nftId: n.id, collectionId: n.collectionId, from: "bob", to: "carol", version: 2 },
+      ]);
+    },
+  );
+
+  it("a crash at the lock or unlock leaves the hold as it was, and the repeat takes it", async () => {
+    const n = await minted();
+    failInTransaction(db, "nfts", "updateOne");
+    await expect(nfts.lock(n.id, "bob", "sale1")).rejects.toThrow(/crash point/);
+    expect((await nftDocs().findOne({ _id: n.id }))?.lockedBy).toBeUndefined();
+    await nfts.lock(n.id, "bob", "sale1");
+    await expect(nfts.transfer(n.id, "bob", "t1", "carol")).rejects.toMatchObject({ code: 409 });
+    failInTransaction(db, "nfts", "updateOne");
+    await expect(nfts.unlock(n.id, "sale1")).rejects.toThrow(/crash point/);
+    expect((await nftDocs().findOne({ _id: n.id }))?.lockedBy).toBe("sale1");
+    await nfts.unlock(n.id, "sale1");
+    expect((await nfts.transfer(n.id, "bob", "t1", "carol")).ownerId).toBe("carol");
   });
 });
