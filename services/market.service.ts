@@ -1,4 +1,3 @@
-import { repeat } from "../lib/shared/repeat";
 import { accountParam, idParam, pageParams } from "../lib/shared/params";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
@@ -18,9 +17,8 @@ import { amountRule } from "../lib/shared/amount";
 import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
-import { envInt } from "../lib/shared/env";
 import { clientError, conflict, isNotFound, notFound } from "../lib/shared/errors";
-import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../lib/market/market-book";
+import { MARKET_COLLECTIONS, MarketBook } from "../lib/market/market-book";
 import type { Listing, ListingState } from "../lib/events/market";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/events/nfts";
 import { purchaseInput, type PurchaseResult } from "../lib/sagas/purchase-saga";
@@ -37,15 +35,11 @@ import * as schemas from "../lib/gateway/openapi/schemas";
  * plain transfer. Lists are served here from the service's own store.
  */
 
-interface MarketOwnSettings extends ReadModelSettings {
-  /** How often listing events a crash kept back are written (ms; 0: only at start). */
-  recoveryIntervalMs: number;
-}
+type MarketOwnSettings = ReadModelSettings;
 type MarketSettings = MarketOwnSettings & AccountsSettings;
 
 interface MarketVars {
   book: MarketBook;
-  stopRecovery: () => void;
 }
 
 interface MarketMethods {
@@ -63,6 +57,7 @@ type MarketThis = Service<MarketSettings> &
   MarketMethods &
   MarketVars &
   DbMethods &
+  DbVars &
   OutboxVars &
   OutboxMethods &
   AccountsMethods &
@@ -124,7 +119,6 @@ const MarketService: ServiceSchema<
 
   settings: {
     readModel: { group: "market" },
-    recoveryIntervalMs: envInt("MARKET_RECOVERY_INTERVAL_MS", 10_000),
   },
 
   actions: {
@@ -311,24 +305,10 @@ const MarketService: ServiceSchema<
     },
   } satisfies MarketMethods & ThisType<MarketThis>,
 
-  created() {
-    this.stopRecovery = () => undefined;
-  },
-
   async started() {
     const outbox = this.openOutbox();
-    this.book = new MarketBook(this.store<ListingDoc>("listings"), outbox);
-    await this.book.recover();
+    this.book = new MarketBook(this.database, outbox);
     outbox.start();
-    this.stopRecovery = repeat(
-      this.settings.recoveryIntervalMs,
-      () => this.book.recover(),
-      err => this.logger.warn({ err }, "Market recovery sweep failed"),
-    );
-  },
-
-  async stopped() {
-    this.stopRecovery();
   },
 };
 

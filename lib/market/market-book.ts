@@ -1,5 +1,5 @@
 import { conflict, forbidden, notFound, validationError } from "../shared/errors";
-import { domainEvent, type EventName } from "../events/domain";
+import { domainEvent, type DomainEvent, type EventName } from "../events/domain";
 import {
   MARKET_EVENTS,
   type Listing,
@@ -7,8 +7,8 @@ import {
   type ListingState,
 } from "../events/market";
 import { newId } from "../shared/ids";
-import { publishThenClear, type OutboxWriter } from "../messaging/outbox";
-import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "../store/store";
+import { commitWithEvents, type OutboxWriter } from "../messaging/outbox";
+import type { CollectionSpec, Database, Doc, Store, TxStores } from "../store/store";
 
 /**
  * The marketplace's listings: an NFT offered for a price in a platform token. No broker
@@ -20,9 +20,8 @@ import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "../st
  *    it requires: active → reserved (a buyer's saga holds it) → sold, or back to active
  *    when the sale is undone; active → cancelled by its seller, or because its NFT moved
  *    away outside a sale.
- *  - Each change writes its event (market.listed / sold / cancelled) to the outbox
- *    before it is answered; an `unpublished` mark set in the same write lets `recover()`
- *    write what a crash kept back.
+ *  - Each change is one transaction of the market database with its event (market.listed
+ *    / sold / cancelled) in the outbox: a crash leaves neither without the other.
  */
 
 type MarketEventType = EventName<typeof MARKET_EVENTS>;
@@ -35,7 +34,6 @@ export interface ListingDoc extends Doc, Omit<Listing, "id"> {
   /** The saga holding a reserved listing, and its buyer. */
   sagaId?: string;
   buyerId?: string;
-  unpublished?: MarketEventType;
 }
 
 export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
@@ -71,11 +69,27 @@ export const toListing = (d: ListingDoc): Listing => ({
   updatedAt: d.updatedAt,
 });
 
+/** A change of a listing's state: from the state it requires, with its event if any. */
+interface Move {
+  from: ListingState;
+  to: ListingState;
+  fields?: Partial<ListingDoc>;
+  event?: MarketEventType;
+  /** The saga the listing must be reserved by. */
+  sagaId?: string;
+}
+
+const listingsIn = (tx: TxStores): Store<ListingDoc> => tx.store<ListingDoc>("listings");
+
 export class MarketBook {
+  private readonly listings: Store<ListingDoc>;
+
   constructor(
-    private readonly listings: Store<ListingDoc>,
+    private readonly db: Database,
     private readonly outbox: OutboxWriter,
-  ) {}
+  ) {
+    this.listings = listingsIn(db);
+  }
 
   /**
    * Lists an NFT for a price above 0 (400), by its owner only (403); 409 while it is
@@ -98,20 +112,23 @@ export class MarketBook {
       version: 1,
       createKey: key,
       liveNftId: p.nft.id,
-      unpublished: MARKET_EVENTS.listed,
     };
-    if (!(await insertIfAbsent(this.listings, doc))) {
-      const first = await this.listings.findOne({ createKey: key });
+    return this.change(async (listings, events) => {
+      const first = await listings.findOne({ createKey: key });
       if (first) return toListing(first); // the same call again
-      // Else the unique live-NFT index: another listing of this NFT is active or reserved.
-      throw conflict("The NFT is listed already", [{ field: "nftId", message: "already listed" }]);
-    }
-    await this.publish(doc);
-    return toListing(doc);
+      // One live listing per NFT (the unique index on liveNftId holds it across processes).
+      if (await listings.findOne({ liveNftId: p.nft.id }))
+        throw conflict("The NFT is listed already", [
+          { field: "nftId", message: "already listed" },
+        ]);
+      await listings.insert(doc);
+      events.push(listingEvent(MARKET_EVENTS.listed, doc));
+      return toListing(doc);
+    });
   }
 
   async get(id: string): Promise<Listing> {
-    return toListing(await this.require(id));
+    return toListing(await requireIn(this.listings, id));
   }
 
   async find(f: ListingFilter, limit: number, offset: number) {
@@ -127,117 +144,116 @@ export class MarketBook {
   }
 
   /** The seller withdraws it: 403 for anyone else, 409 unless it is active. */
-  async cancel(id: string, callerId: string): Promise<Listing> {
-    const cur = await this.require(id);
-    if (cur.sellerId !== callerId) throw forbidden("Only the seller may cancel the listing");
-    if (cur.state === "cancelled") return toListing(cur);
-    return this.move(id, "active", "cancelled", {}, MARKET_EVENTS.cancelled);
+  cancel(id: string, callerId: string): Promise<Listing> {
+    return this.move(id, cur => {
+      if (cur.sellerId !== callerId) throw forbidden("Only the seller may cancel the listing");
+      if (cur.state === "cancelled") return null;
+      return { from: "active", to: "cancelled", event: MARKET_EVENTS.cancelled };
+    });
   }
 
   /** A buyer's saga holds an active listing; a repeat by the same saga answers it again. */
-  async reserve(id: string, sagaId: string, buyerId: string): Promise<Listing> {
-    const cur = await this.require(id);
-    if (cur.state === "reserved" && cur.sagaId === sagaId) return toListing(cur);
-    if (cur.sellerId === buyerId) throw forbidden("The seller cannot buy their own listing");
-    return this.move(id, "active", "reserved", { sagaId, buyerId });
+  reserve(id: string, sagaId: string, buyerId: string): Promise<Listing> {
+    return this.move(id, cur => {
+      if (cur.state === "reserved" && cur.sagaId === sagaId) return null;
+      if (cur.sellerId === buyerId) throw forbidden("The seller cannot buy their own listing");
+      return { from: "active", to: "reserved", fields: { sagaId, buyerId } };
+    });
   }
 
   /** Undoes a reservation of this saga (the sale failed): active again. */
-  async release(id: string, sagaId: string): Promise<Listing> {
-    const cur = await this.require(id);
-    if (cur.state !== "reserved" || cur.sagaId !== sagaId) return toListing(cur);
-    return this.move(
-      id,
-      "reserved",
-      "active",
-      { sagaId: undefined, buyerId: undefined },
-      undefined,
-      sagaId,
-    );
+  release(id: string, sagaId: string): Promise<Listing> {
+    return this.move(id, cur => {
+      if (cur.state !== "reserved" || cur.sagaId !== sagaId) return null;
+      const fields = { sagaId: undefined, buyerId: undefined };
+      return { from: "reserved", to: "active", fields, sagaId };
+    });
   }
 
   /** The sale is complete. */
-  async sell(id: string, sagaId: string): Promise<Listing> {
-    const cur = await this.require(id);
-    if (cur.state === "sold" && cur.sagaId === sagaId) return toListing(cur);
-    return this.move(id, "reserved", "sold", { liveNftId: undefined }, MARKET_EVENTS.sold, sagaId);
+  sell(id: string, sagaId: string): Promise<Listing> {
+    return this.move(id, cur => {
+      if (cur.state === "sold" && cur.sagaId === sagaId) return null;
+      return { from: "reserved", to: "sold", event: MARKET_EVENTS.sold, sagaId };
+    });
   }
 
   /**
    * The NFT moved to `owner` outside a sale: an active listing of another seller can no
    * longer be bought, and shows `cancelled`. Returns the listings cancelled.
    */
-  async nftMoved(nftId: string, owner: string): Promise<number> {
-    let n = 0;
-    for (const l of await this.listings.find({ nftId, state: "active" })) {
-      if (l.sellerId === owner) continue;
-      try {
-        await this.move(l._id, "active", "cancelled", {}, MARKET_EVENTS.cancelled);
+  nftMoved(nftId: string, owner: string): Promise<number> {
+    return this.change(async (listings, events) => {
+      let n = 0;
+      for (const l of await listings.find({ nftId, state: "active" })) {
+        if (l.sellerId === owner) continue;
+        await moveIn(listings, events, l, {
+          from: "active",
+          to: "cancelled",
+          event: MARKET_EVENTS.cancelled,
+        });
         n++;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 409) throw err; // changed meanwhile: fine
       }
-    }
-    return n;
+      return n;
+    });
   }
 
-  /** Writes the events a crash kept back. Returns how many. */
-  async recover(): Promise<number> {
-    const left = await this.listings.find({ unpublished: { $exists: true } });
-    for (const l of left) await this.publish(l);
-    return left.length;
+  /**
+   * One state change in one transaction: `decide` sees the listing as it is and answers
+   * the move to make, or null to answer the listing as it is (a repeat).
+   */
+  private move(id: string, decide: (cur: ListingDoc) => Move | null): Promise<Listing> {
+    return this.change(async (listings, events) => {
+      const cur = await requireIn(listings, id);
+      const m = decide(cur);
+      return toListing(m ? await moveIn(listings, events, cur, m) : cur);
+    });
   }
 
-  private async require(id: string): Promise<ListingDoc> {
-    const doc = await this.listings.findOne({ _id: id });
-    if (!doc) throw notFound("Listing");
-    return doc;
+  /** `fn`'s writes and the events it pushes commit together, then are sent. */
+  private change<R>(
+    fn: (listings: Store<ListingDoc>, events: DomainEvent[]) => Promise<R>,
+  ): Promise<R> {
+    return commitWithEvents(this.db, this.outbox, (tx, events) => fn(listingsIn(tx), events));
   }
+}
 
-  /** One state change by compare-and-set; 409 when the listing is not in state `from`. */
-  private async move(
-    id: string,
-    from: ListingState,
-    to: ListingState,
-    fields: Partial<ListingDoc>,
-    event?: MarketEventType,
-    sagaId?: string,
-  ): Promise<Listing> {
-    for (;;) {
-      const cur = await this.require(id);
-      if (cur.state !== from || (sagaId !== undefined && cur.sagaId !== sagaId))
-        throw conflict(`The listing is ${cur.state}, not ${from}`);
-      const set: Record<string, unknown> = {
-        state: to,
-        updatedAt: new Date().toISOString(),
-        version: cur.version + 1,
-      };
-      const unset: Record<string, true> = {};
-      for (const [k, v] of Object.entries(fields)) {
-        if (v === undefined) unset[k] = true;
-        else set[k] = v;
-      }
-      if (to === "cancelled" || to === "sold") unset.liveNftId = true;
-      if (event) set.unpublished = event;
-      const updated = await this.listings.updateOne(
-        { _id: id, version: cur.version },
-        Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set },
-      );
-      if (!updated) continue; // changed meanwhile: look again
-      if (event) await this.publish(updated);
-      return toListing(updated);
-    }
-  }
+async function requireIn(listings: Store<ListingDoc>, id: string): Promise<ListingDoc> {
+  const doc = await listings.findOne({ _id: id });
+  if (!doc) throw notFound("Listing");
+  return doc;
+}
 
-  private async publish(l: ListingDoc): Promise<void> {
-    const type = l.unpublished;
-    if (!type) return;
-    const data: ListingEvent = { listing: toListing(l), buyerId: l.buyerId };
-    await publishThenClear(
-      this.outbox,
-      this.listings,
-      l,
-      domainEvent(type, `${l._id}:${l.version}`, data),
-    );
+/** Makes move `m` of `cur` inside a transaction; 409 when the listing is not in its `from`. */
+async function moveIn(
+  listings: Store<ListingDoc>,
+  events: DomainEvent[],
+  cur: ListingDoc,
+  m: Move,
+): Promise<ListingDoc> {
+  if (cur.state !== m.from || (m.sagaId !== undefined && cur.sagaId !== m.sagaId))
+    throw conflict(`The listing is ${cur.state}, not ${m.from}`);
+  const set: Record<string, unknown> = {
+    state: m.to,
+    updatedAt: new Date().toISOString(),
+    version: cur.version + 1,
+  };
+  const unset: Record<string, true> = {};
+  for (const [k, v] of Object.entries(m.fields ?? {})) {
+    if (v === undefined) unset[k] = true;
+    else set[k] = v;
   }
+  if (m.to === "cancelled" || m.to === "sold") unset.liveNftId = true;
+  const updated = await listings.updateOne(
+    { _id: cur._id, version: cur.version },
+    Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set },
+  );
+  if (!updated) throw new Error(`Listing ${cur._id} changed inside its transaction`);
+  if (m.event) events.push(listingEvent(m.event, updated));
+  return updated;
+}
+
+function listingEvent(type: MarketEventType, l: ListingDoc): DomainEvent {
+  const data: ListingEvent = { listing: toListing(l), buyerId: l.buyerId };
+  return domainEvent(type, `${l._id}:${l.version}`, data);
 }

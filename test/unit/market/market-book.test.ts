@@ -1,12 +1,18 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { MARKET_COLLECTIONS, MarketBook, type ListingDoc } from "../../../lib/market/market-book";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
 import { Outbox, type OutboxDoc } from "../../../lib/messaging/outbox";
 import type { DomainEvent } from "../../../lib/events/domain";
+import type { Database } from "../../../lib/store/store";
 import { quiet } from "../../helpers/ledger";
+import { atEachWrite, failInTransaction } from "../../helpers/stores";
 
-/** The marketplace's listings without a broker, over real NeDB stores in memory. */
+/**
+ * The marketplace's listings without a broker, over a real SQLite database in memory; a
+ * crash at each write of a change rolls the whole change back.
+ */
 
+let db: Database;
 let book: MarketBook;
 let outbox: Outbox;
 let published: DomainEvent[];
@@ -16,18 +22,24 @@ const offer = (nftId = "nft_1", owner = "bob", price = "100") => ({
   priceTokenId: "tok_1",
   price,
 });
+const listings = () => db.store<ListingDoc>("listings");
+const outboxDocs = () => db.store<OutboxDoc>("outbox");
 
-beforeEach(async () => {
-  published = [];
+/** A new process on the same database: a new book and outbox, nothing to recover. */
+function restart(): void {
+  const sink = published; // not a later test's: an outbox may still flush after its test
   outbox = new Outbox(
-    await openNedbStore<OutboxDoc>("outbox", {}),
-    { ready: () => true, publish: async (_t, e) => void published.push(e) },
+    outboxDocs(),
+    { ready: () => true, publish: async (_t, e) => void sink.push(e) },
     quiet,
   );
-  book = new MarketBook(
-    await openNedbStore<ListingDoc>("listings", MARKET_COLLECTIONS.listings),
-    outbox,
-  );
+  book = new MarketBook(db, outbox);
+}
+
+beforeEach(() => {
+  db = SqliteDatabase.open({ ...MARKET_COLLECTIONS, outbox: {} });
+  published = [];
+  restart();
 });
 
 describe("listings", () => {
@@ -102,5 +114,76 @@ describe("listings", () => {
       "market.cancelled",
     ]);
     expect(published[1].data).toMatchObject({ buyerId: "carol", listing: { state: "sold" } });
+  });
+});
+
+describe("a listing's change is one transaction", () => {
+  async function crashOnce(collection: string, method: Parameters<typeof failInTransaction>[2]) {
+    await outbox.flush();
+    const before = await listings().find({}, { sort: { _id: 1 } });
+    const crash = failInTransaction(db, collection, method);
+    // The change fails at the crash, and leaves the listings as they were and no event.
+    return {
+      judge: async (change: Promise<unknown>) => {
+        await expect(change).rejects.toThrow(/crash point/);
+        expect(crash.fired()).toBe(true);
+        expect(await listings().find({}, { sort: { _id: 1 } })).toEqual(before);
+        expect(await outboxDocs().count({})).toBe(0);
+        restart();
+      },
+    };
+  }
+
+  const sent = async () => {
+    await outbox.flush();
+    return published.map(e => e.type);
+  };
+
+  atEachWrite(
+    [
+      ["the listing", "listings", "insert"],
+      ["the event", "outbox", "insertMany"],
+    ],
+    what => `a crash at ${what} of a listing lists nothing; the retry of its key lists once`,
+    async (collection, method) => {
+      const { judge } = await crashOnce(collection, method);
+      await judge(book.list("bob", "k1", offer()));
+      const l = await book.list("bob", "k1", offer());
+      expect(await book.list("bob", "k1", offer())).toEqual(l);
+      expect(await listings().count({})).toBe(1);
+      expect(await sent()).toEqual(["market.listed"]);
+    },
+  );
+
+  // A cancel and a sale each write the listing, then the event; a repeat answers it again.
+  const changes = [
+    { name: "cancel", was: "active", to: "cancelled", run: (id: string) => book.cancel(id, "bob") },
+    { name: "sale", was: "reserved", to: "sold", run: (id: string) => book.sell(id, "s1") },
+  ] as const;
+  for (const c of changes)
+    atEachWrite(
+      [
+        ["the listing", "listings", "updateOne"],
+        ["the event", "outbox", "insertMany"],
+      ],
+      what => `a crash at ${what} of a ${c.name} leaves it ${c.was}; the repeat makes it once`,
+      async (collection, method) => {
+        const l = await book.list("bob", "k1", offer());
+        if (c.was === "reserved") await book.reserve(l.id, "s1", "carol");
+        const { judge } = await crashOnce(collection, method);
+        await judge(c.run(l.id));
+        expect((await c.run(l.id)).state).toBe(c.to);
+        expect((await c.run(l.id)).state).toBe(c.to);
+        expect(await sent()).toEqual(["market.listed", `market.${c.to}`]);
+      },
+    );
+
+  it("a crash while cancelling the listing of a moved NFT cancels nothing; the redelivery once", async () => {
+    await book.list("bob", "k1", offer("nft_a"));
+    const { judge } = await crashOnce("outbox", "insertMany");
+    await judge(book.nftMoved("nft_a", "erin"));
+    expect(await book.nftMoved("nft_a", "erin")).toBe(1);
+    expect(await book.nftMoved("nft_a", "erin")).toBe(0);
+    expect(await sent()).toEqual(["market.listed", "market.cancelled"]);
   });
 });
