@@ -6,11 +6,12 @@ import type {
   ServiceSettingSchema,
 } from "moleculer";
 import {
-  appliedAmong,
-  markApplied,
+  APPLIED,
+  applyBatch,
   pruneApplied,
   type AppliedDoc,
 } from "../lib/read-models/applied-events";
+import type { TxStores } from "../lib/store/store";
 import { domainMetrics } from "../middlewares/domain-metrics";
 import { envInt } from "../lib/shared/env";
 import { repeat } from "../lib/shared/repeat";
@@ -19,7 +20,7 @@ import { FROM_THE_START } from "../middlewares/channels";
 import type { DomainEvent } from "../lib/events/domain";
 import { isDomainEvent, type Received } from "../lib/read-models/read-model";
 import type { ChannelSchema } from "../types/moleculer";
-import type { DbMethods } from "./db.mixin";
+import type { DbMethods, DbVars } from "./db.mixin";
 import { defineMixin } from "./define";
 
 /**
@@ -36,10 +37,15 @@ import { defineMixin } from "./define";
  *  - batches: events of a channel with a `key` wait while a batch of the same key is
  *    applied and go together in the next (lib/shared/batcher.ts), whatever their channel;
  *    events of a channel without one are applied alone;
- *  - applied eventIds (lib/read-models/applied-events.ts): a batch's events already applied are
- *    skipped, the rest go to their channel's `apply` (one call per distinct `apply`, so
- *    channels that share one are applied together), then are recorded as applied, then
- *    `settled` sees the whole batch.
+ *  - one transaction per batch (this.database, lib/store/store.ts): a batch's events already
+ *    applied (lib/read-models/applied-events.ts) are skipped, the rest go to their
+ *    channel's `apply` (one call per distinct `apply`, so channels that share one are
+ *    applied together) with the transaction's stores, and their eventIds are recorded as
+ *    applied in the same transaction: the changes and the record commit together or not
+ *    at all, so a crash anywhere leaves nothing half applied and the redelivery applies
+ *    the batch once (`applyBatch`). Once committed, `settled` sees the whole batch. A
+ *    read model whose engine writes on its own (`outsideTransaction`) gets the database
+ *    instead, and its events are recorded after its idempotent `apply`.
  *
  * Use: add `...APPLIED_COLLECTION` to the service's DbMixin collections and
  * `readModel: { group, maxInFlight }` to its settings, then mix this in. The channels
@@ -53,7 +59,7 @@ export interface ReadModelSettings extends ServiceSettingSchema {
     group?: string;
     /** Events of each channel handled at once (default: the adapter's). */
     maxInFlight?: Record<string, number>;
-    /** Applied eventIds (and `prune`'s rows) are forgotten after this (ms; default below). */
+    /** Applied eventIds are forgotten after this (ms; default below). */
     retentionMs?: number;
     /** How often they are pruned (ms; 0: never). */
     pruneIntervalMs?: number;
@@ -65,16 +71,22 @@ const RETENTION_MS = 7 * 24 * 3600_000;
 export interface ReadModelChannel<TThis> {
   /** Events with equal keys that arrive together are applied in one batch. */
   key?(event: DomainEvent): string;
-  /** Applies events of this channel not applied before; each may be a redelivery of one that died halfway. */
-  apply(this: TThis, fresh: Received[]): Promise<void>;
+  /**
+   * Applies events of this channel not applied before, inside the batch's transaction:
+   * only through `tx`'s stores, and nothing outside the database (it commits or not).
+   */
+  apply(this: TThis, fresh: Received[], tx: TxStores): Promise<void>;
 }
 
 export interface ReadModelOptions<TThis> {
   channels: Record<string, ReadModelChannel<TThis>>;
-  /** After a batch's fresh events are recorded as applied, with all of its events (each once). */
+  /**
+   * `apply` writes outside the batch's transaction (its engine has stores of its own:
+   * the market's), so it must be idempotent; `tx` is then the database itself.
+   */
+  outsideTransaction?: boolean;
+  /** After a batch's transaction has committed, with all of its events (each once). */
   settled?(this: TThis, batch: Received[], fresh: Received[]): Promise<void>;
-  /** Forgets the service's own marks of events applied before `before`; returns how many. */
-  prune?(this: TThis, before: Date): Promise<number>;
 }
 
 export interface ReadModelMethods {
@@ -94,7 +106,8 @@ export interface ReadModelVars {
 export type ReadModelThis = Service<ReadModelSettings> &
   ReadModelMethods &
   ReadModelVars &
-  DbMethods;
+  DbMethods &
+  Pick<DbVars, "database">;
 
 /**
  * `Own`: what the service adds to `this` that its `apply` and `settled` use (its engine,
@@ -103,7 +116,11 @@ export type ReadModelThis = Service<ReadModelSettings> &
 export function ReadModelMixin<Own = object>(
   opts: ReadModelOptions<ReadModelThis & Own>,
 ): Partial<ServiceSchema> {
-  return defineMixin<ReadModelSettings, ReadModelMethods & DbMethods, ReadModelVars & Own>({
+  return defineMixin<
+    ReadModelSettings,
+    ReadModelMethods & DbMethods,
+    ReadModelVars & Pick<DbVars, "database"> & Own
+  >({
     settings: {
       readModel: {
         // 7 days: past the streams' max_age (CHANNELS_MAX_AGE_MS, 3 days), after which no
@@ -116,8 +133,7 @@ export function ReadModelMixin<Own = object>(
     methods: {
       async pruneApplied(): Promise<number> {
         const before = new Date(Date.now() - (this.settings.readModel.retentionMs ?? RETENTION_MS));
-        const own = (await opts.prune?.call(this, before)) ?? 0;
-        return own + (await pruneApplied(this.store<AppliedDoc>("applied"), before));
+        return pruneApplied(this.store<AppliedDoc>(APPLIED), before);
       },
 
       async receiveEvent(channel: string, raw: unknown): Promise<void> {
@@ -133,25 +149,22 @@ export function ReadModelMixin<Own = object>(
       },
 
       async applyEvents(batch: Received[]): Promise<void> {
-        const applied = this.store<AppliedDoc>("applied");
-        // One per eventId: a redelivery may share a batch with its first delivery.
         const unique = [...new Map(batch.map(r => [r.event.eventId, r])).values()];
-        const seen = await appliedAmong(
-          applied,
-          unique.map(r => r.event.eventId),
+        const fresh = await applyBatch(
+          this.database,
+          unique,
+          async (tx, todo) => {
+            const byApply = new Map<ReadModelChannel<ReadModelThis & Own>["apply"], Received[]>();
+            for (const r of todo) {
+              const apply = opts.channels[r.channel].apply;
+              byApply.set(apply, [...(byApply.get(apply) ?? []), r]);
+            }
+            for (const [apply, events] of byApply) await apply.call(this, events, tx);
+          },
+          { outside: opts.outsideTransaction },
         );
-        if (seen.size > 0) this.logger.debug({ count: seen.size }, "Duplicate events skipped");
-        const fresh = unique.filter(r => !seen.has(r.event.eventId));
-
-        const byApply = new Map<ReadModelChannel<ReadModelThis & Own>["apply"], Received[]>();
-        for (const r of fresh) {
-          const apply = opts.channels[r.channel].apply;
-          const list = byApply.get(apply) ?? [];
-          list.push(r);
-          byApply.set(apply, list);
-        }
-        for (const [apply, events] of byApply) await apply.call(this, events);
-        await markApplied(applied, fresh);
+        if (fresh.length < unique.length)
+          this.logger.debug({ count: unique.length - fresh.length }, "Duplicate events skipped");
         // Lag from each event's ledger change to now, when the read model shows it.
         domainMetrics(this.broker).readModelApplied(
           this.fullName,

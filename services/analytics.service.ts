@@ -13,6 +13,7 @@ import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import {
   ANALYTICS_COLLECTIONS,
   AnalyticsCounters,
+  COUNTERS,
   GLOBAL_ID,
 } from "../lib/read-models/analytics-counters";
 import { envInt } from "../lib/shared/env";
@@ -22,8 +23,8 @@ import * as schemas from "../lib/gateway/openapi/schemas";
 /**
  * analytics: platform statistics behind GET /api/analytics/summary, from a consumer
  * group on the domain channels, counted exactly once in effect, also across restarts.
- * The counting is lib/read-models/analytics-counters.ts (its header says how a crash anywhere never
- * counts twice); the channels, batches and applied eventIds are
+ * The counting is lib/read-models/analytics-counters.ts; the channels, batches and the
+ * transaction that counts a batch and records its eventIds together are
  * mixins/read-model.mixin.ts. Adding a counted channel is one entry in ANALYTICS_RULES.
  */
 
@@ -45,8 +46,8 @@ interface AnalyticsVars {
  */
 const counted: ReadModelChannel<ReadModelThis & AnalyticsVars> = {
   key: () => GLOBAL_ID,
-  apply(fresh) {
-    return this.counters.count(fresh);
+  apply(fresh, tx) {
+    return new AnalyticsCounters(tx.store(COUNTERS)).count(fresh);
   },
 };
 
@@ -60,10 +61,6 @@ const AnalyticsService: ServiceSchema<
     DbMixin({ ...ANALYTICS_COLLECTIONS, ...APPLIED_COLLECTION }),
     ReadModelMixin<AnalyticsVars>({
       channels: Object.fromEntries(Object.keys(ANALYTICS_RULES).map(c => [c, counted])),
-      // Pulled from `pending` once recorded as applied (lib/read-models/analytics-counters.ts).
-      settled(batch) {
-        return this.counters.release(batch);
-      },
     }),
   ],
 
@@ -98,7 +95,7 @@ const AnalyticsService: ServiceSchema<
 
   /** Runs after DbMixin's `started` (mixins first) and before the channels subscribe. */
   started() {
-    this.counters = new AnalyticsCounters(this.store("counters"), this.store("applied"));
+    this.counters = new AnalyticsCounters(this.store(COUNTERS));
   },
 };
 

@@ -15,7 +15,12 @@ import {
   getCacheKey,
   type CatalogCacheSettings,
 } from "../lib/read-models/catalog-cache";
-import { CATALOG_COLLECTIONS, CatalogViews, type ViewDoc } from "../lib/read-models/catalog-stats";
+import {
+  CATALOG_COLLECTIONS,
+  CatalogViews,
+  catalogStores,
+  type ViewDoc,
+} from "../lib/read-models/catalog-stats";
 import { CatalogPromotions } from "../lib/read-models/catalog-promotions";
 import { envInt, envStr } from "../lib/shared/env";
 import { isNotFound, notFound } from "../lib/shared/errors";
@@ -39,12 +44,13 @@ import {
   type ViewTokenFields,
 } from "../lib/read-models/read-model";
 import * as schemas from "../lib/gateway/openapi/schemas";
+import type { TxStores } from "../lib/store/store";
 
 /**
  * catalog: the CQRS read model of tokens (docs/architecture.md) behind GET /api/tokens and
  * GET /api/tokens/:id. The view and its stats are lib/read-models/catalog-stats.ts (how they stay
- * exact under redelivery, reordering and crashes is explained there); the channels,
- * batches and applied eventIds are mixins/read-model.mixin.ts; cache cleaning is
+ * exact under redelivery and reordering is explained there); the channels, batches and
+ * the transaction that applies a batch with its eventIds are mixins/read-model.mixin.ts; cache cleaning is
  * lib/read-models/catalog-cache.ts. This file is the wiring: settings, params, handlers.
  *
  * Reads are cached in the broker cacher and cleaned by the events; a token not seen yet
@@ -80,8 +86,8 @@ interface CatalogMethods {
 }
 
 interface CatalogVars {
+  /** The engine on the database, for reads. */
   views: CatalogViews;
-  promotions: CatalogPromotions;
   cache: CatalogCacheCleaner;
 }
 
@@ -96,9 +102,17 @@ type CatalogThis = Service<CatalogSettings> &
 /** Each event as the engine takes it: the envelope is checked, its data is the channel's. */
 const eventsOf = <T>(batch: Received[]) => batch.map(r => r.event as DomainEvent<T>);
 
+/** The engine on a batch's transaction (mixins/read-model.mixin.ts). */
+function viewsIn(svc: { settings: object }, tx: TxStores): CatalogViews {
+  return new CatalogViews(catalogStores(tx), svc.settings as CatalogSettings);
+}
+
 /** Campaign changes, in the order they came (each applies only if newer than the view's). */
-async function applyCampaigns(this: { promotions: CatalogPromotions }, fresh: Received[]) {
-  for (const e of eventsOf<CampaignChanged>(fresh)) await this.promotions.changed(e);
+async function applyCampaigns(this: { settings: object }, fresh: Received[], tx: TxStores) {
+  const views = viewsIn(this, tx);
+  const settings = this.settings as CatalogSettings;
+  const promotions = new CatalogPromotions(catalogStores(tx).views, views, settings);
+  for (const e of eventsOf<CampaignChanged>(fresh)) await promotions.changed(e);
 }
 
 const CatalogService: ServiceSchema<
@@ -115,25 +129,28 @@ const CatalogService: ServiceSchema<
     ReadModelMixin<CatalogVars & CatalogMethods>({
       channels: {
         [TOKEN_EVENTS.created]: {
-          async apply(fresh) {
-            for (const e of eventsOf<TokenCreated>(fresh)) await this.views.created(e);
+          async apply(fresh, tx) {
+            const views = viewsIn(this, tx);
+            for (const e of eventsOf<TokenCreated>(fresh)) await views.created(e);
           },
         },
         [TOKEN_EVENTS.updated]: {
-          async apply(fresh) {
-            for (const e of eventsOf<TokenUpdated>(fresh)) await this.views.updated(e);
+          async apply(fresh, tx) {
+            const views = viewsIn(this, tx);
+            for (const e of eventsOf<TokenUpdated>(fresh)) await views.updated(e);
           },
         },
         [TOKEN_EVENTS.deleted]: {
-          async apply(fresh) {
-            for (const e of eventsOf<TokenDeleted>(fresh)) await this.views.deleted(e);
+          async apply(fresh, tx) {
+            const views = viewsIn(this, tx);
+            for (const e of eventsOf<TokenDeleted>(fresh)) await views.deleted(e);
           },
         },
         // Many, and all on their token's view: applied per token in batches.
         [TOKEN_EVENTS.transferred]: {
           key: e => (e.data as TokenTransferred).tokenId,
-          apply(fresh) {
-            return this.views.transferred(eventsOf<TokenTransferred>(fresh));
+          apply(fresh, tx) {
+            return viewsIn(this, tx).transferred(eventsOf<TokenTransferred>(fresh));
           },
         },
         // A campaign on or off: `featured` follows it (lib/read-models/catalog-promotions.ts).
@@ -142,9 +159,6 @@ const CatalogService: ServiceSchema<
       },
       settled(_batch, fresh) {
         return this.announce(fresh);
-      },
-      prune(before) {
-        return this.views.pruneTransferRows(before);
       },
     }),
   ],
@@ -235,18 +249,8 @@ const CatalogService: ServiceSchema<
   },
 
   /** Runs after DbMixin's `started` (mixins first) and before the channels subscribe. */
-  async started() {
-    this.views = new CatalogViews(
-      {
-        views: this.store("views"),
-        balances: this.store("balances"),
-        transfers: this.store("transfers"),
-      },
-      this.settings,
-      this.logger,
-    );
-    this.promotions = new CatalogPromotions(this.store("views"), this.views, this.settings);
-    await this.views.upgradeStats();
+  started() {
+    this.views = new CatalogViews(catalogStores(this.database), this.settings);
   },
 
   async stopped() {

@@ -104,6 +104,8 @@ const MarketService: ServiceSchema<
     ...storesWithOutbox({ ...MARKET_COLLECTIONS, ...APPLIED_COLLECTION }),
     AccountsMixin,
     ReadModelMixin<MarketVars & MarketMethods>({
+      // Listings are cancelled through the market's engine, which writes on its own.
+      outsideTransaction: true,
       channels: {
         // An NFT that moved away from its seller can no longer be sold by them.
         [NFT_EVENTS.transferred]: {

@@ -1,5 +1,4 @@
-import { appliedAmong, type AppliedDoc } from "./applied-events";
-import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "../store/store";
+import type { CollectionSpec, Doc, Store } from "../store/store";
 import {
   ANALYTICS_RULES,
   COUNTER_NAMES,
@@ -15,26 +14,20 @@ import {
 
 /**
  * Analytics' counters: platform statistics counted from the domain events, persisted,
- * each event counted exactly once in effect. No broker in here:
- * services/analytics.service.ts hands it its stores and events.
+ * each event counted exactly once. No broker in here: services/analytics.service.ts
+ * hands it its stores and events.
  *
  * An event changes one or two counter documents (the global counters; the volume of
- * one token). Each change is a compare-and-set on the document's `rev` that also
- * pushes the eventId into the document's `pending` list, in the same write. Then the
- * eventId is recorded in `applied` (by the caller, lib/read-models/applied-events.ts), then pulled
- * from `pending` (`release`). So whenever a handler dies, its redelivery can tell for
- * each document whether the change is already in: the eventId is in `pending`, or in
- * `applied`. `pending` only ever holds events in flight, so it stays small.
- *
- * Every event changes the global document, so events are applied in batches (one
- * compare-and-set per document for all the events that arrived meanwhile); counting
- * does not depend on their order.
+ * one token). `count` runs inside its batch's transaction (mixins/read-model.mixin.ts),
+ * on that transaction's store, which also records the batch's eventIds as applied: the
+ * counts and the record commit together, so a redelivery is skipped and a crash counts
+ * nothing. Every event changes the global document, so events are applied in batches
+ * (one write per document for all the events that arrived meanwhile); counting does
+ * not depend on their order.
  */
 
 export interface CounterDoc extends Doc {
   kind: "global" | "volume" | "salesVolume";
-  rev: number;
-  pending: string[];
 }
 interface GlobalDoc extends CounterDoc, Counters {
   kind: "global";
@@ -51,6 +44,9 @@ export const ANALYTICS_COLLECTIONS = {
 
 export const GLOBAL_ID = "global";
 
+/** The collection's name, as a transaction names it. */
+export const COUNTERS = "counters";
+
 /** One document an event changes: how to create it and what to `$set` on it. */
 interface Target {
   id: string;
@@ -58,51 +54,28 @@ interface Target {
   change(doc: CounterDoc): Record<string, unknown>;
 }
 
-interface Change {
-  eventId: string;
-  target: Target;
-}
-
-/** Compare-and-set attempts before giving up (the event is then redelivered). */
-const MAX_CAS_ATTEMPTS = 50;
-
 export class AnalyticsCounters {
-  constructor(
-    private readonly counters: Store<CounterDoc>,
-    private readonly applied: Store<AppliedDoc>,
-  ) {}
+  constructor(private readonly counters: Store<CounterDoc>) {}
 
-  /** Counts events not recorded as applied: each counter document changes once for all of them. */
+  /** Counts events not counted before; on a transaction's store (see the header). */
   async count(events: Received[]): Promise<void> {
-    const changes = new Map<string, Change[]>();
-    for (const { channel, event } of events) {
-      for (const target of targets(channel, event.data)) {
-        const list = changes.get(target.id) ?? [];
-        list.push({ eventId: event.eventId, target });
-        changes.set(target.id, list);
+    const store = this.counters;
+    const changes = new Map<string, Target[]>();
+    for (const { channel, event } of events)
+      for (const target of targets(channel, event.data))
+        changes.set(target.id, [...(changes.get(target.id) ?? []), target]);
+    for (const [id, list] of changes) {
+      const doc = await store.findOne({ _id: id });
+      let next = doc ?? list[0].init();
+      let set: Record<string, unknown> = {};
+      for (const t of list) {
+        const changed = t.change(next);
+        set = { ...set, ...changed };
+        next = { ...next, ...changed } as CounterDoc;
       }
+      if (doc) await store.updateOne({ _id: id }, { $set: set });
+      else await store.insert(next);
     }
-    await Promise.all([...changes].map(([id, list]) => this.applyOnce(id, list)));
-  }
-
-  /**
-   * Pulls the events from `pending` once they are recorded as applied. Also for
-   * duplicates: an earlier attempt may have died between `applied` and here.
-   */
-  async release(events: Received[]): Promise<void> {
-    const pulls = new Map<string, string[]>();
-    for (const { channel, event } of events) {
-      for (const t of targets(channel, event.data)) {
-        const ids = pulls.get(t.id) ?? [];
-        ids.push(event.eventId);
-        pulls.set(t.id, ids);
-      }
-    }
-    await Promise.all(
-      [...pulls].map(([id, ids]) =>
-        this.counters.update({ _id: id }, { $pull: { pending: { $in: ids } } }),
-      ),
-    );
   }
 
   async summary(): Promise<AnalyticsSummary> {
@@ -125,44 +98,6 @@ export class AnalyticsCounters {
       salesVolumeByToken: Object.fromEntries(sales.map(v => [v.tokenId, v.volume])),
     };
   }
-
-  /** The changes of several events to one document, in one compare-and-set. */
-  private async applyOnce(id: string, changes: Change[]): Promise<void> {
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const doc = await this.counters.findOne({ _id: id });
-      if (!doc) {
-        await insertIfAbsent(this.counters, changes[0].target.init());
-        continue;
-      }
-      // Already in: an earlier attempt got this far with them.
-      const pending = new Set(doc.pending);
-      let todo = changes.filter(c => !pending.has(c.eventId));
-      if (todo.length === 0) return;
-      // A concurrent delivery of the same events may have finished and pulled them already.
-      const finished = await appliedAmong(
-        this.applied,
-        todo.map(c => c.eventId),
-      );
-      todo = todo.filter(c => !finished.has(c.eventId));
-      if (todo.length === 0) return;
-      let next: CounterDoc = doc;
-      let set: Record<string, unknown> = {};
-      for (const c of todo) {
-        const changed = c.target.change(next);
-        set = { ...set, ...changed };
-        next = { ...next, ...changed } as CounterDoc;
-      }
-      const done = await this.counters.updateOne(
-        { _id: id, rev: doc.rev },
-        {
-          $set: { ...set, rev: doc.rev + 1 },
-          $push: { pending: { $each: todo.map(c => c.eventId) } },
-        },
-      );
-      if (done) return;
-    }
-    throw new Error(`Counter ${id} is too contended; the event will be redelivered`);
-  }
 }
 
 /** The documents an event of `channel` changes (ANALYTICS_RULES); none for a channel not counted. */
@@ -177,7 +112,7 @@ function deltaTargets(delta: CounterDelta): Target[] {
   if (counted && Object.values(counted).some(n => n !== 0)) {
     out.push({
       id: GLOBAL_ID,
-      init: () => ({ _id: GLOBAL_ID, kind: "global", rev: 0, pending: [], ...emptyCounters() }),
+      init: () => ({ _id: GLOBAL_ID, kind: "global", ...emptyCounters() }),
       change: doc => {
         const g = doc as GlobalDoc;
         const current = emptyCounters();
@@ -196,7 +131,7 @@ function volumeTarget(kind: VolumeDoc["kind"], v: TokenAmount): Target {
   const id = `${kind}:${v.tokenId}`;
   return {
     id,
-    init: () => ({ _id: id, kind, tokenId: v.tokenId, volume: "0", rev: 0, pending: [] }),
+    init: () => ({ _id: id, kind, tokenId: v.tokenId, volume: "0" }),
     change: doc => ({ volume: addAmounts((doc as VolumeDoc).volume, v.amount) }),
   };
 }

@@ -2,16 +2,18 @@ import {
   insertAllIfAbsent,
   pruneOlderThan,
   type CollectionSpec,
+  type Database,
   type Doc,
   type Store,
+  type TxStores,
 } from "../store/store";
 import type { Received } from "./read-model";
 
 /**
  * A read model's memory of the events it has applied, by eventId: channels deliver at
  * least once, so a redelivery is recognised here and skipped without any work. An event
- * is recorded only after its effects are written, so one that dies halfway is applied
- * again (every effect is idempotent) rather than lost.
+ * is recorded in the transaction that applies it (mixins/read-model.mixin.ts): recorded
+ * exactly when its effects are committed, so exactly-once is the transaction's.
  */
 
 export interface AppliedDoc extends Doc {
@@ -19,6 +21,9 @@ export interface AppliedDoc extends Doc {
   type: string;
   appliedAt: string;
 }
+
+/** The collection's name, as a transaction names it. */
+export const APPLIED = "applied";
 
 /** Looked up by `_id`; pruned by `appliedAt`. */
 export const APPLIED_COLLECTION: Record<string, CollectionSpec> = {
@@ -35,14 +40,53 @@ export async function appliedAmong(
   return new Set(docs.map(d => d._id));
 }
 
-/** Records the events as applied; one already recorded (a racing replica) is fine. */
+/**
+ * Records the events as applied, in one write, inside the transaction that applies them:
+ * one recorded already (a racing replica) throws DuplicateKeyError and rolls it back.
+ */
 export async function markApplied(applied: Store<AppliedDoc>, events: Received[]): Promise<void> {
+  if (events.length === 0) return;
+  await applied.insertMany(records(events));
+}
+
+function records(events: Received[]): AppliedDoc[] {
   const appliedAt = new Date().toISOString();
-  // One write for the batch, unless some were recorded already.
-  await insertAllIfAbsent(
-    applied,
-    events.map(({ channel, event }) => ({ _id: event.eventId, type: channel, appliedAt })),
-  );
+  return events.map(({ channel, event }) => ({ _id: event.eventId, type: channel, appliedAt }));
+}
+
+/**
+ * Applies a batch once, as one transaction of `db`: its events already recorded as
+ * applied (and repeats within it) are skipped, `apply` makes the changes of the rest on
+ * the transaction's stores, and they are recorded as applied with them. A crash anywhere
+ * commits none of it, so the redelivery applies the batch in full, once. Resolves to the
+ * events applied now (none when all were applied before).
+ *
+ * `outside`: for a read model whose `apply` writes through its own engine, outside any
+ * transaction of ours (the market's): then the events are recorded after `apply`, so one
+ * that dies halfway is applied again, and its `apply` must be idempotent.
+ */
+export async function applyBatch(
+  db: Database,
+  batch: Received[],
+  apply: (tx: TxStores, fresh: Received[]) => Promise<void>,
+  opts: { outside?: boolean } = {},
+): Promise<Received[]> {
+  // One per eventId: a redelivery may share a batch with its first delivery.
+  const unique = [...new Map(batch.map(r => [r.event.eventId, r])).values()];
+  const run = async (tx: TxStores): Promise<Received[]> => {
+    const applied = tx.store<AppliedDoc>(APPLIED);
+    const seen = await appliedAmong(
+      applied,
+      unique.map(r => r.event.eventId),
+    );
+    const fresh = unique.filter(r => !seen.has(r.event.eventId));
+    if (fresh.length > 0) await apply(tx, fresh);
+    // Outside a transaction a racing replica's record is fine: both applied the same.
+    if (opts.outside) await insertAllIfAbsent(applied, records(fresh));
+    else await markApplied(applied, fresh);
+    return fresh;
+  };
+  return opts.outside ? run(db) : db.transaction(run);
 }
 
 /**

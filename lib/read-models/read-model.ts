@@ -180,38 +180,6 @@ export function freshStats(
   return viewStats(token.totalSupply === "0" ? 0 : 1, 0, minHolders, promoted);
 }
 
-/**
- * Catalog stats are kept incrementally (lib/read-models/catalog-stats.ts): every change to a view's
- * counts is named by a key that is pushed onto the view's `pending` list in the same
- * write as the change, and pulled once its source document records it as counted.
- *  - `t:<transferId>`: one transfer; counted once its transfer row exists;
- *  - `h:<flip>:<account>`: the holder count follows the account's balance for the
- *    `flip`-th time; counted once the balance's `flips` reached `flip`.
- */
-export type StatsKey =
-  { kind: "transfer"; transferId: string } | { kind: "holder"; account: string; flip: number };
-
-export const transferKey = (transferId: string): string => `t:${transferId}`;
-/** The flip comes first so an account may contain ":". */
-export const holderKey = (account: string, flip: number): string => `h:${flip}:${account}`;
-
-export function parseStatsKey(key: string): StatsKey | null {
-  if (key.startsWith("t:") && key.length > 2) return { kind: "transfer", transferId: key.slice(2) };
-  const m = /^h:([1-9][0-9]*):(.+)$/s.exec(key);
-  return m ? { kind: "holder", account: m[2], flip: Number(m[1]) } : null;
-}
-
-/**
- * A balance counts as a holder in its view while its `flips` is odd. When that disagrees
- * with the amount, the next flip and what it does to the holder count; otherwise null.
- */
-export function holderFlip(amount: string, flips: number): { flip: number; delta: 1 | -1 } | null {
-  const counted = flips % 2 === 1;
-  const holds = amount !== "0";
-  if (counted === holds) return null;
-  return { flip: flips + 1, delta: holds ? 1 : -1 };
-}
-
 // ---------------------------------------------------------------------------------------
 // Analytics
 

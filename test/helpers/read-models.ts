@@ -10,12 +10,16 @@ import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { defineMixin } from "../../mixins/define";
 import {
   CATALOG_COLLECTIONS,
-  type BalanceDoc,
-  type CatalogStores,
-  type TransferDoc,
-  type ViewDoc,
+  CatalogViews,
+  catalogStores,
+  type CatalogViewsSettings,
 } from "../../lib/read-models/catalog-stats";
-import { openNedbStore } from "../../lib/store/nedb/nedb-store";
+import { CatalogPromotions } from "../../lib/read-models/catalog-promotions";
+import { APPLIED_COLLECTION, applyBatch } from "../../lib/read-models/applied-events";
+import type { Received } from "../../lib/read-models/read-model";
+import { TOKEN_EVENTS, type DomainEvent, type TokenTransferred } from "../../lib/events/domain";
+import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
+import type { CollectionSpec, Database } from "../../lib/store/store";
 
 /**
  * A broker of its own for a read model's unit tests, as the Moleculer TypeScript template
@@ -63,11 +67,36 @@ export function inFlightOf(
   return events[`channels.${channel}`].bulkhead?.concurrency;
 }
 
-/** The catalog's collections as real NeDB stores in memory, for its engines' unit tests. */
-export async function openCatalogStores(): Promise<CatalogStores> {
-  return {
-    views: await openNedbStore<ViewDoc>("views", CATALOG_COLLECTIONS.views),
-    balances: await openNedbStore<BalanceDoc>("balances", CATALOG_COLLECTIONS.balances),
-    transfers: await openNedbStore<TransferDoc>("transfers", CATALOG_COLLECTIONS.transfers),
-  };
+/** A read model's collections and its applied eventIds, in a SQLite database in memory. */
+export function readModelDatabase(collections: Record<string, CollectionSpec>): Database {
+  return SqliteDatabase.open({ ...collections, ...APPLIED_COLLECTION });
+}
+
+/** Events as the channels hand them over: each on the channel of its type. */
+export const received = (...events: DomainEvent[]): Received[] =>
+  events.map(event => ({ channel: event.type, event }));
+
+/**
+ * The catalog's engines over a database in memory, fed as the service feeds them
+ * (mixins/read-model.mixin.ts): each delivery is one batch, one transaction.
+ */
+export function catalogInMemory(settings: CatalogViewsSettings) {
+  const db = readModelDatabase(CATALOG_COLLECTIONS);
+  const views = new CatalogViews(catalogStores(db), settings);
+  const deliver = (...events: DomainEvent[]) =>
+    applyBatch(db, received(...events), async (tx, fresh) => {
+      const on = new CatalogViews(catalogStores(tx), settings);
+      const promotions = new CatalogPromotions(catalogStores(tx).views, on, settings);
+      const transfers = fresh.filter(r => r.channel === TOKEN_EVENTS.transferred);
+      for (const { event } of fresh) {
+        if (event.type === TOKEN_EVENTS.created) await on.created(event as DomainEvent<never>);
+        if (event.type === TOKEN_EVENTS.updated) await on.updated(event as DomainEvent<never>);
+        if (event.type === TOKEN_EVENTS.deleted) await on.deleted(event as DomainEvent<never>);
+        if (event.type.startsWith("marketing."))
+          await promotions.changed(event as DomainEvent<never>);
+      }
+      if (transfers.length > 0)
+        await on.transferred(transfers.map(r => r.event as DomainEvent<TokenTransferred>));
+    });
+  return { db, views, stores: catalogStores(db), deliver };
 }

@@ -4,7 +4,9 @@ import { APPLIED_COLLECTION, type AppliedDoc } from "../../../lib/read-models/ap
 import { channelsOf } from "../../../middlewares/channels";
 import type { DomainEvent } from "../../../lib/events/domain";
 import type { Received } from "../../../lib/read-models/read-model";
-import { DbMixin, type DbMethods } from "../../../mixins/db.mixin";
+import { DbMixin, type DbMethods, type DbVars } from "../../../mixins/db.mixin";
+import type { TxStores } from "../../../lib/store/store";
+import { failInTransaction } from "../../helpers/stores";
 import {
   ReadModelMixin,
   type ReadModelMethods,
@@ -26,9 +28,14 @@ let failing: Set<string>;
 
 const ids = (rs: Received[]) => rs.map(r => r.event.eventId);
 
+let rowSeq = 0;
+
+/** Records what it is handed, and writes each event as a `things` row in the batch's transaction. */
 function recorder(name: string) {
-  return async (fresh: Received[]) => {
+  return async (fresh: Received[], tx: TxStores) => {
     applies.push({ apply: name, ids: ids(fresh) });
+    const rows = fresh.map(r => ({ _id: `row_${++rowSeq}`, eventId: r.event.eventId }));
+    await tx.store("things").insertMany(rows);
     const bad = fresh.find(r => failing.delete(r.event.eventId));
     if (bad) throw new Error(`apply failed: ${bad.event.eventId}`);
   };
@@ -42,7 +49,7 @@ const settings: ReadModelSettings = {
 const Model: ServiceSchema<ReadModelSettings> = {
   name: "model",
   mixins: [
-    DbMixin(APPLIED_COLLECTION),
+    DbMixin({ things: { indexes: ["eventId"] }, ...APPLIED_COLLECTION }),
     ReadModelMixin({
       channels: {
         // Two channels sharing a key and an apply: what arrives together goes together.
@@ -58,7 +65,7 @@ const Model: ServiceSchema<ReadModelSettings> = {
   settings,
 };
 
-type ModelService = Service & ReadModelMethods & DbMethods;
+type ModelService = Service & ReadModelMethods & DbMethods & DbVars;
 
 let n = 0;
 const event = (type: string, thing = "t1"): DomainEvent => ({
@@ -152,6 +159,27 @@ describe("ReadModelMixin", () => {
     expect(applies.map(a => a.ids)).toEqual([[e.eventId], [e.eventId]]);
     expect(await applied().count({ _id: e.eventId })).toBe(1);
   });
+
+  for (const [what, collection, method] of [
+    ["the read model's change", "things", "insertMany"],
+    ["the record of the eventIds", "applied", "insertMany"],
+  ] as const)
+    it(`commits nothing of a batch that crashes at ${what}; the redelivery applies it once`, async () => {
+      const [a, b] = [event("things.made"), event("things.moved")];
+      const crash = failInTransaction(svc.database, collection, method);
+      const batch = () =>
+        Promise.all([svc.receiveEvent("things.made", a), svc.receiveEvent("things.moved", b)]);
+      await expect(batch()).rejects.toThrow(/crash point/);
+      expect(crash.fired()).toBe(true);
+      const rows = (id: string) => svc.store("things").count({ eventId: id });
+      expect([await rows(a.eventId), await rows(b.eventId)]).toEqual([0, 0]);
+      expect(await applied().count({ _id: { $in: [a.eventId, b.eventId] } })).toBe(0);
+      expect(settles).toEqual([]);
+      await batch();
+      await batch();
+      expect([await rows(a.eventId), await rows(b.eventId)]).toEqual([1, 1]);
+      expect(await applied().count({ _id: { $in: [a.eventId, b.eventId] } })).toBe(2);
+    });
 
   it("skips a redelivery inside the retention window and forgets an event past it", async () => {
     const [recent, old] = [event("things.named"), event("things.named")];

@@ -2,99 +2,84 @@ import { beforeEach, describe, expect, it } from "vitest";
 import {
   ANALYTICS_COLLECTIONS,
   AnalyticsCounters,
+  COUNTERS,
   GLOBAL_ID,
   type CounterDoc,
 } from "../../../lib/read-models/analytics-counters";
-import {
-  APPLIED_COLLECTION,
-  markApplied,
-  type AppliedDoc,
-} from "../../../lib/read-models/applied-events";
+import { applyBatch } from "../../../lib/read-models/applied-events";
 import type { DomainEvent } from "../../../lib/events/domain";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
-import type { Received } from "../../../lib/read-models/read-model";
-import type { Store } from "../../../lib/store/store";
+import type { Database } from "../../../lib/store/store";
 import { TokenScript } from "../../helpers/channels";
-import { failOnce } from "../../helpers/stores";
+import { failInTransaction } from "../../helpers/stores";
 import { analyticsSummary } from "../../helpers/analytics";
+import { readModelDatabase, received } from "../../helpers/read-models";
 
 /**
- * Analytics' counters without a broker, over real NeDB stores in memory. A delivery is
- * count → recorded as applied → release (what mixins/read-model.mixin.ts does); a crash
- * between any two steps, then the redelivery on a new instance, counts each event once.
+ * Analytics' counters without a broker, over SQLite in memory, fed as the service feeds
+ * them (mixins/read-model.mixin.ts): a delivery is one transaction that counts the batch
+ * and records its eventIds. A crash at any write counts nothing; the redelivery counts
+ * each event once.
  */
 
-let counters: Store<CounterDoc>;
-let applied: Store<AppliedDoc>;
+let db: Database;
 let book: AnalyticsCounters;
 
-beforeEach(async () => {
-  counters = await openNedbStore<CounterDoc>("counters", ANALYTICS_COLLECTIONS.counters);
-  applied = await openNedbStore<AppliedDoc>("applied", APPLIED_COLLECTION.applied);
-  book = new AnalyticsCounters(counters, applied);
+beforeEach(() => {
+  db = readModelDatabase(ANALYTICS_COLLECTIONS);
+  book = new AnalyticsCounters(db.store<CounterDoc>(COUNTERS));
 });
 
-const received = (...events: DomainEvent[]): Received[] =>
-  events.map(event => ({ channel: event.type, event }));
-
-/** One whole delivery, as the mixin runs it; `fresh` = not recorded as applied before. */
-async function deliver(on: AnalyticsCounters, batch: Received[]): Promise<void> {
-  const seen = new Set((await applied.find({})).map(d => d._id));
-  const fresh = batch.filter(r => !seen.has(r.event.eventId));
-  await on.count(fresh);
-  await markApplied(applied, fresh);
-  await on.release(batch);
-}
+const deliver = (...events: DomainEvent[]) =>
+  applyBatch(db, received(...events), (tx, fresh) =>
+    new AnalyticsCounters(tx.store<CounterDoc>(COUNTERS)).count(fresh),
+  );
 
 const s = new TokenScript({ creatorId: "alice", totalSupply: "1000" });
 const created = s.created();
 const move = s.transfer("alice", "bob", "7");
 
 describe("analytics counters", () => {
-  it("counts a batch with one write per counter document", async () => {
-    await deliver(book, received(created, move, s.transfer("bob", "carol", "2")));
+  it("counts a batch, each event once, repeats and redeliveries skipped", async () => {
+    await deliver(created, move, s.transfer("bob", "carol", "2"), move);
+    await deliver(move, created);
     expect(await book.summary()).toEqual(
       analyticsSummary({ tokens: 1, transfers: 2, volumeByToken: { [s.token.id]: "9" } }),
     );
-    expect(await counters.findOne({ _id: GLOBAL_ID })).toMatchObject({ rev: 1, pending: [] });
+    expect(await db.store(COUNTERS).findOne({ _id: GLOBAL_ID })).toMatchObject({ transfers: 2 });
   });
 
-  it("counts once when the handler died after counting, before recording it applied", async () => {
-    await book.count(received(move)); // then the process died
-    expect(await counters.count({ pending: move.eventId })).toBe(2);
+  // Every write of a batch that creates and changes counter documents.
+  const writes = [
+    ["a new counter document", COUNTERS, "insert"],
+    ["a counter's change", COUNTERS, "updateOne"],
+    ["the applied eventIds", "applied", "insertMany"],
+  ] as const;
 
-    book = new AnalyticsCounters(counters, applied);
-    await deliver(book, received(move));
+  for (const [what, collection, method] of writes) {
+    it(`a crash at ${what} counts nothing, and the redelivery counts once`, async () => {
+      await deliver(created);
+      const before = await book.summary();
+      const batch = [move, new TokenScript({ creatorId: "bob" }).created()];
+      const crash = failInTransaction(db, collection, method);
+      await expect(deliver(...batch)).rejects.toThrow(/crash point/);
+      expect(crash.fired()).toBe(true);
+      expect(await book.summary()).toEqual(before);
+      await deliver(...batch);
+      await deliver(...batch);
+      expect(await book.summary()).toEqual(
+        analyticsSummary({ tokens: 2, transfers: 1, volumeByToken: { [s.token.id]: "7" } }),
+      );
+    });
+  }
+
+  it("counts once when replicas deliver the same events at the same time", async () => {
+    await Promise.allSettled([deliver(move), deliver(move), deliver(move)]);
     expect((await book.summary()).transfers).toBe(1);
-    expect(await counters.count({ pending: move.eventId })).toBe(0);
-  });
-
-  it("releases what a handler that died after recording it applied left pending", async () => {
-    await book.count(received(move));
-    await markApplied(applied, received(move)); // then the process died
-    await deliver(new AnalyticsCounters(counters, applied), received(move));
-    expect((await book.summary()).transfers).toBe(1);
-    expect(await counters.count({ pending: move.eventId })).toBe(0);
-  });
-
-  it("does not count an event a concurrent delivery already finished and released", async () => {
-    await deliver(book, received(move));
-    // A second delivery that looked up `applied` before the first recorded it.
-    await new AnalyticsCounters(counters, applied).count(received(move));
-    expect((await book.summary()).transfers).toBe(1);
-  });
-
-  it("counts nothing when the write fails, and the redelivery counts it once", async () => {
-    failOnce(counters, "updateOne");
-    await expect(deliver(book, received(move))).rejects.toThrow(/crash point/);
-    expect((await book.summary()).transfers).toBe(0);
-    await deliver(new AnalyticsCounters(counters, applied), received(move, move));
-    expect((await book.summary()).volumeByToken).toEqual({ [s.token.id]: "7" });
   });
 
   it("ignores events of channels it does not count", async () => {
     const approval = { ...move, eventId: "evt_approved", type: "tokens.approved" as const };
-    await deliver(book, received(approval));
-    expect(await counters.count({})).toBe(0);
+    await deliver(approval);
+    expect(await db.store(COUNTERS).count({})).toBe(0);
   });
 });

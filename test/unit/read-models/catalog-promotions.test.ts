@@ -1,7 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { CatalogViews, type CatalogStores } from "../../../lib/read-models/catalog-stats";
-import { openCatalogStores } from "../../helpers/read-models";
-import { CatalogPromotions } from "../../../lib/read-models/catalog-promotions";
+import { catalogInMemory } from "../../helpers/read-models";
 import {
   MARKETING_EVENTS,
   SAGA_EVENTS,
@@ -17,14 +15,12 @@ import { TokenScript } from "../../helpers/channels";
  */
 
 const settings = { featuredMinHolders: 3 };
-let stores: CatalogStores;
-let views: CatalogViews;
-let promotions: CatalogPromotions;
+let catalog: ReturnType<typeof catalogInMemory>;
+let views: ReturnType<typeof catalogInMemory>["views"];
 
-beforeEach(async () => {
-  stores = await openCatalogStores();
-  views = new CatalogViews(stores, settings);
-  promotions = new CatalogPromotions(stores.views, views, settings);
+beforeEach(() => {
+  catalog = catalogInMemory(settings);
+  views = catalog.views;
 });
 
 const campaign = (tokenId: string, active: boolean, version: number) =>
@@ -39,14 +35,14 @@ const featured = async (tokenId: string) => (await views.find(tokenId))?.feature
 describe("catalog promotions", () => {
   it("features a token while its campaign is active, whatever its holders", async () => {
     const s = new TokenScript({ creatorId: "ann", totalSupply: "100" });
-    await views.created(s.created());
+    await catalog.deliver(s.created());
     expect(await featured(s.token.id)).toBe(false);
-    await promotions.changed(campaign(s.token.id, true, 1));
+    await catalog.deliver(campaign(s.token.id, true, 1));
     expect(await featured(s.token.id)).toBe(true);
-    // A transfer recounts the stats: the campaign still counts.
-    await views.transferred([s.transfer("ann", "bob", "1")]);
+    // A transfer changes the stats: the campaign still counts.
+    await catalog.deliver(s.transfer("ann", "bob", "1"));
     expect(await views.find(s.token.id)).toMatchObject({ holders: 2, featured: true });
-    await promotions.changed(campaign(s.token.id, false, 2));
+    await catalog.deliver(campaign(s.token.id, false, 2));
     expect(await featured(s.token.id)).toBe(false);
     const listed = await views.list({ featured: true }, { limit: 10, offset: 0 });
     expect(listed.total).toBe(0);
@@ -54,10 +50,10 @@ describe("catalog promotions", () => {
 
   it("keeps the newest campaign change, however late or often the older ones come", async () => {
     const s = new TokenScript({ creatorId: "ann", totalSupply: "100" });
-    await views.created(s.created());
-    await promotions.changed(campaign(s.token.id, false, 2));
-    await promotions.changed(campaign(s.token.id, true, 1)); // late
-    await promotions.changed(campaign(s.token.id, true, 1)); // and again
+    await catalog.deliver(s.created());
+    await catalog.deliver(campaign(s.token.id, false, 2));
+    await catalog.deliver(campaign(s.token.id, true, 1)); // late
+    await catalog.deliver({ ...campaign(s.token.id, true, 1), eventId: "again" }); // resent
     expect(await views.find(s.token.id)).toMatchObject({
       promoted: false,
       campaignVersion: 2,
@@ -67,19 +63,19 @@ describe("catalog promotions", () => {
 
   it("keeps a campaign that came before its token, and shows it once the token arrives", async () => {
     const s = new TokenScript({ creatorId: "ann", totalSupply: "100" });
-    await promotions.changed(campaign(s.token.id, true, 1));
+    await catalog.deliver(campaign(s.token.id, true, 1));
     expect((await views.list({}, { limit: 10, offset: 0 })).total).toBe(0); // a placeholder
-    await views.created(s.created());
+    await catalog.deliver(s.created());
     const [row] = (await views.list({ featured: true }, { limit: 10, offset: 0 })).rows;
     expect(row).toMatchObject({ id: s.token.id, featured: true });
   });
 
   it("leaves a token with enough holders featured when its campaign ends", async () => {
     const s = new TokenScript({ creatorId: "ann", totalSupply: "100" });
-    await views.created(s.created());
-    await promotions.changed(campaign(s.token.id, true, 1));
-    await views.transferred([s.transfer("ann", "bob", "1"), s.transfer("ann", "cy", "1")]);
-    await promotions.changed(campaign(s.token.id, false, 2));
+    await catalog.deliver(s.created());
+    await catalog.deliver(campaign(s.token.id, true, 1));
+    await catalog.deliver(s.transfer("ann", "bob", "1"), s.transfer("ann", "cy", "1"));
+    await catalog.deliver(campaign(s.token.id, false, 2));
     expect(await views.find(s.token.id)).toMatchObject({ holders: 3, featured: true });
   });
 });

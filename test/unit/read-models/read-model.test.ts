@@ -6,14 +6,10 @@ import {
   addCounters,
   emptyCounters,
   freshStats,
-  holderFlip,
-  holderKey,
   isDomainEvent,
   listQuery,
   listSort,
-  parseStatsKey,
   prefixPattern,
-  transferKey,
   viewTokenFields,
 } from "../../../lib/read-models/read-model";
 
@@ -104,28 +100,6 @@ describe("catalog views", () => {
       transfers: 9,
       featured: true,
     });
-  });
-});
-
-describe("catalog stats keys", () => {
-  it("names each change and reads it back, accounts with colons included", () => {
-    expect(parseStatsKey(transferKey("trf_1"))).toEqual({ kind: "transfer", transferId: "trf_1" });
-    expect(parseStatsKey(holderKey("eip155:1:0xabc", 3))).toEqual({
-      kind: "holder",
-      account: "eip155:1:0xabc",
-      flip: 3,
-    });
-    for (const bad of ["", "t:", "h:0:a", "h:1:", "h:x:a", "x:1"])
-      expect(parseStatsKey(bad), bad).toBeNull();
-  });
-
-  it("flips a balance into the holder count when it holds, out when it is empty", () => {
-    expect(holderFlip("5", 0)).toEqual({ flip: 1, delta: 1 });
-    expect(holderFlip("5", 1)).toBeNull();
-    expect(holderFlip("0", 1)).toEqual({ flip: 2, delta: -1 });
-    expect(holderFlip("0", 2)).toBeNull();
-    expect(holderFlip("0", 0)).toBeNull();
-    expect(holderFlip("1", 2)).toEqual({ flip: 3, delta: 1 });
   });
 });
 
