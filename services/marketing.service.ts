@@ -2,12 +2,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
 import { amountRule } from "../lib/shared/amount";
-import {
-  Campaigns,
-  MARKETING_COLLECTIONS,
-  type Campaign,
-  type CampaignDoc,
-} from "../lib/marketing/campaigns";
+import { Campaigns, MARKETING_COLLECTIONS, type Campaign } from "../lib/marketing/campaigns";
 import { isNotFound, notFound } from "../lib/shared/errors";
 
 /**
@@ -40,6 +35,7 @@ type MarketingThis = Service &
   MarketingVars &
   MarketingMethods &
   DbMethods &
+  DbVars &
   OutboxMethods &
   OutboxVars;
 
@@ -94,10 +90,8 @@ const MarketingService: ServiceSchema<
     },
   } satisfies MarketingMethods & ThisType<MarketingThis>,
 
-  async started() {
-    this.campaigns = new Campaigns(this.store<CampaignDoc>("campaigns"), this.openOutbox());
-    // Events a crash kept back first, so they go out with the sweep.
-    await this.campaigns.recover();
+  started() {
+    this.campaigns = new Campaigns(this.database, this.openOutbox());
     this.outbox.start();
   },
 };

@@ -1,16 +1,16 @@
 import { MARKETING_EVENTS, domainEvent, type CampaignChanged } from "../events/domain";
-import { publishThenClear, type OutboxWriter } from "../messaging/outbox";
-import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "../store/store";
+import type { OutboxWriter } from "../messaging/outbox";
+import type { CollectionSpec, Database, Doc, Store } from "../store/store";
 
 /**
  * Marketing's campaigns: a token's promotion, on or off. Activating an active campaign
  * or deactivating an inactive one changes nothing, so both are idempotent without a
- * key (a saga's compensation may repeat either). Every change is a compare-and-set on
- * the campaign's `version` that sets an `unpublished` flag; its event
- * (marketing.activated / marketing.deactivated, the version in its id and data) goes to
- * the outbox, then the flag goes, and `recover()` finishes what a crash left between.
- * Consumers (the catalog) apply a campaign's events newest version first. No broker in
- * here: services/marketing.service.ts hands it its store and outbox.
+ * key (a saga's compensation may repeat either). Every change is one transaction of the
+ * marketing database: the campaign at its next `version` and its event
+ * (marketing.activated / marketing.deactivated, the version in its id and data) in the
+ * outbox commit together, and the event is sent once committed. Consumers (the catalog)
+ * apply a campaign's events newest version first. No broker in here:
+ * services/marketing.service.ts hands it its database and outbox.
  */
 
 export interface Campaign {
@@ -29,11 +29,13 @@ export interface CampaignDoc extends Doc {
   budget: string | null;
   version: number;
   updatedAt: string;
-  unpublished?: true;
 }
 
+/** The collection's name, as a transaction names it. */
+const CAMPAIGNS = "campaigns";
+
 export const MARKETING_COLLECTIONS = {
-  campaigns: { sparse: ["unpublished"] },
+  [CAMPAIGNS]: {},
 } satisfies Record<string, CollectionSpec>;
 
 const toCampaign = (d: CampaignDoc): Campaign => ({
@@ -44,10 +46,14 @@ const toCampaign = (d: CampaignDoc): Campaign => ({
 });
 
 export class Campaigns {
+  private readonly campaigns: Store<CampaignDoc>;
+
   constructor(
-    private readonly campaigns: Store<CampaignDoc>,
+    private readonly db: Database,
     private readonly outbox: OutboxWriter,
-  ) {}
+  ) {
+    this.campaigns = db.store<CampaignDoc>(CAMPAIGNS);
+  }
 
   async get(tokenId: string): Promise<Campaign> {
     const doc = await this.campaigns.findOne({ _id: tokenId });
@@ -64,62 +70,39 @@ export class Campaigns {
     return this.change(tokenId, false, null);
   }
 
-  /** Writes the events a crash kept back. Returns how many. */
-  async recover(): Promise<number> {
-    const docs = await this.campaigns.find({ unpublished: true });
-    for (const doc of docs) await this.publish(doc);
-    return docs.length;
-  }
-
+  /** The change and its event, in one transaction; sent once committed. */
   private async change(tokenId: string, active: boolean, budget: string | null): Promise<Campaign> {
-    const updatedAt = new Date().toISOString();
-    for (;;) {
-      const cur = await this.campaigns.findOne({ _id: tokenId });
-      if (!cur) {
-        if (!active) return this.get(tokenId);
-        const doc: CampaignDoc = {
-          _id: tokenId,
-          tokenId,
-          active,
-          budget,
-          version: 1,
-          updatedAt,
-          unpublished: true,
-        };
-        if (await insertIfAbsent(this.campaigns, doc)) return this.publish(doc);
-        continue; // another call made it first
-      }
-      if (cur.active === active) {
-        // Nothing to change; an event a crash kept back still goes out.
-        return cur.unpublished ? this.publish(cur) : toCampaign(cur);
-      }
-      const next = await this.campaigns.updateOne(
-        { _id: tokenId, version: cur.version },
-        {
-          $set: {
-            active,
-            budget: active ? budget : cur.budget,
-            version: cur.version + 1,
-            updatedAt,
-            unpublished: true,
-          },
-        },
-      );
-      if (next) return this.publish(next);
-    }
+    const { doc, send } = await this.db.transaction(async tx => {
+      const campaigns = tx.store<CampaignDoc>(CAMPAIGNS);
+      const cur = await campaigns.findOne({ _id: tokenId });
+      // Nothing to change.
+      if (cur?.active === active || (!cur && !active)) return { doc: cur, send: null };
+      const doc: CampaignDoc = {
+        _id: tokenId,
+        tokenId,
+        active,
+        budget: active || !cur ? budget : cur.budget,
+        version: (cur?.version ?? 0) + 1,
+        updatedAt: new Date().toISOString(),
+      };
+      const { _id, ...fields } = doc;
+      if (cur) await campaigns.updateOne({ _id }, { $set: fields });
+      else await campaigns.insert(doc);
+      return { doc, send: await this.outbox.writeIn(tx, [changed(doc)]) };
+    });
+    send?.();
+    return doc ? toCampaign(doc) : this.get(tokenId);
   }
+}
 
-  /** The change's event into the outbox, then its flag off (a repeat writes the same event). */
-  private async publish(doc: CampaignDoc): Promise<Campaign> {
-    const data: CampaignChanged = {
-      tokenId: doc.tokenId,
-      active: doc.active,
-      budget: doc.budget,
-      version: doc.version,
-    };
-    const type = doc.active ? MARKETING_EVENTS.activated : MARKETING_EVENTS.deactivated;
-    const event = domainEvent(type, `${doc.tokenId}:${doc.version}`, data);
-    await publishThenClear(this.outbox, this.campaigns, doc, event);
-    return toCampaign(doc);
-  }
+/** The event of a campaign at its version. */
+function changed(doc: CampaignDoc) {
+  const data: CampaignChanged = {
+    tokenId: doc.tokenId,
+    active: doc.active,
+    budget: doc.budget,
+    version: doc.version,
+  };
+  const type = doc.active ? MARKETING_EVENTS.activated : MARKETING_EVENTS.deactivated;
+  return domainEvent(type, `${doc.tokenId}:${doc.version}`, data);
 }
