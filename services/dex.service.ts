@@ -4,13 +4,7 @@ import { DbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { amountRule } from "../lib/shared/amount";
 import { envInt } from "../lib/shared/env";
 import { notFound } from "../lib/shared/errors";
-import {
-  DEX_COLLECTIONS,
-  LiquidityPools,
-  type LiquidityOpDoc,
-  type Pool,
-  type PoolDoc,
-} from "../lib/dex/liquidity-pools";
+import { DEX_COLLECTIONS, LiquidityPools, type Pool } from "../lib/dex/liquidity-pools";
 import type { TransferInternalParams } from "../lib/tokens/contract";
 import * as schemas from "../lib/gateway/openapi/schemas";
 
@@ -109,11 +103,7 @@ const DexService: ServiceSchema<DexSettings, DexMethods & DbMethods, DbVars & De
 
   methods: {
     pools(ctx?: Context): LiquidityPools {
-      const stores = {
-        pools: this.store<PoolDoc>("pools"),
-        ops: this.store<LiquidityOpDoc>("ops"),
-      };
-      return new LiquidityPools(stores, async m => {
+      return new LiquidityPools(this.database, async m => {
         if (!ctx) throw new Error("Moving tokens needs the calling context");
         const params: TransferInternalParams = {
           tokenId: m.tokenId,

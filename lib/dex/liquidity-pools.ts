@@ -4,8 +4,10 @@ import {
   insertIfAbsent,
   pruneOlderThan,
   type CollectionSpec,
+  type Database,
   type Doc,
   type Store,
+  type TxStores,
 } from "../store/store";
 
 /**
@@ -16,11 +18,11 @@ import {
  * services/dex.service.ts hands it its stores and `move`.
  *
  * Each operation is a document keyed by its idempotency key, written before anything
- * moves; the ledger transfer takes a key derived from it, so doing a step again after a
- * crash, or on two nodes at once, moves nothing twice. The pool's `reserve` follows
- * the operations exactly once: a compare-and-set on its `version` changes the reserve
- * and pushes the operation onto `pending` in one write; then the operation records that
- * it is counted; then it leaves `pending` (as lib/read-models/analytics-counters.ts counts events).
+ * moves; the ledger transfer (another service: no transaction of ours takes it in) takes
+ * a key derived from it, so doing a step again after a crash, or on two nodes at once,
+ * moves nothing twice. Once a transfer is done, the pool's `reserve` follows it exactly
+ * once: one transaction of the dex database changes the reserve and records on the
+ * operation that it is counted (`added`), with the operation's next state.
  *
  * A removal is also a fence: removing a key whose add has not arrived yet (it was
  * called, timed out, and is still on its way) records the add as withdrawn, and the add,
@@ -44,9 +46,6 @@ export interface Pool {
 export interface PoolDoc extends Doc, Pool {
   /** The tokenId. */
   _id: string;
-  version: number;
-  /** Operations whose change of `reserve` is written and not yet recorded on them. */
-  pending: string[];
   createdAt: string;
 }
 
@@ -66,9 +65,8 @@ export interface LiquidityOpDoc extends Doc {
   state: LiquidityOpState;
   /** The refusal a repeat of the key answers with. */
   error?: { type: string; message: string; status: number };
-  /** The reserve counts the add / its reversal (the source of the pool's `pending`). */
+  /** The reserve counts the add (its reversal is counted with the state `undone`). */
   added?: true;
-  removed?: true;
   createdAt: string;
 }
 
@@ -82,6 +80,12 @@ export interface DexStores {
   ops: Store<LiquidityOpDoc>;
 }
 
+/** The dex's collections, as a transaction (or the database) names them. */
+export const dexStores = (tx: TxStores): DexStores => ({
+  pools: tx.store<PoolDoc>("pools"),
+  ops: tx.store<LiquidityOpDoc>("ops"),
+});
+
 /** A ledger transfer, idempotent by `key` (tokens.transferInternal). */
 export type Move = (m: {
   tokenId: string;
@@ -90,8 +94,6 @@ export type Move = (m: {
   amount: string;
   key: string;
 }) => Promise<void>;
-
-const MAX_CAS_ROUNDS = 50;
 
 const toPool = (d: PoolDoc): Pool => ({
   tokenId: d.tokenId,
@@ -109,10 +111,14 @@ const refused = (err: unknown): err is ClientError => {
 const withdrawn = () => conflict("This liquidity was withdrawn; add it again with a new key");
 
 export class LiquidityPools {
+  private readonly stores: DexStores;
+
   constructor(
-    private readonly stores: DexStores,
+    private readonly db: Database,
     private readonly move: Move,
-  ) {}
+  ) {
+    this.stores = dexStores(db);
+  }
 
   /**
    * Forgets finished operations created before `before` (their keys with them): past every
@@ -156,16 +162,8 @@ export class LiquidityPools {
         throw new ClientError(message, status, type);
       }
     }
-    if (current.state !== "done") {
-      await this.settleAdd(current);
-      const done = await this.stores.ops.updateOne(
-        { _id: op._id, state: "pending" },
-        { $set: { state: "done" } },
-      );
-      // Reversed meanwhile by a removal of this key.
-      if (!done && (await this.stores.ops.findOne({ _id: op._id }))?.state !== "done")
-        throw withdrawn();
-    }
+    // Reversed meanwhile by a removal of this key: counted, and to be given back.
+    if (current.state !== "done" && (await this.settleAdd(current)) !== "done") throw withdrawn();
     return toPool((await this.stores.pools.findOne({ _id: tokenId }))!);
   }
 
@@ -214,19 +212,23 @@ export class LiquidityPools {
       amount: op.amount,
       key: `undo:${op._id}`,
     });
-    await this.count(op, "removed", -BigInt(op.amount));
-    await this.stores.ops.updateOne(
-      { _id: op._id, state: "undoing" },
-      { $set: { state: "undone" } },
-    );
+    // The reserve gives it back with the state that says so, in one transaction.
+    await this.db.transaction(async tx => {
+      const { pools, ops } = dexStores(tx);
+      const cur = await ops.findOne({ _id: op._id });
+      if (cur?.state !== "undoing") return; // another node finished it
+      if (cur.added) await this.changeReserve(pools, cur, -BigInt(cur.amount));
+      await ops.updateOne({ _id: op._id }, { $set: { state: "undone" } });
+    });
     return this.get(op.tokenId);
   }
 
   /**
-   * The add's transfer (again: same key) and its place in the reserve. False when the
-   * ledger refused it: then nothing moved, and a pending add is marked failed.
+   * The add's transfer (again: same key) and its place in the reserve; resolves to the
+   * operation's state after. False when the ledger refused it: then nothing moved, and a
+   * pending add is marked failed.
    */
-  private async settleAdd(op: LiquidityOpDoc): Promise<boolean> {
+  private async settleAdd(op: LiquidityOpDoc): Promise<LiquidityOpState | false> {
     try {
       await this.move({
         tokenId: op.tokenId,
@@ -249,49 +251,39 @@ export class LiquidityPools {
       if (op.state !== "undoing") throw err;
       return false;
     }
-    await this.count(op, "added", BigInt(op.amount));
-    return true;
+    // Counted once, and a pending add done, in one transaction.
+    return this.db.transaction(async tx => {
+      const { pools, ops } = dexStores(tx);
+      const cur = (await ops.findOne({ _id: op._id }))!;
+      // Ended without this add in the reserve (withdrawn): nothing to count.
+      if (!cur.added && (cur.state === "undone" || cur.state === "failed")) return cur.state;
+      const state = cur.state === "pending" ? "done" : cur.state;
+      if (cur.added && state === cur.state) return state;
+      if (!cur.added) await this.changeReserve(pools, cur, BigInt(cur.amount));
+      await ops.updateOne({ _id: op._id }, { $set: { added: true, state } });
+      return state;
+    });
   }
 
-  /** Changes the pool's reserve by `delta` for `op`, exactly once (see the header). */
-  private async count(op: LiquidityOpDoc, mark: "added" | "removed", delta: bigint): Promise<void> {
-    const { pools, ops } = this.stores;
-    const tag = `${mark}:${op._id}`;
-    for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
-      // The pool before the operation: whatever another node finished before this read
-      // is recorded on the operation now; whatever it does after moves `version`.
-      const pool = await pools.findOne({ _id: op.tokenId });
-      if (!pool) {
-        await insertIfAbsent(pools, {
-          _id: op.tokenId,
-          tokenId: op.tokenId,
-          account: poolAccountId(op.tokenId),
-          reserve: "0",
-          providerId: op.providerId,
-          version: 1,
-          pending: [],
-          createdAt: new Date().toISOString(),
-        });
-        continue;
-      }
-      if (!pool.pending.includes(tag)) {
-        if ((await ops.findOne({ _id: op._id }))?.[mark]) return;
-        const reserve = BigInt(pool.reserve);
-        const next = delta >= 0n ? checkedAdd(reserve, delta) : checkedSub(reserve, -delta);
-        if (next === null) throw new Error(`Pool ${pool._id} would go below zero`);
-        const changed = await pools.updateOne(
-          { _id: pool._id, version: pool.version },
-          {
-            $set: { reserve: next.toString(10), version: pool.version + 1 },
-            $push: { pending: tag },
-          },
-        );
-        if (!changed) continue;
-      }
-      await ops.updateOne({ _id: op._id }, { $set: { [mark]: true } });
-      await pools.updateOne({ _id: pool._id }, { $pull: { pending: tag } });
-      return;
-    }
-    throw new Error(`Pool ${op.tokenId} is too contended`);
+  /** Changes the pool's reserve by `delta`, inside the transaction that records why. */
+  private async changeReserve(
+    pools: Store<PoolDoc>,
+    op: LiquidityOpDoc,
+    delta: bigint,
+  ): Promise<void> {
+    const pool = await pools.findOne({ _id: op.tokenId });
+    const reserve = BigInt(pool?.reserve ?? "0");
+    const next = delta >= 0n ? checkedAdd(reserve, delta) : checkedSub(reserve, -delta);
+    if (next === null) throw new Error(`Pool ${op.tokenId} would go below zero`);
+    if (pool) await pools.updateOne({ _id: pool._id }, { $set: { reserve: next.toString(10) } });
+    else
+      await pools.insert({
+        _id: op.tokenId,
+        tokenId: op.tokenId,
+        account: poolAccountId(op.tokenId),
+        reserve: next.toString(10),
+        providerId: op.providerId,
+        createdAt: new Date().toISOString(),
+      });
   }
 }

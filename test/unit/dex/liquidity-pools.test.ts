@@ -3,25 +3,26 @@ import { beforeEach, describe, expect, it } from "vitest";
 import {
   DEX_COLLECTIONS,
   LiquidityPools,
+  dexStores,
   poolAccountId,
   type DexStores,
-  type LiquidityOpDoc,
   type Move,
-  type PoolDoc,
 } from "../../../lib/dex/liquidity-pools";
-import { openNedbStore } from "../../../lib/store/nedb/nedb-store";
-import type { Query, Update } from "../../../lib/store/store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
+import type { Database } from "../../../lib/store/store";
 import { ledgerOn, openLedgerStores, type Ledger } from "../../helpers/ledger";
-import { failOnce } from "../../helpers/stores";
+import { failInTransaction } from "../../helpers/stores";
 
 /**
- * The dex's pools without a broker, over real NeDB stores in memory, moving tokens through
+ * The dex's pools without a broker, over SQLite in memory, moving tokens through
  * the real transfer engine (what tokens.transferInternal runs): idempotent by key, and
- * replaying a refusal for its key. A crash is a store call that throws; the retry of the
- * same key then finishes the operation, as a client's retry after a restart would.
+ * replaying a refusal for its key. A crash is a write that throws inside one of the dex's
+ * transactions, which then commits nothing; the retry of the same key finishes the
+ * operation, as a client's retry after a restart would.
  */
 
 let ledger: Ledger;
+let db: Database;
 let dex: DexStores;
 let tokenId: string;
 let moves: string[];
@@ -38,7 +39,7 @@ const move: Move = async m => {
   await ledger.engine.run({ kind: "transfer", spender: null, ...m });
 };
 
-const pools = () => new LiquidityPools(dex, move);
+const pools = () => new LiquidityPools(db, move);
 const balance = (account: string) => ledger.engine.balance(tokenId, account);
 const pool = () => dex.pools.findOne({ _id: tokenId });
 const op = (key: string) => dex.ops.findOne({ _id: `add:${key}` });
@@ -47,15 +48,12 @@ const op = (key: string) => dex.ops.findOne({ _id: `add:${key}` });
 async function expectReserve(amount: string): Promise<void> {
   expect((await pool())?.reserve ?? "0").toBe(amount);
   expect(await balance(poolAccountId(tokenId))).toBe(amount);
-  expect((await pool())?.pending ?? []).toEqual([]);
 }
 
 beforeEach(async () => {
   ledger = ledgerOn(await openLedgerStores());
-  dex = {
-    pools: await openNedbStore<PoolDoc>("pools", DEX_COLLECTIONS.pools),
-    ops: await openNedbStore<LiquidityOpDoc>("ops", DEX_COLLECTIONS.ops),
-  };
+  db = SqliteDatabase.open(DEX_COLLECTIONS);
+  dex = dexStores(db);
   const token = await ledger.registry.create("alice", "create-1", {
     name: "Mint",
     symbol: "MINT",
@@ -146,14 +144,14 @@ describe("LiquidityPools", () => {
     open();
     await expect(late).rejects.toMatchObject({ code: 409 });
     expect(moves).toEqual(["add:k1", "add:k1", "undo:add:k1"]);
-    expect(await op("k1")).toMatchObject({ state: "undone", added: true, removed: true });
+    expect(await op("k1")).toMatchObject({ state: "undone", added: true });
     expect(await balance("alice")).toBe("1000");
     await expectReserve("0");
   });
 
   it("lets the ledger's outcome decide when a transfer's answer was lost", async () => {
     let lose = 1;
-    const lossy = new LiquidityPools(dex, async m => {
+    const lossy = new LiquidityPools(db, async m => {
       await move(m);
       if (lose-- > 0) throw new Errors.MoleculerError("Request timed out", 504, "REQUEST_TIMEOUT");
     });
@@ -166,44 +164,58 @@ describe("LiquidityPools", () => {
 });
 
 describe("LiquidityPools crash points: the reserve follows each operation once", () => {
-  type When = (q: Query, u: Update) => boolean;
-  const set =
-    (field: string): When =>
-    (_q, u) =>
-      JSON.stringify(u.$set ?? {}).includes(`"${field}"`);
-  const pulled: When = (_q, u) => "$pull" in u;
-
+  // The writes of the dex's own transactions, as the places a crash stops them.
   it.each([
-    ["the reserve changed, the add not told", "ops", set("added")],
-    ["the add told, not off the pool's pending", "pools", pulled],
-    ["in the pool, not marked done", "ops", set("state")],
-  ] as const)("%s: the retry of the key counts it once", async (_name, store, when) => {
-    const crash =
-      store === "ops"
-        ? failOnce(dex.ops, "updateOne", when)
-        : failOnce(dex.pools, "updateOne", when);
+    ["the new pool", "pools", "insert"],
+    ["the add's mark and state", "ops", "updateOne"],
+  ] as const)("at %s: nothing counted; the retry of the key counts it once", async (_n, c, m) => {
+    const crash = failInTransaction(db, c, m);
     await expect(pools().add(tokenId, "alice", "300", "k1")).rejects.toThrow(/crash point/);
     expect(crash.fired()).toBe(true);
+    expect(await pool()).toBeNull();
+    expect(await op("k1")).toMatchObject({ state: "pending" });
+    expect(await op("k1")).not.toHaveProperty("added");
+    expect(await pools().add(tokenId, "alice", "300", "k1")).toMatchObject({ reserve: "300" });
     expect(await pools().add(tokenId, "alice", "300", "k1")).toMatchObject({ reserve: "300" });
     expect(await op("k1")).toMatchObject({ state: "done", added: true });
     expect(await balance("alice")).toBe("700");
     await expectReserve("300");
   });
 
-  it("a removal that crashed after its transfer back is finished by its retry, once", async () => {
+  it("at the reserve of a second add: the pool keeps the first only; the retry adds once", async () => {
     await pools().add(tokenId, "alice", "300", "k1");
-    failOnce(dex.ops, "updateOne", set("removed"));
-    await expect(pools().remove(tokenId, "k1")).rejects.toThrow(/crash point/);
-    expect(await op("k1")).toMatchObject({ state: "undoing" });
-    expect(await pools().remove(tokenId, "k1")).toBeNull();
-    expect(await op("k1")).toMatchObject({ state: "undone", removed: true });
-    expect(await balance("alice")).toBe("1000");
-    await expectReserve("0");
+    failInTransaction(db, "pools", "updateOne");
+    await expect(pools().add(tokenId, "alice", "200", "k2")).rejects.toThrow(/crash point/);
+    expect(await pool()).toMatchObject({ reserve: "300" });
+    expect(await pools().add(tokenId, "alice", "200", "k2")).toMatchObject({ reserve: "500" });
+    await expectReserve("500");
   });
+
+  // A plain write is a transaction of its own too: the state `undoing` is not the crash.
+  const undone = (_q: unknown, u: unknown) => JSON.stringify(u).includes('"undone"');
+  it.each([
+    ["the reserve given back", "pools", () => true],
+    ["the state undone", "ops", undone],
+  ] as const)(
+    "a removal that crashed at %s is finished by its retry, once",
+    async (_n, c, when) => {
+      await pools().add(tokenId, "alice", "300", "k1");
+      const crash = failInTransaction(db, c, "updateOne", when);
+      await expect(pools().remove(tokenId, "k1")).rejects.toThrow(/crash point/);
+      expect(crash.fired()).toBe(true);
+      expect(await op("k1")).toMatchObject({ state: "undoing" });
+      expect(await pool()).toMatchObject({ reserve: "300" }); // its transfer back went out
+      expect(await pools().remove(tokenId, "k1")).toBeNull();
+      expect(await pools().remove(tokenId, "k1")).toBeNull();
+      expect(await op("k1")).toMatchObject({ state: "undone" });
+      expect(await balance("alice")).toBe("1000");
+      await expectReserve("0");
+    },
+  );
 
   it("forgets finished operations past their retention, never a pending one", async () => {
     await pools().add(tokenId, "alice", "300", "done");
-    failOnce(dex.ops, "updateOne", set("state"));
+    failInTransaction(db, "ops", "updateOne");
     await expect(pools().add(tokenId, "alice", "1", "open")).rejects.toThrow(/crash point/);
     expect(await pools().prune(new Date(Date.now() + 1000))).toBe(1);
     expect(await op("done")).toBeNull();
