@@ -35,10 +35,11 @@ const ROOT = path.resolve(__dirname, "../..");
 const SERVICE_DIR = path.join(ROOT, "dist/services");
 
 /**
- * Env of a second copy of a service on NeDB, for those where one is safe; null: none.
+ * Env of a second copy of a service on the embedded store (its files are one process's),
+ * for those where one is safe; null: none.
  * (On MongoDB every replica shares the database and consumer group: always safe.)
  */
-function nedbReplicaEnv(service: string): Record<string, string> | null {
+function embeddedReplicaEnv(service: string): Record<string, string> | null {
   if (service === "api" || service.includes(".")) return {}; // no data: versioned canaries too
   if (service === "catalog") return { CATALOG_GROUP: "catalog-2" };
   return null;
@@ -107,7 +108,7 @@ function plan(services: string[]): Plan[] {
       if (!process.env.READY_SERVICES) base.READY_SERVICES = others.join(",");
     }
     plans.push({ name: service, service, env: base });
-    const replicaEnv = mongo ? {} : nedbReplicaEnv(service);
+    const replicaEnv = mongo ? {} : embeddedReplicaEnv(service);
     if (replicaEnv) {
       const replica: Record<string, string> = {
         ...base,

@@ -4,8 +4,6 @@ import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { envBool, envStr } from "../lib/shared/env";
 import { lockDataDir } from "../lib/store/data-dir-lock";
 import { openMongoDatabase } from "../lib/store/mongo/mongo-store";
-import { NedbDatabase } from "../lib/store/nedb/nedb-database";
-import { openNedbStore } from "../lib/store/nedb/nedb-store";
 import { SqliteDatabase, sqliteFile } from "../lib/store/sqlite/sqlite-database";
 import { migrateDataDir } from "../lib/store/migrate/migrate";
 import type { CollectionSpec, Database, Doc, Store } from "../lib/store/store";
@@ -15,21 +13,17 @@ import { defineMixin } from "./define";
  * Storage for a service, chosen by env (docs/architecture.md):
  *  - MONGO_URI set: MongoDB, one database per service (`<db>-<service>`), a replica set
  *    (transactions need one);
- *  - STORE_ENGINE=sqlite: one SQLite file per service, DATA_DIR/<service>/<service>.sqlite;
- *  - STORE_ENGINE=nedb (the default): NeDB files under DATA_DIR/<service>/<collection>.db;
- *  - DATA_DIR=":memory:": either embedded engine in memory (tests).
+ *  - otherwise SQLite (node:sqlite), one file per service, DATA_DIR/<service>/<service>.sqlite
+ *    (a DATA_DIR an earlier version wrote with NeDB is migrated into it at the first start);
+ *  - DATA_DIR=":memory:": SQLite in memory (tests).
  * A service owns several collections; `this.store(name)` gives each as a Store
  * (lib/store/store.ts), which is what the service hands to its engines, and
  * `this.database` the same stores with transactions over them.
  */
 
-export type StoreEngine = "sqlite" | "nedb";
-
 export interface DbSettings extends ServiceSettingSchema {
   db: {
     mongoUri?: string;
-    /** The embedded engine when MONGO_URI is unset (STORE_ENGINE). */
-    engine: StoreEngine;
     dataDir: string;
     /** Embedded files: fsync before acknowledging (STORE_SYNC, on unless turned off). */
     sync: boolean;
@@ -49,19 +43,11 @@ export interface DbVars {
 /** What a service using DbMixin adds to `this`. */
 export type DbThis = DbMethods & DbVars;
 
-function storeEngine(): StoreEngine {
-  const engine = envStr("STORE_ENGINE", "sqlite");
-  if (engine !== "sqlite" && engine !== "nedb")
-    throw new Error(`STORE_ENGINE must be sqlite or nedb, got "${engine}"`);
-  return engine;
-}
-
 export function DbMixin(collections: Record<string, CollectionSpec>): Partial<ServiceSchema> {
   return defineMixin<DbSettings, DbMethods, DbVars>({
     settings: {
       db: {
         mongoUri: envStr("MONGO_URI"),
-        engine: storeEngine(),
         dataDir: envStr("DATA_DIR", "./data"),
         sync: envBool("STORE_SYNC", true),
       },
@@ -81,7 +67,7 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
     },
 
     async started() {
-      const { mongoUri, engine, dataDir, sync } = this.settings.db;
+      const { mongoUri, dataDir, sync } = this.settings.db;
       // Unsynced writes may vanish with the machine: for tests and development only.
       if (!sync && envStr("NODE_ENV") === "production")
         throw new Error(
@@ -97,7 +83,7 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
       try {
         if (mongoUri) {
           this.database = await openMongoDatabase(mongoUri, service, collections, this);
-        } else if (engine === "sqlite") {
+        } else {
           this.database = SqliteDatabase.open(collections, {
             filename: inMemory ? undefined : sqliteFile(dataDir, service),
             sync,
@@ -107,16 +93,6 @@ export function DbMixin(collections: Record<string, CollectionSpec>): Partial<Se
           // A DATA_DIR an earlier version wrote with NeDB: its files move in at the first start.
           if (!inMemory)
             await migrateDataDir(dataDir, service, collections, this.database, this.logger);
-        } else {
-          const stores: Record<string, Store> = {};
-          for (const [name, spec] of Object.entries(collections))
-            stores[name] = await openNedbStore(name, spec, {
-              filename: inMemory ? undefined : path.resolve(dataDir, service, `${name}.db`),
-              sync,
-              label: `${service}/${name}`,
-              logger: this.logger,
-            });
-          this.database = new NedbDatabase(stores);
         }
       } catch (err) {
         this.releaseLock?.();

@@ -3,7 +3,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openNedbStore } from "../../lib/store/nedb/nedb-store";
 import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
 import { ROOT } from "../helpers/cluster";
 
@@ -24,35 +23,6 @@ function run(script: string) {
   const exited = new Promise<number | null>(resolve => proc.once("exit", code => resolve(code)));
   return { proc, exited, output: () => out };
 }
-
-describe("a writer SIGKILLed mid-append", () => {
-  it("starts again with every write it acknowledged", async () => {
-    const filename = path.join(tmp, "appends.db");
-    const writer = run(`
-      const { openNedbStore } = require(${dist("store/nedb/nedb-store.js")});
-      (async () => {
-        const s = await openNedbStore("appends", {}, { filename: ${JSON.stringify(filename)} });
-        for (let i = 0; ; i += 20) {
-          await Promise.all(Array.from({ length: 20 }, (_, k) =>
-            s.insert({ _id: "d" + (i + k), pad: "x".repeat(300) })));
-          process.stdout.write("ACK " + (i + 20) + "\\n");
-        }
-      })();`);
-    for (let i = 0; i < 200 && !/ACK (\d{3,})/.test(writer.output()); i++)
-      await new Promise(r => setTimeout(r, 25));
-    writer.proc.kill("SIGKILL");
-    await writer.exited;
-    const acked = Math.max(...[...writer.output().matchAll(/ACK (\d+)/g)].map(m => Number(m[1])));
-    expect(acked).toBeGreaterThanOrEqual(100);
-
-    const store = await openNedbStore("appends", {}, { filename });
-    const count = await store.count({});
-    expect(count).toBeGreaterThanOrEqual(acked);
-    for (let i = 0; i < acked; i++)
-      expect(await store.findOne({ _id: `d${i}` }), `d${i}`).not.toBeNull();
-    await store.close();
-  });
-});
 
 describe("a SQLite writer SIGKILLed in a stream of transactions", () => {
   it("reopens with every transaction it acknowledged, and none in half", async () => {

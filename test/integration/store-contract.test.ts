@@ -12,11 +12,10 @@ import {
   type Store,
 } from "../../lib/store/store";
 import { mongoDbName } from "../../lib/store/mongo/mongo-store";
-import { NedbStore } from "../../lib/store/nedb/nedb-store";
 
 /**
  * The Store contract every service relies on, run against each backend the env can
- * pick: NeDB in memory, NeDB files, and MongoDB whenever MONGO_URI is set (there is
+ * pick: SQLite in memory, SQLite files, and MongoDB whenever MONGO_URI is set (there is
  * no MongoDB server on the CI machine, so that block is skipped there).
  */
 
@@ -49,11 +48,7 @@ interface Account extends Doc {
   version: number;
 }
 
-function contract(
-  label: string,
-  env: () => Record<string, string>,
-  opts: { transactions: boolean },
-) {
+function contract(label: string, env: () => Record<string, string>) {
   describe(`Store contract: ${label}`, () => {
     const embedded = label !== "mongodb";
     let broker: ServiceBroker;
@@ -177,7 +172,7 @@ function contract(
         DuplicateKeyError,
       );
       expect(await tagged.findOne({ _id: "m4" })).toBeNull();
-      // NeDB and SQLite write none of an insertMany that fails; MongoDB those before the duplicate.
+      // SQLite writes none of an insertMany that fails; MongoDB those before the duplicate.
       if (embedded) expect(await tagged.findOne({ _id: "m3" })).toBeNull();
       // What is there already is skipped, the rest is written, and the count says which.
       expect(await insertAllIfAbsent(tagged, [doc(2), doc(5), doc(4)])).toBe(2);
@@ -269,7 +264,7 @@ function contract(
       expect((await things.findOne({ live: "L1" }))?._id).toBe("e");
     });
 
-    describe.skipIf(!opts.transactions)("transactions", () => {
+    describe("transactions", () => {
       it("a throw inside rolls back every write of it, in every collection", async () => {
         await accounts.insert({ _id: "acc", balance: 100, version: 0 });
         await expect(
@@ -363,9 +358,6 @@ function contract(
   });
 }
 
-contract("nedb-memory", () => ({ DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" }), {
-  transactions: false,
-});
 /** Temp dirs of this file, removed when it is done. */
 const tempDirs: string[] = [];
 const tempDir = (prefix: string): string => {
@@ -377,22 +369,16 @@ afterAll(() => {
   for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-const dir = tempDir("mintmesh-store-");
-contract("nedb-files", () => ({ DATA_DIR: dir, MONGO_URI: "", STORE_ENGINE: "nedb" }), {
-  transactions: false,
-});
-const sqliteEnv = (DATA_DIR: string) => () => ({ DATA_DIR, MONGO_URI: "", STORE_ENGINE: "sqlite" });
-contract("sqlite-memory", sqliteEnv(":memory:"), { transactions: true });
-contract("sqlite-files", sqliteEnv(tempDir("mintmesh-sqlite-")), { transactions: true });
+const sqliteEnv = (DATA_DIR: string) => () => ({ DATA_DIR, MONGO_URI: "" });
+contract("sqlite-memory", sqliteEnv(":memory:"));
+contract("sqlite-files", sqliteEnv(tempDir("mintmesh-sqlite-")));
 if (process.env.MONGO_URI)
-  contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }), {
-    transactions: true,
-  });
+  contract("mongodb", () => ({ MONGO_URI: process.env.MONGO_URI as string }));
 
-/** Runs `fn` with the stores as NeDB files under `dataDir`; env as it was afterwards. */
-async function withNedbFiles(dataDir: string, fn: () => Promise<void>): Promise<void> {
+/** Runs `fn` with the stores as SQLite files under `dataDir`; env as it was afterwards. */
+async function withFiles(dataDir: string, fn: () => Promise<void>): Promise<void> {
   const saved = { ...process.env };
-  Object.assign(process.env, { DATA_DIR: dataDir, MONGO_URI: "", STORE_ENGINE: "nedb" });
+  Object.assign(process.env, { DATA_DIR: dataDir, MONGO_URI: "" });
   try {
     await fn();
   } finally {
@@ -400,9 +386,9 @@ async function withNedbFiles(dataDir: string, fn: () => Promise<void>): Promise<
   }
 }
 
-describe("NeDB files keep what was acknowledged", () => {
-  it("reloads every acknowledged write after a restart, also across a compaction", async () => {
-    await withNedbFiles(tempDir("mintmesh-reload-"), async () => {
+describe("SQLite files keep what was acknowledged", () => {
+  it("reloads every acknowledged write after a restart", async () => {
+    await withFiles(tempDir("mintmesh-reload-"), async () => {
       const schema: ServiceSchema = {
         name: "reload",
         mixins: [DbMixin({ items: { unique: ["key"] } })],
@@ -418,20 +404,17 @@ describe("NeDB files keep what was acknowledged", () => {
         a.items.insert({ _id: `r${i}`, key: `k${i}`, n: 0, version: 0 }),
       );
       await Promise.all(writes);
-      // NeDB rewrites the whole file on compaction, while writes keep coming.
-      if (!(a.items instanceof NedbStore)) throw new Error("expected a NeDB store");
-      await Promise.all([
-        a.items.compact(),
-        ...Array.from({ length: 50 }, (_, i) =>
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
           a.items.updateOne({ _id: `r${i}`, version: 0 }, { $set: { n: i, version: 1 } }),
         ),
-      ]);
+      );
       await a.items.remove({ _id: "r199" });
       await a.items.insertMany([
         { _id: "many1", key: "many1", n: 7, version: 0 },
         { _id: "many2", key: "many2", n: 8, version: 0 },
       ]);
-      // Plain JSON and NeDB's own encoding (Dates) must read back alike.
+      // Plain JSON and Dates must read back alike.
       const at = new Date("2026-01-02T03:04:05.678Z");
       const nested = { list: [1, "two", null, { deep: [true] }], text: 'quote " and \\ and \n' };
       await a.items.insert({ _id: "json", key: "json", n: 1, version: 0, ...nested });
@@ -470,9 +453,9 @@ describe("database per service on MongoDB", () => {
   });
 });
 
-describe("NeDB files are single-writer", () => {
+describe("embedded files are single-writer", () => {
   it("refuses a second broker on the same DATA_DIR, naming MONGO_URI", async () => {
-    await withNedbFiles(tempDir("mintmesh-lock-"), async () => {
+    await withFiles(tempDir("mintmesh-lock-"), async () => {
       const schema: ServiceSchema = { name: "locked", mixins: [DbMixin({ things: {} })] };
       const a = new ServiceBroker({ logger: false });
       a.createService(schema);
@@ -492,10 +475,10 @@ describe("NeDB files are single-writer", () => {
   });
 });
 
-describe("NeDB indexes after a failed multi-document update", () => {
+describe("indexes after a failed multi-document update", () => {
   it("every index still answers with the documents as they were", async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { DATA_DIR: ":memory:", MONGO_URI: "", STORE_ENGINE: "nedb" });
+    Object.assign(process.env, { DATA_DIR: ":memory:", MONGO_URI: "" });
     const broker = new ServiceBroker({ logger: false, namespace: "store-indexes" });
     const svc = broker.createService({
       name: "indexes",
@@ -506,7 +489,7 @@ describe("NeDB indexes after a failed multi-document update", () => {
       const tagged = svc.store<Tagged>("tagged");
       await tagged.insert({ _id: "a", key: "ka", group: "g", n: 1 });
       await tagged.insert({ _id: "b", key: "kb", group: "g", n: 2 });
-      // "a" keeps its key, "b" would take it: NeDB refuses the whole update.
+      // "a" keeps its key, "b" would take it: the store refuses the whole update.
       await expect(tagged.update({ group: "g" }, { $set: { key: "ka", n: 9 } })).rejects.toThrow();
       expect((await tagged.findOne({ key: "ka" }))?.n).toBe(1);
       expect((await tagged.findOne({ key: "kb" }))?.n).toBe(2);
