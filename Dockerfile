@@ -47,4 +47,4 @@ EXPOSE 3000 3030 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.HEALTH_PORT+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # moleculer-runner handles SIGTERM itself: the broker stops its services, then exits.
-CMD ["node", "--disable-warning=DEP0174", "--experimental-async-context-frame", "--max-semi-space-size=32", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]
+CMD ["node", "--disable-warning=DEP0174", "--disable-warning=ExperimentalWarning", "--experimental-async-context-frame", "--max-semi-space-size=32", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]

@@ -42,8 +42,8 @@ import { report, type Row } from "./report";
  * over NATS ≥ 3,000/s.
  *
  * env: BENCH_CLIENTS (50), BENCH_SECONDS (10), BENCH_TRANSFERS (200000),
- * BENCH_MODES (embedded; also nats, postgres), BENCH_DATA_DIR (a fresh temp dir with NeDB files; ":memory:"
- * for NeDB in memory; embedded only), BENCH_IDEMPOTENCY=1 to send an Idempotency-Key on
+ * BENCH_MODES (embedded; also nats, postgres), BENCH_DATA_DIR (a fresh temp dir with SQLite files; ":memory:"
+ * for SQLite in memory; embedded only), BENCH_IDEMPOTENCY=1 to send an Idempotency-Key on
  * every transfer.
  */
 
@@ -240,7 +240,7 @@ async function bench(mode: string): Promise<Row> {
     );
     const sum = holders.body.rows.reduce((s, r) => s + BigInt(r.amount), 0n);
 
-    console.log(`data: ${dataDir === ":memory:" ? "NeDB in memory" : `NeDB files in ${dataDir}`}`);
+    console.log(`data: ${dataDir === ":memory:" ? "SQLite in memory" : `SQLite files in ${dataDir}`}`);
     printRun(run, sum === SUPPLY, notes);
 
     // The read model: how long until GET /api/tokens/:id counts every transfer (the

@@ -25,7 +25,8 @@ function configuredFlags(key: "node_flags" | "gateway_node_flags"): string[] {
 
 /**
  * How every mintmesh node is started, as `npm run serve` does: moleculer-runner on the
- * compiled config. DEP0174 is moleculer-db's NeDB adapter; async context frames make
+ * compiled config. DEP0174 is moleculer-db's NeDB adapter (loaded, never used); the
+ * ExperimentalWarning is node:sqlite's, our embedded store; async context frames make
  * AsyncLocalStorage (request ids in logs) cheap on Node 22; a 32 MB young generation halves
  * scavenges under load (about +10 % transfers/s) and fits the pods' memory limits.
  * Used by `npm run cluster`, `npm run dev`, the cluster tests and the benchmark; the npm

@@ -2,9 +2,9 @@
  * The storage contract every engine and service works against (docs/architecture.md): a
  * collection with the few operations the domain needs, including conditional updates
  * (compare-and-set) and unique indexes, and a Database of a service's collections with
- * transactions. SQLite (lib/store/sqlite/), NeDB (lib/store/nedb/nedb-store.ts) and MongoDB
- * (lib/store/mongo/mongo-store.ts) implement it; mixins/db.mixin.ts picks one by env. Engines
- * in lib/ take Stores in their constructors and never see a broker.
+ * transactions. SQLite (lib/store/sqlite/, embedded) and MongoDB (lib/store/mongo/mongo-store.ts,
+ * a replica set) implement it; mixins/db.mixin.ts picks one by env. Engines in lib/ take
+ * their Database or Stores in their constructors and never see a broker.
  */
 
 export type Doc = { _id: string } & Record<string, unknown>;

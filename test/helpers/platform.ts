@@ -7,7 +7,7 @@ import { ApiClient, registerUser, type Registered } from "./http";
 
 /**
  * The whole platform in this test process: one broker with the chosen services and the
- * real gateway on a free port, NeDB in memory.
+ * real gateway on a free port, SQLite in memory.
  *
  *   startPlatform(["api", "users"], { settings: { api: { readyServices: ["users"] } } })
  *

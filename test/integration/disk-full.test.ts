@@ -15,7 +15,7 @@ import {
 } from "../helpers/tokens";
 
 /**
- * A full disk under the NeDB files, for real: a small tmpfs is mounted as DATA_DIR and
+ * A full disk under the SQLite files, for real: a small tmpfs is mounted as DATA_DIR and
  * filled during a burst of transfers, then freed. Needs root (to mount); elsewhere the
  * test is skipped with one line saying so.
  */

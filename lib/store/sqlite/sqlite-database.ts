@@ -88,7 +88,7 @@ export class SqliteDatabase implements Database {
   ): SqliteDatabase {
     const file = opts.filename;
     // Loaded on first use: node prints an ExperimentalWarning for node:sqlite, which a node
-    // on NeDB or MongoDB has no reason to show.
+    // on MongoDB has no reason to show.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { DatabaseSync } = require("node:sqlite") as typeof import("node:sqlite");
     let writer: DatabaseSync | undefined;
@@ -235,7 +235,7 @@ export class SqliteDatabase implements Database {
   private failed(err: Error): void {
     if (this.broken) return;
     this.broken = err;
-    // Named as the NeDB store names it (the errno), so readiness reads the same either way.
+    // Named by the errno (ENOSPC, EIO), as an operator knows it from the file system.
     const primary = (errcodeOf(err) ?? 0) & 0xff;
     const code = primary === 13 ? "ENOSPC" : primary === 10 ? "EIO" : err.message;
     storeHealth.failed(this.label, code);

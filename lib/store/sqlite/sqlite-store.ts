@@ -2,7 +2,15 @@ import type { DatabaseSync } from "node:sqlite";
 import type { Doc, FindOptions, Query, Store, TxStores, Update } from "../store";
 import { StoreUnavailableError } from "../health";
 import type { SqliteCollection } from "./sqlite-collection";
-import type { SqliteDatabase } from "./sqlite-database";
+
+/** What the stores ask of their database (SqliteDatabase), without importing it. */
+export interface SqliteHost {
+  readonly label: string;
+  readonly writer: DatabaseSync;
+  collection(name: string): SqliteCollection;
+  readConnection(): Promise<DatabaseSync>;
+  transaction<R>(fn: (tx: TxStores) => Promise<R>): Promise<R>;
+}
 
 /**
  * The two faces of a SQLite collection: a Store outside any transaction (reads on the
@@ -85,7 +93,7 @@ export class TxView implements TxStores {
   private open = true;
   private readonly stores = new Map<string, Store<Doc>>();
 
-  constructor(private readonly db: SqliteDatabase) {}
+  constructor(private readonly db: SqliteHost) {}
 
   connection(): DatabaseSync {
     if (!this.open) throw new Error("A transaction's stores were used after it ended");
@@ -113,7 +121,7 @@ export class SqliteStore<T extends Doc> implements Store<T> {
   constructor(
     readonly name: string,
     private readonly c: SqliteCollection<T>,
-    private readonly db: SqliteDatabase,
+    private readonly db: SqliteHost,
   ) {}
 
   private async read<R>(fn: (conn: DatabaseSync) => R): Promise<R> {
