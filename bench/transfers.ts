@@ -240,7 +240,9 @@ async function bench(mode: string): Promise<Row> {
     );
     const sum = holders.body.rows.reduce((s, r) => s + BigInt(r.amount), 0n);
 
-    console.log(`data: ${dataDir === ":memory:" ? "SQLite in memory" : `SQLite files in ${dataDir}`}`);
+    console.log(
+      `data: ${dataDir === ":memory:" ? "SQLite in memory" : `SQLite files in ${dataDir}`}`,
+    );
     printRun(run, sum === SUPPLY, notes);
 
     // The read model: how long until GET /api/tokens/:id counts every transfer (the

@@ -1,12 +1,5 @@
-import {
-  insertAllIfAbsent,
-  pruneOlderThan,
-  type CollectionSpec,
-  type Database,
-  type Doc,
-  type Store,
-  type TxStores,
-} from "../store/store";
+import type { CollectionSpec, Database, Doc, Store, TxStores } from "../store/store";
+import { insertAllIfAbsent, pruneOlderThan } from "../store/store";
 import type { Received } from "./read-model";
 
 /**

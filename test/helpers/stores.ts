@@ -1,6 +1,8 @@
 import { it } from "vitest";
 import type { CollectionSpec, Database, Doc, Store, TxStores } from "../../lib/store/store";
 import { SqliteDatabase } from "../../lib/store/sqlite/sqlite-database";
+import { OUTBOX, Outbox, type OutboxDoc } from "../../lib/messaging/outbox";
+import type { DomainEvent } from "../../lib/events/domain";
 
 /** Makes the next call of `method` on `store` that `when` accepts throw, once (a crash point). */
 export function failOnce<
@@ -75,4 +77,13 @@ export function atEachWrite(
   run: (collection: string, method: WriteMethod) => Promise<void>,
 ): void {
   for (const [what, collection, method] of points) it(title(what), () => run(collection, method));
+}
+
+/** An outbox over `db`'s outbox collection that publishes into `sink` (the channels' place). */
+export function outboxInto(db: Database, sink: DomainEvent[]): Outbox {
+  const publisher = {
+    ready: () => true,
+    publish: async (_t: string, e: DomainEvent) => void sink.push(e),
+  };
+  return new Outbox(db.store<OutboxDoc>(OUTBOX), publisher, { warn: () => undefined });
 }

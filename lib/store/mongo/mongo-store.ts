@@ -143,14 +143,13 @@ interface MongoAdapter {
   disconnect(): Promise<unknown>;
 }
 
-/** Opens one collection of `service`'s database, creating its indexes. */
-export async function openMongoStore<T extends Doc = Doc>(
+/** An adapter of `service`'s database for collection `name`, not yet connected. */
+function newAdapter(
   uri: string,
   service: string,
   name: string,
-  spec: CollectionSpec,
   host: { broker: ServiceBroker; logger: Logger },
-): Promise<MongoStore<T>> {
+): MongoAdapter {
   // Loaded only when used: the embedded mode never needs the mongodb driver.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Adapter = require("moleculer-db-adapter-mongo") as new (
@@ -163,6 +162,18 @@ export async function openMongoStore<T extends Doc = Doc>(
   const adapter = new Adapter(uri, options, mongoDbName(uri, service));
   // The adapter reads only the collection name and the logger of the service it serves.
   adapter.init(host.broker, { schema: { collection: name }, logger: host.logger });
+  return adapter;
+}
+
+/** Opens one collection of `service`'s database, creating its indexes. */
+export async function openMongoStore<T extends Doc = Doc>(
+  uri: string,
+  service: string,
+  name: string,
+  spec: CollectionSpec,
+  host: { broker: ServiceBroker; logger: Logger },
+): Promise<MongoStore<T>> {
+  const adapter = newAdapter(uri, service, name, host);
   await adapter.connect();
   for (const f of spec.unique ?? [])
     await adapter.collection.createIndex({ [f]: 1 }, { unique: true });
@@ -233,15 +244,7 @@ export async function openMongoDatabase(
   host: { broker: ServiceBroker; logger: Logger },
 ): Promise<MongoDatabase> {
   const names = Object.keys(specs);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const Adapter = require("moleculer-db-adapter-mongo") as new (
-    uri: string,
-    opts: object,
-    db: string,
-  ) => MongoAdapter;
-  const options = { useUnifiedTopology: true, w: "majority", j: true };
-  const adapter = new Adapter(uri, options, mongoDbName(uri, service));
-  adapter.init(host.broker, { schema: { collection: names[0] ?? "_" }, logger: host.logger });
+  const adapter = newAdapter(uri, service, names[0] ?? "_", host);
   await adapter.connect();
   const hello = await adapter.db.admin().command({ hello: 1 });
   if (!hello.setName) {

@@ -4,8 +4,7 @@ import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
 import { Outbox, type OutboxDoc } from "../../../lib/messaging/outbox";
 import type { DomainEvent } from "../../../lib/events/domain";
 import type { Database } from "../../../lib/store/store";
-import { quiet } from "../../helpers/ledger";
-import { atEachWrite, failInTransaction } from "../../helpers/stores";
+import { atEachWrite, failInTransaction, outboxInto } from "../../helpers/stores";
 
 /**
  * The marketplace's listings without a broker, over a real SQLite database in memory; a
@@ -27,12 +26,8 @@ const outboxDocs = () => db.store<OutboxDoc>("outbox");
 
 /** A new process on the same database: a new book and outbox, nothing to recover. */
 function restart(): void {
-  const sink = published; // not a later test's: an outbox may still flush after its test
-  outbox = new Outbox(
-    outboxDocs(),
-    { ready: () => true, publish: async (_t, e) => void sink.push(e) },
-    quiet,
-  );
+  // Into this test's list, not a later test's: an outbox may still flush after its test.
+  outbox = outboxInto(db, published);
   book = new MarketBook(db, outbox);
 }
 

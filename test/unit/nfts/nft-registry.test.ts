@@ -6,8 +6,7 @@ import type { CollectionDoc, NftDoc } from "../../../lib/nfts/nft-registry";
 import { NFT_EVENTS } from "../../../lib/events/nfts";
 import type { DomainEvent } from "../../../lib/events/domain";
 import type { Database } from "../../../lib/store/store";
-import { quiet } from "../../helpers/ledger";
-import { atEachWrite, failInTransaction } from "../../helpers/stores";
+import { atEachWrite, failInTransaction, outboxInto } from "../../helpers/stores";
 
 /**
  * The NFT write model without a broker, over a real SQLite database in memory: ERC-721
@@ -26,12 +25,8 @@ const outboxDocs = () => db.store<OutboxDoc>("outbox");
 
 /** A new process on the same database: a new registry and outbox, nothing to recover. */
 function restart(): void {
-  const sink = published; // not a later test's: an outbox may still flush after its test
-  outbox = new Outbox(
-    outboxDocs(),
-    { ready: () => true, publish: async (_t, e) => void sink.push(e) },
-    quiet,
-  );
+  // Into this test's list, not a later test's: an outbox may still flush after its test.
+  outbox = outboxInto(db, published);
   nfts = new NftRegistry(db, outbox);
 }
 

@@ -21,6 +21,11 @@ import { byId, copyDataDir, expected } from "./fixtures";
 const quiet = { info: () => undefined, warn: () => undefined };
 const TOKENS = ["tokens", "balances", "allowances", "journal", "outbox"];
 const USERS = ["users", "challenges", "walletLinks"];
+/** The fixture's two services and their collections. */
+const BOTH = [
+  ["tokens", TOKENS],
+  ["users", USERS],
+] as const;
 const now = new Date(Date.UTC(2026, 11, 7, 22, 0, 0));
 
 let cleanup: Array<() => void> = [];
@@ -40,10 +45,7 @@ describe("migrateDataDir", () => {
   it("moves every live document into the service's SQLite file, which a restart reads back", async () => {
     const dir = dataDir();
     const want = expected();
-    for (const [service, collections] of [
-      ["tokens", TOKENS],
-      ["users", USERS],
-    ] as const) {
+    for (const [service, collections] of BOTH) {
       const specs = Object.fromEntries(collections.map(c => [c, {}]));
       const filename = sqliteFile(dir, service);
       const db = SqliteDatabase.open(specs, { filename, label: service });
@@ -60,10 +62,7 @@ describe("migrateDataDir", () => {
   it("puts every live document in the database, removed ones left out, and moves the files aside", async () => {
     const dir = dataDir();
     const want = expected();
-    for (const [service, collections] of [
-      ["tokens", TOKENS],
-      ["users", USERS],
-    ] as const) {
+    for (const [service, collections] of BOTH) {
       const db = new MapDatabase([...collections]);
       expect(needsMigration(dir, service)).toBe(true);
       const before = ls(path.join(dir, service));
