@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { usePlatform, useUsers } from "../helpers/platform";
 import type { ErrorBody } from "../helpers/http";
@@ -8,10 +9,11 @@ import type { Collection, Nft, NftMetadata } from "../../lib/events/nfts";
 import { NFT_METADATA_MAX_BYTES } from "../../lib/shared/params";
 
 /**
- * What a mint costs on disk, NeDB in real files: its NFT and its event carry the metadata,
- * and the rest is a few hundred bytes, whether one mints at a time or fifty at once. The
- * collection's document stays small: it used to carry every pending mint's metadata and
- * be rewritten whole on each mint (93 MB written for 1.8 MB of metadata, fifty at once).
+ * What a mint stores, in the nfts service's real SQLite file: its NFT carries the metadata
+ * (and its event does until the outbox has sent it), the rest is a few hundred bytes,
+ * whether one mints at a time or fifty at once. The collection's document stays small: it
+ * used to carry every pending mint's metadata and be rewritten whole on each mint (93 MB
+ * written for 1.8 MB of metadata, fifty at once).
  */
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mintmesh-mints-"));
@@ -33,13 +35,22 @@ function bigMetadata(n: number): NftMetadata {
   };
 }
 
-/** Bytes of the nfts service's files, by file. */
+/** Bytes the nfts service's database holds, by collection (its last commit, read-only). */
 function sizes(): Record<string, number> {
-  const nftsDir = path.join(dir, "nfts");
-  const out: Record<string, number> = {};
-  for (const f of fs.readdirSync(nftsDir).filter(f => f.endsWith(".db")))
-    out[f] = fs.statSync(path.join(nftsDir, f)).size;
-  return out;
+  const db = new DatabaseSync(path.join(dir, "nfts", "nfts.sqlite"), { readOnly: true });
+  try {
+    const out: Record<string, number> = {};
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    for (const { name } of tables as Array<{ name: string }>) {
+      const row = db
+        .prepare(`SELECT coalesce(sum(length(_id) + length(doc)), 0) AS n FROM "${name}"`)
+        .get() as { n: number };
+      out[name] = row.n;
+    }
+    return out;
+  } finally {
+    db.close();
+  }
 }
 
 /** Once the outbox has sent and removed what the mints wrote, the files stop growing. */
@@ -91,8 +102,8 @@ describe("bytes a mint writes", () => {
     return {
       payload,
       all: grown(before, after) / total,
-      records: grown(before, after, "outbox.db") / total,
-      collection: ((after["collections.db"] ?? 0) - (before["collections.db"] ?? 0)) / total,
+      records: grown(before, after, "outbox") / total,
+      collection: ((after.collections ?? 0) - (before.collections ?? 0)) / total,
     };
   }
 

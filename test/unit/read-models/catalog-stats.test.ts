@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { DomainEvent } from "../../../lib/events/domain";
 import { catalogInMemory } from "../../helpers/read-models";
 import { TokenScript } from "../../helpers/channels";
-import { failInTransaction } from "../../helpers/stores";
+import { atEachWrite, failInTransaction } from "../../helpers/stores";
 
 /**
  * The catalog's view engine without a broker, over SQLite in memory, fed as the service
@@ -110,8 +110,10 @@ describe("catalog views: a crash at each write of a batch", () => {
     ["the applied eventIds", "applied", "insertMany"],
   ] as const;
 
-  for (const [what, collection, method] of writes) {
-    it(`at ${what}: nothing of the batch is applied, and its redelivery applies it once`, async () => {
+  atEachWrite(
+    writes,
+    what => `at ${what}: nothing of the batch is applied, and its redelivery applies it once`,
+    async (collection, method) => {
       const s = new TokenScript({ creatorId: "olga", totalSupply: "100" });
       const earlier = new TokenScript({ creatorId: "olga", totalSupply: "100" });
       await deliver(earlier.created()); // so that balances and views exist to be updated
@@ -138,6 +140,6 @@ describe("catalog views: a crash at each write of a batch", () => {
       await deliver(...batch); // and again: applied already
       expect(await statsOf(s.token.id)).toEqual({ holders: 2, transfers: 2 });
       expect(await statsOf(earlier.token.id)).toEqual({ holders: 2, transfers: 2 });
-    });
-  }
+    },
+  );
 });

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { TOKEN_EVENTS } from "../../../lib/events/domain";
 import type { TransferRequest } from "../../../lib/tokens/ledger";
-import { failInTransaction } from "../../helpers/stores";
+import { atEachWrite, failInTransaction } from "../../helpers/stores";
 import {
   ledgerOn,
   openLedgerStores,
@@ -125,8 +125,10 @@ describe("TransferEngine: a transfer is one transaction", () => {
     ["the event", "outbox", "insertMany"],
   ] as const;
 
-  for (const [what, collection, method] of writes) {
-    it(`a crash at ${what} leaves nothing moved, and the retry of its key runs once`, async () => {
+  atEachWrite(
+    writes,
+    what => `a crash at ${what} leaves nothing moved, and the retry of its key runs once`,
+    async (collection, method) => {
       await ledger.registry.approve(tokenId, "alice", "carol", "300");
       const req = transfer({ kind: "transferFrom", spender: "carol", to: "bob" });
       const before = await stores.allowances.findOne({ tokenId });
@@ -146,8 +148,8 @@ describe("TransferEngine: a transfer is one transaction", () => {
       await ledger.outbox.flush();
       const sent = ledger.published.filter(e => e.type === TOKEN_EVENTS.transferred);
       expect(sent.map(e => e.eventId)).toEqual([`${TOKEN_EVENTS.transferred}:${rec.id}`]);
-    });
-  }
+    },
+  );
 
   it("no reader sees money between two balances while transfers run", async () => {
     const accounts = ["alice", "bob", "carol"];
