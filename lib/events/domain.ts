@@ -1,3 +1,4 @@
+import type { ACTIVITY_EVENTS } from "./activity";
 import type { MARKET_EVENTS } from "./market";
 import type { NFT_EVENTS } from "./nfts";
 
@@ -44,7 +45,8 @@ export type EventType =
   | EventName<typeof NFT_EVENTS>
   | EventName<typeof MARKET_EVENTS>
   | EventName<typeof MARKETING_EVENTS>
-  | EventName<typeof SAGA_EVENTS>;
+  | EventName<typeof SAGA_EVENTS>
+  | EventName<typeof ACTIVITY_EVENTS>;
 
 export interface TokenMetadata {
   description?: string;
