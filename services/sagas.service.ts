@@ -77,6 +77,7 @@ type SagasThis = Service<SagasSettings> &
   SagasMethods &
   SagasVars &
   DbMethods &
+  Pick<DbVars, "database"> &
   OutboxMethods &
   OutboxVars;
 
@@ -322,7 +323,7 @@ const SagasService: ServiceSchema<
     const outbox = this.openOutbox();
     const s = this.settings;
     this.engine = new SagaEngine(
-      this.store<SagaDoc>("sagas"),
+      this.database,
       outbox,
       (action, params, opts) => this.callStep(action, params, opts),
       this.logger,
@@ -339,7 +340,7 @@ const SagasService: ServiceSchema<
     this.engine.define(PURCHASE_SAGA);
     this.outbox.start();
     // Resumed once the services they call are known (or after a while, to retry anyway):
-    // called before discovery, every step would fail and be retried. On NeDB files the
+    // called before discovery, every step would fail and be retried. On SQLite files the
     // directory's lock proves nobody else drives this log: every unfinished saga is ours.
     const all = !s.db.mongoUri;
     // Only the services the unfinished sagas call: a cluster without the dex still resumes purchases.

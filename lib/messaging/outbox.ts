@@ -48,20 +48,6 @@ export interface OutboxWriter {
 }
 
 /**
- * Writes `event`, then clears the `unpublished` flag of `doc` at the version the event is
- * of: a crash between the two leaves the flag, and the repeat writes the same event id.
- */
-export async function publishThenClear(
-  outbox: OutboxWriter,
-  store: Store,
-  doc: { _id: string; version: number },
-  event: DomainEvent,
-): Promise<void> {
-  await outbox.write([event]);
-  await store.update({ _id: doc._id, version: doc.version }, { $unset: { unpublished: true } });
-}
-
-/**
  * One change of a write model: `fn`'s writes and the events it pushes commit in one
  * transaction of `db`, and are sent once committed. A unique key another writer took
  * meanwhile (DuplicateKeyError) rolls it back and runs it once more, to find that commit.

@@ -13,12 +13,19 @@ import {
   newSagaDoc,
   publicError,
   resultsOf,
+  SAGAS,
   withStep,
   type SagaDoc,
   type SagaError,
   type StepDoc,
 } from "./saga-log";
-import { insertIfAbsent, pruneOlderThan, type Store } from "../store/store";
+import {
+  insertIfAbsent,
+  pruneOlderThan,
+  type Database,
+  type Store,
+  type TxStores,
+} from "../store/store";
 
 /**
  * The saga engine: long-running changes across services as a list of named steps, each
@@ -50,10 +57,10 @@ import { insertIfAbsent, pruneOlderThan, type Store } from "../store/store";
  *    MongoDB, or this process after a restart) takes a saga over only once its lease
  *    expired, by a compare-and-set of its own; the old owner's next write then fails and
  *    it stops. `recover()` does that, at start and periodically.
- *  - The end is written with an `unpublished` flag, the `sagas.<state>` event goes to
- *    the outbox, then the flag goes: `recover()` re-writes events a crash kept back.
+ *  - The end and its `sagas.<state>` event in the outbox are one transaction of the
+ *    sagas database: an ended saga always has its event, and a crash leaves neither.
  *
- * No broker in here: the service hands it its store, its outbox and `call`
+ * No broker in here: the service hands it its database, its outbox and `call`
  * (lib/sagas/saga-definition.ts); the lease is lib/sagas/saga-lease.ts.
  */
 
@@ -91,13 +98,18 @@ export class SagaEngine {
   private readonly calls: StepCalls;
   private readonly undoing: Undoing;
 
+  private readonly store: Store<SagaDoc>;
+  /** Logs written before the end was a transaction may hold ends whose event is not out. */
+  private legacyChecked = false;
+
   constructor(
-    private readonly store: Store<SagaDoc>,
+    private readonly db: Database,
     private readonly outbox: OutboxWriter,
     call: SagaCall,
     private readonly logger: SagaLogger,
     private readonly opts: SagaEngineOptions,
   ) {
+    this.store = db.store<SagaDoc>(SAGAS);
     this.calls = new StepCalls(call);
     this.undoing = new Undoing(this.calls, logger, opts, this.naps, () => this.stopping);
   }
@@ -157,11 +169,11 @@ export class SagaEngine {
    * Takes over the sagas left running or compensating whose lease expired (their node
    * died or stalled), and drives each to its end; re-writes the events of ended sagas a
    * crash kept back. `all`: every saga not driven here, whatever its lease (a start on
-   * NeDB files, whose lock proves no other process drives any). Returns how many it took.
+   * SQLite file, whose lock proves no other process drives any). Returns how many it took.
    */
   async recover(all = false): Promise<number> {
     if (this.stopping) return 0;
-    for (const doc of await this.store.find({ unpublished: true })) await this.publish(doc);
+    if (!this.legacyChecked) await this.publishLegacyEnds();
     const now = Date.now();
     let taken = 0;
     for (const doc of await this.store.find({ active: true })) {
@@ -224,11 +236,10 @@ export class SagaEngine {
       this.logger.error({ sagaId: doc._id, type: doc.type }, "Saga of an unknown type left alone");
       return;
     }
-    const lease = new Lease(this.store, doc, this.opts);
+    const lease = new Lease(this.db, doc, this.opts, (tx, ended) => this.writeEvent(tx, ended));
     try {
       if (lease.doc.state === "running") await this.forward(lease, def, marked);
       if (lease.doc.state === "compensating") await this.undoing.backward(lease, def);
-      if (lease.doc.unpublished) await this.publish(lease.doc);
     } catch (err) {
       if (err instanceof SagaTakenOver) {
         this.logger.warn({ sagaId: doc._id }, "Saga taken over by another node; this one stops");
@@ -369,12 +380,26 @@ export class SagaEngine {
     return { done: true, written: true, markedNext, change };
   }
 
-  /** The saga's event into the outbox, then its flag off (a repeat writes the same event). */
-  private async publish(doc: SagaDoc): Promise<void> {
-    if (!isFinal(doc)) return;
+  /** The saga's end event into the outbox, inside the transaction that ends it. */
+  private writeEvent(tx: TxStores, doc: SagaDoc): Promise<() => void> {
     const state = doc.state as SagaEnded["state"];
     const data: SagaEnded = { sagaId: doc._id, sagaType: doc.type, userId: doc.userId, state };
-    await this.outbox.write([domainEvent(SAGA_EVENTS[state], doc._id, data)]);
-    await this.store.update({ _id: doc._id, unpublished: true }, { $unset: { unpublished: true } });
+    return this.outbox.writeIn(tx, [domainEvent(SAGA_EVENTS[state], doc._id, data)]);
+  }
+
+  /**
+   * Ends an older version wrote with an `unpublished` flag, its event not yet in the
+   * outbox (a crash between its two writes): event and flag's removal in one transaction.
+   */
+  private async publishLegacyEnds(): Promise<void> {
+    for (const doc of await this.store.find({ unpublished: true })) {
+      if (!isFinal(doc)) continue;
+      const send = await this.db.transaction(async tx => {
+        await tx.store(SAGAS).update({ _id: doc._id }, { $unset: { unpublished: true } });
+        return this.writeEvent(tx, doc);
+      });
+      send();
+    }
+    this.legacyChecked = true;
   }
 }

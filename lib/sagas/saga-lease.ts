@@ -1,5 +1,5 @@
-import type { SagaDoc } from "./saga-log";
-import type { Store } from "../store/store";
+import { SAGAS, type SagaDoc } from "./saga-log";
+import type { Database, Store, TxStores } from "../store/store";
 import { ServerError } from "../shared/errors";
 
 /** Another engine took the saga over (this one stalled past its lease). */
@@ -19,18 +19,28 @@ export interface LeaseOptions {
 }
 
 /**
+ * Writes, inside the transaction of a saga's end, what must commit with it (its event in
+ * the outbox); resolves to what to call once committed.
+ */
+export type OnEnd = (tx: TxStores, ended: SagaDoc) => Promise<() => void>;
+
+/**
  * One engine's hold on one saga: every write a compare-and-set on owner and version that
- * extends the lease, one at a time; a timer renews it while a call is out.
+ * extends the lease, one at a time; a timer renews it while a call is out. The end is one
+ * transaction with what `onEnd` writes, so an ended saga always has its event.
  */
 export class Lease {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
+  private readonly store: Store<SagaDoc>;
 
   constructor(
-    private readonly store: Store<SagaDoc>,
+    private readonly db: Database,
     public doc: SagaDoc,
     private readonly opts: LeaseOptions,
+    private readonly onEnd: OnEnd = async () => () => undefined,
   ) {
+    this.store = db.store<SagaDoc>(SAGAS);
     this.timer = setInterval(
       () => {
         this.write({}, false).catch(() => undefined); // a lost lease shows at the next save
@@ -44,17 +54,15 @@ export class Lease {
     return this.write(set, true);
   }
 
-  /** The final state, the lease's flags off and the event's flag on, in one write. */
+  /** The final state and the lease's flag off, in one transaction with what `onEnd` writes. */
   end(
     state: "completed" | "compensated" | "failed",
     result?: unknown,
     more: Partial<SagaDoc> = {},
   ) {
-    return this.write(
-      { ...more, state, ...(result !== undefined ? { result } : {}), unpublished: true },
-      true,
-      { active: true },
-    );
+    return this.write({ ...more, state, ...(result !== undefined ? { result } : {}) }, true, {
+      active: true,
+    });
   }
 
   /** Lets another engine take the saga at once (this one is stopping). */
@@ -68,23 +76,36 @@ export class Lease {
     clearInterval(this.timer);
   }
 
+  /** `unset` only at the end: its write is a transaction with `onEnd`'s. */
   private write(set: Partial<SagaDoc>, changed: boolean, unset?: Record<string, true>) {
     const next = this.chain.then(async () => {
       const { _id, version } = this.doc;
-      const doc = await this.store.updateOne(
-        { _id, owner: this.opts.owner, version },
-        {
-          $set: {
-            ...set,
-            version: version + 1,
-            leaseUntil: Date.now() + this.opts.leaseMs,
-            ...(changed ? { updatedAt: new Date().toISOString() } : {}),
+      const change = (store: Store<SagaDoc>) =>
+        store.updateOne(
+          { _id, owner: this.opts.owner, version },
+          {
+            $set: {
+              ...set,
+              version: version + 1,
+              leaseUntil: Date.now() + this.opts.leaseMs,
+              ...(changed ? { updatedAt: new Date().toISOString() } : {}),
+            },
+            ...(unset ? { $unset: unset } : {}),
           },
-          ...(unset ? { $unset: unset } : {}),
-        },
-      );
-      if (!doc) throw new SagaTakenOver(_id);
+        );
+      if (!unset) {
+        const doc = await change(this.store);
+        if (!doc) throw new SagaTakenOver(_id);
+        this.doc = doc;
+        return;
+      }
+      const { doc, send } = await this.db.transaction(async tx => {
+        const doc = await change(tx.store<SagaDoc>(SAGAS));
+        if (!doc) throw new SagaTakenOver(_id);
+        return { doc, send: await this.onEnd(tx, doc) };
+      });
       this.doc = doc;
+      send();
     });
     this.chain = next.catch(() => undefined);
     return next;

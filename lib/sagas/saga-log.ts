@@ -74,8 +74,6 @@ export interface SagaDoc extends Doc {
   updatedAt: string;
   /** Set while running or compensating (a sparse index): what recovery looks for. */
   active?: true;
-  /** Set with the final state until the saga's event is in the outbox. */
-  unpublished?: true;
   /** The engine driving it, and until when (ms since epoch) no other may take it over. */
   owner: string;
   leaseUntil: number;
@@ -83,9 +81,12 @@ export interface SagaDoc extends Doc {
   version: number;
 }
 
+/** The log's collection in the sagas service's database. */
+export const SAGAS = "sagas";
+
 /** The collection of the log, with the indexes the engine and the lists need. */
 export const SAGA_COLLECTIONS = {
-  sagas: { unique: ["key"], indexes: ["userId", "createdAt"], sparse: ["active", "unpublished"] },
+  [SAGAS]: { unique: ["key"], indexes: ["userId", "createdAt"], sparse: ["active"] },
 } satisfies Record<string, CollectionSpec>;
 
 /** A saga as docs/api.md shows it; a step shows its result once done (the launch's token, …). */

@@ -142,13 +142,3 @@ export async function pruneOlderThan<T extends Doc>(
   }
   return removed;
 }
-
-/** The collections of one service, as a transaction sees them. */
-export interface TxStores {
-  store<T extends Doc>(name: string): Store<T>;
-}
-/** A service's database: its collections, and transactions over them. */
-export interface Database extends TxStores {
-  transaction<R>(fn: (tx: TxStores) => Promise<R>): Promise<R>;
-  close(): Promise<void>;
-}

@@ -2,7 +2,6 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { AmountError, MAX_UINT256 } from "../../../lib/shared/amount";
 import { ClientError } from "../../../lib/shared/errors";
 import { ESCROW_ACCOUNT } from "../../../lib/events/market";
-import { memoryStore } from "../../helpers/stores";
 import {
   PURCHASE,
   PURCHASE_SAGA,
@@ -18,7 +17,8 @@ import {
 } from "../../../lib/sagas/saga-definition";
 import { SagaEngine } from "../../../lib/sagas/saga-engine";
 import { newSagaDoc, SAGA_COLLECTIONS, type SagaDoc } from "../../../lib/sagas/saga-log";
-import type { Store } from "../../../lib/store/store";
+import type { Database } from "../../../lib/store/store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
 
 /**
  * The purchase saga's definition: its steps and the params each is called with, read off a
@@ -150,7 +150,7 @@ describe("royaltyOf and sellerShare", () => {
 });
 
 describe("the purchase driven by the saga engine", () => {
-  let store: Store<SagaDoc>;
+  let db: Database;
   /** Each call as "<action> <its key less the saga id>". */
   let calls: string[];
   /** Steps (or "<step>:undo") whose next call is refused, once per entry. */
@@ -170,7 +170,7 @@ describe("the purchase driven by the saga engine", () => {
   const purchase = async (input: PurchaseInput = INPUT): Promise<SagaDoc> => {
     const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
     const engine = new SagaEngine(
-      store,
+      db,
       {
         write: async () => undefined,
         has: async () => false,
@@ -194,7 +194,7 @@ describe("the purchase driven by the saga engine", () => {
   };
 
   beforeEach(async () => {
-    store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+    db = SqliteDatabase.open(SAGA_COLLECTIONS);
     calls = [];
     refuse = [];
   });

@@ -5,8 +5,9 @@ import type { DomainEvent, SagaEnded } from "../../../lib/events/domain";
 import { SagaEngine, type SagaEngineOptions } from "../../../lib/sagas/saga-engine";
 import type { SagaCall, SagaCallOptions, SagaDefinition } from "../../../lib/sagas/saga-definition";
 import { SAGA_COLLECTIONS, type SagaDoc } from "../../../lib/sagas/saga-log";
-import type { Store } from "../../../lib/store/store";
-import { failOnce, memoryStore } from "../../helpers/stores";
+import type { Database, Store } from "../../../lib/store/store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
+import { failInTransaction, failOnce } from "../../helpers/stores";
 
 /**
  * The saga engine without a broker, over a real NeDB store in memory. Its `call` reaches
@@ -98,6 +99,7 @@ class Logs {
   }
 }
 
+let db: Database;
 let store: Store<SagaDoc>;
 let world: World;
 let events: DomainEvent[];
@@ -110,7 +112,7 @@ const engine = (
   call: SagaCall = world.call,
 ): SagaEngine => {
   const e = new SagaEngine(
-    store,
+    db,
     {
       write: async ev => void events.push(...ev),
       has: async () => false,
@@ -142,7 +144,8 @@ const stepStates = (doc: SagaDoc) => doc.steps.map(s => s.state);
 const ended = () => events.map(e => [e.type, (e.data as SagaEnded).state]);
 
 beforeEach(async () => {
-  store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+  db = SqliteDatabase.open(SAGA_COLLECTIONS);
+  store = db.store<SagaDoc>("sagas");
   world = new World();
   events = [];
   logs = new Logs();
@@ -176,6 +179,17 @@ describe("saga engine", () => {
       writes++;
       return updateOne(q, u);
     };
+    const update = store.update.bind(store);
+    store.update = (q, u) => {
+      writes++;
+      return update(q, u);
+    };
+    const transaction = db.transaction.bind(db);
+    let transactions = 0;
+    db.transaction = fn => {
+      transactions++;
+      return transaction(fn);
+    };
     const doc = await run(e);
     expect(doc.state).toBe("completed");
     expect(seen).toEqual([
@@ -183,9 +197,11 @@ describe("saga engine", () => {
       ["done/1", "running/1", "pending/0"],
       ["done/1", "done/1", "running/1"],
     ]);
-    // The insert has a running; a done + b running; b done + c running; c done + the end.
-    // Then the event's flag goes in a write of its own (store.update), after the outbox.
-    expect(writes).toBe(3);
+    // The insert has a running; a done + b running; b done + c running; then c done, the
+    // end and its event in the outbox: one transaction. (Each single write of the store
+    // is a transaction of its own too: the insert, the two writes, the end.)
+    expect(writes).toBe(2);
+    expect(transactions).toBe(4);
   });
 
   it.each([0, 1, 2])("undoes the finished steps last first when step %i is refused", async i => {
@@ -272,10 +288,15 @@ describe("saga engine", () => {
     "replays step %i after a crash lost its answer, and its effect happens once",
     async i => {
       const first = engine();
-      const crash = failOnce(store, "updateOne", (_q, u) => {
+      const lostAnswer = (_q: unknown, u: unknown) => {
         const steps = (u as { $set?: { steps?: Array<{ state: string }> } }).$set?.steps;
         return steps?.[i]?.state === "done";
-      });
+      };
+      // The last step's `done` is written in the transaction of the saga's end.
+      const crash =
+        i === STEPS.length - 1
+          ? failInTransaction(db, "sagas", "updateOne", lostAnswer)
+          : failOnce(store, "updateOne", lostAnswer);
       const started = await first.start("test", "usr_ann", "k1", "fp", { n: 7 });
       await first.idle();
       expect(crash.fired()).toBe(true);
@@ -349,6 +370,21 @@ describe("saga leases", () => {
     await store.insert(doc);
     return doc;
   };
+
+  it("writes once the event of an end an older version left unpublished, and clears its flag", async () => {
+    const doc = await orphan(0);
+    // Ended by a version that wrote the end and its event in two writes, then died between.
+    await store.update(
+      { _id: doc._id },
+      { $set: { state: "completed", unpublished: true }, $unset: { active: true } },
+    );
+    const e = engine();
+    expect(await e.recover()).toBe(0);
+    expect(ended()).toEqual([["sagas.completed", "completed"]]);
+    expect(await store.findOne({ _id: doc._id })).not.toHaveProperty("unpublished");
+    await e.recover();
+    expect(events).toHaveLength(1);
+  });
 
   it("takes a saga over only once its lease expired", async () => {
     await orphan(Date.now() + 60_000);

@@ -1,22 +1,30 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { memoryStore } from "../../helpers/stores";
-import { Lease, Naps, SagaTakenOver, type LeaseOptions } from "../../../lib/sagas/saga-lease";
+import { failInTransaction } from "../../helpers/stores";
+import {
+  Lease,
+  Naps,
+  SagaTakenOver,
+  type LeaseOptions,
+  type OnEnd,
+} from "../../../lib/sagas/saga-lease";
 import { newSagaDoc, SAGA_COLLECTIONS, type SagaDoc } from "../../../lib/sagas/saga-log";
-import type { Store } from "../../../lib/store/store";
+import { SqliteDatabase } from "../../../lib/store/sqlite/sqlite-database";
+import type { Database, Doc, Store } from "../../../lib/store/store";
 
 /**
- * One engine's hold on one saga, over a real NeDB store in memory. Another engine is a
+ * One engine's hold on one saga, over a real SQLite database in memory. Another engine is a
  * write to the same document (what its recovery's takeover writes), with no Lease of ours.
  */
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+let db: Database;
 let store: Store<SagaDoc>;
 let saga: SagaDoc;
 const leases: Lease[] = [];
 
 const OWNER: LeaseOptions = { owner: "engine-a", leaseMs: 60_000 };
-const lease = (opts: Partial<LeaseOptions> = {}, doc = saga) => {
-  const l = new Lease(store, doc, { ...OWNER, ...opts });
+const lease = (opts: Partial<LeaseOptions> = {}, doc = saga, onEnd?: OnEnd) => {
+  const l = new Lease(db, doc, { ...OWNER, ...opts }, onEnd);
   leases.push(l);
   return l;
 };
@@ -35,7 +43,8 @@ async function takeOver(owner = "engine-b"): Promise<SagaDoc> {
 }
 
 beforeEach(async () => {
-  store = await memoryStore<SagaDoc>("sagas", SAGA_COLLECTIONS.sagas);
+  db = SqliteDatabase.open({ ...SAGA_COLLECTIONS, events: {} });
+  store = db.store<SagaDoc>("sagas");
   saga = newSagaDoc(
     { type: "test", steps: [{ name: "a" }, { name: "b" }] },
     { userId: "usr_ann", key: "k1", fingerprint: "fp", input: { n: 1 } },
@@ -129,22 +138,55 @@ describe("Lease", () => {
     expect(await stored()).toEqual(theirs);
   });
 
-  it("ends in one write: the final state and result, active off, unpublished on", async () => {
-    const l = lease();
+  it("ends in one transaction with what onEnd writes: the final state and result, active off", async () => {
+    let sent = 0;
+    const l = lease({}, saga, async (tx, ended) => {
+      await tx.store("events").insert({ _id: `end:${ended._id}`, state: ended.state });
+      return () => void sent++;
+    });
     await l.end("completed", { tokenId: "tok_1" }, { error: null });
     const doc = await stored();
     expect(doc).toMatchObject({
       state: "completed",
       result: { tokenId: "tok_1" },
       error: null,
-      unpublished: true,
       version: 2,
     });
     expect(doc).not.toHaveProperty("active");
+    expect(await db.store("events").find({})).toEqual([
+      { _id: `end:${saga._id}`, state: "completed" },
+    ]);
+    expect(sent).toBe(1);
     const other = lease({}, { ...saga, _id: "sag_2", key: "k2" });
     await store.insert({ ...saga, _id: "sag_2", key: "k2" });
     await other.end("failed");
     expect(await store.findOne({ _id: "sag_2" })).not.toHaveProperty("result");
+  });
+
+  it("leaves the saga running when the end's other write fails: neither commits", async () => {
+    const crash = failInTransaction(db, "events", "insert");
+    const l = lease({}, saga, async tx => {
+      await tx.store<Doc>("events").insert({ _id: "end" });
+      return () => undefined;
+    });
+    await expect(l.end("completed", { tokenId: "tok_1" })).rejects.toThrow(/crash point/);
+    expect(crash.fired()).toBe(true);
+    expect(await stored()).toMatchObject({ state: "running", active: true, version: 1 });
+    expect(await db.store("events").count({})).toBe(0);
+    // The next try ends it, at the version it still holds.
+    await l.end("completed", { tokenId: "tok_1" });
+    expect(await stored()).toMatchObject({ state: "completed", version: 2 });
+    expect(await db.store("events").count({})).toBe(1);
+  });
+
+  it("refuses to end a saga another engine took over, writing nothing else", async () => {
+    const l = lease({}, saga, async tx => {
+      await tx.store<Doc>("events").insert({ _id: "end" });
+      return () => undefined;
+    });
+    await takeOver();
+    await expect(l.end("completed")).rejects.toBeInstanceOf(SagaTakenOver);
+    expect(await db.store("events").count({})).toBe(0);
   });
 
   it("lets go at once when released, and only of a saga it still owns", async () => {
