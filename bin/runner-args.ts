@@ -46,6 +46,7 @@ export const SERVICE_START_ORDER = [
   "analytics",
   "nfts",
   "market",
+  "activity",
   "dex",
   "marketing",
   "sagas",

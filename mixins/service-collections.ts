@@ -1,4 +1,5 @@
 import type { CollectionSpec } from "../lib/store/store";
+import { ACTIVITY_COLLECTIONS } from "../lib/activity/activity-log";
 import { DEX_COLLECTIONS } from "../lib/dex/liquidity-pools";
 import { MARKET_COLLECTIONS } from "../lib/market/market-book";
 import { MARKETING_COLLECTIONS } from "../lib/marketing/campaigns";
@@ -19,6 +20,7 @@ import { USERS_COLLECTIONS } from "../lib/users/users";
  * checks that it opens exactly these.
  */
 export const SERVICE_COLLECTIONS: Record<string, Record<string, CollectionSpec>> = {
+  activity: { ...ACTIVITY_COLLECTIONS, ...APPLIED_COLLECTION, ...OUTBOX_COLLECTION },
   analytics: { ...ANALYTICS_COLLECTIONS, ...APPLIED_COLLECTION },
   catalog: { ...CATALOG_COLLECTIONS, ...APPLIED_COLLECTION },
   dex: DEX_COLLECTIONS,

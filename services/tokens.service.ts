@@ -152,6 +152,18 @@ const TokensService: ServiceSchema<
       },
     },
 
+    /**
+     * Internal: a transfer from the journal (null when unknown or past its retention), so
+     * the activity service answers a transfer's Location before it has recorded it.
+     */
+    journaledTransfer: {
+      visibility: "public",
+      params: { $$strict: "remove", id: idParam, transferId: idParam },
+      handler(ctx: Context<{ id: string; transferId: string }>): Promise<TransferRecord | null> {
+        return this.engine.journaled(ctx.params.id, ctx.params.transferId);
+      },
+    },
+
     get: {
       visibility: "public",
       params: { id: idParam },

@@ -85,6 +85,8 @@ export interface TokenTransferred {
   from: string;
   to: string;
   amount: string;
+  /** A transferFrom's spender: whose allowance it spent (absent for a plain transfer). */
+  spender?: string;
   createdAt: string;
   /** Balances of `from` and `to` after the transfer (one entry for a transfer to oneself). */
   balances: BalanceAfter[];

@@ -27,6 +27,11 @@ export interface Listing {
 export interface ListingEvent {
   listing: Listing;
   buyerId?: string;
+  /**
+   * A sale's royalty and who received it (market.sold; absent in events written before
+   * it was added, and where the sale paid none).
+   */
+  royalty?: { to: string; amount: string };
 }
 
 /**

@@ -20,6 +20,9 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST tokens/:id/transfers-from": "tokens.transferFrom",
   "GET me/balances": "tokens.myBalances",
 
+  // The caller's history, kept forever (activity service).
+  "GET me/activity": "activity.myActivity",
+
   "GET analytics/summary": "analytics.summary",
 
   // Token launches (sagas): a creator sees only their own.
@@ -53,6 +56,13 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   "GET tokens/:id/balances/:account": "tokens.balance",
   "GET tokens/:id/holders": "tokens.holders",
   "GET tokens/:id/allowances/:owner/:spender": "tokens.allowance",
+
+  // Histories, kept forever, in cursor pages (activity service). A transfer's Location
+  // answers here, before the history has it too (from the tokens journal).
+  "GET tokens/:id/transfers": "activity.transfers",
+  "GET tokens/:id/transfers/:transferId": "activity.transfer",
+  "GET nfts/:id/activity": "activity.nftActivity",
+  "GET collections/:id/activity": "activity.collectionActivity",
 
   "GET pools/:tokenId": "dex.get",
 

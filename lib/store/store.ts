@@ -29,6 +29,11 @@ export interface CollectionSpec {
   sparse?: string[];
   /** Unique among the documents that have the field (one live listing per NFT). */
   uniqueSparse?: string[];
+  /**
+   * Indexes over several fields, in order (equality fields first, the sort field last):
+   * a page of one account's activity read newest first finds its rows in the index.
+   */
+  compound?: string[][];
 }
 
 export class DuplicateKeyError extends Error {

@@ -83,6 +83,8 @@ export interface TransferRecord {
   from: string;
   to: string;
   amount: string;
+  /** A transferFrom's spender (tokens.journaledTransfer only: the 201 answers as before). */
+  spender?: string;
   createdAt: string;
 }
 

@@ -106,6 +106,17 @@ export class TransferEngine {
     return amountOf(this.db.store<BalanceDoc>(BALANCES), tokenId, account);
   }
 
+  /**
+   * A transfer that moved (a refused one is no transfer) from the journal, while its
+   * retention keeps it: what answers a transfer's Location before the activity history
+   * has recorded it. Null when unknown.
+   */
+  async journaled(tokenId: string, transferId: string): Promise<TransferRecord | null> {
+    const j = await this.db.store<JournalDoc>(JOURNAL).findOne({ _id: transferId });
+    if (!j || j.tokenId !== tokenId || j.state !== "done") return null;
+    return { ...toTransferRecord(j), ...(j.spender !== null ? { spender: j.spender } : {}) };
+  }
+
   /** Removes done and failed entries past their retention, oldest first. Returns how many. */
   prune(): Promise<number> {
     return pruneOlderThan(
@@ -191,6 +202,7 @@ export class TransferEngine {
       from: j.from,
       to: j.to,
       amount: j.amount,
+      ...(j.spender !== null ? { spender: j.spender } : {}),
       createdAt: j.createdAt,
       balances: changed,
     };

@@ -213,3 +213,44 @@ export const AnalyticsSummary = named(
     salesVolumeByToken: volumes,
   }),
 );
+
+/** A row of the activity history (docs/api.md "Activity"); `data` depends on `type`. */
+export const ActivityRow = named(
+  "ActivityRow",
+  obj(
+    {
+      id: str,
+      cursor: str,
+      type: str,
+      at: dateTime,
+      actorId: str,
+      tokenId: str,
+      nftId: str,
+      collectionId: str,
+      data: { type: "object", additionalProperties: true },
+    },
+    ["tokenId", "nftId", "collectionId"],
+  ),
+);
+/** `{ rows, next }` of a cursor list: `next` is null on the last page. */
+export const cursorPage = (row: JsonSchema): JsonSchema =>
+  obj({ rows: { type: "array", items: row }, next: nullable(str) });
+export const ActivityPage = named("ActivityPage", cursorPage(ActivityRow));
+/** A transfer as the activity history keeps it; `cursor` is absent before it is recorded. */
+export const TransferEntry = named(
+  "TransferEntry",
+  obj(
+    {
+      id: str,
+      tokenId: str,
+      from: str,
+      to: str,
+      amount,
+      spender: str,
+      createdAt: dateTime,
+      cursor: str,
+    },
+    ["spender", "cursor"],
+  ),
+);
+export const TransferPage = named("TransferPage", cursorPage(TransferEntry));

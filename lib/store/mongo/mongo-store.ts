@@ -165,6 +165,10 @@ function newAdapter(
   return adapter;
 }
 
+/** A compound index's key, its fields in the order given. */
+const compoundKey = (fields: string[]): Record<string, 1> =>
+  Object.fromEntries(fields.map(f => [f, 1 as const]));
+
 /** Opens one collection of `service`'s database, creating its indexes. */
 export async function openMongoStore<T extends Doc = Doc>(
   uri: string,
@@ -182,6 +186,8 @@ export async function openMongoStore<T extends Doc = Doc>(
     await adapter.collection.createIndex({ [f]: 1 }, { sparse: true });
   for (const f of spec.uniqueSparse ?? [])
     await adapter.collection.createIndex({ [f]: 1 }, { unique: true, sparse: true });
+  for (const fields of spec.compound ?? [])
+    await adapter.collection.createIndex(compoundKey(fields), {});
   return new MongoStore<T>(name, adapter.collection, () => adapter.disconnect());
 }
 
@@ -264,6 +270,7 @@ export async function openMongoDatabase(
     for (const f of spec.sparse ?? []) await col.createIndex({ [f]: 1 }, { sparse: true });
     for (const f of spec.uniqueSparse ?? [])
       await col.createIndex({ [f]: 1 }, { unique: true, sparse: true });
+    for (const fields of spec.compound ?? []) await col.createIndex(compoundKey(fields), {});
     cols[name] = col;
     stores[name] = new MongoStore<Doc>(name, col);
   }

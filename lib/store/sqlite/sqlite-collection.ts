@@ -80,6 +80,14 @@ export class SqliteCollection<T extends Doc = Doc> {
     for (const f of spec.indexes ?? []) add("index", f, false, false);
     for (const f of spec.sparse ?? []) add("sparse", f, false, true);
     for (const f of spec.uniqueSparse ?? []) add("uniqueSparse", f, true, true);
+    for (const fields of spec.compound ?? []) {
+      const index = `${this.name}:compound:${fields.join("+")}`;
+      const exprs = fields.map(f => fieldExpr(f)).join(", ");
+      wanted.set(
+        index,
+        `CREATE INDEX IF NOT EXISTS ${quoteIdent(index)} ON ${this.table} (${exprs})`,
+      );
+    }
     const existing = conn
       .prepare(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DbVars } from "../../../mixins/db.mixin";
 import { SERVICE_COLLECTIONS } from "../../../mixins/service-collections";
 import { testBroker } from "../../helpers/read-models";
+import activity from "../../../services/activity.service";
 import analytics from "../../../services/analytics.service";
 import api from "../../../services/api.service";
 import catalog from "../../../services/catalog.service";
@@ -23,6 +24,7 @@ import users from "../../../services/users.service";
  */
 
 const schemas = [
+  activity,
   analytics,
   api,
   catalog,
