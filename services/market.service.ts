@@ -83,6 +83,10 @@ export interface SagaStepParams {
   id: string;
   sagaId: string;
 }
+export interface SellParams extends SagaStepParams {
+  royalty?: string;
+  royaltyTo?: string;
+}
 export interface ReserveParams extends SagaStepParams {
   buyerId: string;
 }
@@ -245,9 +249,19 @@ const MarketService: ServiceSchema<
 
     sell: {
       visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<SagaStepParams>): Promise<Listing> {
-        return this.book.sell(ctx.params.id, ctx.params.sagaId);
+      params: {
+        ...stepParams,
+        // What the sale paid the collection's owner: market.sold tells it (activity rows).
+        royalty: amountRule({ optional: true }),
+        royaltyTo: { ...idParam, optional: true },
+      },
+      handler(ctx: Context<SellParams>): Promise<Listing> {
+        const { id, sagaId, royalty, royaltyTo } = ctx.params;
+        const paid =
+          royalty !== undefined && royaltyTo !== undefined
+            ? { to: royaltyTo, amount: royalty }
+            : undefined;
+        return this.book.sell(id, sagaId, paid);
       },
     },
   },

@@ -34,6 +34,8 @@ export interface ListingDoc extends Doc, Omit<Listing, "id"> {
   /** The saga holding a reserved listing, and its buyer. */
   sagaId?: string;
   buyerId?: string;
+  /** The royalty a sale paid and to whom (set when it is sold): market.sold tells it. */
+  royalty?: { to: string; amount: string };
 }
 
 export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
@@ -170,11 +172,12 @@ export class MarketBook {
     });
   }
 
-  /** The sale is complete. */
-  sell(id: string, sagaId: string): Promise<Listing> {
+  /** The sale is complete; `royalty` is what it paid the collection's owner, if anything. */
+  sell(id: string, sagaId: string, royalty?: { to: string; amount: string }): Promise<Listing> {
     return this.move(id, cur => {
       if (cur.state === "sold" && cur.sagaId === sagaId) return null;
-      return { from: "reserved", to: "sold", event: MARKET_EVENTS.sold, sagaId };
+      const fields = royalty ? { royalty } : undefined;
+      return { from: "reserved", to: "sold", event: MARKET_EVENTS.sold, sagaId, fields };
     });
   }
 
@@ -255,5 +258,6 @@ async function moveIn(
 
 function listingEvent(type: MarketEventType, l: ListingDoc): DomainEvent {
   const data: ListingEvent = { listing: toListing(l), buyerId: l.buyerId };
+  if (l.royalty) data.royalty = l.royalty;
   return domainEvent(type, `${l._id}:${l.version}`, data);
 }

@@ -174,7 +174,12 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
       name: "markSold",
       action: "market.sell",
       forwardOnly: true,
-      params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
+      params: s => ({
+        id: s.input.listingId,
+        sagaId: s.sagaId,
+        royalty: s.input.royalty,
+        royaltyTo: s.input.royaltyTo,
+      }),
     },
     {
       name: "releaseNft",

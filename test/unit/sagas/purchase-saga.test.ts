@@ -96,7 +96,8 @@ describe("PURCHASE_SAGA", () => {
       },
       tokens("escrow_market", "usr_seller", "975", "paySeller"),
       tokens("escrow_market", "usr_creator", "25", "payRoyalty"),
-      { id: "lst_1", sagaId: id },
+      // What the sale paid the collection's owner: market.sold tells it.
+      { id: "lst_1", sagaId: id, royalty: "25", royaltyTo: "usr_creator" },
       { id: "nft_1", lock: id },
     ]);
     // The undos of the first four: each the reverse, under the undo's key.
@@ -212,7 +213,13 @@ describe("the purchase driven by the saga engine", () => {
       "nfts.unlock releaseNft",
     ]);
     expect(doc.result).toEqual({
-      listing: { action: "market.sell", id: "lst_1", sagaId: doc._id },
+      listing: {
+        action: "market.sell",
+        id: "lst_1",
+        sagaId: doc._id,
+        royalty: "0",
+        royaltyTo: "usr_creator",
+      },
       nft: { action: "nfts.unlock", id: "nft_1", lock: doc._id },
     });
   });
