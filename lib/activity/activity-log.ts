@@ -1,7 +1,7 @@
 import type { ActivityRow, ActivityType } from "../events/activity";
 import type { DomainEvent } from "../events/domain";
 import { validationError } from "../shared/errors";
-import type { CollectionSpec, Doc, Query, Store, TxStores } from "../store/store";
+import type { CollectionSpec, Doc, FindOptions, Query, Store, TxStores } from "../store/store";
 import { decodeCursor, encodeCursor, rowsOf, toActivityRow, type DraftRow } from "./rows";
 
 /**
@@ -116,39 +116,19 @@ export class ActivityLog {
 
   /** One page (the activity.list contract, docs/api.md "Activity"). */
   async list(q: ListQuery): Promise<ActivityPage> {
-    const order = q.order ?? "desc";
     const limit = q.limit ?? 20;
-    if (![q.actorId, q.tokenId, q.nftId, q.collectionId].some(v => v !== undefined))
-      throw validationError("actorId", "One of actorId, tokenId, nftId, collectionId is required");
-    const base: Query = {};
-    if (q.actorId !== undefined) base.actorId = q.actorId;
-    if (q.tokenId !== undefined) base.tokenId = q.tokenId;
-    if (q.nftId !== undefined) base.nftId = q.nftId;
-    if (q.collectionId !== undefined) base.collectionId = q.collectionId;
-    // An NFT's, a collection's or a token's history shows each event once: its lead row.
-    // An account's shows all of its own.
-    if (q.actorId === undefined) base.lead = 1;
-    if (q.cursor !== undefined) {
-      const seq = decodeCursor(q.cursor);
-      if (seq === null) throw validationError("cursor", "Not a cursor of this list");
-      base.seq = order === "asc" ? { $gt: seq } : { $lt: seq };
-    }
-    const sort = { seq: order === "asc" ? 1 : -1 } as const;
-    const types = [...new Set(q.types ?? [])];
-    let docs: ActivityDoc[];
-    if (types.length === 0) {
-      docs = await this.rows.find(base, { sort, limit: limit + 1 });
-    } else {
-      // One index range per type, merged: each is exact, where `type IN (…)` would read
-      // and sort every row of the others.
-      const parts = await Promise.all(
-        types.map(type => this.rows.find({ ...base, type }, { sort, limit: limit + 1 })),
-      );
-      docs = parts
-        .flat()
-        .sort((a, b) => (order === "asc" ? a.seq - b.seq : b.seq - a.seq))
-        .slice(0, limit + 1);
-    }
+    const asc = q.order === "asc";
+    const parts = await Promise.all(
+      pageQueries(q).map(({ query, options }) => this.rows.find(query, options)),
+    );
+    // One range per type, merged (with one, already in order).
+    const docs =
+      parts.length === 1
+        ? parts[0]!
+        : parts
+            .flat()
+            .sort((a, b) => (asc ? a.seq - b.seq : b.seq - a.seq))
+            .slice(0, limit + 1);
     const page = docs.slice(0, limit);
     const more = docs.length > limit;
     return {
@@ -162,6 +142,38 @@ export class ActivityLog {
     const doc = await this.rows.findOne({ transferId });
     return doc && doc.tokenId === tokenId ? toActivityRow(doc) : null;
   }
+}
+
+/**
+ * The store queries of one page: each an index range (a compound index of
+ * ACTIVITY_COLLECTIONS, equality fields then `seq`) read in order for `limit + 1` rows (the
+ * one past the page says whether more follow). With types, one query per type: each is
+ * exact, where `type IN (…)` would read and sort every row of the others.
+ */
+export function pageQueries(q: ListQuery): Array<{ query: Query; options: FindOptions }> {
+  if (![q.actorId, q.tokenId, q.nftId, q.collectionId].some(v => v !== undefined))
+    throw validationError("actorId", "One of actorId, tokenId, nftId, collectionId is required");
+  const order = q.order ?? "desc";
+  const base: Query = {};
+  if (q.actorId !== undefined) base.actorId = q.actorId;
+  if (q.tokenId !== undefined) base.tokenId = q.tokenId;
+  if (q.nftId !== undefined) base.nftId = q.nftId;
+  if (q.collectionId !== undefined) base.collectionId = q.collectionId;
+  // An NFT's, a collection's or a token's history shows each event once: its lead row.
+  // An account's shows all of its own.
+  if (q.actorId === undefined) base.lead = 1;
+  if (q.cursor !== undefined) {
+    const seq = decodeCursor(q.cursor);
+    if (seq === null) throw validationError("cursor", "Not a cursor of this list");
+    base.seq = order === "asc" ? { $gt: seq } : { $lt: seq };
+  }
+  const options: FindOptions = {
+    sort: { seq: order === "asc" ? 1 : -1 },
+    limit: (q.limit ?? 20) + 1,
+  };
+  const types = [...new Set(q.types ?? [])];
+  if (types.length === 0) return [{ query: base, options }];
+  return types.map(type => ({ query: { ...base, type }, options }));
 }
 
 /** Takes `n` numbers from the counter; the last one taken. */
