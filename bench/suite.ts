@@ -61,6 +61,11 @@ const CASES: Case[] = [
     nodeFlags: ["--max-old-space-size=8192"],
     about: "a tokens node with a million journal entries",
   },
+  {
+    name: "activity",
+    alone: true,
+    about: "an activity page read with a million rows stored (issue 22)",
+  },
 ];
 
 function usage(): string {
@@ -68,7 +73,7 @@ function usage(): string {
   return [
     "usage: npm run bench [-- <case> [<case> …]]",
     "",
-    `  ${"(none)".padEnd(width)}  the suite: every case but anchors, transfers-pg and journal, one table`,
+    `  ${"(none)".padEnd(width)}  the suite: every case but anchors, transfers-pg, journal and activity, one table`,
     ...CASES.map(c => `  ${c.name.padEnd(width)}  ${c.about}`),
   ].join("\n");
 }

@@ -444,6 +444,57 @@ const balances = command({
   },
 });
 
+interface ActivityPageRows {
+  rows: Array<{
+    cursor: string;
+    type: string;
+    at: string;
+    tokenId?: string;
+    nftId?: string;
+    data: Record<string, unknown>;
+  }>;
+  next: string | null;
+}
+
+const activity = command({
+  command: "activity <account>",
+  description: "An account's history, newest first (activity.list)",
+  options: [
+    { option: "--limit <n>", description: "1-100 (default 20)" },
+    { option: "--type <types>", description: "comma-separated activity types" },
+    { option: "--cursor <cursor>", description: "the rows before this one (a page's next)" },
+  ],
+  async action(broker, args) {
+    const actorId = str(args.account);
+    const params: Record<string, unknown> = { actorId };
+    if (args.options.limit !== undefined) params.limit = Number(args.options.limit);
+    if (args.options.cursor !== undefined) params.cursor = str(args.options.cursor);
+    if (args.options.type !== undefined) params.types = str(args.options.type).split(",");
+    const res = await broker.call<ActivityPageRows, object>("activity.list", params);
+    out(`>> ${actorId}: ${res.rows.length} row${res.rows.length === 1 ? "" : "s"}`);
+    // What a row is about, in a few words: its amount or price and who is on the other side.
+    const about = (d: Record<string, unknown>) =>
+      ["amount", "price", "from", "to"]
+        .filter(k => d[k] !== undefined)
+        .map(k => `${k}=${str(d[k])}`)
+        .join(" ");
+    if (res.rows.length > 0)
+      out(
+        ...table([
+          ["CURSOR", "AT", "TYPE", "SUBJECT", "DATA"],
+          ...res.rows.map(r => [
+            r.cursor,
+            r.at,
+            r.type,
+            r.tokenId ?? r.nftId ?? "-",
+            about(r.data),
+          ]),
+        ]).map(l => `   ${l}`),
+      );
+    if (res.next) out(`>> more: activity ${actorId} --cursor ${res.next}`);
+  },
+});
+
 /** Waits for the other nodes to answer discovery, so the first command sees the cluster. */
 async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
   const remoteCount = () =>
@@ -458,11 +509,11 @@ async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
 /** The project's REPL: its prompt and the commands above, next to moleculer-repl's own. */
 export const replOptions: ReplOptions = {
   delimiter: "mintmesh $",
-  customCommands: [health, register, login, mktoken, launch, mint, buy, balances],
+  customCommands: [health, register, login, mktoken, launch, mint, buy, balances, activity],
 };
 
 const COMMANDS =
-  "health, register, login, mktoken, launch, mint, buy, balances, call, dcall, nodes, services, actions, help, quit";
+  "health, register, login, mktoken, launch, mint, buy, balances, activity, call, dcall, nodes, services, actions, help, quit";
 
 /** A person reads this console: short lines rather than JSON. */
 const consoleLogger: BrokerOptions["logger"] = {

@@ -114,7 +114,13 @@ export interface TransferEntry {
   cursor?: string;
 }
 
-const cursorParam = { type: "string" as const, min: 1, max: 64, optional: true };
+const cursorParam = {
+  type: "string" as const,
+  min: 1,
+  max: 64,
+  optional: true,
+  description: "a page's `next` or a row's `cursor`: the rows after it (asc) or before it (desc)",
+};
 const pageQuery = {
   order: { type: "enum" as const, values: ["asc", "desc"], optional: true, default: "desc" },
   limit: {
@@ -128,7 +134,15 @@ const pageQuery = {
   },
   cursor: cursorParam,
 };
-const typeQuery = { type: { type: "string" as const, min: 1, max: 1000, optional: true } };
+const typeQuery = {
+  type: {
+    type: "string" as const,
+    min: 1,
+    max: 1000,
+    optional: true,
+    description: `comma-separated activity types: ${ACTIVITY_TYPES.join(", ")}`,
+  },
+};
 
 /** `?type=a,b` as types; 400 naming `type` for one that is not an activity type. */
 function typesOf(type: string | undefined): ActivityType[] | undefined {

@@ -174,4 +174,5 @@ export const ALL_SERVICES = [
   "marketing",
   "nfts",
   "market",
+  "activity",
 ];

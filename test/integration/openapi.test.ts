@@ -391,6 +391,38 @@ describe("the contract: every documented route answers as documented", () => {
       200,
     );
 
+    // The activity history, once it has the rows of what was done above.
+    const transfers = ok(
+      await until(
+        () => call("get", "/api/tokens/{id}/transfers", { path: { id }, query: { limit: 5 } }),
+        r => r.status === 200 && r.body.rows.length > 0,
+      ),
+      200,
+    );
+    const transferId = transfers.body.rows[0]!.id;
+    ok(
+      await call("get", "/api/tokens/{id}/transfers/{transferId}", { path: { id, transferId } }),
+      200,
+    );
+    ok(
+      await call("get", "/api/me/activity", { token: ann.token, query: { type: "token.created" } }),
+      200,
+    );
+    ok(
+      await until(
+        () => call("get", "/api/nfts/{id}/activity", { path: { id: n1.id } }),
+        r => r.status === 200 && r.body.rows.some(row => row.type === "sale.sold"),
+      ),
+      200,
+    );
+    ok(
+      await call("get", "/api/collections/{id}/activity", {
+        path: { id: col.id },
+        query: { order: "asc" },
+      }),
+      200,
+    );
+
     // Errors have their documented shape too.
     expect((await call("get", "/api/users/me")).status).toBe(401);
     expect((await call("get", "/api/nfts/{id}", { path: { id: "nft_none" } })).status).toBe(404);

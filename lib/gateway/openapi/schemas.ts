@@ -1,3 +1,4 @@
+import { ACTIVITY_TYPES } from "../../events/activity";
 import { named, type JsonSchema } from "./document";
 
 /**
@@ -221,7 +222,7 @@ export const ActivityRow = named(
     {
       id: str,
       cursor: str,
-      type: str,
+      type: { enum: [...ACTIVITY_TYPES] },
       at: dateTime,
       actorId: str,
       tokenId: str,
