@@ -86,7 +86,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     NAMESPACE: namespace,
     PORT: String(port),
     DATA_DIR: path.join(home, "data"),
-    CLUSTER_SERVICES: "api,users,tokens,dex,marketing,nfts,market,sagas",
+    CLUSTER_SERVICES: "api,users,tokens,dex,marketing,nfts,market,sagas,activity",
     // Info, so that each child prints (its start) and the prefixes can be checked.
     LOG_LEVEL: "info",
   });
@@ -133,6 +133,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
       ["tokens", "tokens"],
       ["nfts", "nfts"],
       ["market", "market"],
+      ["activity", "activity"],
       ["dex", "dex"],
       ["marketing", "marketing"],
       ["sagas", "sagas"],
@@ -150,7 +151,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("joins the cluster's namespace and sees its nodes", async () => {
     expect(banner).toContain(`Joined namespace "${namespace}"`);
-    expect(banner).toMatch(/9 other nodes/);
+    expect(banner).toMatch(/10 other nodes/);
 
     const services = tableRows(await type(repl, "services"));
     const nodesOf = (name: string) => services.find(r => r[0] === name)?.at(-1);
@@ -160,7 +161,7 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
 
   it("health lists every node and service, and names what is missing", async () => {
     const answer = await type(repl, "health");
-    expect(answer).toMatch(/Nodes: 9 available, 0 unavailable/);
+    expect(answer).toMatch(/Nodes: 10 available, 0 unavailable/);
     expect(answer).toMatch(/^\s+api-2-\S+\s+available\s+\d+ ms\s+api$/m);
     expect(answer).toMatch(/^\s+users-\S+\s+available\s+\d+ ms\s+users$/m);
     expect(answer).toMatch(/^\s+api\s+2\/2\s+ok$/m);
@@ -237,6 +238,23 @@ describe.skipIf(clusterDown())("npm run cluster, then npm run repl on it", () =>
     const holders = await type(repl, `balances ${m![1]}`);
     expect(holders).toContain(`>> ${m![1]}: 1 holder`);
     expect(holders).toMatch(new RegExp(`^\\s+${userId}\\s+${supply}$`, "m"));
+
+    // The creator's history (activity.list), once the event has reached the activity node.
+    const history = await waitUntil(
+      async () => {
+        const h = await type(repl, `activity ${userId}`);
+        return h.includes("token.created") ? h : "";
+      },
+      15_000,
+      200,
+    );
+    expect(history).toContain(`>> ${userId}: 1 row`);
+    expect(history).toMatch(
+      new RegExp(`^\\s+[0-9a-z]{11}\\s+\\S+\\s+token\\.created\\s+${m![1]}`, "m"),
+    );
+    const typo = await type(repl, `activity ${userId} --cursor nope`);
+    expect(typo).toMatch(/^>> ERROR \(VALIDATION_ERROR 400\)/m);
+    expect(typo).toMatch(/^\s+cursor: /m);
   });
 
   it("launch runs a token launch to its end: completed, or undone when it cannot finish", async () => {
