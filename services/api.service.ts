@@ -1,7 +1,6 @@
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http from "node:http";
 import {
   Cachers,
-  type ActionEndpoint,
   type Context,
   type Service,
   type ServiceSchema,
@@ -13,6 +12,8 @@ import {
   LOGIN_ROUTES,
   PRIVATE_ROUTES,
   PUBLIC_ROUTES,
+  SECRET_ANSWER_ROUTES,
+  routeKeyOf,
   routedServices,
 } from "../lib/gateway/api-routes";
 import { acceptedRequestId, bodyGuard } from "../lib/gateway/body-guard";
@@ -30,7 +31,6 @@ import {
   ReplayResponse,
   isKeptError,
   requestFingerprint,
-  type KeyedRequest,
 } from "../lib/gateway/idempotency";
 import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/users/jwt";
 import {
@@ -40,46 +40,24 @@ import {
   retryAfterSeconds,
   gatewayRateLimits,
   trustProxyHops,
-  type RouteRateLimit,
 } from "../lib/gateway/rate-limit";
-import { LoginRefused, LoginThrottle, type LoginAttempt } from "../lib/gateway/login-throttle";
+import { LoginRefused, LoginThrottle } from "../lib/gateway/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
 import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
 import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
+import { ApiKeyGate, apiKeySettings, type ApiKeySettings } from "../lib/gateway/api-keys";
+import type { Req, Res, Route } from "../lib/gateway/gateway-request";
+import { API_KEY_REVOKED_EVENT, isApiKey, type ApiKeyOwner } from "../lib/users/api-keys";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
  * call per request), what a request may carry (lib/gateway/body-guard.ts), Idempotency-Key
  * (lib/gateway/idempotency.ts), rate limits per address, the login throttle per account and address
- * (lib/gateway/login-throttle.ts), OPTIONS answered before routing, the docs/api.md error shape,
- * health, HTTP timeouts.
+ * (lib/gateway/login-throttle.ts), API keys and their scopes (lib/gateway/api-keys.ts), OPTIONS
+ * answered before routing, the docs/api.md error shape, health, HTTP timeouts.
  */
-
-/** moleculer-web's request, as far as this file reads it. */
-type Req = IncomingMessage & {
-  $ctx?: GatewayContext;
-  $route?: { name?: string; rateLimit?: { store: { resetTime: number } } };
-  $endpoint?: ActionEndpoint;
-  $params?: Record<string, unknown>;
-  $idempotency?: KeyedRequest;
-  /** A login being counted by the throttle (lib/gateway/login-throttle.ts). */
-  $login?: LoginAttempt;
-  originalUrl?: string;
-  parsedUrl?: string;
-  body?: unknown;
-  query?: Record<string, unknown>;
-};
-type Res = ServerResponse;
-
-/** A moleculer-web route; what is not typed here is passed to it as it is. */
-interface Route {
-  name: string;
-  path: string;
-  rateLimit?: RouteRateLimit;
-  [option: string]: unknown;
-}
 
 export interface ApiSettings extends ServiceSettingSchema {
   port: number;
@@ -97,6 +75,8 @@ export interface ApiSettings extends ServiceSettingSchema {
   rateLimits: { max: number; loginMax: number; windowMs: number; syncMs?: number };
   /** Failed logins per account and address, and per account from all (lib/gateway/login-throttle.ts). */
   loginThrottle: { maxFailures: number; accountMaxFailures: number; windowMs: number };
+  /** API keys: their rate limit and how long a gateway trusts what users said of one. */
+  apiKeys: ApiKeySettings;
   /** Idempotency-Key answers kept in this process when the cacher is not shared (Redis). */
   idempotency: { maxEntries: number; maxBytes: number };
   /** Rate-limit counters in Redis, shared by all gateways, when set; else in memory. */
@@ -119,7 +99,7 @@ interface ApiMethods {
   httpHandler(req: Req, res: Res, next?: unknown): unknown;
   createServer(): void;
   errorHandler(req: Req, res: Res, err: Error): void;
-  authenticate(ctx: Context, route: unknown, req: Req): AuthUser | null;
+  authenticate(ctx: Context, route: unknown, req: Req, res: Res): Promise<AuthUser | null>;
   authorize(ctx: GatewayContext, route: { name?: string }, req: Req): Promise<void>;
   readiness(): Promise<{ ready: boolean; missing: string[] }>;
   redisStores(): RedisRateLimitStore[];
@@ -127,6 +107,7 @@ interface ApiMethods {
 interface ApiVars {
   keyGate: IdempotencyGate;
   loginGuard: LoginThrottle;
+  apiKeys: ApiKeyGate;
 }
 /** What moleculer-web adds to the service and we use; its typings declare none of it. */
 interface GatewayParts extends OptionsGateway {
@@ -202,6 +183,7 @@ const ApiService: ServiceSchema<
       accountMaxFailures: envInt("LOGIN_ACCOUNT_CEILING", 20),
       windowMs: envInt("LOGIN_ACCOUNT_WINDOW_MS", 15 * 60_000),
     },
+    apiKeys: apiKeySettings(),
     idempotency: {
       maxEntries: envInt("IDEMPOTENCY_MAX_ENTRIES", 10_000),
       maxBytes: envInt("IDEMPOTENCY_MAX_BYTES", 16 * 1024 * 1024),
@@ -353,13 +335,17 @@ const ApiService: ServiceSchema<
       this.sendError(req, res, err);
     },
 
-    /** Verifies the bearer token locally: a missing token is anonymous, a bad one is 401. */
-    authenticate(_ctx: Context, _route: unknown, req: Req): AuthUser | null {
+    /**
+     * Verifies a bearer JWT locally, or an `mm_` API key through users (cached briefly,
+     * lib/gateway/api-keys.ts): a missing token is anonymous, a bad one is 401.
+     */
+    async authenticate(_ctx: Context, _route: unknown, req: Req, res: Res) {
       const header = req.headers.authorization;
       if (!header) return null;
       // The scheme is case-insensitive (RFC 9110).
       const match = /^Bearer +([A-Za-z0-9_.-]+)$/i.exec(header);
       if (!match) throw unauthorized("Malformed Authorization header");
+      if (isApiKey(match[1])) return this.apiKeys.authenticate(match[1], res);
       const user = verifyAccessToken(match[1], this.settings.jwtSecret);
       if (!user) throw unauthorized("Invalid or expired token");
       return user;
@@ -371,6 +357,9 @@ const ApiService: ServiceSchema<
      */
     async authorize(ctx: GatewayContext, route: { name?: string }, req: Req) {
       if (route.name === "private" && !ctx.meta.user) throw unauthorized();
+      // An API key: only the routes its scopes name (lib/gateway/api-routes.ts).
+      const { user } = ctx.meta;
+      if (user?.keyId) this.apiKeys.authorize(user.scopes ?? [], req.$alias ?? {});
       const email = req.$params?.email;
       if (route.name === "login" && this.loginGuard.enabled && typeof email === "string") {
         // Per account and client address (lib/gateway/login-throttle.ts): 429 when refused.
@@ -382,6 +371,8 @@ const ApiService: ServiceSchema<
 
       const key = req.headers["idempotency-key"];
       if (req.method !== "POST" || typeof key !== "string" || key === "") return;
+      // A new API key's answer is not kept: it would keep the key.
+      if (SECRET_ANSWER_ROUTES.has(routeKeyOf(req.$alias ?? {}))) return;
       if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
         throw validationError("Idempotency-Key", "must be at most 255 characters");
       }
@@ -420,6 +411,7 @@ const ApiService: ServiceSchema<
       return redisCounters([
         ...this.routes.map(r => r.rateLimit?.store),
         ...this.loginGuard.counters,
+        ...this.apiKeys.counters,
       ]);
     },
   } satisfies ApiMethods & ThisType<ApiThis>,
@@ -440,6 +432,19 @@ const ApiService: ServiceSchema<
       { redisUrl, namespace: this.broker.namespace },
       (err, what) => this.logger.warn({ err }, what),
     );
+    this.apiKeys = ApiKeyGate.create(
+      this.settings.apiKeys,
+      { redisUrl, namespace: this.broker.namespace, syncMs: rateLimits.syncMs },
+      keyHash =>
+        this.broker.call<ApiKeyOwner | null, { keyHash: string }>("users.resolveKey", { keyHash }),
+    );
+  },
+
+  events: {
+    // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
+    [API_KEY_REVOKED_EVENT]() {
+      this.apiKeys.revoked();
+    },
   },
 
   async stopped() {

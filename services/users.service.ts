@@ -17,22 +17,43 @@ import {
   verifySignature,
 } from "../lib/users/siwe";
 import {
+  claimAddress,
   insertChallenge,
   toProfile,
   toUser,
-  walletOf,
   usableChallenge,
   USERS_COLLECTIONS,
   type ChallengeDoc,
   type User,
   type UserDoc,
-  type Wallet,
   type WalletLinkDoc,
 } from "../lib/users/users";
+import {
+  API_KEY_REVOKED_EVENT,
+  API_KEY_SCOPES,
+  ApiKeyEngine,
+  refuseApiKey,
+  type ApiKeyDoc,
+  type ApiKeyRevoked,
+} from "../lib/users/api-keys";
+import type {
+  RegisterParams,
+  LoginParams,
+  UpdateMeParams,
+  WalletChallengeParams,
+  LinkWalletParams,
+  UnlinkWalletParams,
+  GetParams,
+  CreateKeyParams,
+  ListKeysParams,
+  ResolveKeyParams,
+  ResolveAccountParams,
+} from "../lib/users/params";
 import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
- * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message.
+ * users: accounts, login (JWT), profiles, wallets linked by a signed EIP-4361 message, API
+ * keys (lib/users/api-keys.ts).
  * Password hashes never leave this service. The documents and their public shapes are
  * in lib/users/users.ts.
  */
@@ -45,51 +66,22 @@ export interface UsersSettings extends ServiceSettingSchema {
   jwtExpiresIn: string;
   /** What a wallet challenge names, how long it is valid, how many a user may hold open. */
   siwe: { domain: string; uri: string; ttlMs: number; maxOpen: number };
+  /** API keys a user may hold at once. */
+  apiKeys: { maxPerUser: number };
 }
 
 interface UsersMethods {
   issue(doc: UserDoc): { user: User; token: string };
-  requireUser(ctx: GatewayContext): Promise<UserDoc>;
-  claimAddress(userId: string, address: string, chainId: number): Promise<Wallet>;
+  /** The caller's document; with `what`, 403 when the caller is an API key (lib/users/api-keys.ts). */
+  requireUser(ctx: GatewayContext, what?: string): Promise<UserDoc>;
+  apiKeys(): ApiKeyEngine;
   forgetProfile(userId: string): Promise<void>;
   walletsChanged(userId: string): Promise<void>;
 }
 
 type UsersThis = Service<UsersSettings> & UsersMethods & DbMethods & DbVars;
 
-export interface RegisterParams {
-  email: string;
-  password: string;
-  displayName: string;
-}
-export interface LoginParams {
-  email: string;
-  password: string;
-}
-export interface UpdateMeParams {
-  displayName?: string;
-  bio?: string;
-  avatarUrl?: string | null;
-}
-export interface WalletChallengeParams {
-  address: string;
-  chainId: number;
-}
-export interface LinkWalletParams {
-  message: string;
-  signature: string;
-}
-export interface UnlinkWalletParams {
-  address: string;
-}
-export interface GetParams {
-  id: string;
-}
-export interface ResolveAccountParams {
-  /** A user id, or the 0x address of a linked wallet. */
-  account: string;
-}
-
+const SCOPES = [...API_KEY_SCOPES];
 const addressParam = { type: "string" as const, pattern: ADDRESS_PATTERN };
 const alreadyRegistered = () =>
   conflict("Email is already registered", [{ field: "email", message: "already registered" }]);
@@ -109,6 +101,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       ttlMs: envInt("SIWE_TTL_MS", 5 * 60_000),
       maxOpen: envInt("SIWE_MAX_OPEN_CHALLENGES", 5),
     },
+    apiKeys: { maxPerUser: envInt("API_KEYS_MAX_PER_USER", 50) },
     // Never sent to other nodes in the service descriptor.
     $secureSettings: ["jwtSecret"],
   },
@@ -179,7 +172,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         avatarUrl: urlRule({ optional: true, nullable: true }),
       },
       async handler(ctx: GatewayContext<UpdateMeParams>) {
-        const doc = await this.requireUser(ctx);
+        const doc = await this.requireUser(ctx, "change the profile");
         const { displayName, bio, avatarUrl } = ctx.params;
         const changes = Object.fromEntries(
           Object.entries({ displayName, bio, avatarUrl }).filter(([, v]) => v !== undefined),
@@ -206,7 +199,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         chainId: { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER },
       },
       async handler(ctx: GatewayContext<WalletChallengeParams>) {
-        const user = await this.requireUser(ctx);
+        const user = await this.requireUser(ctx, "manage wallets");
         const { address, chainId } = ctx.params;
         const { domain, uri, ttlMs } = this.settings.siwe;
         const issuedAt = new Date();
@@ -257,7 +250,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         signature: { type: "string", min: 1, max: 1024 },
       },
       async handler(ctx: GatewayContext<LinkWalletParams>) {
-        const user = await this.requireUser(ctx);
+        const user = await this.requireUser(ctx, "manage wallets");
         const msg = parseMessage(ctx.params.message);
         if (!msg) throw unauthorized("Invalid signed message");
         const challenges = this.store<ChallengeDoc>("challenges");
@@ -279,7 +272,8 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
         );
         if (!consumed) throw unauthorized("Wallet challenge already used");
 
-        const wallet = await this.claimAddress(user._id, challenge.address, challenge.chainId);
+        const links = this.store<WalletLinkDoc>("walletLinks");
+        const wallet = await claimAddress(links, user._id, challenge.address, challenge.chainId);
         // $addToSet of the entry built from the link: a repeated link adds no second entry.
         const updated = await this.store<UserDoc>("users").updateOne(
           { _id: user._id },
@@ -297,7 +291,7 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       openapi: { summary: "Unlink a wallet", response: schemas.User },
       params: { $$strict: "remove", address: addressParam },
       async handler(ctx: GatewayContext<UnlinkWalletParams>) {
-        const user = await this.requireUser(ctx);
+        const user = await this.requireUser(ctx, "manage wallets");
         const address = normalizeAddress(ctx.params.address);
         // The profile first, then the link: a crash in between leaves the address still
         // owned (not claimable twice), and the owner's next unlink frees it.
@@ -327,6 +321,64 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       },
     },
 
+    createKey: {
+      openapi: {
+        summary: "Create an API key (its key is in this answer only)",
+        status: 201,
+        response: schemas.CreatedApiKey,
+        errors: [403, 422],
+      },
+      // A retry after a timeout that did create would make a second key.
+      retryPolicy: { enabled: false },
+      params: {
+        $$strict: "remove",
+        name: textRule({ trim: true, min: 1, max: 64 }),
+        scopes: { type: "array", min: 1, unique: true, items: { type: "enum", values: SCOPES } },
+      },
+      async handler(ctx: GatewayContext<CreateKeyParams>) {
+        const user = await this.requireUser(ctx, "manage API keys");
+        const made = await this.apiKeys().create(user._id, ctx.params.name, ctx.params.scopes);
+        this.logger.info({ userId: user._id, keyId: made.id }, "API key created");
+        return created(ctx, "/api/keys", made);
+      },
+    },
+
+    listKeys: {
+      openapi: { summary: "The caller's API keys (prefix only)", response: schemas.ApiKeyPage },
+      params: {
+        $$strict: "remove",
+        limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+        offset: { type: "number", integer: true, min: 0, default: 0, convert: true },
+      },
+      async handler(ctx: GatewayContext<ListKeysParams>) {
+        const user = await this.requireUser(ctx, "manage API keys");
+        return this.apiKeys().list(user._id, ctx.params.limit, ctx.params.offset);
+      },
+    },
+
+    deleteKey: {
+      openapi: { summary: "Delete an API key", response: schemas.ApiKey, errors: [403] },
+      params: { $$strict: "remove", id: { type: "string", min: 1, max: 64 } },
+      async handler(ctx: GatewayContext<GetParams>) {
+        const user = await this.requireUser(ctx, "manage API keys");
+        const gone = await this.apiKeys().remove(user._id, ctx.params.id);
+        // Every gateway forgets it now; one that misses this still asks again within a second.
+        const revoked: ApiKeyRevoked = { keyId: gone.id };
+        await this.broker.broadcast(API_KEY_REVOKED_EVENT, revoked);
+        this.logger.info({ userId: user._id, keyId: gone.id }, "API key deleted");
+        return gone;
+      },
+    },
+
+    /** Internal: the gateway's question "who is this key?" (null: nobody). Never cached here. */
+    resolveKey: {
+      visibility: "public",
+      params: { keyHash: { type: "string", pattern: /^[0-9a-f]{64}$/ } },
+      handler(ctx: GatewayContext<ResolveKeyParams>) {
+        return this.apiKeys().resolve(ctx.params.keyHash);
+      },
+    },
+
     /**
      * Internal: an account as docs/api.md takes it (a user id, or the 0x address of a
      * linked wallet) → the user id. Other services call it; the gateway never does.
@@ -353,6 +405,10 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
   },
 
   methods: {
+    apiKeys() {
+      return new ApiKeyEngine(this.store<ApiKeyDoc>("apiKeys"), this.settings.apiKeys.maxPerUser);
+    },
+
     issue(doc: UserDoc) {
       const token = signAccessToken(
         { id: doc._id },
@@ -362,38 +418,12 @@ const UsersService: ServiceSchema<UsersSettings, UsersMethods & DbMethods, DbVar
       return { user: toUser(doc), token };
     },
 
-    async requireUser(ctx: GatewayContext): Promise<UserDoc> {
+    async requireUser(ctx: GatewayContext, what?: string): Promise<UserDoc> {
+      if (what) refuseApiKey(ctx.meta.user, what);
       const doc = await this.store<UserDoc>("users").findOne({ _id: requireUserId(ctx) });
       // A valid token for an account that no longer exists is as good as none.
       if (!doc) throw unauthorized();
       return doc;
-    },
-
-    /**
-     * Makes `userId` the owner of `address` (409 when another user is). The unique index
-     * decides races; the same user claiming again gets the entry it already has.
-     */
-    async claimAddress(userId: string, address: string, chainId: number): Promise<Wallet> {
-      const links = this.store<WalletLinkDoc>("walletLinks");
-      // Twice at most: the owner found by a failed insert may unlink before we read it.
-      for (let attempt = 0; attempt < 2; attempt++) {
-        const link: WalletLinkDoc = {
-          _id: newId("wln"),
-          address,
-          userId,
-          chainId,
-          linkedAt: new Date().toISOString(),
-        };
-        if (await insertIfAbsent(links, link)) return walletOf(link);
-        const owner = await links.findOne({ address });
-        if (owner && owner.userId !== userId) {
-          throw conflict("Wallet is linked to another account", [
-            { field: "address", message: "linked to another account" },
-          ]);
-        }
-        if (owner) return walletOf(owner);
-      }
-      throw conflict("Wallet is being linked or unlinked; try again");
     },
 
     /** Drops the cached public profile of `userId`. */

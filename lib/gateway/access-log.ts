@@ -8,13 +8,14 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
  *
  * It records the method, the route's pattern (`/api/tokens/:id`: requests of one route group
  * together) and the path without its query string, the status, the time taken, the request id
- * and the user's id when the bearer token named one. Never a header (Authorization, cookies),
- * a query string or a body: they are where secrets travel.
+ * and the user's id when the bearer token named one (and the key's id, never the key, when an
+ * API key did). Never a header (Authorization, cookies), a query string or a body: they are
+ * where secrets travel.
  */
 
 /** What moleculer-web hangs on the request, as far as this reads it. */
 interface GatewayRequest extends IncomingMessage {
-  $ctx?: { requestID?: string | null; meta?: { user?: { id?: string } } };
+  $ctx?: { requestID?: string | null; meta?: { user?: { id?: string; keyId?: string } } };
   $alias?: { fullPath?: string };
 }
 
@@ -27,6 +28,8 @@ export interface AccessLine {
   durationMs: number;
   requestID?: string;
   userId?: string;
+  /** The API key's id (never the key) when one made the request. */
+  keyId?: string;
   /** True when the client closed the connection before the answer was sent. */
   aborted?: true;
 }
@@ -46,6 +49,7 @@ export function accessLine(
   const path = (req as { originalUrl?: string }).originalUrl ?? url;
   const requestID = req.$ctx?.requestID ?? headerValue(res.getHeader("X-Request-ID"));
   const userId = req.$ctx?.meta?.user?.id;
+  const keyId = req.$ctx?.meta?.user?.keyId;
   return {
     method: req.method ?? "",
     route: req.$alias?.fullPath ?? null,
@@ -54,6 +58,7 @@ export function accessLine(
     durationMs: Math.round(durationMs * 10) / 10,
     ...(requestID ? { requestID } : {}),
     ...(userId ? { userId } : {}),
+    ...(keyId ? { keyId } : {}),
     ...(aborted ? { aborted: true as const } : {}),
   };
 }

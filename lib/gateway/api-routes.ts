@@ -5,8 +5,15 @@
  * routes to the tables below.
  */
 
+import type { ApiKeyScope } from "../users/api-keys";
+
 /** Needs a user (a bearer JWT). Listed before `PUBLIC` so /users/me wins over /users/:id. */
 export const PRIVATE_ROUTES: Record<string, string> = {
+  // API keys: a user token only (the scope table below closes them to keys).
+  "POST keys": "users.createKey",
+  "GET keys": "users.listKeys",
+  "DELETE keys/:id": "users.deleteKey",
+
   "GET users/me": "users.me",
   "PATCH users/me": "users.updateMe",
   "POST users/me/wallets/challenge": "users.walletChallenge",
@@ -84,4 +91,83 @@ export const LOGIN_ROUTES: Record<string, string> = {
 export function routedServices(): string[] {
   const actions = [PRIVATE_ROUTES, PUBLIC_ROUTES, LOGIN_ROUTES].flatMap(r => Object.values(r));
   return [...new Set(actions.map(a => a.split(".")[0]))].sort();
+}
+
+/**
+ * What an API key needs to call each route (docs/api.md "API keys"): reads `read`; token
+ * transfers, approvals and transfers-from `transfer`; creating tokens and collections and
+ * minting `mint`; listings and buying `market`. `null`: never with a key (keys, wallets,
+ * the profile, logging in). A route missing here is closed to keys as well
+ * (test/unit/gateway/api-routes.test.ts checks that every aliased route is listed), except
+ * those under `webhooks`, which take the `webhooks` scope.
+ */
+export const KEY_ROUTE_SCOPES: Record<string, ApiKeyScope | null> = {
+  "POST keys": null,
+  "GET keys": null,
+  "DELETE keys/:id": null,
+  "GET users/me": "read",
+  "PATCH users/me": null,
+  "POST users/me/wallets/challenge": null,
+  "POST users/me/wallets": null,
+  "DELETE users/me/wallets/:address": null,
+  "POST auth/register": null,
+  "POST auth/login": null,
+
+  "POST tokens": "mint",
+  // The creator's metadata of a token is part of making it.
+  "PATCH tokens/:id/metadata": "mint",
+  "POST tokens/:id/transfers": "transfer",
+  "POST tokens/:id/approvals": "transfer",
+  "POST tokens/:id/transfers-from": "transfer",
+  "GET me/balances": "read",
+  "GET analytics/summary": "read",
+  // A launch creates a token (and its pool).
+  "POST launches": "mint",
+  "GET launches": "read",
+  "GET launches/:id": "read",
+  "POST collections": "mint",
+  "POST collections/:id/nfts": "mint",
+  "POST nfts/:id/approve": "transfer",
+  "POST nfts/:id/transfer": "transfer",
+  "POST market/listings": "market",
+  "DELETE market/listings/:id": "market",
+  "POST market/listings/:id/buy": "market",
+  "GET market/purchases/:id": "read",
+
+  "GET users/:id": "read",
+  "GET tokens": "read",
+  "GET tokens/:id": "read",
+  "GET tokens/:id/balances/:account": "read",
+  "GET tokens/:id/holders": "read",
+  "GET tokens/:id/allowances/:owner/:spender": "read",
+  "GET pools/:tokenId": "read",
+  "GET collections": "read",
+  "GET collections/:id": "read",
+  "GET nfts": "read",
+  "GET nfts/:id": "read",
+  "GET market/listings": "read",
+  "GET market/listings/:id": "read",
+};
+
+/** What moleculer-web knows of the alias that matched a request. */
+export interface MatchedAlias {
+  method?: string;
+  path?: string;
+}
+
+/** The matched alias as the tables name it: "POST tokens/:id/transfers". */
+export const routeKeyOf = (alias: MatchedAlias): string =>
+  `${alias.method ?? ""} ${(alias.path ?? "").replace(/^\/+/, "")}`;
+
+/**
+ * Routes whose answer carries a secret shown once (a new API key): an Idempotency-Key is
+ * not honoured there, since keeping the answer would keep the secret; a repeat makes a new one.
+ */
+export const SECRET_ANSWER_ROUTES: ReadonlySet<string> = new Set(["POST keys"]);
+
+/** The scope a key needs for the route `"<METHOD> <path>"`; null: closed to keys. */
+export function keyScopeOf(route: string): ApiKeyScope | null {
+  const scope = KEY_ROUTE_SCOPES[route];
+  if (scope !== undefined) return scope;
+  return /^[A-Z]+ webhooks(\/|$)/.test(route) ? "webhooks" : null;
 }

@@ -4,6 +4,9 @@ import { unauthorized } from "./errors";
 /** Who a verified bearer token names (lib/users/jwt.ts signs and checks them). */
 export interface AuthUser {
   id: string;
+  /** Set when an API key made the request (lib/gateway/api-keys.ts): the key's id and scopes. */
+  keyId?: string;
+  scopes?: string[];
 }
 
 /**

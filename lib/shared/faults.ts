@@ -7,7 +7,9 @@
  *   rule   = <actions>:<fault>[:pct=<0-100>][:retryable=<true|false>]
  *   fault  = delay=<n>ms | delay=<n>s | abort=<HTTP status 400-599>
  *   actions: a full action name ("catalog.list", "v2.catalog.list"), or a glob where `*`
- *            stands for any run of characters ("catalog.*", "*.get", "*")
+ *            stands for any run of characters ("catalog.*", "*.get", "*"); `@` and an
+ *            event name (or glob) names events instead: an abort drops the event on the
+ *            nodes that would handle it (a lost broadcast), a delay holds it back
  *
  * Examples:
  *   FAULTS="catalog.list:delay=200ms:pct=50"          half of catalog.list calls wait 200 ms
@@ -49,7 +51,7 @@ export class FaultSpecError extends Error {
 }
 
 const TRANSIENT = new Set([502, 503, 504]);
-const ACTIONS_RE = /^[A-Za-z0-9_$.*-]+$/;
+const ACTIONS_RE = /^@?[A-Za-z0-9_$.*-]+$/;
 
 function globToRegExp(glob: string): RegExp {
   const body = glob
@@ -137,8 +139,10 @@ export function parseFaults(spec: string | undefined): FaultRule[] {
     .map(parseRule);
 }
 
+/** The rules of an action, or with "@<event name>" of an event: `@` rules never match actions. */
 export function rulesFor(rules: readonly FaultRule[], actionName: string): FaultRule[] {
-  return rules.filter(r => r.match.test(actionName));
+  const event = actionName.startsWith("@");
+  return rules.filter(r => r.actions.startsWith("@") === event && r.match.test(actionName));
 }
 
 /** What to do to one call of `actionName`; `rng` returns [0, 1) like Math.random. */

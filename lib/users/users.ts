@@ -1,7 +1,9 @@
 import type { SiweMessage } from "siwe";
 import { insertIfAbsent, type CollectionSpec, type Doc, type Store } from "../store/store";
-import { ClientError, unauthorized } from "../shared/errors";
+import { ClientError, conflict, unauthorized } from "../shared/errors";
+import { newId } from "../shared/ids";
 import { mismatch } from "./siwe";
+import { API_KEYS_SPEC } from "./api-keys";
 
 /**
  * The users service's documents and what the API shows of them (docs/api.md "Auth and
@@ -48,10 +50,14 @@ export const CHALLENGES_SPEC: CollectionSpec = {
 };
 
 /** The users service's collections (what it passes to DbMixin). */
-export const USERS_COLLECTIONS: Record<"users" | "challenges" | "walletLinks", CollectionSpec> = {
+export const USERS_COLLECTIONS: Record<
+  "users" | "challenges" | "walletLinks" | "apiKeys",
+  CollectionSpec
+> = {
   users: { unique: ["email"], indexes: ["wallets.address"] },
   challenges: CHALLENGES_SPEC,
   walletLinks: { unique: ["address"], indexes: ["userId"] },
+  apiKeys: API_KEYS_SPEC,
 };
 
 /**
@@ -151,4 +157,35 @@ export function usableChallenge(
   }
   if (mismatch(msg, challenge)) throw unauthorized("Signed message does not match the challenge");
   return challenge;
+}
+
+/**
+ * Makes `userId` the owner of `address` (409 when another user is). The unique index
+ * decides races; the same user claiming again gets the entry it already has.
+ */
+export async function claimAddress(
+  links: Store<WalletLinkDoc>,
+  userId: string,
+  address: string,
+  chainId: number,
+): Promise<Wallet> {
+  // Twice at most: the owner found by a failed insert may unlink before we read it.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const link: WalletLinkDoc = {
+      _id: newId("wln"),
+      address,
+      userId,
+      chainId,
+      linkedAt: new Date().toISOString(),
+    };
+    if (await insertIfAbsent(links, link)) return walletOf(link);
+    const owner = await links.findOne({ address });
+    if (owner && owner.userId !== userId) {
+      throw conflict("Wallet is linked to another account", [
+        { field: "address", message: "linked to another account" },
+      ]);
+    }
+    if (owner) return walletOf(owner);
+  }
+  throw conflict("Wallet is being linked or unlinked; try again");
 }

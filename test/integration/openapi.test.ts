@@ -5,7 +5,12 @@ import addFormats from "ajv-formats";
 import { Wallet } from "ethers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Method, Operation, PathsWith, RequestArgs } from "../../client";
-import { LOGIN_ROUTES, PRIVATE_ROUTES, PUBLIC_ROUTES } from "../../lib/gateway/api-routes";
+import {
+  LOGIN_ROUTES,
+  PRIVATE_ROUTES,
+  PUBLIC_ROUTES,
+  keyScopeOf,
+} from "../../lib/gateway/api-routes";
 import {
   buildOpenApi,
   parseAlias,
@@ -60,11 +65,11 @@ describe("the OpenAPI document", () => {
   });
 
   it("has every alias of the gateway with its method, the private ones behind the bearer token", () => {
-    const expected: Array<[string, string, string | null, boolean]> = [
-      ["get", "/health/live", null, false],
-      ["get", "/health/ready", null, false],
-      ["get", "/api/openapi.json", null, false],
-      ["get", "/api/docs", null, false],
+    const expected: Array<[string, string, string | null, boolean, string | null]> = [
+      ["get", "/health/live", null, false, null],
+      ["get", "/health/ready", null, false, null],
+      ["get", "/api/openapi.json", null, false, null],
+      ["get", "/api/docs", null, false, null],
     ];
     const tables: Array<[Record<string, string>, boolean]> = [
       [LOGIN_ROUTES, false],
@@ -74,15 +79,17 @@ describe("the OpenAPI document", () => {
     for (const [table, isPrivate] of tables) {
       for (const [key, action] of Object.entries(table)) {
         const { method, path: p2 } = parseAlias(key);
-        expected.push([method, `/api/${p2}`, action, isPrivate]);
+        expected.push([method, `/api/${p2}`, action, isPrivate, keyScopeOf(key)]);
       }
     }
-    for (const [method, p2, action, isPrivate] of expected) {
+    for (const [method, p2, action, isPrivate, scope] of expected) {
       const op = doc.paths[p2]?.[method];
       expect(op, `${method.toUpperCase()} ${p2}`).toBeDefined();
       if (action) expect(op.operationId).toBe(action);
+      // An API key where the scope table lets one in, with the scope it needs.
+      const authed = [{ bearer: [] }, ...(scope ? [{ apiKey: [scope] }] : [])];
       expect(op.security, `${method} ${p2}`).toEqual(
-        isPrivate ? [{ bearer: [] }] : action ? [{}, { bearer: [] }] : [],
+        isPrivate ? authed : action ? [{}, ...authed] : [],
       );
     }
     // And whatever else the running gateway routes (its settings, as moleculer-web reads them).
@@ -239,6 +246,18 @@ describe("the contract: every documented route answers as documented", () => {
       }),
       200,
     );
+
+    // API keys: made (the key shown once), listed, used, deleted.
+    const made = ok(
+      await call("post", "/api/keys", {
+        token: ann.token,
+        body: { name: "contract", scopes: ["read"] },
+      }),
+      201,
+    ).body;
+    ok(await call("get", "/api/keys", { token: ann.token }), 200);
+    ok(await call("get", "/api/users/me", { token: made.key }), 200);
+    ok(await call("delete", "/api/keys/{id}", { token: ann.token, path: { id: made.id } }), 200);
 
     // Tokens: the write model and the catalog.
     const tok = ok(

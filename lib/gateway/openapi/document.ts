@@ -1,4 +1,5 @@
 import { objectSchema, type JsonSchema } from "./rules";
+import { SECRET_ANSWER_ROUTES, keyScopeOf } from "../api-routes";
 
 /**
  * The OpenAPI 3.1 document of the gateway, built when asked from what runs: the gateway's
@@ -177,6 +178,14 @@ function components(): OpenApiDocument["components"] {
     },
     securitySchemes: {
       bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+      apiKey: {
+        type: "http",
+        scheme: "bearer",
+        bearerFormat: "mm_ API key",
+        description:
+          "An API key (`Authorization: Bearer mm_…`, made with POST /api/keys): acts as its " +
+          "owner on the routes its scopes allow; each operation names the scope it needs.",
+      },
     },
   };
 }
@@ -204,11 +213,11 @@ const joinPath = (base: string, path: string) =>
 function successResponse(
   status: number,
   schema: JsonSchema,
-  method: string,
+  keyed: boolean,
 ): Record<string, unknown> {
   const headers: Record<string, unknown> = { "X-Request-ID": ref("headers", "XRequestId") };
   if (status === 201 || status === 202) headers.Location = ref("headers", "Location");
-  if (method === "post") headers["Idempotent-Replayed"] = ref("headers", "IdempotentReplayed");
+  if (keyed) headers["Idempotent-Replayed"] = ref("headers", "IdempotentReplayed");
   const description = { 200: "OK", 201: "Created", 202: "Accepted: still running" }[status];
   return {
     description: description ?? "Success",
@@ -223,10 +232,14 @@ function actionOperation(
   pathParams: string[],
   actionName: string,
   action: ActionInfo | undefined,
+  aliasKey: string,
 ): Record<string, unknown> {
   const tag = actionName.split(".")[0];
+  // An API key too where its scope table lets one in, the scope it needs named.
+  const scope = keyScopeOf(aliasKey);
+  const withKey = [{ bearer: [] }, ...(scope ? [{ apiKey: [scope] }] : [])];
   const security =
-    route.name === "private" ? [{ bearer: [] }] : route.authentication ? [{}, { bearer: [] }] : [];
+    route.name === "private" ? withKey : route.authentication ? [{}, ...withKey] : [];
   if (!action) {
     // Listed in the tables, served by no node now: what the gateway answers is a 503.
     return {
@@ -267,12 +280,13 @@ function actionOperation(
       parameters.push({ name, in: "query", required: restRequired.includes(name), schema });
     }
   }
-  if (method === "post") parameters.push(ref("parameters", "IdempotencyKey"));
+  const keyed = method === "post" && !SECRET_ANSWER_ROUTES.has(aliasKey);
+  if (keyed) parameters.push(ref("parameters", "IdempotencyKey"));
 
   const responses: Record<string, unknown> = {};
   const response = meta?.response ?? {};
   for (const status of [meta?.status ?? 200, ...(meta?.alsoStatus ?? [])]) {
-    responses[status] = successResponse(status, response, method);
+    responses[status] = successResponse(status, response, keyed);
   }
   const errors = new Set([400, 401, 429, 500, 503, ...(meta?.errors ?? [])]);
   if (pathParams.length) errors.add(404);
@@ -352,7 +366,7 @@ export function buildOpenApi({ routes, action, statics }: BuildOptions): OpenApi
       const fullPath = joinPath(route.path, path);
       let op: Record<string, unknown>;
       if (typeof target === "string") {
-        op = actionOperation(route, method, pathParams, target, action(target));
+        op = actionOperation(route, method, pathParams, target, action(target), key.trim());
       } else {
         op =
           route.openapi?.[key] ??

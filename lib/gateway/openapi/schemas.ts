@@ -1,5 +1,6 @@
 import { ACTIVITY_TYPES } from "../../events/activity";
 import { named, type JsonSchema } from "./document";
+import { API_KEY_SCOPES } from "../../users/api-keys";
 
 /**
  * The shapes the API answers with, as JSON Schema 2020-12 (docs/api.md). Actions name
@@ -55,6 +56,28 @@ export const Session = named("Session", obj({ user: User, token: str }));
 export const WalletChallenge = named(
   "WalletChallenge",
   obj({ message: str, nonce: str, expiresAt: dateTime }),
+);
+
+const apiKeyProps = {
+  id: str,
+  name: str,
+  scopes: {
+    type: "array",
+    items: { type: "string", enum: [...API_KEY_SCOPES] },
+  },
+  prefix: { type: "string", description: "the key's first 12 characters" },
+  createdAt: dateTime,
+};
+/** An API key as lists show it: its prefix, never the key. */
+export const ApiKey = named("ApiKey", obj(apiKeyProps));
+export const ApiKeyPage = named("ApiKeyPage", page(ApiKey));
+/** The answer to creating a key: the only one that carries `key`. */
+export const CreatedApiKey = named(
+  "CreatedApiKey",
+  obj({
+    ...apiKeyProps,
+    key: { type: "string", pattern: "^mm_[A-Za-z0-9_-]{43}$", description: "shown only here" },
+  }),
 );
 
 export const TokenMetadata = named(
