@@ -97,5 +97,21 @@ export function FaultInjectionMiddleware(opts: FaultInjectionOptions = {}): Midd
         })();
       };
     },
+
+    /** Rules named "@<event>": a delay holds the event back, an abort drops it on this node. */
+    localEvent(next, event) {
+      const name = `@${event.name ?? ""}`;
+      if (name.startsWith("@$")) return next;
+      return function faultInjection(this: Service, ctx: Context) {
+        if (rules.length === 0) return next.call(this, ctx);
+        const { delayMs, abort } = decideFault(rules, name);
+        if (delayMs === 0 && !abort) return next.call(this, ctx);
+        hits[name] = (hits[name] ?? 0) + 1;
+        return (async () => {
+          if (delayMs > 0) await sleep(delayMs);
+          if (!abort) return next.call(this, ctx);
+        })();
+      };
+    },
   };
 }

@@ -92,3 +92,19 @@ describe("FAULTS matching and decisions", () => {
     expect(decideFault(always, "a.b", dice(0.9999)).abort).toBeDefined();
   });
 });
+
+describe("FAULTS on events", () => {
+  it("matches `@` rules to events only, and action rules to actions only", () => {
+    const rules = parseFaults("@users.apiKeyRevoked:abort=503;*:delay=10ms;@users.*:delay=5ms");
+    expect(rulesFor(rules, "@users.apiKeyRevoked").map(r => r.actions)).toEqual([
+      "@users.apiKeyRevoked",
+      "@users.*",
+    ]);
+    expect(rulesFor(rules, "users.get").map(r => r.actions)).toEqual(["*"]);
+    expect(decideFault(rules, "@users.apiKeyRevoked")).toEqual({
+      delayMs: 5,
+      abort: { code: 503, retryable: true },
+    });
+    expect(decideFault(rules, "@users.walletsChanged")).toEqual({ delayMs: 5 });
+  });
+});
