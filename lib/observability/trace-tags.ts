@@ -6,7 +6,7 @@ import type { Context } from "moleculer";
  * Moleculer records every param by default, so the passwords of users.register and
  * users.login and the signatures of wallet links went to Jaeger in plain text. Here a
  * value under a key named like a secret, and any string shaped like a JWT or a wallet
- * signature, becomes "[redacted]"; long strings, deep objects and long arrays are cut,
+ * signature or holding an API key, becomes "[redacted]"; long strings, deep objects and long arrays are cut,
  * since a span is for finding a request, not for keeping its body.
  */
 
@@ -35,6 +35,8 @@ const SECRET_WORDS = new Set([
 ]);
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
+/** An API key (lib/users/api-keys.ts) wherever it is, even a field not named like a secret. */
+const API_KEY_SHAPE = /mm_[A-Za-z0-9_-]{20,}/;
 /** A 65-byte ECDSA signature (0x + 130 hex) or anything longer in hex. */
 const SIGNATURE_SHAPE = /^(0x)?[0-9a-fA-F]{128,}$/;
 
@@ -55,7 +57,9 @@ export function isSecretKey(key: string): boolean {
 }
 
 function redactString(value: string): string {
-  if (JWT_SHAPE.test(value) || SIGNATURE_SHAPE.test(value)) return REDACTED;
+  if (JWT_SHAPE.test(value) || SIGNATURE_SHAPE.test(value) || API_KEY_SHAPE.test(value)) {
+    return REDACTED;
+  }
   return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…` : value;
 }
 

@@ -49,6 +49,12 @@ describe("lib/trace-tags", () => {
     expect(JSON.stringify(out)).not.toMatch(/hunter2|eyJ|abab/);
   });
 
+  it("redacts an API key in any field, alone or inside a text", () => {
+    const key = `mm_${"Ab9_-".repeat(8)}xyz`;
+    const out = redactForTrace({ description: `use ${key} here`, key, id: "key_1" });
+    expect(out).toEqual({ description: REDACTED, key: REDACTED, id: "key_1" });
+  });
+
   it("gives a span the redacted params when it starts, nothing when it ends", () => {
     const ctx = { params: { email: "e", password: "p" } } as unknown as Context;
     expect(traceTags(ctx)).toEqual({ params: { email: "e", password: REDACTED } });
