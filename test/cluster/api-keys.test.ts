@@ -1,6 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { registerUser, type Registered } from "../helpers/http";
-import { clusterDown, useCluster, type Gateway, type NodeProcess } from "../helpers/cluster";
+import {
+  REDIS_URL,
+  clusterDown,
+  useCluster,
+  type Gateway,
+  type NodeProcess,
+} from "../helpers/cluster";
 
 /**
  * API keys across processes over NATS: a users node and three gateways. A key deleted
@@ -9,6 +15,9 @@ import { clusterDown, useCluster, type Gateway, type NodeProcess } from "../help
  * as a node that missed it would, and still refuses the key within a second, because
  * what a gateway was told of a key is kept for less than one.
  */
+
+/** Per key and minute; the polling below sends a key up to about a hundred requests. */
+const LIMIT = 500;
 
 interface Key {
   id: string;
@@ -27,7 +36,14 @@ describe.skipIf(clusterDown())("API keys on several gateways", () => {
       services: ["users"],
       env: { DATA_DIR: ":memory:" },
     });
-    const env = { READY_SERVICES: "users", API_KEY_CACHE_TTL_MS: "500" };
+    // Rate-limit counts in Redis, each hit at once (no batching): exact across gateways.
+    const env = {
+      READY_SERVICES: "users",
+      API_KEY_CACHE_TTL_MS: "500",
+      API_KEY_RATE_LIMIT: String(LIMIT),
+      REDIS_URL,
+      RATE_LIMIT_SYNC_MS: "0",
+    };
     gw = await Promise.all([
       cluster.gateway({ name: "gateway-1", env }),
       cluster.gateway({ name: "gateway-2", env }),
@@ -104,6 +120,19 @@ describe.skipIf(clusterDown())("API keys on several gateways", () => {
     expect(stale).toBe(true);
     // ... and it still stopped within a second.
     expect(ms).toBeLessThan(1000);
+  });
+
+  it("counts a key's requests on all gateways together", async () => {
+    const key = await makeKey(["read"]);
+    const remaining = async (g: Gateway) => {
+      const res = await g.client.get("/api/users/me", { token: key.key });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-ratelimit-limit")).toBe(String(LIMIT));
+      return Number(res.headers.get("x-ratelimit-remaining"));
+    };
+    const seen: number[] = [];
+    for (const g of [gw[0], gw[1], gw[2], gw[0], gw[1]]) seen.push(await remaining(g));
+    expect(seen).toEqual([1, 2, 3, 4, 5].map(n => LIMIT - n));
   });
 
   it("leaves no key in any process's output", async () => {
