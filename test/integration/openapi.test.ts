@@ -257,6 +257,8 @@ describe("the contract: every documented route answers as documented", () => {
     ).body;
     ok(await call("get", "/api/keys", { token: ann.token }), 200);
     ok(await call("get", "/api/users/me", { token: made.key }), 200);
+    const refused = await call("patch", "/api/users/me", { token: made.key, body: { bio: "x" } });
+    expect(refused.status).toBe(403);
     ok(await call("delete", "/api/keys/{id}", { token: ann.token, path: { id: made.id } }), 200);
 
     // Tokens: the write model and the catalog.

@@ -115,7 +115,11 @@ export const ERROR_BODY: JsonSchema = named("ErrorBody", {
 const ERRORS: Record<number, { name: string; description: string; retryAfter?: boolean }> = {
   400: { name: "ValidationError", description: "VALIDATION_ERROR: bad body, path or query" },
   401: { name: "Unauthorized", description: "UNAUTHORIZED: missing, malformed or expired token" },
-  403: { name: "Forbidden", description: "FORBIDDEN: authenticated but not allowed" },
+  403: {
+    name: "Forbidden",
+    description:
+      "FORBIDDEN: authenticated but not allowed (an API key: `data.scope` names the scope it lacks)",
+  },
   404: { name: "NotFound", description: "NOT_FOUND: unknown route or id" },
   409: {
     name: "Conflict",
@@ -289,6 +293,8 @@ function actionOperation(
     responses[status] = successResponse(status, response, keyed);
   }
   const errors = new Set([400, 401, 429, 500, 503, ...(meta?.errors ?? [])]);
+  // An API key outside its scopes, or on a route closed to keys, is refused.
+  if (route.authentication) errors.add(403);
   if (pathParams.length) errors.add(404);
   if (WRITE_METHODS.has(method)) [413, 415].forEach(s => errors.add(s));
   if (method === "post") errors.add(409);
