@@ -335,10 +335,7 @@ const ApiService: ServiceSchema<
       this.sendError(req, res, err);
     },
 
-    /**
-     * Verifies a bearer JWT locally, or an `mm_` API key through users (cached briefly,
-     * lib/gateway/api-keys.ts): a missing token is anonymous, a bad one is 401.
-     */
+    /** A bearer JWT checked here, or an API key through users: none is anonymous, a bad one 401. */
     async authenticate(_ctx: Context, _route: unknown, req: Req, res: Res) {
       const header = req.headers.authorization;
       if (!header) return null;
@@ -352,14 +349,14 @@ const ApiService: ServiceSchema<
     },
 
     /**
-     * Requires a user on the private routes; throttles logins per account; answers a
-     * repeated Idempotency-Key of a user from the first response.
+     * Requires a user on the private routes, and of an API key the route's scope; throttles
+     * logins per account; answers a repeated Idempotency-Key of a user from the first response.
      */
     async authorize(ctx: GatewayContext, route: { name?: string }, req: Req) {
       if (route.name === "private" && !ctx.meta.user) throw unauthorized();
       // An API key: only the routes its scopes name (lib/gateway/api-routes.ts).
-      const { user } = ctx.meta;
-      if (user?.keyId) this.apiKeys.authorize(user.scopes ?? [], req.$alias ?? {});
+      if (ctx.meta.user?.keyId)
+        this.apiKeys.authorize(ctx.meta.user.scopes ?? [], req.$alias ?? {});
       const email = req.$params?.email;
       if (route.name === "login" && this.loginGuard.enabled && typeof email === "string") {
         // Per account and client address (lib/gateway/login-throttle.ts): 429 when refused.
@@ -440,8 +437,9 @@ const ApiService: ServiceSchema<
     );
   },
 
+  // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
+  // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
   events: {
-    // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
     [API_KEY_REVOKED_EVENT]() {
       this.apiKeys.revoked();
     },
