@@ -49,7 +49,7 @@ import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
 import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
 import { ApiKeyGate, apiKeySettings, type ApiKeySettings } from "../lib/gateway/api-keys";
 import type { Req, Res, Route } from "../lib/gateway/gateway-request";
-import { API_KEY_REVOKED_EVENT, isApiKey, type ApiKeyOwner } from "../lib/users/api-keys";
+import { API_KEY_REVOKED_EVENT, isApiKey } from "../lib/users/api-keys";
 
 /**
  * api: the moleculer-web gateway. REST routes of docs/api.md, JWT checked here (no remote
@@ -336,13 +336,13 @@ const ApiService: ServiceSchema<
     },
 
     /** A bearer JWT checked here, or an API key through users: none is anonymous, a bad one 401. */
-    async authenticate(_ctx: Context, _route: unknown, req: Req, res: Res) {
+    async authenticate(ctx: Context, _route: unknown, req: Req, res: Res) {
       const header = req.headers.authorization;
       if (!header) return null;
       // The scheme is case-insensitive (RFC 9110).
       const match = /^Bearer +([A-Za-z0-9_.-]+)$/i.exec(header);
       if (!match) throw unauthorized("Malformed Authorization header");
-      if (isApiKey(match[1])) return this.apiKeys.authenticate(match[1], res);
+      if (isApiKey(match[1])) return this.apiKeys.authenticate(match[1], res, ctx);
       const user = verifyAccessToken(match[1], this.settings.jwtSecret);
       if (!user) throw unauthorized("Invalid or expired token");
       return user;
@@ -432,8 +432,7 @@ const ApiService: ServiceSchema<
     this.apiKeys = ApiKeyGate.create(
       this.settings.apiKeys,
       { redisUrl, namespace: this.broker.namespace, syncMs: rateLimits.syncMs },
-      keyHash =>
-        this.broker.call<ApiKeyOwner | null, { keyHash: string }>("users.resolveKey", { keyHash }),
+      this.broker,
     );
   },
 

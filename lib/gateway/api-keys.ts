@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import type { Context, ServiceBroker } from "moleculer";
 import { Lru } from "../shared/lru";
 import { envInt } from "../shared/env";
 import { clientError, forbidden, unauthorized } from "../shared/errors";
@@ -15,6 +16,9 @@ import { keyScopeOf, routeKeyOf, type MatchedAlias } from "./api-routes";
  * at once and kept nowhere: not in the cache (keyed by hash), a log line, a span, a
  * message to another node or the idempotency store (which is keyed by the owner).
  */
+
+/** users.resolveKey, asked on behalf of the request `parent` (its trace, its request id). */
+export type Ask = (keyHash: string, parent?: unknown) => Promise<ApiKeyOwner | null>;
 
 export interface ApiKeySettings {
   /** Requests per key and window (0: no limit of its own). */
@@ -56,16 +60,19 @@ export class ApiKeyGate {
   constructor(
     private readonly settings: ApiKeySettings,
     private readonly counter: AttemptCounter,
-    private readonly ask: (keyHash: string) => Promise<ApiKeyOwner | null>,
+    private readonly ask: Ask,
   ) {
     this.cache = new Lru({ maxEntries: settings.cacheMaxEntries, ttlMs: settings.cacheTtlMs });
   }
 
-  /** The counter in Redis (shared by every gateway of the namespace) when redisUrl is set. */
+  /**
+   * The counter in Redis (shared by every gateway of the namespace) when redisUrl is set;
+   * keys resolved by users.resolveKey through `broker`, in the request's context.
+   */
   static create(
     settings: ApiKeySettings,
     store: { redisUrl?: string; namespace: string; syncMs?: number },
-    ask: (keyHash: string) => Promise<ApiKeyOwner | null>,
+    broker: Pick<ServiceBroker, "call">,
   ): ApiKeyGate {
     const counter = store.redisUrl
       ? new RedisRateLimitStore(settings.windowMs, {
@@ -74,6 +81,12 @@ export class ApiKeyGate {
           syncMs: store.syncMs,
         })
       : new MemoryAttemptCounter(settings.windowMs);
+    const ask: Ask = (keyHash, parent) =>
+      broker.call<ApiKeyOwner | null, { keyHash: string }>(
+        "users.resolveKey",
+        { keyHash },
+        { parentCtx: parent as Context | undefined },
+      );
     return new ApiKeyGate(settings, counter, ask);
   }
 
@@ -86,8 +99,8 @@ export class ApiKeyGate {
    * (headers set on `res`, so every answer carries them, errors too): 401 for a key nobody
    * holds, 429 beyond the limit.
    */
-  async authenticate(key: string, res: ServerResponse): Promise<KeyUser> {
-    const owner = await this.owner(hashApiKey(key));
+  async authenticate(key: string, res: ServerResponse, parent?: unknown): Promise<KeyUser> {
+    const owner = await this.owner(hashApiKey(key), parent);
     if (!owner) throw unauthorized("Invalid or revoked API key");
     await this.count(owner.keyId, res);
     return { id: owner.userId, keyId: owner.keyId, scopes: owner.scopes };
@@ -109,12 +122,12 @@ export class ApiKeyGate {
     this.asking.clear();
   }
 
-  private async owner(hash: string): Promise<ApiKeyOwner | null> {
+  private async owner(hash: string, parent: unknown): Promise<ApiKeyOwner | null> {
     if (this.cache.has(hash)) return this.cache.get(hash) ?? null;
     let pending = this.asking.get(hash);
     if (!pending) {
       const generation = this.generation;
-      pending = this.ask(hash).then(owner => {
+      pending = this.ask(hash, parent).then(owner => {
         if (generation === this.generation) this.cache.set(hash, owner);
         return owner;
       });

@@ -322,7 +322,12 @@ describe("API keys", () => {
     await vi.waitFor(() => expect(spans.length).toBeGreaterThan(20));
     const traced = JSON.stringify(spans);
     expect(traced).toContain("users.createKey");
-    expect(traced).toContain("users.resolveKey");
+    // The gateway's question to users is in the request's trace, its hash redacted.
+    const resolve = spans.find(s => JSON.stringify(s).includes("'users.resolveKey'")) as {
+      tags: { requestID?: string; params: unknown };
+    };
+    expect(resolve.tags.params).toEqual({ keyHash: "[redacted]" });
+    expect(resolve.tags.requestID).toBeTruthy();
     expect(raw).toContain("API key created");
     for (const key of keys) {
       // The whole key, and what follows its listed prefix (the secret part).
