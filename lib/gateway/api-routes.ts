@@ -147,6 +147,12 @@ export const KEY_ROUTE_SCOPES: Record<string, ApiKeyScope | null> = {
   "GET nfts/:id": "read",
   "GET market/listings": "read",
   "GET market/listings/:id": "read",
+  // The history (activity service).
+  "GET me/activity": "read",
+  "GET tokens/:id/transfers": "read",
+  "GET tokens/:id/transfers/:transferId": "read",
+  "GET nfts/:id/activity": "read",
+  "GET collections/:id/activity": "read",
 };
 
 /** What moleculer-web knows of the alias that matched a request. */

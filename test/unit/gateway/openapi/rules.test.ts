@@ -170,10 +170,12 @@ describe("buildOpenApi", () => {
     expect(responses[201].content).toEqual({
       "application/json": { schema: { $ref: "#/components/schemas/Thing" } },
     });
+    // 403 on every route that takes a token: an API key may lack the route's scope.
     expect(Object.keys(responses)).toEqual([
       "201",
       "400",
       "401",
+      "403",
       "404",
       "409",
       "413",
