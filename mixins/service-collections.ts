@@ -11,6 +11,7 @@ import { CATALOG_COLLECTIONS } from "../lib/read-models/catalog-documents";
 import { SAGA_COLLECTIONS } from "../lib/sagas/saga-log";
 import { TOKENS_COLLECTIONS } from "../lib/tokens/ledger";
 import { USERS_COLLECTIONS } from "../lib/users/users";
+import { WEBHOOKS_COLLECTIONS } from "../lib/webhooks/documents";
 
 /**
  * Every service with stores, by name (its DATA_DIR folder), and the collections it opens:
@@ -30,4 +31,5 @@ export const SERVICE_COLLECTIONS: Record<string, Record<string, CollectionSpec>>
   sagas: { ...SAGA_COLLECTIONS, ...OUTBOX_COLLECTION },
   tokens: { ...TOKENS_COLLECTIONS, ...OUTBOX_COLLECTION },
   users: USERS_COLLECTIONS,
+  webhooks: { ...WEBHOOKS_COLLECTIONS, ...APPLIED_COLLECTION },
 };

@@ -49,6 +49,15 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST market/listings/:id/buy": "market.buy",
   // The buyer's purchase: its saga tells how it ended (completed or compensated) and why.
   "GET market/purchases/:id": "sagas.getPurchase",
+
+  // Webhooks: an owner's endpoints and their deliveries (others see 404).
+  "POST webhooks": "webhooks.create",
+  "GET webhooks": "webhooks.list",
+  "GET webhooks/:id": "webhooks.get",
+  "DELETE webhooks/:id": "webhooks.remove",
+  "POST webhooks/:id/test": "webhooks.test",
+  "GET webhooks/:id/deliveries": "webhooks.deliveries",
+  "POST webhooks/:id/deliveries/:deliveryId/redeliver": "webhooks.redeliver",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */

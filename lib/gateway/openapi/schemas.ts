@@ -278,3 +278,36 @@ export const TransferEntry = named(
   ),
 );
 export const TransferPage = named("TransferPage", cursorPage(TransferEntry));
+const webhookProps = {
+  id: str,
+  url: str,
+  events: { type: "array", items: str },
+  description: nullable(str),
+  enabled: bool,
+  disabledReason: nullable(str),
+  createdAt: dateTime,
+};
+export const Webhook = named("Webhook", obj(webhookProps));
+export const WebhookCreated = named(
+  "WebhookCreated",
+  obj({ ...webhookProps, secret: { type: "string", pattern: "^whsec_" } }),
+);
+export const WebhookDelivery = named(
+  "WebhookDelivery",
+  obj({
+    id: str,
+    eventId: str,
+    type: str,
+    state: { type: "string", enum: ["pending", "delivered", "failed"] },
+    attempts: int,
+    lastStatus: nullable(int),
+    lastError: nullable(str),
+    nextAttemptAt: nullable(dateTime),
+    createdAt: dateTime,
+    deliveredAt: nullable(dateTime),
+  }),
+);
+export const WebhookDeliveries = named(
+  "WebhookDeliveries",
+  obj({ rows: { type: "array", items: WebhookDelivery }, next: nullable(str) }),
+);

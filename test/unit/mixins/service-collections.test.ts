@@ -17,6 +17,7 @@ import nfts from "../../../services/nfts.service";
 import sagas from "../../../services/sagas.service";
 import tokens from "../../../services/tokens.service";
 import users from "../../../services/users.service";
+import webhooks from "../../../services/webhooks.service";
 
 /**
  * SERVICE_COLLECTIONS (what bin/migrate.ts migrates) names every service with stores and
@@ -36,6 +37,7 @@ const schemas = [
   sagas,
   tokens,
   users,
+  webhooks,
 ] as ServiceSchema[];
 const files = fs.readdirSync(path.resolve(__dirname, "../../../services"));
 
