@@ -50,6 +50,7 @@ export const SERVICE_START_ORDER = [
   "dex",
   "marketing",
   "sagas",
+  "webhooks",
   "api",
 ];
 

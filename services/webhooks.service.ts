@@ -322,7 +322,9 @@ const WebhooksService: ServiceSchema<
 
   async stopped() {
     this.stopPruning();
-    await this.queue?.stop();
+    // Attempts under way get a moment to be recorded; then their sockets close (an attempt
+    // cut short is recorded as failed, or not at all: either way it is tried again).
+    await this.queue?.stop(2000);
     this.sender?.close();
   },
 };

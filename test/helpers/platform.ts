@@ -175,4 +175,5 @@ export const ALL_SERVICES = [
   "nfts",
   "market",
   "activity",
+  "webhooks",
 ];
