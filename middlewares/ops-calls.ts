@@ -8,6 +8,7 @@ import {
   type RegistryNode,
 } from "../lib/gateway/ops/snapshot";
 import type { SagaSummary } from "../lib/sagas/saga-log";
+import type { WebhookStats } from "../lib/webhooks/delivery-queue";
 
 /** The operator page's calls to the cluster (mixins/ops.mixin.ts); the snapshot is lib/gateway/ops/snapshot.ts. */
 
@@ -53,6 +54,27 @@ export function recentSagas(
     .call<SagaSummary[], { limit: number }>(
       "sagas.recent",
       { limit },
+      { timeout: timeoutMs, retries: 0, caller: OPS_CALLER },
+    )
+    .catch(() => null);
+}
+
+/**
+ * The webhook delivery backlog and failures when the webhooks service runs, within
+ * `timeoutMs`, never retried; null when it does not answer.
+ */
+export function webhookStats(
+  broker: Pick<ServiceBroker, "call" | "registry">,
+  timeoutMs: number,
+): Promise<WebhookStats | null> {
+  const up = broker.registry
+    .getServiceList({ onlyAvailable: true })
+    .some(s => s.name === "webhooks");
+  if (!up) return Promise.resolve(null);
+  return broker
+    .call<WebhookStats, Record<string, never>>(
+      "webhooks.stats",
+      {},
       { timeout: timeoutMs, retries: 0, caller: OPS_CALLER },
     )
     .catch(() => null);

@@ -27,7 +27,7 @@ import {
   type OpsSnapshot,
   type RegistryNode,
 } from "../lib/gateway/ops/snapshot";
-import { askNode, recentSagas } from "../middlewares/ops-calls";
+import { askNode, recentSagas, webhookStats } from "../middlewares/ops-calls";
 import { clientAddress, retryAfterSeconds } from "../lib/gateway/rate-limit";
 import type { LoginThrottle } from "../lib/gateway/login-throttle";
 
@@ -357,14 +357,15 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
           onlyAvailable: false,
           withServices: true,
         }) as unknown as RegistryNode[];
-        const [answers, recent] = await Promise.all([
+        const [answers, recent, hooks] = await Promise.all([
           Promise.all(nodes.map(n => askNode(this.broker, n, full, nodeTimeoutMs))),
           full ? recentSagas(this.broker, sagas, nodeTimeoutMs) : null,
+          full ? webhookStats(this.broker, nodeTimeoutMs) : null,
         ]);
 
         const now = Date.now();
         if (sample) this.opsRing.add(now, countersOf(answers));
-        const snapshot = snapshotOf(answers, recent, this.opsRing.list(), now, full);
+        const snapshot = snapshotOf(answers, recent, hooks, this.opsRing.list(), now, full);
         if (full) this.opsLatest = { at: now, snapshot };
         return snapshot;
       };

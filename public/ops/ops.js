@@ -182,6 +182,15 @@
       cell(tr, l.consumer);
       cell(tr, `${number.format(l.seconds)} s`, "num");
     });
+    const hooks = s.webhooks ? [s.webhooks] : [];
+    fill("webhooks", hooks, 5, "webhooks service not reachable", (tr, w) => {
+      if (w.pending > 0 && w.oldestPendingMs > 60_000) tr.className = "warn";
+      cell(tr, String(w.pending), "num");
+      cell(tr, duration(Math.round(w.oldestPendingMs / 1000)), "num");
+      cell(tr, String(w.failed), "num");
+      cell(tr, String(w.disabledEndpoints), "num");
+      cell(tr, w.disabled.map(d => `${d.id}: ${d.reason ?? ""}`).join("; "));
+    });
     const sagaText = s.sagas.available ? "no sagas yet" : "sagas service not reachable";
     fill("sagas", s.sagas.rows, 5, sagaText, (tr, g) => {
       tr.dataset.saga = g.id;

@@ -44,6 +44,7 @@ const ENV = {
   // Few slots in all: without the per-endpoint bound the hanging endpoint would take them all.
   WEBHOOKS_CONCURRENCY: "6",
   WEBHOOKS_DISABLE_AFTER_MS: "500",
+  ADMIN_EMAILS: "webhooks-ops@example.com",
 };
 
 /** A port nothing listens on. */
@@ -274,15 +275,30 @@ describe("webhooks", () => {
     expect(missing.status).toBe(404);
   });
 
-  it("answers the operator page's backlog and failures", async () => {
-    const stats = await p.broker.call<{
-      pending: number;
-      failed: number;
-      disabledEndpoints: number;
-    }>("webhooks.stats");
-    expect(stats.failed).toBeGreaterThanOrEqual(1);
-    expect(stats.disabledEndpoints).toBeGreaterThanOrEqual(1);
-    expect(stats.pending).toBeGreaterThanOrEqual(1); // the dead and hanging endpoints' retries
+  it("shows the delivery backlog and failures on the operator page", async () => {
+    const reg = await p.client.post<{ token: string }>("/api/auth/register", {
+      email: "webhooks-ops@example.com",
+      password: "correct horse battery",
+      displayName: "ops",
+    });
+    expect(reg.status).toBe(201);
+    const snap = await p.client.get<{
+      webhooks: {
+        pending: number;
+        oldestPendingMs: number;
+        failed: number;
+        disabledEndpoints: number;
+        disabled: Array<{ reason: string }>;
+      };
+    }>("/ops/api/snapshot", { token: reg.body.token });
+    expect(snap.status).toBe(200);
+    const w = snap.body.webhooks;
+    expect(w.failed).toBeGreaterThanOrEqual(1); // the redirecting endpoint's
+    expect(w.disabledEndpoints).toBeGreaterThanOrEqual(1);
+    expect(w.disabled.some(d => d.reason.includes("HTTP 302"))).toBe(true);
+    expect(w.pending).toBeGreaterThanOrEqual(1); // the hanging endpoint's
+    expect(w.oldestPendingMs).toBeGreaterThan(0);
+    expect(snap.text).not.toContain("whsec_");
   });
 });
 

@@ -5,6 +5,7 @@
  */
 
 import type { SagaSummary } from "../../sagas/saga-log";
+import type { WebhookStats } from "../../webhooks/delivery-queue";
 
 /** One value of a metric as `$node.metrics` lists it (gauges and counters; histograms differ). */
 export interface MetricValue {
@@ -70,6 +71,8 @@ export interface OpsSnapshot {
   outboxes: Array<{ node: string; service: string; backlog: number }>;
   lag: Array<{ node: string; consumer: string; seconds: number }>;
   sagas: { available: boolean; rows: SagaSummary[] };
+  /** The webhook delivery backlog and failures; null when the webhooks service did not answer. */
+  webhooks: WebhookStats | null;
   /** requests/s (actions handled, cluster-wide) and transfers/s over the last minutes. */
   rates: RatePoint[];
 }
@@ -252,6 +255,7 @@ export function countersOf(
 export function snapshotOf(
   answers: NodeAnswer[],
   recent: SagaSummary[] | null,
+  hooks: WebhookStats | null,
   rates: RatePoint[],
   now: number,
   full: boolean,
@@ -296,6 +300,7 @@ export function snapshotOf(
     outboxes: answers.flatMap(({ n, metrics }) => (metrics ? outboxesOf(n.id, metrics) : [])),
     lag: answers.flatMap(({ n, metrics }) => (metrics ? lagOf(n.id, metrics) : [])),
     sagas: { available: Boolean(recent), rows: recent ?? [] },
+    webhooks: hooks,
     rates,
   };
   snapshot.nodes.sort((a, b) => a.id.localeCompare(b.id));
