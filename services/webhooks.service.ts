@@ -120,6 +120,8 @@ const WebhooksService: ServiceSchema<
     ReadModelMixin<WebhooksVars>({
       channels: {
         [ACTIVITY_EVENTS.recorded]: {
+          // Rows that arrive together are queued in one transaction; their order does not matter.
+          key: () => "rows",
           async apply(fresh, tx) {
             const rows = fresh.map(r => r.event.data).filter(isActivityRow);
             if (rows.length < fresh.length)
