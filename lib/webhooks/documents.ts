@@ -66,9 +66,20 @@ export const WEBHOOKS_COLLECTIONS = {
   },
 } satisfies Record<string, CollectionSpec>;
 
-/** Delivery ids sort by creation (a time prefix), so an endpoint's list pages by `_id`. */
+let lastMs = 0;
+let seq = 0;
+
+/**
+ * Delivery ids sort by creation (a time prefix, then a counter within the millisecond on
+ * this node), so an endpoint's list pages by `_id`.
+ */
 export function newDeliveryId(nowMs = Date.now()): string {
-  return `whd_${nowMs.toString(36).padStart(9, "0")}${newId("x").slice(2, 18)}`;
+  if (nowMs > lastMs) {
+    lastMs = nowMs;
+    seq = 0;
+  } else seq++;
+  const prefix = lastMs.toString(36).padStart(9, "0") + seq.toString(36).padStart(4, "0");
+  return `whd_${prefix}${newId("x").slice(2, 14)}`;
 }
 
 /** A webhook as its owner sees it (never the secret). */
