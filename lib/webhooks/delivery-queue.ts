@@ -1,4 +1,5 @@
-import type { Database, Store } from "../store/store";
+import { KeyedBatcher } from "../shared/batcher";
+import type { Database, Query, Store, Update } from "../store/store";
 import { pruneOlderThan } from "../store/store";
 import { DELIVERIES, ENDPOINTS, type DeliveryDoc, type EndpointDoc } from "./documents";
 import { nextDelayMs, parseRetryAfter, type RetrySchedule } from "./schedule";
@@ -14,7 +15,8 @@ import { signedHeaders } from "./signer";
  *    the end of a lease: of several replicas reading it at once one wins, and if the
  *    winner dies mid-attempt the delivery is due again when the lease ends. An attempt's
  *    result is written only while the lease is still the node's (on its owner and the
- *    attempt's number), so a node that lost it changes nothing.
+ *    attempt's number), so a node that lost it changes nothing. The claims of one look
+ *    at the due work commit together, and so do results that come together.
  *  - Bounded concurrency: at most `concurrency` attempts at once on a node, at most
  *    `perEndpoint` to one endpoint; due work of a saturated endpoint is not even read,
  *    so a slow or dead endpoint holds its own slots and never the others'.
@@ -54,6 +56,12 @@ export interface WebhookStats {
   disabled: Array<{ id: string; ownerId: string; reason: string | null }>;
 }
 
+interface ResultWrite {
+  query: Query;
+  update: Update;
+  done: DeliveryDoc | null;
+}
+
 export class DeliveryQueue {
   private readonly deliveries: Store<DeliveryDoc>;
   private readonly endpoints: Store<EndpointDoc>;
@@ -65,6 +73,8 @@ export class DeliveryQueue {
   private again = false;
   private stopped = true;
   private readonly idle = new Set<() => void>();
+  /** Attempts' results, written many to a transaction (one commit) as they come. */
+  private readonly results: KeyedBatcher<ResultWrite>;
 
   constructor(
     private readonly db: Database,
@@ -74,6 +84,19 @@ export class DeliveryQueue {
   ) {
     this.deliveries = db.store<DeliveryDoc>(DELIVERIES);
     this.endpoints = db.store<EndpointDoc>(ENDPOINTS);
+    this.results = new KeyedBatcher((_key, writes) =>
+      db.transaction(async tx => {
+        const store = tx.store<DeliveryDoc>(DELIVERIES);
+        for (const w of writes) w.done = await store.updateOne(w.query, w.update);
+      }),
+    );
+  }
+
+  /** A conditional write of an attempt's result (see `results`); the new document or null. */
+  private async writeResult(query: Query, update: Update): Promise<DeliveryDoc | null> {
+    const w: ResultWrite = { query, update, done: null };
+    await this.results.submit("results", w);
+    return w.done;
   }
 
   /**
@@ -157,18 +180,32 @@ export class DeliveryQueue {
       },
       { sort: { dueAt: 1 }, limit: free * 2 },
     );
+    // What fits in the free slots, each endpoint within its bound, claimed in one
+    // transaction (one commit for all of them).
+    const planned = new Map<string, number>();
+    const picks: DeliveryDoc[] = [];
     for (const d of due) {
-      if (this.stopped || this.inFlight.size >= this.opts.concurrency) break;
-      if ((this.perEndpoint.get(d.endpointId) ?? 0) >= this.opts.perEndpoint) continue;
-      if (this.inFlight.has(d._id)) continue;
-      const until = Date.now() + this.opts.leaseMs;
-      const claimed = await this.deliveries.updateOne(
-        { _id: d._id, state: "pending", dueAt: d.dueAt },
-        { $set: { dueAt: until, leaseUntil: until, leaseOwner: this.opts.owner } },
-      );
-      if (!claimed) continue; // another node took it
-      this.begin(claimed);
+      if (picks.length >= free) break;
+      const n = (this.perEndpoint.get(d.endpointId) ?? 0) + (planned.get(d.endpointId) ?? 0);
+      if (n >= this.opts.perEndpoint || this.inFlight.has(d._id)) continue;
+      planned.set(d.endpointId, (planned.get(d.endpointId) ?? 0) + 1);
+      picks.push(d);
     }
+    if (picks.length === 0 || this.stopped) return this.inFlight.size >= this.opts.concurrency;
+    const until = Date.now() + this.opts.leaseMs;
+    const claimed = await this.db.transaction(async tx => {
+      const store = tx.store<DeliveryDoc>(DELIVERIES);
+      const won: DeliveryDoc[] = [];
+      for (const d of picks) {
+        const c = await store.updateOne(
+          { _id: d._id, state: "pending", dueAt: d.dueAt },
+          { $set: { dueAt: until, leaseUntil: until, leaseOwner: this.opts.owner } },
+        );
+        if (c) won.push(c); // else another node took it
+      }
+      return won;
+    });
+    for (const d of claimed) this.begin(d);
     return this.inFlight.size >= this.opts.concurrency;
   }
 
@@ -236,7 +273,7 @@ export class DeliveryQueue {
       return;
     }
     const at = now + wait;
-    await this.deliveries.updateOne(
+    await this.writeResult(
       { _id: d._id, leaseOwner: this.opts.owner, attempts: d.attempts },
       {
         $set: { ...seen, nextAttemptAt: at, dueAt: at },
@@ -252,7 +289,7 @@ export class DeliveryQueue {
     seen: Partial<Pick<DeliveryDoc, "attempts" | "lastStatus" | "lastError">>,
   ): Promise<boolean> {
     const now = Date.now();
-    const done = await this.deliveries.updateOne(
+    const done = await this.writeResult(
       { _id: d._id, leaseOwner: this.opts.owner, attempts: d.attempts },
       {
         $set: {
