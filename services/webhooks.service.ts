@@ -14,6 +14,7 @@ import { envBool, envInt, envStr } from "../lib/shared/env";
 import { notFound, validationError } from "../lib/shared/errors";
 import { newId } from "../lib/shared/ids";
 import { repeat } from "../lib/shared/repeat";
+import { textRule, urlRule } from "../lib/shared/text-rules";
 import { DeliveryQueue, type WebhookStats } from "../lib/webhooks/delivery-queue";
 import {
   DELIVERIES,
@@ -173,14 +174,14 @@ const WebhooksService: ServiceSchema<
       },
       params: {
         $$strict: "remove",
-        url: { type: "string", min: 1, max: 2048 },
+        url: urlRule(),
         events: {
           type: "array",
           min: 1,
           max: WEBHOOK_EVENT_TYPES.length,
           items: { type: "enum", values: [...WEBHOOK_EVENT_TYPES] },
         },
-        description: { type: "string", max: 200, optional: true },
+        description: textRule({ max: 200, optional: true }),
       },
       async handler(ctx: GatewayContext<CreateParams>): Promise<WebhookCreated> {
         const ownerId = requireUserId(ctx);
