@@ -34,7 +34,17 @@ export default tseslint.config(
  * middlewares/ or services/; a service never imports another service.
  */
 function importRules() {
-  const contexts = ["tokens", "nfts", "market", "dex", "marketing", "users", "sagas", "activity"];
+  const contexts = [
+    "tokens",
+    "nfts",
+    "market",
+    "dex",
+    "marketing",
+    "users",
+    "sagas",
+    "activity",
+    "webhooks",
+  ];
   const outsideLib = {
     group: ["**/mixins/*", "**/middlewares/*", "**/services/*"],
     message: "lib/ is code with no broker: it never imports mixins/, middlewares/ or services/.",

@@ -9,7 +9,7 @@ import {
 import { ACTIVITY_EVENTS } from "../lib/events/activity";
 import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
-import { isProduction } from "../lib/shared/config-guards";
+import { ConfigError, isProduction } from "../lib/shared/config-guards";
 import { envBool, envInt, envStr } from "../lib/shared/env";
 import { notFound, validationError } from "../lib/shared/errors";
 import { newId } from "../lib/shared/ids";
@@ -293,8 +293,9 @@ const WebhooksService: ServiceSchema<
   /** After DbMixin's `started` (mixins first); the channels subscribe after this. */
   async started() {
     const s = this.settings.webhooks;
+    // Private addresses are a development convenience: in production they are what SSRF reaches.
     if (s.allowPrivate && isProduction())
-      this.logger.warn("WEBHOOKS_ALLOW_PRIVATE=true: webhooks may reach private addresses");
+      throw new ConfigError("WEBHOOKS_ALLOW_PRIVATE=true is refused with NODE_ENV=production");
     this.endpoints = new WebhookEndpoints(this.database, s.maxPerOwner);
     this.sender = createSender(
       { allowPrivate: s.allowPrivate },

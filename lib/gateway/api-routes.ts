@@ -175,10 +175,11 @@ export const routeKeyOf = (alias: MatchedAlias): string =>
   `${alias.method ?? ""} ${(alias.path ?? "").replace(/^\/+/, "")}`;
 
 /**
- * Routes whose answer carries a secret shown once (a new API key): an Idempotency-Key is
- * not honoured there, since keeping the answer would keep the secret; a repeat makes a new one.
+ * Routes whose answer carries a secret shown once (a new API key, a webhook's signing
+ * secret): an Idempotency-Key is not honoured there, since keeping the answer would keep
+ * the secret; a repeat makes a new one.
  */
-export const SECRET_ANSWER_ROUTES: ReadonlySet<string> = new Set(["POST keys"]);
+export const SECRET_ANSWER_ROUTES: ReadonlySet<string> = new Set(["POST keys", "POST webhooks"]);
 
 /** The scope a key needs for the route `"<METHOD> <path>"`; null: closed to keys. */
 export function keyScopeOf(route: string): ApiKeyScope | null {

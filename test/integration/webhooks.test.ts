@@ -2,7 +2,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ErrorBody } from "../helpers/http";
 import { waitUntil } from "../helpers/cluster";
-import { usePlatform, useUsers, type Platform } from "../helpers/platform";
+import { startPlatform, usePlatform, useUsers, type Platform } from "../helpers/platform";
 import { activityRow, publishRows, startWebhookReceiver, type Receiver } from "../helpers/webhooks";
 
 /**
@@ -332,6 +332,12 @@ describe("webhooks with NODE_ENV=production: public https addresses only", () =>
     );
     expect(res.status).toBe(400);
     expect(res.body.error.data?.[0].field).toBe("url");
+  });
+
+  it("refuses to start with WEBHOOKS_ALLOW_PRIVATE=true", async () => {
+    await expect(
+      startPlatform(["webhooks"], { NODE_ENV: "production", WEBHOOKS_ALLOW_PRIVATE: "true" }),
+    ).rejects.toThrow("WEBHOOKS_ALLOW_PRIVATE=true is refused with NODE_ENV=production");
   });
 
   it("takes an https URL to a public address", async () => {
