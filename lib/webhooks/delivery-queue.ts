@@ -134,10 +134,6 @@ export class DeliveryQueue {
     if (!this.stopped) this.schedule(0);
   }
 
-  get running(): number {
-    return this.inFlight.size;
-  }
-
   private schedule(ms: number): void {
     if (this.polling) {
       this.again = true;
@@ -191,6 +187,8 @@ export class DeliveryQueue {
       planned.set(d.endpointId, (planned.get(d.endpointId) ?? 0) + 1);
       picks.push(d);
     }
+    // A full window of one endpoint's work hid others' behind it: look again at once.
+    if (due.length === free * 2 && picks.length < free) this.again = true;
     if (picks.length === 0 || this.stopped) return this.inFlight.size >= this.opts.concurrency;
     const until = Date.now() + this.opts.leaseMs;
     const claimed = await this.db.transaction(async tx => {
