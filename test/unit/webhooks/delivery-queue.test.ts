@@ -157,4 +157,30 @@ describe("lib/webhooks/delivery-queue", () => {
     });
     expect(await q.stats()).toMatchObject({ pending: 0, failed: 1 });
   });
+
+  it("forgets delivered and failed deliveries after the retention, never pending ones", async () => {
+    const { db, endpoint } = await setup();
+    const store = db.store<DeliveryDoc>(DELIVERIES);
+    const old = Date.now() - 2 * 3600_000;
+    const base = (id: string) => newDelivery(endpoint, id, "transfer.in", "{}", old);
+    const { dueAt: _a, ...delivered } = {
+      ...base("act_d"),
+      state: "delivered" as const,
+      finishedAt: old,
+    };
+    const { dueAt: _b, ...failed } = {
+      ...base("act_f"),
+      state: "failed" as const,
+      finishedAt: old,
+    };
+    const recent = { ...base("act_r"), state: "delivered" as const, finishedAt: Date.now() };
+    await store.insertMany([delivered, failed, recent, base("act_p")]);
+    const q = queue(
+      db,
+      { send: async () => ({ ok: true, status: 200 }), close: () => undefined },
+      options("node-a"),
+    );
+    expect(await q.prune()).toBe(2);
+    expect((await store.find({})).map(d => d.eventId).sort()).toEqual(["act_p", "act_r"]);
+  });
 });
