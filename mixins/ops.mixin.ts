@@ -39,7 +39,8 @@ import type { LoginThrottle } from "../lib/gateway/login-throttle";
  *
  * One collector per gateway feeds every viewer: each `intervalMs` it asks every node for its
  * metrics (for the requests/s and transfers/s ring), and while someone watches also for its
- * health and the sagas service for the latest sagas, each call with a short timeout so a dead
+ * health, the sagas service for the latest sagas and the webhooks service for its delivery
+ * backlog and failures, each call with a short timeout so a dead
  * node costs one timeout, not a stalled page.
  */
 
