@@ -14,6 +14,8 @@ import {
   type ReadModelVars,
 } from "../mixins/read-model.mixin";
 import { amountRule } from "../lib/shared/amount";
+import { envInt } from "../lib/shared/env";
+import { repeat } from "../lib/shared/repeat";
 import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
@@ -35,11 +37,15 @@ import * as schemas from "../lib/gateway/openapi/schemas";
  * plain transfer. Lists are served here from the service's own store.
  */
 
-type MarketOwnSettings = ReadModelSettings;
+type MarketOwnSettings = ReadModelSettings & {
+  /** How often listings past their expiresAt are written `expired` (ms; 0: never). */
+  expiryIntervalMs: number;
+};
 type MarketSettings = MarketOwnSettings & AccountsSettings;
 
 interface MarketVars {
   book: MarketBook;
+  stopExpiry: () => void;
 }
 
 interface MarketMethods {
@@ -68,6 +74,7 @@ export interface CreateListingParams {
   nftId: string;
   priceTokenId: string;
   price: string;
+  expiresAt?: string;
 }
 export interface ListListingsParams {
   state?: ListingState;
@@ -125,6 +132,7 @@ const MarketService: ServiceSchema<
 
   settings: {
     readModel: { group: "market" },
+    expiryIntervalMs: envInt("MARKET_EXPIRY_INTERVAL_MS", 5000),
   },
 
   actions: {
@@ -140,13 +148,19 @@ const MarketService: ServiceSchema<
         nftId: idParam,
         priceTokenId: idParam,
         price: amountRule(),
+        expiresAt: { type: "string", optional: true, max: 40 },
       },
       async handler(ctx: GatewayContext<CreateListingParams>): Promise<Listing> {
         const seller = requireUserId(ctx);
-        const { nftId, priceTokenId, price } = ctx.params;
+        const { nftId, priceTokenId, price, expiresAt } = ctx.params;
         const nft = await this.nft(ctx, nftId);
         if (nft.ownerId === seller) await this.requireToken(ctx, priceTokenId);
-        const listing = await this.book.list(seller, callerKey(ctx), { nft, priceTokenId, price });
+        const listing = await this.book.list(seller, callerKey(ctx), {
+          nft,
+          priceTokenId,
+          price,
+          expiresAt,
+        });
         return created(ctx, `/api/market/listings/${listing.id}`, listing);
       },
     },
@@ -157,7 +171,7 @@ const MarketService: ServiceSchema<
         $$strict: "remove",
         state: {
           type: "enum",
-          values: ["active", "reserved", "sold", "cancelled"],
+          values: ["active", "reserved", "sold", "cancelled", "expired"],
           optional: true,
         },
         collection: { ...idParam, optional: true },
@@ -325,6 +339,16 @@ const MarketService: ServiceSchema<
     const outbox = this.openOutbox();
     this.book = new MarketBook(this.database, outbox);
     outbox.start();
+    // Every replica sweeps; each listing's expiry is a transaction, so one of them wins.
+    this.stopExpiry = repeat(
+      this.settings.expiryIntervalMs,
+      () => this.book.expireDue(),
+      err => this.logger.warn({ err }, "Expiring listings failed; the next run tries again"),
+    );
+  },
+
+  stopped() {
+    this.stopExpiry?.();
   },
 };
 

@@ -7,9 +7,11 @@ export const MARKET_EVENTS = {
   listed: "market.listed",
   sold: "market.sold",
   cancelled: "market.cancelled",
+  /** An active listing reached its `expiresAt`: its NFT may be listed again. */
+  expired: "market.expired",
 } as const;
 
-export type ListingState = "active" | "reserved" | "sold" | "cancelled";
+export type ListingState = "active" | "reserved" | "sold" | "cancelled" | "expired";
 
 export interface Listing {
   id: string;
@@ -19,6 +21,8 @@ export interface Listing {
   priceTokenId: string;
   price: string;
   state: ListingState;
+  /** When an active listing stops being for sale (ISO), or null: until cancelled or sold. */
+  expiresAt: string | null;
   createdAt: string;
   updatedAt: string;
 }

@@ -19,14 +19,21 @@ import type { CollectionSpec, Database, Doc, Store, TxStores } from "../store/st
  *  - Every state change is a compare-and-set on the listing's `version` from the state
  *    it requires: active → reserved (a buyer's saga holds it) → sold, or back to active
  *    when the sale is undone; active → cancelled by its seller, or because its NFT moved
- *    away outside a sale.
+ *    away outside a sale; active → expired at its `expiresAt`.
+ *  - Expiry is exact at every read: past its `expiresAt` an active listing shows
+ *    `expired`, cannot be reserved, and does not hold its NFT against a new listing
+ *    (which expires it first, in its own transaction). `expireDue` (the service runs it
+ *    on a timer) writes the state and its market.expired event for the rest. A listing
+ *    reserved before its expiry is sold, or active again and then expired, as usual.
  *  - Each change is one transaction of the market database with its event (market.listed
  *    / sold / cancelled) in the outbox: a crash leaves neither without the other.
  */
 
 type MarketEventType = EventName<typeof MARKET_EVENTS>;
 
-export interface ListingDoc extends Doc, Omit<Listing, "id"> {
+export interface ListingDoc extends Doc, Omit<Listing, "id" | "expiresAt"> {
+  /** Absent on listings written before listings could expire. */
+  expiresAt?: string | null;
   version: number;
   createKey: string;
   /** The NFT while this listing is live (active or reserved): unique among listings. */
@@ -42,7 +49,7 @@ export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
   listings: {
     unique: ["createKey"],
     uniqueSparse: ["liveNftId"],
-    indexes: ["state", "sellerId", "collectionId", "nftId"],
+    indexes: ["state", "sellerId", "collectionId", "nftId", "expiresAt"],
   },
 };
 
@@ -51,7 +58,12 @@ export interface NewListing {
   nft: { id: string; collectionId: string; ownerId: string };
   priceTokenId: string;
   price: string;
+  /** ISO time in the future; absent: no expiry. */
+  expiresAt?: string;
 }
+
+/** The furthest a listing may expire: a year ahead. */
+export const MAX_LISTING_MS = 366 * 24 * 3600_000;
 
 export interface ListingFilter {
   state?: ListingState;
@@ -59,14 +71,19 @@ export interface ListingFilter {
   seller?: string;
 }
 
-export const toListing = (d: ListingDoc): Listing => ({
+/** An active listing whose time is up, whether or not `expireDue` has written it yet. */
+export const isLapsed = (d: Pick<ListingDoc, "state" | "expiresAt">, now = Date.now()): boolean =>
+  d.state === "active" && d.expiresAt != null && Date.parse(d.expiresAt) <= now;
+
+export const toListing = (d: ListingDoc, now = Date.now()): Listing => ({
   id: d._id,
   nftId: d.nftId,
   collectionId: d.collectionId,
   sellerId: d.sellerId,
   priceTokenId: d.priceTokenId,
   price: d.price,
-  state: d.state,
+  state: isLapsed(d, now) ? "expired" : d.state,
+  expiresAt: d.expiresAt ?? null,
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });
@@ -80,6 +97,8 @@ interface Move {
   /** The saga the listing must be reserved by. */
   sagaId?: string;
 }
+
+const EXPIRE: Move = { from: "active", to: "expired", event: MARKET_EVENTS.expired };
 
 const listingsIn = (tx: TxStores): Store<ListingDoc> => tx.store<ListingDoc>("listings");
 
@@ -99,6 +118,13 @@ export class MarketBook {
    */
   async list(sellerId: string, key: string, p: NewListing): Promise<Listing> {
     if (p.price === "0") throw validationError("price", "must be greater than 0");
+    if (p.expiresAt !== undefined) {
+      const at = Date.parse(p.expiresAt);
+      if (Number.isNaN(at)) throw validationError("expiresAt", "must be an ISO 8601 date-time");
+      if (at <= Date.now()) throw validationError("expiresAt", "must be in the future");
+      if (at > Date.now() + MAX_LISTING_MS)
+        throw validationError("expiresAt", "must be within a year");
+    }
     if (p.nft.ownerId !== sellerId) throw forbidden("Only the NFT's owner may list it");
     const now = new Date().toISOString();
     const doc: ListingDoc = {
@@ -109,6 +135,7 @@ export class MarketBook {
       price: p.price,
       sellerId,
       state: "active",
+      expiresAt: p.expiresAt !== undefined ? new Date(p.expiresAt).toISOString() : null,
       createdAt: now,
       updatedAt: now,
       version: 1,
@@ -118,8 +145,11 @@ export class MarketBook {
     return this.change(async (listings, events) => {
       const first = await listings.findOne({ createKey: key });
       if (first) return toListing(first); // the same call again
-      // One live listing per NFT (the unique index on liveNftId holds it across processes).
-      if (await listings.findOne({ liveNftId: p.nft.id }))
+      // One live listing per NFT (the unique index on liveNftId holds it across processes);
+      // one whose time is up gives way, expired with its event in this transaction.
+      const live = await listings.findOne({ liveNftId: p.nft.id });
+      if (live && isLapsed(live)) await moveIn(listings, events, live, EXPIRE);
+      else if (live)
         throw conflict("The NFT is listed already", [
           { field: "nftId", message: "already listed" },
         ]);
@@ -135,14 +165,25 @@ export class MarketBook {
 
   async find(f: ListingFilter, limit: number, offset: number) {
     const query: Record<string, unknown> = {};
-    if (f.state) query.state = f.state;
+    const now = new Date();
+    // What a reader sees as expired is expired, written yet or not (toListing).
+    const unexpired = {
+      $or: [{ expiresAt: { $exists: false } }, { expiresAt: { $gt: now.toISOString() } }],
+    };
+    if (f.state === "active") Object.assign(query, { state: "active" }, unexpired);
+    else if (f.state === "expired")
+      query.$or = [
+        { state: "expired" },
+        { state: "active", expiresAt: { $lte: now.toISOString() } },
+      ];
+    else if (f.state) query.state = f.state;
     if (f.collection) query.collectionId = f.collection;
     if (f.seller) query.sellerId = f.seller;
     const [rows, total] = await Promise.all([
       this.listings.find(query, { sort: { createdAt: -1, _id: 1 }, limit, offset }),
       this.listings.count(query),
     ]);
-    return { rows: rows.map(toListing), total };
+    return { rows: rows.map(d => toListing(d, now.getTime())), total };
   }
 
   /** The seller withdraws it: 403 for anyone else, 409 unless it is active. */
@@ -159,6 +200,7 @@ export class MarketBook {
     return this.move(id, cur => {
       if (cur.state === "reserved" && cur.sagaId === sagaId) return null;
       if (cur.sellerId === buyerId) throw forbidden("The seller cannot buy their own listing");
+      if (isLapsed(cur)) throw conflict("The listing has expired");
       return { from: "active", to: "reserved", fields: { sagaId, buyerId } };
     });
   }
@@ -179,6 +221,29 @@ export class MarketBook {
       const fields = royalty ? { royalty } : undefined;
       return { from: "reserved", to: "sold", event: MARKET_EVENTS.sold, sagaId, fields };
     });
+  }
+
+  /**
+   * Expires the active listings whose time is up, at most `limit` of them, each in a
+   * transaction of its own with its market.expired event. Returns how many it expired;
+   * a listing another node changed meanwhile is left to it.
+   */
+  async expireDue(limit = 100): Promise<number> {
+    const due = await this.listings.find(
+      { state: "active", expiresAt: { $lte: new Date().toISOString() } },
+      { sort: { expiresAt: 1 }, limit },
+    );
+    let n = 0;
+    for (const l of due) {
+      const done = await this.change(async (listings, events) => {
+        const cur = await listings.findOne({ _id: l._id });
+        if (!cur || !isLapsed(cur)) return false;
+        await moveIn(listings, events, cur, EXPIRE);
+        return true;
+      });
+      if (done) n++;
+    }
+    return n;
   }
 
   /**
@@ -246,7 +311,7 @@ async function moveIn(
     if (v === undefined) unset[k] = true;
     else set[k] = v;
   }
-  if (m.to === "cancelled" || m.to === "sold") unset.liveNftId = true;
+  if (m.to === "cancelled" || m.to === "sold" || m.to === "expired") unset.liveNftId = true;
   const updated = await listings.updateOne(
     { _id: cur._id, version: cur.version },
     Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set },

@@ -10,13 +10,17 @@ import type { AnalyticsSummary } from "../../lib/read-models/read-model";
 
 /**
  * The marketplace over HTTP (docs/api.md "Marketplace"): the real gateway, users, tokens, nfts,
- * market, sagas and analytics in one process, NeDB in memory. A purchase is a saga
+ * market, sagas and analytics in one process, SQLite in memory. A purchase is a saga
  * (lib/sagas/purchase-saga.ts): all or nothing, the royalty floor(price × royaltyBps / 10000)
  * to the collection's owner, the rest to the seller, the NFT to the buyer.
  */
 
 const SERVICES = ["api", "users", "tokens", "nfts", "market", "sagas", "analytics"];
-const ENV = { READY_SERVICES: "users,tokens,nfts,market,sagas", RATE_LIMIT_MAX: "0" };
+const ENV = {
+  READY_SERVICES: "users,tokens,nfts,market,sagas",
+  RATE_LIMIT_MAX: "0",
+  MARKET_EXPIRY_INTERVAL_MS: "100",
+};
 
 type List<T> = { rows: T[]; total: number };
 interface Bought {
@@ -55,10 +59,16 @@ describe("the marketplace over HTTP", () => {
     expect(n.status, n.text).toBe(201);
     return n.body;
   }
-  const list = (who: Registered, nftId: string, price: string, token = tokenId) =>
+  const list = (
+    who: Registered,
+    nftId: string,
+    price: string,
+    token = tokenId,
+    more: { expiresAt?: string } = {},
+  ) =>
     p.client.post<Listing>(
       "/api/market/listings",
-      { nftId, priceTokenId: token, price },
+      { nftId, priceTokenId: token, price, ...more },
       { token: who.token },
     );
   const buy = (who: Registered, listingId: string) =>
@@ -176,6 +186,58 @@ describe("the marketplace over HTTP", () => {
     expect((await balances(tokenId, cat))[0]).toBe(catBefore);
     // Listed again once the old listing is gone.
     expect((await list(bob, nft.id, "12")).status).toBe(201);
+  });
+
+  it("a listing with expiresAt: 400 for a bad one; past it expired, not for sale, its NFT listable again", async () => {
+    const nft = await nftOf(bob);
+    const soon = (ms: number) => ({ expiresAt: new Date(Date.now() + ms).toISOString() });
+    for (const expiresAt of ["yesterday", new Date(Date.now() - 1000).toISOString()]) {
+      const bad = await list(bob, nft.id, "10", tokenId, { expiresAt });
+      expect(bad.status).toBe(400);
+      expect(JSON.stringify(bad.body)).toContain("expiresAt");
+    }
+    expect((await list(bob, nft.id, "10", tokenId, soon(400 * 24 * 3600_000))).status).toBe(400);
+
+    const res = await list(bob, nft.id, "10", tokenId, soon(800));
+    expect(res.status, res.text).toBe(201);
+    const l = res.body;
+    expect(l).toMatchObject({ state: "active", expiresAt: expect.any(String) });
+    // Until then it is listed: a second listing of the NFT is refused.
+    expect((await list(bob, nft.id, "11")).status).toBe(409);
+    const inCollection = (state: string) =>
+      p.client.get<List<Listing>>(
+        `/api/market/listings?state=${state}&collection=${nft.collectionId}`,
+      );
+    expect((await inCollection("active")).body.total).toBe(1);
+
+    await new Promise(r => setTimeout(r, Date.parse(l.expiresAt!) - Date.now() + 20));
+    // Read at once as expired, whether or not the market has written it yet.
+    expect((await p.client.get<Listing>(`/api/market/listings/${l.id}`)).body.state).toBe(
+      "expired",
+    );
+    expect((await inCollection("active")).body.total).toBe(0);
+    expect((await inCollection("expired")).body.rows.map(r => r.id)).toEqual([l.id]);
+    const [catBefore] = await balances(tokenId, cat);
+    const bought = await buy(cat, l.id);
+    expect(bought.status).toBe(409);
+    expect((await balances(tokenId, cat))[0]).toBe(catBefore);
+    expect(await ownerOf(nft.id)).toBe(bob.id);
+
+    // The market writes the expiry with its event (what activity shows as listing.expired).
+    const market = p.broker.getLocalService("market") as unknown as {
+      database: { store: (n: string) => { findOne: (q: object) => Promise<unknown> } };
+    };
+    await waitUntil(async () => {
+      const doc = (await market.database.store("listings").findOne({ _id: l.id })) as {
+        state: string;
+      };
+      return doc.state === "expired";
+    }, 5000);
+    const again = await list(bob, nft.id, "12");
+    expect(again.status, again.text).toBe(201);
+    expect((await p.client.get<Listing>(`/api/market/listings/${l.id}`)).body.state).toBe(
+      "expired",
+    );
   });
 
   it("buys: 201 { listing sold, sagaId }; the price split exactly, the NFT to the buyer, its approval cleared", async () => {

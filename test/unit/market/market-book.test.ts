@@ -182,3 +182,86 @@ describe("a listing's change is one transaction", () => {
     expect(await sent()).toEqual(["market.listed", "market.cancelled"]);
   });
 });
+
+describe("expiring listings", () => {
+  const until = (ms: number) => ({
+    ...offer(),
+    expiresAt: new Date(Date.now() + ms).toISOString(),
+  });
+  const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+  it("reads a lapsed listing as expired before anything writes it, and refuses to reserve it", async () => {
+    const l = await book.list("bob", "k1", until(30));
+    await sleep(40);
+    expect(await book.get(l.id)).toMatchObject({ state: "expired" });
+    expect((await listings().findOne({ _id: l.id }))!.state).toBe("active"); // not written yet
+    await expect(book.reserve(l.id, "sag_1", "carol")).rejects.toMatchObject({ code: 409 });
+    expect((await book.find({ state: "active" }, 10, 0)).total).toBe(0);
+    expect((await book.find({ state: "expired" }, 10, 0)).rows.map(r => r.id)).toEqual([l.id]);
+  });
+
+  it("a new listing of the NFT expires the lapsed one in its own transaction, with its event", async () => {
+    const l = await book.list("bob", "k1", until(30));
+    await sleep(40);
+    const again = await book.list("bob", "k2", offer());
+    expect(again.state).toBe("active");
+    expect((await listings().findOne({ _id: l.id }))!).toMatchObject({ state: "expired" });
+    expect((await listings().findOne({ _id: l.id }))!).not.toHaveProperty("liveNftId");
+    await outbox.flush();
+    expect(published.map(e => e.type)).toEqual([
+      "market.listed",
+      "market.expired",
+      "market.listed",
+    ]);
+  });
+
+  it("expireDue writes each lapsed listing once, with one market.expired event, and leaves the rest", async () => {
+    const lapsed = await book.list("bob", "k1", until(30));
+    const later = await book.list("bob", "k2", {
+      ...until(60_000),
+      nft: { ...offer().nft, id: "nft_2" },
+    });
+    const forever = await book.list("bob", "k3", {
+      ...offer(),
+      nft: { ...offer().nft, id: "nft_3" },
+    });
+    await sleep(40);
+    const [a, b] = await Promise.all([book.expireDue(), book.expireDue()]); // two replicas
+    expect(a + b).toBe(1);
+    expect(await book.expireDue()).toBe(0);
+    expect((await book.get(lapsed.id)).state).toBe("expired");
+    expect((await book.get(later.id)).state).toBe("active");
+    expect((await book.get(forever.id)).expiresAt).toBeNull();
+    await outbox.flush();
+    expect(published.filter(e => e.type === "market.expired")).toHaveLength(1);
+  });
+
+  it("a listing reserved before its expiry is sold after it; one released after it is expired", async () => {
+    const sold = await book.list("bob", "k1", until(40));
+    const undone = await book.list("bob", "k2", {
+      ...until(40),
+      nft: { ...offer().nft, id: "nft_2" },
+    });
+    await book.reserve(sold.id, "sag_1", "carol");
+    await book.reserve(undone.id, "sag_2", "carol");
+    await sleep(50);
+    expect(await book.expireDue()).toBe(0);
+    expect((await book.sell(sold.id, "sag_1")).state).toBe("sold");
+    expect((await book.release(undone.id, "sag_2")).state).toBe("expired");
+    expect(await book.expireDue()).toBe(1);
+  });
+
+  it("refuses an expiresAt that is not a date, in the past, or more than a year ahead (400)", async () => {
+    for (const expiresAt of [
+      "soon",
+      new Date(Date.now() - 1).toISOString(),
+      new Date(Date.now() + 400 * 86_400_000).toISOString(),
+    ])
+      await expect(
+        book.list("bob", `k-${expiresAt}`, { ...offer(), expiresAt }),
+      ).rejects.toMatchObject({
+        code: 400,
+        data: [{ field: "expiresAt" }],
+      });
+  });
+});
