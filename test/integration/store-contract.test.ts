@@ -196,7 +196,16 @@ function contract(label: string, env: () => Record<string, string>) {
           name: "alpha",
           n: 1,
         },
-        { _id: "b", key: "b", amount: "0", flag: false, name: "beta", n: 2, ops: { x1: 5 } },
+        {
+          _id: "b",
+          key: "b",
+          amount: "0",
+          flag: false,
+          name: "beta",
+          n: 2,
+          ops: { x1: 5 },
+          tags: { color: "Blue" },
+        },
         { _id: "c", key: "c", amount: 10, name: "Gamma", n: 3, live: "L1" },
       ]);
       const ids = async (q: Record<string, unknown>) =>
@@ -216,6 +225,9 @@ function contract(label: string, env: () => Record<string, string>) {
       expect(await ids({ pending: { $exists: false } })).toEqual(["b", "c"]);
       expect(await ids({ "pending.0": { $exists: true } })).toEqual(["a"]);
       expect(await ids({ "ops.x1": 5 })).toEqual(["b"]);
+      // A path into an object whose values are strings: a match or a mismatch, never an error.
+      expect(await ids({ "tags.color": "Blue" })).toEqual(["b"]);
+      expect(await ids({ "tags.color": "Red" })).toEqual([]);
       expect(await ids({ "wallets.address": "0xA" })).toEqual(["a"]);
       expect(await ids({ "wallets.address": "0xB" })).toEqual([]);
       expect(await ids({ $or: [{ n: 1 }, { live: "L1" }] })).toEqual(["a", "c"]);

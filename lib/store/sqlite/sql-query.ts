@@ -108,8 +108,11 @@ class Translator {
     if (isPlainObject(cond) && "$exists" in cond && cond.$exists === false) return direct;
     if (isPlainObject(cond) && "$ne" in cond) return direct;
     return (
+      // json_each's own `type`, and CASE rather than AND (SQLite may evaluate either side
+      // of an AND first): json_type or json_extract of an element that is a plain string
+      // ("Blue" in { traits: { a: "Blue" } }) is an error, not a mismatch.
       `(${direct} OR EXISTS (SELECT 1 FROM json_each(doc, ${literal(jsonPath(head))}) ` +
-      `WHERE json_type(value) = 'object' AND ${viaElement}))`
+      `WHERE CASE WHEN type = 'object' THEN ${viaElement} ELSE 0 END))`
     );
   }
 
