@@ -45,6 +45,16 @@ import {
 } from "../lib/read-models/read-model";
 import * as schemas from "../lib/gateway/openapi/schemas";
 import type { TxStores } from "../lib/store/store";
+import {
+  NFT_VIEW_COLLECTIONS,
+  NFT_VIEW_EVENTS,
+  NftViews,
+  nftViewStores,
+  type CollectionStats,
+  type NftQuery,
+} from "../lib/read-models/nft-views";
+import { idParam, pageParams } from "../lib/shared/params";
+import { repeat } from "../lib/shared/repeat";
 
 /**
  * catalog: the CQRS read model of tokens (docs/architecture.md) behind GET /api/tokens and
@@ -83,12 +93,17 @@ export interface ChangedParams {
 interface CatalogMethods {
   /** Broadcasts which tokens a batch changed, so every replica's cache forgets them. */
   announce(fresh: Received[]): Promise<void>;
+  /** 404 for a collection neither this view nor the nfts service knows. */
+  requireCollection(ctx: Context, id: string): Promise<void>;
 }
 
 interface CatalogVars {
   /** The engine on the database, for reads. */
   views: CatalogViews;
+  /** NFTs and collections (lib/read-models/nft-views.ts), for reads. */
+  nftViews: NftViews;
   cache: CatalogCacheCleaner;
+  stopSalesPrune: () => void;
 }
 
 type CatalogThis = Service<CatalogSettings> &
@@ -122,7 +137,7 @@ const CatalogService: ServiceSchema<
 > = {
   name: "catalog",
   mixins: [
-    DbMixin({ ...CATALOG_COLLECTIONS, ...APPLIED_COLLECTION }),
+    DbMixin({ ...CATALOG_COLLECTIONS, ...NFT_VIEW_COLLECTIONS, ...APPLIED_COLLECTION }),
     // Serves the last good read when the store or tokens.get (the fallback) fails.
     ReadFallbackMixin({ actions: ["list", "get"] }),
     // Approvals change nothing a catalog shows: not consumed.
@@ -156,6 +171,17 @@ const CatalogService: ServiceSchema<
         // A campaign on or off: `featured` follows it (lib/read-models/catalog-promotions.ts).
         [MARKETING_EVENTS.activated]: { apply: applyCampaigns },
         [MARKETING_EVENTS.deactivated]: { apply: applyCampaigns },
+        // NFTs, listings and sales: a collection's events are applied together, in order.
+        ...Object.fromEntries(
+          NFT_VIEW_EVENTS.map(channel => [
+            channel,
+            {
+              key: (e: DomainEvent) => `nfts:${collectionIdOf(e)}`,
+              apply: (fresh: Received[], tx: TxStores) =>
+                new NftViews(nftViewStores(tx)).apply(fresh.map(r => r.event)),
+            },
+          ]),
+        ),
       },
       settled(_batch, fresh) {
         return this.announce(fresh);
@@ -224,6 +250,52 @@ const CatalogService: ServiceSchema<
         };
       },
     },
+
+    collectionStats: {
+      openapi: {
+        summary: "A collection's market figures",
+        response: schemas.CollectionStats,
+        errors: [404],
+      },
+      params: { $$strict: "remove", id: idParam },
+      async handler(ctx: Context<GetParams>): Promise<CollectionStats> {
+        await this.requireCollection(ctx, ctx.params.id);
+        return this.nftViews.stats(ctx.params.id);
+      },
+    },
+
+    collectionTraits: {
+      openapi: {
+        summary: "A collection's traits and how many NFTs have each value",
+        response: schemas.CollectionTraits,
+      },
+      params: { $$strict: "remove", id: idParam },
+      async handler(ctx: Context<GetParams>) {
+        await this.requireCollection(ctx, ctx.params.id);
+        return this.nftViews.traits(ctx.params.id);
+      },
+    },
+
+    /** For nfts.list: the NFTs found by trait or ordered by price (not routed). */
+    nftIds: {
+      visibility: "public",
+      params: {
+        $$strict: "remove",
+        collection: { type: "string", optional: true },
+        owner: { type: "string", optional: true },
+        traits: {
+          type: "record",
+          optional: true,
+          key: { type: "string" },
+          value: { type: "string" },
+        },
+        sort: { type: "enum", values: ["recent", "serial", "price"] },
+        ...pageParams,
+      },
+      handler(ctx: Context<NftQuery>) {
+        return this.nftViews.find(ctx.params);
+      },
+    },
   },
 
   events: {
@@ -236,9 +308,15 @@ const CatalogService: ServiceSchema<
   },
 
   methods: {
+    async requireCollection(ctx: Context, id: string): Promise<void> {
+      if (await this.nftViews.knows(id)) return;
+      await ctx.call("nfts.getCollection", { id }); // its 404 is the answer
+    },
+
     async announce(fresh: Received[]): Promise<void> {
-      if (fresh.length === 0) return;
-      const tokenIds = new Set(fresh.map(r => tokenIdOf(r.event)));
+      const tokens = fresh.filter(r => r.event.type.startsWith("tokens."));
+      if (tokens.length === 0) return;
+      const tokenIds = new Set(tokens.map(r => tokenIdOf(r.event)));
       const params: ChangedParams = { tokenIds: [...tokenIds] };
       await this.broker.broadcast("catalog.changed", params);
     },
@@ -251,12 +329,30 @@ const CatalogService: ServiceSchema<
   /** Runs after DbMixin's `started` (mixins first) and before the channels subscribe. */
   started() {
     this.views = new CatalogViews(catalogStores(this.database), this.settings);
+    this.nftViews = new NftViews(nftViewStores(this.database));
+    // Sales past the longest window (30 days) only ever counted in the all-time totals.
+    this.stopSalesPrune = repeat(
+      3600_000,
+      () => this.nftViews.pruneSales(),
+      err => this.logger.warn({ err }, "Pruning old sales failed"),
+    );
   },
 
   async stopped() {
     this.cache.stop();
+    this.stopSalesPrune?.();
   },
 };
+
+/** The collection an nfts.* or market.* event is about. */
+function collectionIdOf(event: DomainEvent): string {
+  const data = event.data as {
+    nft?: { collectionId: string };
+    listing?: { collectionId: string };
+    collectionId?: string;
+  };
+  return data.nft?.collectionId ?? data.listing?.collectionId ?? data.collectionId ?? "";
+}
 
 /** The token a tokens.* event is about. */
 function tokenIdOf(event: DomainEvent): string {

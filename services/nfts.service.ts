@@ -15,6 +15,7 @@ import {
   type AccountsSettings,
 } from "../mixins/accounts.mixin";
 import { callerKey } from "../lib/shared/caller-key";
+import { validationError } from "../lib/shared/errors";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import type { Collection, Nft, NftMetadata } from "../lib/events/nfts";
 import { NFT_COLLECTIONS, NftRegistry, type NewCollection } from "../lib/nfts/nft-registry";
@@ -66,6 +67,9 @@ export interface MintParams {
 export interface ListNftsParams extends ListParams {
   owner?: string;
   collection?: string;
+  /** trait_type → value; every one must match. */
+  traits?: Record<string, string>;
+  sort: "recent" | "serial" | "price";
 }
 export interface ApproveParams {
   id: string;
@@ -165,18 +169,43 @@ const NftsService: ServiceSchema<
     },
 
     list: {
-      openapi: { summary: "NFTs, newest first", response: schemas.page(schemas.Nft) },
+      openapi: {
+        summary:
+          "NFTs: newest first, by serial, or by price; filtered by owner, collection, traits",
+        response: schemas.page(schemas.Nft),
+      },
       params: {
         $$strict: "remove",
         owner: { ...accountParam, optional: true },
         collection: { ...idParam, optional: true },
+        traits: {
+          type: "record",
+          optional: true,
+          key: { type: "string", min: 1, max: 64 },
+          value: { type: "string", max: 256 },
+        },
+        sort: { type: "enum", values: ["recent", "serial", "price"], default: "recent" },
         ...pageParams,
       },
       async handler(ctx: Context<ListNftsParams>) {
         const owner = await this.ownerFilter(ctx, ctx.params.owner);
         if (owner === null) return { rows: [], total: 0 };
-        const { collection, limit, offset } = ctx.params;
-        return this.registry.list({ owner, collection }, limit, offset);
+        const { collection, traits, sort, limit, offset } = ctx.params;
+        if (traits !== undefined && Object.keys(traits).length > 8)
+          throw validationError("traits", "at most 8 traits");
+        if (traits === undefined && sort !== "price")
+          return this.registry.list({ owner, collection, sort }, limit, offset);
+        // Traits and prices are the catalog's (the read model of NFTs and listings); the
+        // NFTs it names are answered as this service has them now.
+        const found = await ctx.call<{ ids: string[]; total: number }, object>("catalog.nftIds", {
+          collection,
+          owner,
+          traits,
+          sort,
+          limit,
+          offset,
+        });
+        return { rows: await this.registry.byIds(found.ids), total: found.total };
       },
     },
 

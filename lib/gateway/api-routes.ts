@@ -85,6 +85,9 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   // NFTs and listings are read from their owning services' own stores (docs/architecture.md).
   "GET collections": "nfts.listCollections",
   "GET collections/:id": "nfts.getCollection",
+  // Market figures and traits of a collection come from the catalog (the read model).
+  "GET collections/:id/stats": "catalog.collectionStats",
+  "GET collections/:id/traits": "catalog.collectionTraits",
   "GET nfts": "nfts.list",
   "GET nfts/:id": "nfts.get",
   "GET market/listings": "market.list",

@@ -28,7 +28,7 @@ export interface NftStores {
 
 export const NFT_COLLECTIONS: Record<keyof NftStores, CollectionSpec> = {
   collections: { unique: ["createKey"], indexes: ["ownerId"] },
-  nfts: { unique: ["mintKey"], indexes: ["ownerId", "collectionId"] },
+  nfts: { unique: ["mintKey"], indexes: ["ownerId", "collectionId", "serial"] },
 };
 
 export const toCollection = (c: CollectionDoc): Collection => ({

@@ -49,6 +49,8 @@ export interface NewCollection {
 export interface NftFilter {
   owner?: string;
   collection?: string;
+  /** Newest first (the default), or by serial. */
+  sort?: "recent" | "serial";
 }
 
 /** 409 while a sale holds the NFT: its owner can neither move it nor let another. */
@@ -223,11 +225,24 @@ export class NftRegistry {
     const query: Record<string, unknown> = {};
     if (f.owner !== undefined) query.ownerId = f.owner;
     if (f.collection !== undefined) query.collectionId = f.collection;
+    const sort: Record<string, 1 | -1> =
+      f.sort === "serial" ? { serial: 1, _id: 1 } : { mintedAt: -1, _id: 1 };
     const [rows, total] = await Promise.all([
-      this.stores.nfts.find(query, { sort: { mintedAt: -1, _id: 1 }, limit, offset }),
+      this.stores.nfts.find(query, { sort, limit, offset }),
       this.stores.nfts.count(query),
     ]);
     return { rows: rows.map(toNft), total };
+  }
+
+  /** The NFTs of `ids` that exist, in the order of `ids`. */
+  async byIds(ids: string[]): Promise<Nft[]> {
+    if (ids.length === 0) return [];
+    const docs = await this.stores.nfts.find({ _id: { $in: ids } });
+    const byId = new Map(docs.map(d => [d._id, d]));
+    return ids.flatMap(id => {
+      const d = byId.get(id);
+      return d ? [toNft(d)] : [];
+    });
   }
 
   async listCollections(

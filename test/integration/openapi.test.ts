@@ -404,6 +404,16 @@ describe("the contract: every documented route answers as documented", () => {
       ),
       200,
     );
+    // The collection's figures, once the catalog has seen the sale.
+    ok(
+      await until(
+        () => call("get", "/api/collections/{id}/stats", { path: { id: col.id } }),
+        r => r.status === 200 && (r.body as { sales: { all: number } }).sales.all === 1,
+      ),
+      200,
+    );
+    ok(await call("get", "/api/collections/{id}/traits", { path: { id: col.id } }), 200);
+    ok(await call("get", "/api/nfts", { query: { collection: col.id, sort: "price" } }), 200);
     const other = await list(n3.id, "7");
     ok(
       await call("delete", "/api/market/listings/{id}", {

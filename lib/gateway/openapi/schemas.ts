@@ -222,6 +222,24 @@ export const Listing = named(
     updatedAt: dateTime,
   }),
 );
+const byToken: JsonSchema = { type: "object", additionalProperties: amount };
+const windows = (s: JsonSchema) => obj({ "1d": s, "7d": s, "30d": s, all: s });
+export const CollectionStats = named(
+  "CollectionStats",
+  obj({
+    collectionId: str,
+    supply: int,
+    owners: int,
+    listed: int,
+    floor: byToken,
+    volume: windows(byToken),
+    sales: windows(int),
+  }),
+);
+export const CollectionTraits = named("CollectionTraits", {
+  type: "object",
+  additionalProperties: { type: "object", additionalProperties: int },
+});
 export const Purchase = named("Purchase", obj({ listing: Listing, sagaId: str }));
 
 const counts = (keys: string[]) => obj(Object.fromEntries(keys.map(k => [k, int])));
