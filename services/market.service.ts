@@ -21,6 +21,12 @@ import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import { clientError, conflict, isNotFound, notFound } from "../lib/shared/errors";
 import { MARKET_COLLECTIONS, MarketBook } from "../lib/market/market-book";
+import { OFFER_COLLECTIONS, OfferBook } from "../lib/market/offer-book";
+import {
+  MarketOffersMixin,
+  type OffersMethods,
+  type OffersVars,
+} from "../mixins/market-offers.mixin";
 import type { Listing, ListingState } from "../lib/events/market";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/events/nfts";
 import { purchaseInput, type PurchaseResult } from "../lib/sagas/purchase-saga";
@@ -43,7 +49,7 @@ type MarketOwnSettings = ReadModelSettings & {
 };
 type MarketSettings = MarketOwnSettings & AccountsSettings;
 
-interface MarketVars {
+interface MarketVars extends OffersVars {
   book: MarketBook;
   stopExpiry: () => void;
 }
@@ -61,6 +67,7 @@ interface MarketMethods {
 
 type MarketThis = Service<MarketSettings> &
   MarketMethods &
+  OffersMethods &
   MarketVars &
   DbMethods &
   DbVars &
@@ -112,7 +119,8 @@ const MarketService: ServiceSchema<
 > = {
   name: "market",
   mixins: [
-    ...storesWithOutbox({ ...MARKET_COLLECTIONS, ...APPLIED_COLLECTION }),
+    ...storesWithOutbox({ ...MARKET_COLLECTIONS, ...OFFER_COLLECTIONS, ...APPLIED_COLLECTION }),
+    MarketOffersMixin,
     AccountsMixin,
     ReadModelMixin<MarketVars & MarketMethods>({
       // Listings are cancelled through the market's engine, which writes on its own.
@@ -338,12 +346,18 @@ const MarketService: ServiceSchema<
   async started() {
     const outbox = this.openOutbox();
     this.book = new MarketBook(this.database, outbox);
+    this.offers = new OfferBook(this.database, outbox);
     outbox.start();
-    // Every replica sweeps; each listing's expiry is a transaction, so one of them wins.
+    // Every replica sweeps; each listing's expiry is a transaction, and each offer's a
+    // saga keyed by the offer's state, so one of them wins.
     this.stopExpiry = repeat(
       this.settings.expiryIntervalMs,
-      () => this.book.expireDue(),
-      err => this.logger.warn({ err }, "Expiring listings failed; the next run tries again"),
+      async () => {
+        await this.book.expireDue();
+        await this.expireOffers();
+      },
+      err =>
+        this.logger.warn({ err }, "Expiring listings or offers failed; the next run tries again"),
     );
   },
 

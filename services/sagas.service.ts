@@ -12,8 +12,22 @@ import { newId } from "../lib/shared/ids";
 import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/sagas/launch-saga";
 import { fingerprint } from "../lib/tokens/ledger";
 import { PURCHASE, PURCHASE_SAGA } from "../lib/sagas/purchase-saga";
+import {
+  ACCEPT_OFFER,
+  ACCEPT_OFFER_SAGA,
+  CLOSE_OFFER,
+  CLOSE_OFFER_SAGA,
+  MAKE_OFFER,
+  MAKE_OFFER_SAGA,
+  ACCEPT_OFFER_PARAMS,
+  CLOSE_OFFER_PARAMS,
+  MAKE_OFFER_PARAMS,
+  type AcceptOfferInput,
+  type CloseOfferInput,
+  type MakeOfferInput,
+} from "../lib/sagas/offer-sagas";
 import type { SagaCall } from "../lib/sagas/saga-definition";
-import type { PurchaseParams } from "../lib/sagas/contract";
+import type { OfferSagaParams, PurchaseParams } from "../lib/sagas/contract";
 import { SagaEngine } from "../lib/sagas/saga-engine";
 import {
   SAGA_COLLECTIONS,
@@ -71,6 +85,7 @@ interface SagasMethods {
   sweep(all?: boolean): Promise<void>;
   mine(ctx: GatewayContext<IdParams>, type: string): Promise<SagaDoc>;
   discovered(services: string[], maxMs: number): Promise<void>;
+  runOffer(type: string, userId: string, p: OfferSagaParams): Promise<Saga>;
 }
 
 type SagasThis = Service<SagasSettings> &
@@ -91,7 +106,13 @@ export interface ListParams {
   offset?: number;
 }
 
-const DEFINITIONS = [LAUNCH_SAGA, PURCHASE_SAGA];
+const DEFINITIONS = [
+  LAUNCH_SAGA,
+  PURCHASE_SAGA,
+  MAKE_OFFER_SAGA,
+  ACCEPT_OFFER_SAGA,
+  CLOSE_OFFER_SAGA,
+];
 /** The services each kind of saga calls: recovery waits (a while) for them to be discovered. */
 const SERVICES_OF: Record<string, string[]> = Object.fromEntries(
   DEFINITIONS.map(d => [d.type, [...new Set(d.steps.map(s => s.action.split(".")[0]))]]),
@@ -214,6 +235,34 @@ const SagasService: ServiceSchema<
       },
     },
 
+    /** The market's offers (lib/sagas/offer-sagas.ts): made, accepted, closed. */
+    offer: {
+      visibility: "public",
+      params: MAKE_OFFER_PARAMS,
+      handler(ctx: Context<OfferSagaParams<MakeOfferInput>>): Promise<Saga> {
+        return this.runOffer(MAKE_OFFER, ctx.params.input.makerId, ctx.params);
+      },
+    },
+
+    offerAccept: {
+      visibility: "public",
+      params: ACCEPT_OFFER_PARAMS,
+      handler(ctx: Context<OfferSagaParams<AcceptOfferInput>>): Promise<Saga> {
+        const { input } = ctx.params;
+        if (BigInt(input.royalty) > BigInt(input.price))
+          throw validationError("input.royalty", "must not exceed the price");
+        return this.runOffer(ACCEPT_OFFER, input.sellerId, ctx.params);
+      },
+    },
+
+    offerClose: {
+      visibility: "public",
+      params: CLOSE_OFFER_PARAMS,
+      handler(ctx: Context<OfferSagaParams<CloseOfferInput>>): Promise<Saga> {
+        return this.runOffer(CLOSE_OFFER, ctx.params.input.makerId, ctx.params);
+      },
+    },
+
     list: {
       openapi: { summary: "The caller's launches", response: schemas.page(schemas.Saga) },
       params: {
@@ -271,6 +320,13 @@ const SagasService: ServiceSchema<
   },
 
   methods: {
+    /** Starts an offer's saga once per key and waits for it (as a purchase does). */
+    async runOffer(type: string, userId: string, p: OfferSagaParams): Promise<Saga> {
+      const print = fingerprint([JSON.stringify(p.input)]);
+      const started = await this.engine.start(type, userId, p.key, print, p.input);
+      return toSaga((await this.engine.wait(started._id, this.settings.waitMs)) ?? started);
+    },
+
     /** A step's call: the engine retries (and records each try), so the broker does not. */
     callStep(action, params, opts) {
       return this.broker.call(action, params, {
@@ -338,6 +394,9 @@ const SagasService: ServiceSchema<
     );
     this.engine.define(LAUNCH_SAGA);
     this.engine.define(PURCHASE_SAGA);
+    this.engine.define(MAKE_OFFER_SAGA);
+    this.engine.define(ACCEPT_OFFER_SAGA);
+    this.engine.define(CLOSE_OFFER_SAGA);
     this.outbox.start();
     // Resumed once the services they call are known (or after a while, to retry anyway):
     // called before discovery, every step would fail and be retried. On SQLite files the

@@ -9,7 +9,7 @@ import {
   type TokenCreated,
   type TokenTransferred,
 } from "../events/domain";
-import { MARKET_EVENTS, type ListingEvent } from "../events/market";
+import { MARKET_EVENTS, type ListingEvent, type OfferEvent } from "../events/market";
 import { NFT_EVENTS, type NftApproved, type NftMinted, type NftTransferred } from "../events/nfts";
 
 /**
@@ -47,6 +47,11 @@ export const ACTIVITY_CHANNELS = [
   MARKET_EVENTS.listed,
   MARKET_EVENTS.cancelled,
   MARKET_EVENTS.sold,
+  MARKET_EVENTS.expired,
+  MARKET_EVENTS.offerMade,
+  MARKET_EVENTS.offerAccepted,
+  MARKET_EVENTS.offerCancelled,
+  MARKET_EVENTS.offerExpired,
   SAGA_EVENTS.completed,
   SAGA_EVENTS.compensated,
 ] as const;
@@ -182,8 +187,14 @@ function partsOf(event: DomainEvent): Part[] {
     }
     case MARKET_EVENTS.listed:
     case MARKET_EVENTS.cancelled:
+    case MARKET_EVENTS.expired:
     case MARKET_EVENTS.sold:
       return listingParts(event.type, d as unknown as ListingEvent);
+    case MARKET_EVENTS.offerMade:
+    case MARKET_EVENTS.offerAccepted:
+    case MARKET_EVENTS.offerCancelled:
+    case MARKET_EVENTS.offerExpired:
+      return offerParts(event.type, d as unknown as OfferEvent);
     case SAGA_EVENTS.completed:
     case SAGA_EVENTS.compensated: {
       const s = d as unknown as SagaEnded;
@@ -212,6 +223,8 @@ function listingParts(type: string, e: ListingEvent): Part[] {
     return [{ type: "listing.created", actorId: l.sellerId, ...ids, data: base }];
   if (type === MARKET_EVENTS.cancelled)
     return [{ type: "listing.cancelled", actorId: l.sellerId, ...ids, data: base }];
+  if (type === MARKET_EVENTS.expired)
+    return [{ type: "listing.expired", actorId: l.sellerId, ...ids, data: base }];
   const royalty = e.royalty && BigInt(e.royalty.amount) > 0n ? e.royalty : undefined;
   const sale = (): Record<string, unknown> => ({
     ...base,
@@ -227,6 +240,51 @@ function listingParts(type: string, e: ListingEvent): Part[] {
       actorId: royalty.to,
       ...ids,
       data: { ...base, buyer: e.buyerId, amount: royalty.amount },
+    });
+  return parts;
+}
+
+/** An offer's rows: its maker's; once accepted, the seller's sale and the royalty too. */
+function offerParts(type: string, e: OfferEvent): Part[] {
+  const o = e.offer;
+  if (!o) return [];
+  const base = {
+    offerId: o.id,
+    nftId: o.soldNftId ?? o.nftId,
+    collectionId: o.collectionId,
+    traits: o.traits,
+    priceTokenId: o.priceTokenId,
+    price: o.price,
+    maker: o.makerId,
+  };
+  const nftId = o.soldNftId ?? o.nftId ?? undefined;
+  const ids = {
+    ...(nftId ? { nftId } : {}),
+    collectionId: o.collectionId,
+    tokenId: o.priceTokenId,
+  };
+  const own: Record<string, ActivityType> = {
+    [MARKET_EVENTS.offerMade]: "offer.made",
+    [MARKET_EVENTS.offerAccepted]: "offer.accepted",
+    [MARKET_EVENTS.offerCancelled]: "offer.cancelled",
+    [MARKET_EVENTS.offerExpired]: "offer.expired",
+  };
+  const parts: Part[] = [{ type: own[type]!, actorId: o.makerId, ...ids, data: base }];
+  if (type !== MARKET_EVENTS.offerAccepted || !str(o.sellerId)) return parts;
+  const royalty = e.royalty && BigInt(e.royalty) > 0n ? e.royalty : undefined;
+  const sale = {
+    ...base,
+    seller: o.sellerId,
+    buyer: o.makerId,
+    ...(royalty ? { royalty, royaltyTo: e.royaltyTo } : {}),
+  };
+  parts.push({ type: "sale.sold", actorId: o.sellerId!, ...ids, data: sale });
+  if (royalty && str(e.royaltyTo))
+    parts.push({
+      type: "royalty",
+      actorId: e.royaltyTo!,
+      ...ids,
+      data: { ...sale, amount: royalty },
     });
   return parts;
 }

@@ -9,6 +9,11 @@ export const MARKET_EVENTS = {
   cancelled: "market.cancelled",
   /** An active listing reached its `expiresAt`: its NFT may be listed again. */
   expired: "market.expired",
+  /** Offers (lib/market/offer-book.ts): escrowed and active; sold; withdrawn; lapsed. */
+  offerMade: "market.offerMade",
+  offerAccepted: "market.offerAccepted",
+  offerCancelled: "market.offerCancelled",
+  offerExpired: "market.offerExpired",
 } as const;
 
 export type ListingState = "active" | "reserved" | "sold" | "cancelled" | "expired";
@@ -48,3 +53,39 @@ export interface ListingEvent {
 export const ESCROW_ACCOUNT = "escrow_market";
 
 export const isEscrowAccount = (account: string): boolean => account === ESCROW_ACCOUNT;
+
+export type OfferState = "active" | "accepted" | "cancelled" | "expired";
+
+export interface OfferTrait {
+  trait_type: string;
+  value: string | number;
+}
+
+/**
+ * An offer as docs/api.md gives it: on one NFT (`nftId`), or on any NFT of a collection,
+ * or on those with every one of `traits`; its price waits in escrow while it is active.
+ */
+export interface Offer {
+  id: string;
+  makerId: string;
+  nftId: string | null;
+  collectionId: string;
+  traits: OfferTrait[];
+  priceTokenId: string;
+  price: string;
+  state: OfferState;
+  expiresAt: string | null;
+  /** Once accepted: the NFT sold and who sold it. */
+  soldNftId?: string;
+  sellerId?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What the market.offer* events carry. */
+export interface OfferEvent {
+  offer: Offer;
+  /** An accepted offer's royalty (to the collection's owner), a decimal string. */
+  royalty?: string;
+  royaltyTo?: string;
+}

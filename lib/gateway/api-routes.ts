@@ -58,6 +58,11 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST webhooks/:id/test": "webhooks.test",
   "GET webhooks/:id/deliveries": "webhooks.deliveries",
   "POST webhooks/:id/deliveries/:deliveryId/redeliver": "webhooks.redeliver",
+
+  // Offers: escrowed when made, accepted by an owner of a matching NFT (a sale saga).
+  "POST market/offers": "market.makeOffer",
+  "POST market/offers/:id/accept": "market.acceptOffer",
+  "DELETE market/offers/:id": "market.cancelOffer",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */
@@ -92,6 +97,8 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   "GET nfts/:id": "nfts.get",
   "GET market/listings": "market.list",
   "GET market/listings/:id": "market.get",
+  "GET market/offers": "market.listOffers",
+  "GET market/offers/:id": "market.getOffer",
 };
 
 /** Login alone: a stricter rate limit, and never retried (see the gateway). */
@@ -165,6 +172,14 @@ export const KEY_ROUTE_SCOPES: Record<string, ApiKeyScope | null> = {
   "GET tokens/:id/transfers/:transferId": "read",
   "GET nfts/:id/activity": "read",
   "GET collections/:id/activity": "read",
+  // The market's offers and a collection's figures.
+  "POST market/offers": "market",
+  "POST market/offers/:id/accept": "market",
+  "DELETE market/offers/:id": "market",
+  "GET market/offers": "read",
+  "GET market/offers/:id": "read",
+  "GET collections/:id/stats": "read",
+  "GET collections/:id/traits": "read",
 };
 
 /** What moleculer-web knows of the alias that matched a request. */

@@ -414,6 +414,38 @@ describe("the contract: every documented route answers as documented", () => {
     );
     ok(await call("get", "/api/collections/{id}/traits", { path: { id: col.id } }), 200);
     ok(await call("get", "/api/nfts", { query: { collection: col.id, sort: "price" } }), 200);
+    // An offer on an NFT of Bob's (he bought n1), accepted by him; another, cancelled.
+    const made = ok(
+      await call("post", "/api/market/offers", {
+        token: ann.token,
+        body: { nftId: n1.id, priceTokenId: id, price: "300" },
+      }),
+      201,
+    ).body as { id: string };
+    ok(await call("get", "/api/market/offers", { query: { nft: n1.id } }), 200);
+    ok(await call("get", "/api/market/offers/{id}", { path: { id: made.id } }), 200);
+    ok(
+      await call("post", "/api/market/offers/{id}/accept", {
+        token: bob.token,
+        path: { id: made.id },
+        body: { nftId: n1.id },
+      }),
+      201,
+    );
+    const withdrawn = ok(
+      await call("post", "/api/market/offers", {
+        token: ann.token,
+        body: { collectionId: col.id, priceTokenId: id, price: "5" },
+      }),
+      201,
+    ).body as { id: string };
+    ok(
+      await call("delete", "/api/market/offers/{id}", {
+        token: ann.token,
+        path: { id: withdrawn.id },
+      }),
+      200,
+    );
     const other = await list(n3.id, "7");
     ok(
       await call("delete", "/api/market/listings/{id}", {

@@ -240,6 +240,45 @@ export const CollectionTraits = named("CollectionTraits", {
   type: "object",
   additionalProperties: { type: "object", additionalProperties: int },
 });
+const trait: JsonSchema = obj({
+  trait_type: str,
+  value: { anyOf: [str, { type: "number" }] },
+});
+export const Offer = named(
+  "Offer",
+  obj(
+    {
+      id: str,
+      makerId: str,
+      nftId: nullable(str),
+      collectionId: str,
+      traits: { type: "array", items: trait },
+      priceTokenId: str,
+      price: amount,
+      state: { enum: ["active", "accepted", "cancelled", "expired"] },
+      expiresAt: nullable(dateTime),
+      soldNftId: str,
+      sellerId: str,
+      createdAt: dateTime,
+      updatedAt: dateTime,
+    },
+    ["soldNftId", "sellerId"],
+  ),
+);
+export const OfferAccepted = named(
+  "OfferAccepted",
+  obj({
+    offer: Offer,
+    sale: obj({
+      nftId: str,
+      sellerId: str,
+      buyerId: str,
+      priceTokenId: str,
+      price: amount,
+      royalty: amount,
+    }),
+  }),
+);
 export const Purchase = named("Purchase", obj({ listing: Listing, sagaId: str }));
 
 const counts = (keys: string[]) => obj(Object.fromEntries(keys.map(k => [k, int])));

@@ -35,6 +35,7 @@ const listing: Listing = {
   priceTokenId: "tok_p",
   price: "1000",
   state: "sold",
+  expiresAt: null,
   createdAt: "2026-01-01T00:00:00.000Z",
   updatedAt: "2026-01-02T00:00:00.000Z",
 };

@@ -1,0 +1,296 @@
+import { ESCROW_ACCOUNT, type Offer, type OfferTrait } from "../events/market";
+import type { Nft } from "../events/nfts";
+import type { SagaDefinition, StepInput } from "./saga-definition";
+import { royaltyOf } from "./purchase-saga";
+import { amountRule } from "../shared/amount";
+
+/**
+ * Offers as sagas (lib/sagas/saga-engine.ts), each all or nothing, the money only ever in
+ * the maker's account, the market's escrow, or paid out for an NFT that has moved:
+ *
+ *  - make: the offer, pending → its price from the maker into escrow → active. A maker
+ *    short of funds gets the 422 and no offer exists.
+ *  - accept: the offer held for one owner's NFT (of two owners, one) → the NFT held for
+ *    this sale → moved from the owner to the maker; then, forward only, the price less the
+ *    royalty from escrow to the owner, the royalty to the collection's owner, the offer
+ *    accepted, the NFT let go. The escrow was paid when the offer was made, so an accepted
+ *    offer can never lack the money, and nothing is taken back from a seller.
+ *  - close: the offer cancelled by its maker, or expired → its escrow paid back (forward
+ *    only). An acceptance racing a cancellation: the offer's state decides, one wins.
+ */
+
+export const MAKE_OFFER = "offer";
+export const ACCEPT_OFFER = "offerAccept";
+export const CLOSE_OFFER = "offerClose";
+
+export interface MakeOfferInput {
+  offerId: string;
+  makerId: string;
+  nftId: string | null;
+  collectionId: string;
+  traits: OfferTrait[];
+  tokenId: string;
+  price: string;
+  expiresAt?: string;
+}
+
+export interface AcceptOfferInput {
+  offerId: string;
+  nftId: string;
+  sellerId: string;
+  makerId: string;
+  tokenId: string;
+  price: string;
+  royalty: string;
+  royaltyTo: string;
+}
+
+export interface CloseOfferInput {
+  offerId: string;
+  makerId: string;
+  how: "cancelled" | "expired";
+  tokenId: string;
+  price: string;
+}
+
+export interface AcceptOfferResult {
+  offer: Offer;
+  nft: Nft;
+}
+
+/** The acceptance of `offer` with `nft` by its owner, the royalty by the collection's terms. */
+export function acceptInput(
+  offer: Offer,
+  nft: Nft,
+  collection: { royaltyBps: number; ownerId: string },
+): AcceptOfferInput {
+  return {
+    offerId: offer.id,
+    nftId: nft.id,
+    sellerId: nft.ownerId,
+    makerId: offer.makerId,
+    tokenId: offer.priceTokenId,
+    price: offer.price,
+    royalty: royaltyOf(offer.price, collection.royaltyBps),
+    royaltyTo: collection.ownerId,
+  };
+}
+
+const fromEscrow = (tokenId: string, to: string, amount: string, key: string) => ({
+  tokenId,
+  from: ESCROW_ACCOUNT,
+  to,
+  amount,
+  idempotencyKey: key,
+});
+
+export const MAKE_OFFER_SAGA: SagaDefinition<MakeOfferInput> = {
+  type: MAKE_OFFER,
+  steps: [
+    {
+      name: "create",
+      action: "market.offerCreate",
+      params: s => ({ ...s.input, sagaId: s.sagaId }),
+      compensate: {
+        action: "market.offerDrop",
+        params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
+      },
+    },
+    {
+      name: "escrow",
+      action: "tokens.transferInternal",
+      params: s => ({
+        tokenId: s.input.tokenId,
+        from: s.input.makerId,
+        to: ESCROW_ACCOUNT,
+        amount: s.input.price,
+        idempotencyKey: s.key,
+      }),
+      compensate: {
+        action: "tokens.transferInternal",
+        params: s => fromEscrow(s.input.tokenId, s.input.makerId, s.input.price, s.key),
+        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
+        needsResult: true,
+      },
+    },
+    {
+      name: "activate",
+      action: "market.offerActivate",
+      forwardOnly: true,
+      params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
+    },
+  ],
+  result: r => r.activate,
+};
+
+type A = StepInput<AcceptOfferInput>;
+const sellerShare = (i: AcceptOfferInput) => (BigInt(i.price) - BigInt(i.royalty)).toString(10);
+
+export const ACCEPT_OFFER_SAGA: SagaDefinition<AcceptOfferInput> = {
+  type: ACCEPT_OFFER,
+  steps: [
+    {
+      name: "reserve",
+      action: "market.offerReserve",
+      params: s => ({
+        id: s.input.offerId,
+        sagaId: s.sagaId,
+        nftId: s.input.nftId,
+        sellerId: s.input.sellerId,
+      }),
+      compensate: {
+        action: "market.offerRelease",
+        params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
+      },
+    },
+    {
+      name: "holdNft",
+      action: "nfts.lock",
+      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.sagaId }),
+      compensate: {
+        action: "nfts.unlock",
+        params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+      },
+    },
+    {
+      name: "moveNft",
+      action: "nfts.transferFrom",
+      params: s => ({
+        id: s.input.nftId,
+        from: s.input.sellerId,
+        to: s.input.makerId,
+        lock: s.sagaId,
+        idempotencyKey: s.key,
+      }),
+      compensate: {
+        action: "nfts.transferFrom",
+        params: s => ({
+          id: s.input.nftId,
+          from: s.input.makerId,
+          to: s.input.sellerId,
+          lock: s.sagaId,
+          idempotencyKey: s.key,
+        }),
+        needsResult: true,
+      },
+    },
+    {
+      name: "paySeller",
+      action: "tokens.transferInternal",
+      forwardOnly: true,
+      skip: (s: A) => sellerShare(s.input) === "0",
+      params: s => fromEscrow(s.input.tokenId, s.input.sellerId, sellerShare(s.input), s.key),
+    },
+    {
+      name: "payRoyalty",
+      action: "tokens.transferInternal",
+      forwardOnly: true,
+      skip: (s: A) => s.input.royalty === "0",
+      params: s => fromEscrow(s.input.tokenId, s.input.royaltyTo, s.input.royalty, s.key),
+    },
+    {
+      name: "markAccepted",
+      action: "market.offerAccept",
+      forwardOnly: true,
+      params: s => ({
+        id: s.input.offerId,
+        sagaId: s.sagaId,
+        royalty: s.input.royalty,
+        royaltyTo: s.input.royaltyTo,
+      }),
+    },
+    {
+      name: "releaseNft",
+      action: "nfts.unlock",
+      forwardOnly: true,
+      params: s => ({ id: s.input.nftId, lock: s.sagaId }),
+    },
+  ],
+  result: (r): AcceptOfferResult => ({ offer: r.markAccepted as Offer, nft: r.releaseNft as Nft }),
+};
+
+export const CLOSE_OFFER_SAGA: SagaDefinition<CloseOfferInput> = {
+  type: CLOSE_OFFER,
+  steps: [
+    {
+      name: "close",
+      action: "market.offerClose",
+      params: s => ({
+        id: s.input.offerId,
+        sagaId: s.sagaId,
+        how: s.input.how,
+        makerId: s.input.makerId,
+      }),
+      compensate: {
+        // Harmless when it never closed it: only this saga's close is undone.
+        action: "market.offerReopen",
+        params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
+      },
+    },
+    {
+      name: "refund",
+      action: "tokens.transferInternal",
+      forwardOnly: true,
+      params: s => fromEscrow(s.input.tokenId, s.input.makerId, s.input.price, s.key),
+    },
+  ],
+  result: r => r.close,
+};
+
+const idRule = { type: "string" as const, min: 1, max: 64 };
+const accountRule = { type: "string" as const, min: 1, max: 128 };
+
+/** The params of the sagas service's actions that start these sagas. */
+export const MAKE_OFFER_PARAMS = {
+  $$strict: "remove",
+  key: { type: "string", min: 1, max: 300 },
+  input: {
+    type: "object",
+    strict: "remove",
+    props: {
+      offerId: idRule,
+      makerId: accountRule,
+      nftId: { ...idRule, nullable: true },
+      collectionId: idRule,
+      traits: { type: "array", max: 8, items: "object" },
+      tokenId: idRule,
+      price: amountRule(),
+      expiresAt: { type: "string", max: 40, optional: true },
+    },
+  },
+};
+
+export const ACCEPT_OFFER_PARAMS = {
+  $$strict: "remove",
+  key: { type: "string", min: 1, max: 300 },
+  input: {
+    type: "object",
+    strict: "remove",
+    props: {
+      offerId: idRule,
+      nftId: idRule,
+      sellerId: accountRule,
+      makerId: accountRule,
+      tokenId: idRule,
+      price: amountRule(),
+      royalty: amountRule(),
+      royaltyTo: accountRule,
+    },
+  },
+};
+
+export const CLOSE_OFFER_PARAMS = {
+  $$strict: "remove",
+  key: { type: "string", min: 1, max: 300 },
+  input: {
+    type: "object",
+    strict: "remove",
+    props: {
+      offerId: idRule,
+      makerId: accountRule,
+      how: { type: "enum", values: ["cancelled", "expired"] },
+      tokenId: idRule,
+      price: amountRule(),
+    },
+  },
+};
