@@ -2,12 +2,14 @@ import type { CollectionSpec } from "../lib/store/store";
 import { ACTIVITY_COLLECTIONS } from "../lib/activity/activity-log";
 import { DEX_COLLECTIONS } from "../lib/dex/liquidity-pools";
 import { MARKET_COLLECTIONS } from "../lib/market/market-book";
+import { OFFER_COLLECTIONS } from "../lib/market/offer-book";
 import { MARKETING_COLLECTIONS } from "../lib/marketing/campaigns";
 import { OUTBOX_COLLECTION } from "../lib/messaging/outbox";
 import { NFT_COLLECTIONS } from "../lib/nfts/documents";
 import { ANALYTICS_COLLECTIONS } from "../lib/read-models/analytics-counters";
 import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import { CATALOG_COLLECTIONS } from "../lib/read-models/catalog-documents";
+import { NFT_VIEW_COLLECTIONS } from "../lib/read-models/nft-views";
 import { SAGA_COLLECTIONS } from "../lib/sagas/saga-log";
 import { TOKENS_COLLECTIONS } from "../lib/tokens/ledger";
 import { USERS_COLLECTIONS } from "../lib/users/users";
@@ -23,9 +25,14 @@ import { WEBHOOKS_COLLECTIONS } from "../lib/webhooks/documents";
 export const SERVICE_COLLECTIONS: Record<string, Record<string, CollectionSpec>> = {
   activity: { ...ACTIVITY_COLLECTIONS, ...APPLIED_COLLECTION, ...OUTBOX_COLLECTION },
   analytics: { ...ANALYTICS_COLLECTIONS, ...APPLIED_COLLECTION },
-  catalog: { ...CATALOG_COLLECTIONS, ...APPLIED_COLLECTION },
+  catalog: { ...CATALOG_COLLECTIONS, ...NFT_VIEW_COLLECTIONS, ...APPLIED_COLLECTION },
   dex: DEX_COLLECTIONS,
-  market: { ...MARKET_COLLECTIONS, ...APPLIED_COLLECTION, ...OUTBOX_COLLECTION },
+  market: {
+    ...MARKET_COLLECTIONS,
+    ...OFFER_COLLECTIONS,
+    ...APPLIED_COLLECTION,
+    ...OUTBOX_COLLECTION,
+  },
   marketing: { ...MARKETING_COLLECTIONS, ...OUTBOX_COLLECTION },
   nfts: { ...NFT_COLLECTIONS, ...OUTBOX_COLLECTION },
   sagas: { ...SAGA_COLLECTIONS, ...OUTBOX_COLLECTION },

@@ -9,11 +9,12 @@ import type { Collection, Nft } from "../../lib/events/nfts";
 /**
  * Offers over HTTP (docs/api.md "Marketplace"): escrowed when made, accepted by the owner of
  * a matching NFT as a sale, cancelled or expired with the escrow paid back, and the races
- * between them; the real gateway, users, tokens, nfts, market and sagas in one process.
+ * between them, and their rows in the activity history; the real gateway, users, tokens,
+ * nfts, market, sagas and activity in one process.
  * After every test the escrow holds exactly the prices of the active offers.
  */
 
-const SERVICES = ["api", "users", "tokens", "nfts", "market", "sagas"];
+const SERVICES = ["api", "users", "tokens", "nfts", "market", "sagas", "activity"];
 const ENV = {
   READY_SERVICES: "users,tokens,nfts,market,sagas",
   RATE_LIMIT_MAX: "0",
@@ -233,6 +234,41 @@ describe("offers", () => {
       token: dan.token,
     });
     expect(buy.status).toBe(409);
+    await escrowMatchesActiveOffers();
+  });
+
+  it("every step shows in the history: made, accepted (with the seller's sale), cancelled, expired", async () => {
+    const rowsOf = async (who: Registered, types: string) =>
+      (
+        await p.client.get<{ rows: Array<{ type: string; data: { offerId?: string } }> }>(
+          `/api/me/activity?type=${types}&limit=100`,
+          { token: who.token },
+        )
+      ).body.rows;
+    const nft = await mint(bob);
+    const sold = await made(cat, { nftId: nft.id, price: "20" });
+    expect((await accept(bob, sold.id, nft.id)).status).toBe(201);
+    const withdrawn = await made(cat, { collectionId: col.id, price: "3" });
+    expect((await cancel(cat, withdrawn.id)).status).toBe(200);
+    const lapsed = await made(cat, {
+      collectionId: col.id,
+      price: "4",
+      expiresAt: new Date(Date.now() + 300).toISOString(),
+    });
+    const mine =
+      (type: string, id: string) => (rows: Array<{ type: string; data: { offerId?: string } }>) =>
+        rows.some(r => r.type === type && r.data.offerId === id);
+    await waitUntil(async () => {
+      const rows = await rowsOf(cat, "offer.made,offer.accepted,offer.cancelled,offer.expired");
+      return (
+        mine("offer.made", sold.id)(rows) &&
+        mine("offer.accepted", sold.id)(rows) &&
+        mine("offer.cancelled", withdrawn.id)(rows) &&
+        mine("offer.expired", lapsed.id)(rows)
+      );
+    }, 10_000);
+    await waitUntil(async () => mine("sale.sold", sold.id)(await rowsOf(bob, "sale.sold")), 5000);
+    await waitUntil(async () => mine("royalty", sold.id)(await rowsOf(ann, "royalty")), 5000);
     await escrowMatchesActiveOffers();
   });
 });

@@ -415,7 +415,7 @@ describe("the contract: every documented route answers as documented", () => {
     ok(await call("get", "/api/collections/{id}/traits", { path: { id: col.id } }), 200);
     ok(await call("get", "/api/nfts", { query: { collection: col.id, sort: "price" } }), 200);
     // An offer on an NFT of Bob's (he bought n1), accepted by him; another, cancelled.
-    const made = ok(
+    const offered = ok(
       await call("post", "/api/market/offers", {
         token: ann.token,
         body: { nftId: n1.id, priceTokenId: id, price: "300" },
@@ -423,11 +423,11 @@ describe("the contract: every documented route answers as documented", () => {
       201,
     ).body as { id: string };
     ok(await call("get", "/api/market/offers", { query: { nft: n1.id } }), 200);
-    ok(await call("get", "/api/market/offers/{id}", { path: { id: made.id } }), 200);
+    ok(await call("get", "/api/market/offers/{id}", { path: { id: offered.id } }), 200);
     ok(
       await call("post", "/api/market/offers/{id}/accept", {
         token: bob.token,
-        path: { id: made.id },
+        path: { id: offered.id },
         body: { nftId: n1.id },
       }),
       201,
