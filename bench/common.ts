@@ -173,3 +173,28 @@ export async function deleteStreams(namespace: string): Promise<void> {
     await nc.close();
   }
 }
+
+/** A call that must answer `status`. */
+export async function must<T>(
+  status: number,
+  call: Promise<{ status: number; body: T }>,
+): Promise<T> {
+  const res = await call;
+  if (res.status !== status)
+    throw new Error(`expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Runs `fn` over `items` with at most `n` at once. */
+export async function pooled<T>(
+  items: T[],
+  n: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}

@@ -3,7 +3,16 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runnerArgs } from "../bin/runner-args";
-import { api, freePort, percentile, platformEnv, printOutcomes, waitReady } from "./common";
+import {
+  api,
+  freePort,
+  must,
+  percentile,
+  platformEnv,
+  pooled,
+  printOutcomes,
+  waitReady,
+} from "./common";
 import { install } from "./procs";
 import { report } from "./report";
 
@@ -61,24 +70,6 @@ async function startPlatform(
     throw err;
   }
   return { base, stop };
-}
-
-/** A call that must answer `status`. */
-async function must<T>(status: number, call: Promise<{ status: number; body: T }>): Promise<T> {
-  const res = await call;
-  if (res.status !== status)
-    throw new Error(`expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-
-/** Runs `fn` over `items` with at most `n` at once. */
-async function pooled<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) await fn(items[next++]);
-    }),
-  );
 }
 
 async function main(): Promise<void> {
