@@ -45,6 +45,7 @@ import { LoginRefused, LoginThrottle } from "../lib/gateway/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
+import { LiveEventsMixin, liveEventsRoute } from "../mixins/live-events.mixin";
 import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
 import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
 import { ApiKeyGate, apiKeySettings, type ApiKeySettings } from "../lib/gateway/api-keys";
@@ -152,7 +153,7 @@ const ApiService: ServiceSchema<
   ApiThis
 > = {
   name: "api",
-  mixins: [ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin],
+  mixins: [ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin, LiveEventsMixin],
 
   // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
   // new parent id; its breaker, tripped by one failing downstream, made every route 404; its
@@ -233,6 +234,8 @@ const ApiService: ServiceSchema<
       openApiRoute,
       // The operator page, for ADMIN_EMAILS only (mixins/ops.mixin.ts).
       opsRoute,
+      // GET /api/me/events, the live stream (mixins/live-events.mixin.ts).
+      liveEventsRoute,
       {
         // A stricter limit on guessing passwords.
         ...commonRoute,

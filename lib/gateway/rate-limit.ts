@@ -331,5 +331,5 @@ export function gatewayRateLimits(opts: {
     };
   };
   const all = limit([api]);
-  return { login: limit([api, login]), private: all, public: all, openapi: all };
+  return { login: limit([api, login]), private: all, public: all, openapi: all, events: all };
 }

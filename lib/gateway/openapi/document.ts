@@ -190,6 +190,8 @@ function components(): OpenApiDocument["components"] {
           "An API key (`Authorization: Bearer mm_…`, made with POST /api/keys): acts as its " +
           "owner on the routes its scopes allow; each operation names the scope it needs.",
       },
+      // The live stream's browser session (POST /api/me/events/session).
+      eventsCookie: { type: "apiKey", in: "cookie", name: "mintmesh_events" },
     },
   };
 }

@@ -1,0 +1,255 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Context, Service, ServiceSettingSchema } from "moleculer";
+import { defineMixin } from "./define";
+import { envInt } from "../lib/shared/env";
+import { unauthorized, validationError } from "../lib/shared/errors";
+import { ACTIVITY_LIVE, type ActivityLive, type ActivityRow } from "../lib/events/activity";
+import {
+  LiveRefused,
+  LiveStreams,
+  isCursorShaped,
+  type LiveOptions,
+  type LiveSource,
+} from "../lib/gateway/live-stream";
+import {
+  LIVE_COOKIE,
+  liveCookie,
+  signLiveSession,
+  tokenLifeMs,
+  verifyLiveSession,
+} from "../lib/gateway/live-session";
+import { cookieValue, overHttps } from "../lib/gateway/ops/access";
+import { sendJson } from "../lib/gateway/http-errors";
+import { LIVE_OPERATIONS } from "../lib/gateway/openapi/live";
+
+/**
+ * The live stream GET /api/me/events (docs/api.md "Live events"), mixed into the gateway
+ * (services/api.service.ts lists `liveEventsRoute` with its routes): the streams themselves
+ * are lib/gateway/live-stream.ts; here they get their rows from activity.list, their hints
+ * from the ACTIVITY_LIVE broadcast, and their user from the bearer token or, for a
+ * browser's EventSource, the stream cookie of POST /api/me/events/session
+ * (lib/gateway/live-session.ts).
+ */
+
+export interface LiveSettings {
+  maxPerUser: number;
+  maxStreams: number;
+  pingMs: number;
+  rereadMs: number;
+  stallMs: number;
+  retryMs: number;
+  retryAfterS: number;
+  /** Longest life of a stream cookie (ms); never beyond the bearer token's own. */
+  sessionTtlMs: number;
+  /** Timeout of each activity.list call (ms). */
+  readTimeoutMs: number;
+}
+
+type Req = IncomingMessage & {
+  $ctx?: Context<unknown, { user?: { id: string } | null }>;
+  query?: Record<string, unknown>;
+};
+type Res = ServerResponse;
+
+interface LiveGatewaySettings extends ServiceSettingSchema {
+  live: LiveSettings;
+  jwtSecret: string;
+  trustProxy: number;
+}
+interface LiveVars {
+  liveStreams: LiveStreams;
+}
+export interface LiveMethods {
+  liveOpen(req: Req, res: Res): Promise<void>;
+  liveSession(req: Req, res: Res): void;
+}
+type LiveThis = Service<LiveGatewaySettings> & LiveVars & LiveMethods;
+
+type Handler = (this: LiveThis, req: Req, res: Res, next: (err?: unknown) => void) => void;
+const handle =
+  (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void): Handler =>
+  function (req, res, next) {
+    Promise.resolve()
+      .then(() => fn.call(this, req, res))
+      .catch(next);
+  };
+
+const first = (v: unknown): string | undefined =>
+  typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined;
+
+/** The route services/api.service.ts lists: the stream and its browser session. */
+export const liveEventsRoute = {
+  name: "events",
+  path: "/api/me",
+  mappingPolicy: "restrict" as const,
+  // Neither takes a body.
+  bodyParsers: { json: false, urlencoded: false },
+  // The gateway's authenticate(): a bearer token's user, null without one, 401 for a bad one.
+  authentication: true,
+  authorization: false,
+  logging: false,
+  aliases: {
+    "GET events": handle(function (req, res) {
+      return this.liveOpen(req, res);
+    }),
+    "POST events/session": handle(function (req, res) {
+      this.liveSession(req, res);
+    }),
+    "DELETE events/session": handle(function (req, res) {
+      res.writeHead(204, {
+        "Set-Cookie": liveCookie("", 0, overHttps(req, this.settings.trustProxy)),
+        "Cache-Control": "no-store",
+      });
+      res.end();
+    }),
+  },
+  openapi: LIVE_OPERATIONS,
+};
+
+export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, LiveVars>({
+  settings: {
+    live: {
+      maxPerUser: envInt("LIVE_MAX_STREAMS_PER_USER", 5),
+      maxStreams: envInt("LIVE_MAX_STREAMS", 10_000),
+      pingMs: envInt("LIVE_PING_MS", 15_000),
+      rereadMs: envInt("LIVE_REREAD_MS", 10_000),
+      stallMs: envInt("LIVE_STALL_MS", 30_000),
+      retryMs: envInt("LIVE_RETRY_MS", 1000),
+      retryAfterS: envInt("LIVE_RETRY_AFTER_S", 5),
+      sessionTtlMs: envInt("LIVE_SESSION_TTL_MS", 12 * 3600_000),
+      readTimeoutMs: envInt("LIVE_READ_TIMEOUT_MS", 5000),
+    } satisfies LiveSettings,
+  } as LiveGatewaySettings,
+
+  events: {
+    // A hint only (lib/events/activity.ts): the streams of these users read what is new.
+    [ACTIVITY_LIVE]: {
+      handler(this: LiveThis, ctx: Context<ActivityLive>) {
+        const ids = ctx.params?.actorIds;
+        if (Array.isArray(ids)) this.liveStreams.hint(ids.filter(i => typeof i === "string"));
+      },
+    },
+    // Hints sent while this node was cut off from NATS are lost: every stream reads.
+    "$transporter.connected"(this: LiveThis) {
+      this.liveStreams?.pokeAll();
+    },
+  },
+
+  methods: {
+    async liveOpen(req: Req, res: Res) {
+      const ctx = req.$ctx;
+      // A bearer token (checked by the gateway) wins; else the stream cookie.
+      let userId = ctx?.meta.user?.id;
+      if (!userId && !req.headers.authorization) {
+        const cookie = cookieValue(req.headers.cookie, LIVE_COOKIE);
+        userId = (cookie && verifyLiveSession(cookie, this.settings.jwtSecret)) || undefined;
+        if (userId && ctx) ctx.meta.user = { id: userId }; // the access log's user
+      }
+      if (!userId) throw unauthorized();
+
+      // EventSource's reconnection sends Last-Event-ID: newer than the URL's ?after=.
+      const after = first(req.headers["last-event-id"]) ?? first(req.query?.after);
+      if (after !== undefined && !isCursorShaped(after))
+        throw validationError("after", "is not a cursor of this stream");
+
+      let stream;
+      try {
+        stream = this.liveStreams.reserve(userId);
+      } catch (err) {
+        if (!(err instanceof LiveRefused)) throw err;
+        sendJson(
+          res,
+          503,
+          {
+            error: {
+              type: "SERVICE_UNAVAILABLE",
+              message: err.message,
+              requestId: ctx?.requestID ?? "",
+            },
+          },
+          { "Retry-After": String(err.retryAfterS) },
+        );
+        return;
+      }
+      try {
+        await stream.begin(after);
+      } catch (err) {
+        stream.close();
+        // activity.list's own word for a cursor that is none of its.
+        const type = (err as { type?: unknown }).type;
+        if (type === "VALIDATION_ERROR") throw validationError("after", "is not a cursor of this stream");
+        throw err;
+      }
+      if (res.destroyed) {
+        stream.close();
+        return;
+      }
+      req.socket.setTimeout(0); // a quiet stream is no idle connection: it has its pings
+      res.writeHead(200, {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no",
+        Connection: "keep-alive",
+      });
+      stream.attach(res);
+    },
+
+    /** The stream cookie, for a bearer token's user; it lives no longer than the token. */
+    liveSession(req: Req, res: Res) {
+      const userId = req.$ctx?.meta.user?.id;
+      if (!userId) throw unauthorized();
+      const token = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
+      const ttl = Math.min(this.settings.live.sessionTtlMs, tokenLifeMs(token) ?? Infinity);
+      if (ttl < 1000) throw unauthorized("Invalid or expired token");
+      const cookie = signLiveSession(userId, this.settings.jwtSecret, ttl);
+      res.writeHead(204, {
+        "Set-Cookie": liveCookie(cookie, ttl, overHttps(req, this.settings.trustProxy)),
+        "Cache-Control": "no-store",
+      });
+      res.end();
+    },
+  } satisfies LiveMethods & ThisType<LiveThis>,
+
+  created() {
+    const live = this.settings.live;
+    const timeout = live.readTimeoutMs;
+    const list = (params: Record<string, unknown>) =>
+      this.broker.call<{ rows: ActivityRow[] }, Record<string, unknown>>("activity.list", params, {
+        timeout,
+      });
+    const source: LiveSource = {
+      async after(actorId, cursor, limit) {
+        const params = { actorId, order: "asc", limit, ...(cursor === null ? {} : { cursor }) };
+        return (await list(params)).rows;
+      },
+      async newest(actorId) {
+        const { rows } = await list({ actorId, order: "desc", limit: 1 });
+        return rows[0]?.cursor ?? null;
+      },
+    };
+    // Reads fail together when activity is down: one warning per user and minute is plenty.
+    const warned = new Map<string, number>();
+    const opts: LiveOptions = {
+      ...live,
+      pageSize: 100,
+      maxBacklog: 1024 * 1024,
+      onReadError: (err, actorId) => {
+        const now = Date.now();
+        if ((warned.get(actorId) ?? 0) > now - 60_000) return;
+        if (warned.size >= 1000) warned.clear();
+        warned.set(actorId, now);
+        this.logger.warn({ err, userId: actorId }, "Live stream: reading new activity failed");
+      },
+    };
+    this.liveStreams = new LiveStreams(source, opts);
+  },
+
+  started() {
+    this.liveStreams.start();
+  },
+
+  stopped() {
+    // Open streams would keep the HTTP server's close() waiting: end them (clients resume).
+    this.liveStreams.stop();
+  },
+});
