@@ -51,6 +51,10 @@ const CASES: Case[] = [
   },
   { name: "rtt", about: "i: broker.call vs raw NATS request/reply" },
   { name: "events", about: "j: outbox → JetStream → catalog lag at 1,000 transfers/s" },
+  {
+    name: "live",
+    about: "m event → SSE latency at 1,000 transfers/s; n 10,000 streams on one gateway",
+  },
   { name: "startup", about: "k: each node's time to /health/ready" },
   { name: "launches", about: "launch sagas, embedded and over NATS" },
   { name: "market", about: "NFT purchase sagas, embedded" },

@@ -13,6 +13,7 @@ import {
 } from "../lib/gateway/live-stream";
 import {
   LIVE_COOKIE,
+  LIVE_PATH,
   liveCookie,
   signLiveSession,
   tokenLifeMs,
@@ -66,8 +67,7 @@ export interface LiveMethods {
 type LiveThis = Service<LiveGatewaySettings> & LiveVars & LiveMethods;
 
 type Handler = (this: LiveThis, req: Req, res: Res, next: (err?: unknown) => void) => void;
-const handle =
-  (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void): Handler =>
+const handle = (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void): Handler =>
   function (req, res, next) {
     Promise.resolve()
       .then(() => fn.call(this, req, res))
@@ -76,6 +76,11 @@ const handle =
 
 const first = (v: unknown): string | undefined =>
   typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined;
+
+/** A request for the stream itself (not its session): the gateway's stop does not wait for it. */
+export function isLiveRequest(req: IncomingMessage): boolean {
+  return req.method === "GET" && (req.url ?? "").split("?")[0] === LIVE_PATH;
+}
 
 /** The route services/api.service.ts lists: the stream and its browser session. */
 export const liveEventsRoute = {
@@ -112,7 +117,7 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
       maxPerUser: envInt("LIVE_MAX_STREAMS_PER_USER", 5),
       maxStreams: envInt("LIVE_MAX_STREAMS", 10_000),
       pingMs: envInt("LIVE_PING_MS", 15_000),
-      rereadMs: envInt("LIVE_REREAD_MS", 10_000),
+      rereadMs: envInt("LIVE_REREAD_MS", 30_000),
       stallMs: envInt("LIVE_STALL_MS", 30_000),
       retryMs: envInt("LIVE_RETRY_MS", 1000),
       retryAfterS: envInt("LIVE_RETRY_AFTER_S", 5),
@@ -177,7 +182,8 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
         stream.close();
         // activity.list's own word for a cursor that is none of its.
         const type = (err as { type?: unknown }).type;
-        if (type === "VALIDATION_ERROR") throw validationError("after", "is not a cursor of this stream");
+        if (type === "VALIDATION_ERROR")
+          throw validationError("after", "is not a cursor of this stream");
         throw err;
       }
       if (res.destroyed) {

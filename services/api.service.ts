@@ -45,7 +45,7 @@ import { LoginRefused, LoginThrottle } from "../lib/gateway/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
 import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
-import { LiveEventsMixin, liveEventsRoute } from "../mixins/live-events.mixin";
+import { LiveEventsMixin, isLiveRequest, liveEventsRoute } from "../mixins/live-events.mixin";
 import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
 import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
 import { ApiKeyGate, apiKeySettings, type ApiKeySettings } from "../lib/gateway/api-keys";
@@ -92,7 +92,11 @@ export interface ApiSettings extends ServiceSettingSchema {
   httpServerTimeout: number;
   requestTimeout: number;
   headersTimeout: number;
-  rootCallOptions(this: ApiThis, options: { requestID?: string }, req: Req): void;
+  rootCallOptions(
+    this: ApiThis,
+    options: { requestID?: string; tracking?: boolean },
+    req: Req,
+  ): void;
   onError(this: ApiThis, req: Req, res: Res, err: Error): void;
 }
 
@@ -153,7 +157,9 @@ const ApiService: ServiceSchema<
   ApiThis
 > = {
   name: "api",
-  mixins: [ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin, LiveEventsMixin],
+  // LiveEventsMixin first: its stopped() (ending the streams) then runs before moleculer-web's
+  // server.close(), which would wait for them.
+  mixins: [LiveEventsMixin, ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin],
 
   // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
   // new parent id; its breaker, tripped by one failing downstream, made every route 404; its
@@ -203,9 +209,11 @@ const ApiService: ServiceSchema<
     headersTimeout: envInt("HTTP_HEADERS_TIMEOUT_MS", 10_000),
 
     /** X-Request-ID (or X-Correlation-ID) is kept only when short and plain; else a new one. */
-    rootCallOptions(options: { requestID?: string }, req: Req) {
+    rootCallOptions(options: { requestID?: string; tracking?: boolean }, req: Req) {
       const given = req.headers["x-correlation-id"] ?? req.headers["x-request-id"];
       options.requestID = acceptedRequestId(given);
+      // A stream lasts as long as its client: a stop ends it (stopped()) rather than wait for it.
+      if (isLiveRequest(req)) options.tracking = false;
     },
 
     // Rate limits are added by merged() below, from rateLimits.

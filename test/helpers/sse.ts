@@ -60,7 +60,10 @@ export interface SseStream {
   until(check: (p: SseParser) => boolean, timeoutMs?: number): Promise<void>;
 }
 
-export async function openSse(url: string, headers: Record<string, string> = {}): Promise<SseStream> {
+export async function openSse(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<SseStream> {
   const abort = new AbortController();
   const res = await fetch(url, { headers, signal: abort.signal });
   const parser = new SseParser();
@@ -94,7 +97,9 @@ export async function openSse(url: string, headers: Record<string, string> = {})
       return new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           waiters.delete(w);
-          reject(new Error(`SSE condition not met in ${timeoutMs} ms (${parser.events.length} events)`));
+          reject(
+            new Error(`SSE condition not met in ${timeoutMs} ms (${parser.events.length} events)`),
+          );
         }, timeoutMs);
         const w = () => {
           if (check(parser)) {
@@ -104,7 +109,9 @@ export async function openSse(url: string, headers: Record<string, string> = {})
           } else if (done) {
             clearTimeout(timer);
             waiters.delete(w);
-            reject(new Error(`SSE stream ended before the condition (${parser.events.length} events)`));
+            reject(
+              new Error(`SSE stream ended before the condition (${parser.events.length} events)`),
+            );
           }
         };
         waiters.add(w);

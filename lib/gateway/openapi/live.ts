@@ -40,7 +40,8 @@ export const LIVE_OPERATIONS: Record<string, StaticOperation> = {
       401: ref("Unauthorized"),
       503: {
         $ref: "#/components/responses/ServiceUnavailable",
-        description: "Too many streams for this user or this server (Retry-After), or activity down",
+        description:
+          "Too many streams for this user or this server (Retry-After), or activity down",
       },
     },
   },
