@@ -66,6 +66,8 @@ export interface LiveMethods {
 }
 type LiveThis = Service<LiveGatewaySettings> & LiveVars & LiveMethods;
 
+const NO_STORE = { "Cache-Control": "no-store" };
+
 type Handler = (this: LiveThis, req: Req, res: Res, next: (err?: unknown) => void) => void;
 const handle = (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void): Handler =>
   function (req, res, next) {
@@ -101,11 +103,8 @@ export const liveEventsRoute = {
       this.liveSession(req, res);
     }),
     "DELETE events/session": handle(function (req, res) {
-      res.writeHead(204, {
-        "Set-Cookie": liveCookie("", 0, overHttps(req, this.settings.trustProxy)),
-        "Cache-Control": "no-store",
-      });
-      res.end();
+      const cleared = liveCookie("", 0, overHttps(req, this.settings.trustProxy));
+      sendJson(res, 200, {}, { "Set-Cookie": cleared, ...NO_STORE });
     }),
   },
   openapi: LIVE_OPERATIONS,
@@ -193,7 +192,7 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
       req.socket.setTimeout(0); // a quiet stream is no idle connection: it has its pings
       res.writeHead(200, {
         "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-store",
+        ...NO_STORE,
         "X-Accel-Buffering": "no",
         Connection: "keep-alive",
       });
@@ -207,12 +206,13 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
       const token = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
       const ttl = Math.min(this.settings.live.sessionTtlMs, tokenLifeMs(token) ?? Infinity);
       if (ttl < 1000) throw unauthorized("Invalid or expired token");
-      const cookie = signLiveSession(userId, this.settings.jwtSecret, ttl);
-      res.writeHead(204, {
-        "Set-Cookie": liveCookie(cookie, ttl, overHttps(req, this.settings.trustProxy)),
-        "Cache-Control": "no-store",
-      });
-      res.end();
+      const cookie = liveCookie(
+        signLiveSession(userId, this.settings.jwtSecret, ttl),
+        ttl,
+        overHttps(req, this.settings.trustProxy),
+      );
+      const expiresAt = new Date(Date.now() + ttl).toISOString();
+      sendJson(res, 200, { expiresAt }, { "Set-Cookie": cookie, ...NO_STORE });
     },
   } satisfies LiveMethods & ThisType<LiveThis>,
 

@@ -82,7 +82,7 @@ describe("the live stream in a browser", () => {
         );
       return made.status;
     })()`);
-      expect(status).toBe(204);
+      expect(status).toBe(200);
       await expect.poll(opens).toBe(1);
 
       const token = await createToken(p.client, ann.token);

@@ -183,7 +183,9 @@ describe("the live stream GET /api/me/events", () => {
       method: "POST",
       headers: { authorization: `Bearer ${ann.token}` },
     });
-    expect(made.status).toBe(204);
+    expect(made.status).toBe(200);
+    const { expiresAt } = (await made.json()) as { expiresAt: string };
+    expect(Date.parse(expiresAt)).toBeGreaterThan(Date.now() + 3600_000);
     const setCookie = made.headers.get("set-cookie") ?? "";
     expect(setCookie).toMatch(
       /^mintmesh_events=[^;]+; Path=\/api\/me\/events; HttpOnly; SameSite=Strict; Max-Age=\d+/,
@@ -205,7 +207,7 @@ describe("the live stream GET /api/me/events", () => {
     expect(forged.status).toBe(401);
 
     const cleared = await fetch(`${p.baseUrl}/api/me/events/session`, { method: "DELETE" });
-    expect(cleared.status).toBe(204);
+    expect(cleared.status).toBe(200);
     expect(cleared.headers.get("set-cookie")).toMatch(/^mintmesh_events=; .*Max-Age=0/);
   });
 

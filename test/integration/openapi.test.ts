@@ -22,6 +22,7 @@ import { HEALTH_OPERATIONS } from "../../lib/gateway/openapi/health";
 import { OpenApiMiddleware } from "../../middlewares/openapi.middleware";
 import { DOCS_OPERATIONS } from "../../mixins/openapi.mixin";
 import { ALL_SERVICES, usePlatform } from "../helpers/platform";
+import { openSse } from "../helpers/sse";
 
 /**
  * GET /api/openapi.json against the code: a valid OpenAPI 3.1 document; every alias of the
@@ -519,6 +520,23 @@ describe("the contract: every documented route answers as documented", () => {
       await call("delete", "/api/webhooks/{id}", { token: ann.token, path: { id: hook.id } }),
       200,
     );
+
+    // The live stream (it stays open: read its head, then close) and its browser session.
+    ok(await call("post", "/api/me/events/session", { token: ann.token }), 200);
+    ok(await call("delete", "/api/me/events/session"), 200);
+    const live = await openSse(`${p.baseUrl}/api/me/events`, {
+      authorization: `Bearer ${ann.token}`,
+    });
+    live.close();
+    const liveType = live.headers.get("content-type") ?? "";
+    seen.push({
+      method: "get",
+      path: "/api/me/events",
+      status: live.status,
+      body: "",
+      text: "",
+      contentType: liveType,
+    });
 
     // Errors have their documented shape too.
     expect((await call("get", "/api/users/me")).status).toBe(401);

@@ -51,10 +51,22 @@ export const LIVE_OPERATIONS: Record<string, StaticOperation> = {
     summary: "Sets the stream cookie a browser's EventSource authenticates with",
     description:
       "HttpOnly, SameSite=Strict, Path=/api/me/events; valid for the stream only, at most as " +
-      "long as the bearer token that made it. No body.",
+      "long as the bearer token that made it. No body. Make a new one before `expiresAt`.",
     security: [{ bearer: [] }],
     responses: {
-      204: { description: "Set-Cookie: mintmesh_events=…" },
+      200: {
+        description: "Set-Cookie: mintmesh_events=…",
+        content: {
+          "application/json": {
+            schema: {
+              type: "object",
+              required: ["expiresAt"],
+              additionalProperties: false,
+              properties: { expiresAt: { type: "string", format: "date-time" } },
+            },
+          },
+        },
+      },
       401: ref("Unauthorized"),
     },
   },
@@ -63,6 +75,13 @@ export const LIVE_OPERATIONS: Record<string, StaticOperation> = {
     tags: ["activity"],
     summary: "Clears the stream cookie",
     security: [],
-    responses: { 204: { description: "The cookie cleared" } },
+    responses: {
+      200: {
+        description: "The cookie cleared",
+        content: {
+          "application/json": { schema: { type: "object", additionalProperties: false } },
+        },
+      },
+    },
   },
 };
