@@ -495,6 +495,52 @@ const activity = command({
   },
 });
 
+interface LiveRow {
+  cursor: string;
+  type: string;
+  at: string;
+  tokenId?: string;
+  nftId?: string;
+  data: Record<string, unknown>;
+}
+
+/** One line of a row: when, what, of which token or NFT, and its data. */
+const rowLine = (r: LiveRow) =>
+  `   ${r.at}  ${r.type.padEnd(20)} ${r.tokenId ?? r.nftId ?? ""}  ${JSON.stringify(r.data)}  (${r.cursor})`;
+
+const tail = command({
+  command: "tail <userId>",
+  description:
+    "A user's activity rows as they happen, like GET /api/me/events: the last few, then every new one (activity.list after the last cursor), for --seconds",
+  options: [
+    { option: "--seconds <s>", description: "how long to follow (default 30)" },
+    { option: "--after <cursor>", description: "start after this row instead of the last 5" },
+  ],
+  async action(broker, args) {
+    const actorId = str(args.userId);
+    const list = (params: object) =>
+      broker.call<{ rows: LiveRow[] }, object>("activity.list", { actorId, ...params });
+    let cursor = args.options.after === undefined ? undefined : str(args.options.after);
+    if (cursor === undefined) {
+      const last = (await list({ order: "desc", limit: 5 })).rows.reverse();
+      last.forEach(r => out(rowLine(r)));
+      cursor = last.at(-1)?.cursor;
+    }
+    const seconds = Number(args.options.seconds ?? 30);
+    out(`>> Following ${actorId} for ${seconds} s…`);
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+      const { rows } = await list({ order: "asc", limit: 100, ...(cursor ? { cursor } : {}) });
+      rows.forEach(r => out(rowLine(r)));
+      cursor = rows.at(-1)?.cursor ?? cursor;
+      if (rows.length < 100) await new Promise(r => setTimeout(r, 500));
+    }
+    out(
+      `>> Done (last cursor ${cursor ?? "none"}: \`tail ${actorId} --after ${cursor ?? ""}\` goes on)`,
+    );
+  },
+});
+
 /** Waits for the other nodes to answer discovery, so the first command sees the cluster. */
 async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
   const remoteCount = () =>
@@ -509,11 +555,11 @@ async function discover(broker: ServiceBroker, maxMs = 3000): Promise<number> {
 /** The project's REPL: its prompt and the commands above, next to moleculer-repl's own. */
 export const replOptions: ReplOptions = {
   delimiter: "mintmesh $",
-  customCommands: [health, register, login, mktoken, launch, mint, buy, balances, activity],
+  customCommands: [health, register, login, mktoken, launch, mint, buy, balances, activity, tail],
 };
 
 const COMMANDS =
-  "health, register, login, mktoken, launch, mint, buy, balances, activity, call, dcall, nodes, services, actions, help, quit";
+  "health, register, login, mktoken, launch, mint, buy, balances, activity, tail, call, dcall, nodes, services, actions, help, quit";
 
 /** A person reads this console: short lines rather than JSON. */
 const consoleLogger: BrokerOptions["logger"] = {
