@@ -42,6 +42,12 @@ describe("the live stream in a browser", () => {
   const seen = () => page.evaluate("window.seen") as Promise<Seen[]>;
   const opens = () => page.evaluate("window.opens") as Promise<number>;
 
+  /** ann's rows once activity has recorded `n` of them. */
+  async function historyOf(n: number): Promise<ActivityRow[]> {
+    await expect.poll(async () => (await history()).length, { timeout: 10_000 }).toBe(n);
+    return history();
+  }
+
   async function history(): Promise<ActivityRow[]> {
     const page = await p.broker.call<{ rows: ActivityRow[] }, object>("activity.list", {
       actorId: ann.id,
@@ -87,7 +93,7 @@ describe("the live stream in a browser", () => {
 
       const token = await createToken(p.client, ann.token);
       await transfers(token.id, 3);
-      let all = await history();
+      let all = await historyOf(4);
       await expect.poll(async () => (await seen()).length).toBe(all.length);
 
       // The gateway ends every stream (as a restart would); EventSource comes back by itself.
@@ -97,7 +103,7 @@ describe("the live stream in a browser", () => {
       api.liveStreams.start();
       await expect.poll(opens, { timeout: 10_000 }).toBe(2);
       await transfers(token.id, 1);
-      all = await history();
+      all = await historyOf(7);
       await expect.poll(async () => (await seen()).length, { timeout: 10_000 }).toBe(all.length);
       await new Promise(r => setTimeout(r, 300));
 
