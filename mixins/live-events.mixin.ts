@@ -144,10 +144,17 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
       const ctx = req.$ctx;
       // A bearer token (checked by the gateway) wins; else the stream cookie.
       let userId = ctx?.meta.user?.id;
-      if (!userId && !req.headers.authorization) {
+      let expiresAt = Infinity;
+      if (userId) {
+        const token = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
+        expiresAt = Date.now() + (tokenLifeMs(token) ?? Infinity);
+      } else if (!req.headers.authorization) {
         const cookie = cookieValue(req.headers.cookie, LIVE_COOKIE);
-        userId = (cookie && verifyLiveSession(cookie, this.settings.jwtSecret)) || undefined;
-        if (userId && ctx) ctx.meta.user = { id: userId }; // the access log's user
+        const session = cookie ? verifyLiveSession(cookie, this.settings.jwtSecret) : null;
+        if (session) {
+          ({ userId, expiresAt } = session);
+          if (ctx) ctx.meta.user = { id: userId }; // the access log's user
+        }
       }
       if (!userId) throw unauthorized();
 
@@ -158,7 +165,7 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
 
       let stream;
       try {
-        stream = this.liveStreams.reserve(userId);
+        stream = this.liveStreams.reserve(userId, expiresAt);
       } catch (err) {
         if (!(err instanceof LiveRefused)) throw err;
         sendJson(

@@ -29,11 +29,15 @@ export function signLiveSession(userId: string, secret: string, ttlMs: number): 
   });
 }
 
-/** The user id of a valid, unexpired stream session; null for anything else. */
-export function verifyLiveSession(token: string, secret: string): string | null {
+/** The user of a valid, unexpired stream session and when it expires (ms); null for anything else. */
+export function verifyLiveSession(
+  token: string,
+  secret: string,
+): { userId: string; expiresAt: number } | null {
   try {
     const p = jwt.verify(token, sessionKey(secret), { algorithms: ["HS256"], audience: AUDIENCE });
-    return typeof p === "object" && typeof p.sub === "string" && p.sub ? p.sub : null;
+    if (typeof p !== "object" || typeof p.sub !== "string" || !p.sub) return null;
+    return { userId: p.sub, expiresAt: typeof p.exp === "number" ? p.exp * 1000 : Infinity };
   } catch {
     return null;
   }

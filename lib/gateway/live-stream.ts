@@ -94,6 +94,11 @@ export class LiveStream {
   readAt = 0;
   /** Since when the stream waits for its client to take its writes; 0: it does not. */
   waitingSince = 0;
+  /**
+   * When the credentials it was opened with expire (ms): the stream ends then, so a revoked
+   * or expired token reads nothing more; the client reconnects with a fresh one.
+   */
+  expiresAt = Infinity;
 
   constructor(
     readonly userId: string,
@@ -192,12 +197,12 @@ export class LiveStream {
     });
   }
 
-  /** A `: ping`; closes a stream whose client stopped reading. */
+  /** A `: ping`; closes a stream whose client stopped reading, or whose credentials expired. */
   ping(now: number): void {
     const sink = this.sink;
     if (!sink || this.closed) return;
     const stalled = this.waitingSince > 0 && now - this.waitingSince > this.streams.opts.stallMs;
-    if (stalled || sink.writableLength > this.streams.opts.maxBacklog) {
+    if (stalled || now >= this.expiresAt || sink.writableLength > this.streams.opts.maxBacklog) {
       this.close();
       return;
     }
@@ -237,8 +242,8 @@ export class LiveStreams {
     return this.byUser.get(userId)?.size ?? 0;
   }
 
-  /** A slot for a new stream of `userId`; LiveRefused when a bound is reached. */
-  reserve(userId: string): LiveStream {
+  /** A slot for a new stream of `userId` (until `expiresAt`); LiveRefused when a bound is reached. */
+  reserve(userId: string, expiresAt = Infinity): LiveStream {
     const { maxStreams, maxPerUser, retryAfterS } = this.opts;
     if (this.count >= maxStreams)
       throw new LiveRefused("Too many live streams on this server", retryAfterS);
@@ -246,6 +251,7 @@ export class LiveStreams {
     if (own.size >= maxPerUser)
       throw new LiveRefused(`At most ${maxPerUser} live streams per user`, retryAfterS);
     const stream = new LiveStream(userId, this);
+    stream.expiresAt = expiresAt;
     own.add(stream);
     this.byUser.set(userId, own);
     this.count++;

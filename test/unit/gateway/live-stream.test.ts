@@ -257,6 +257,22 @@ describe("the bounds", () => {
   });
 });
 
+describe("credentials", () => {
+  it("end the stream when they expire (the client reconnects with fresh ones)", async () => {
+    const h = new History();
+    const r = registry(h, { pingMs: 20 });
+    const c = client();
+    const s = r.reserve("ann", Date.now() + 100);
+    await s.begin(undefined);
+    s.attach(c.sink);
+    const lasting = await open(r, "ann");
+    await until(() => s.closed, 1000);
+    expect(c.sink.writableEnded).toBe(true);
+    expect(lasting.stream.closed).toBe(false);
+    expect(r.of("ann")).toBe(1);
+  });
+});
+
 describe("a cursor from a client", () => {
   it("is short and printable", () => {
     expect(isCursorShaped("000000000042")).toBe(true);
