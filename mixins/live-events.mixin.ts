@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { getHeapStatistics } from "node:v8";
 import type { Context, Service, ServiceSettingSchema } from "moleculer";
 import { defineMixin } from "./define";
 import { envInt } from "../lib/shared/env";
@@ -8,6 +9,7 @@ import {
   LiveRefused,
   LiveStreams,
   isCursorShaped,
+  streamsTheHeapHolds,
   type LiveOptions,
   type LiveSource,
 } from "../lib/gateway/live-stream";
@@ -76,6 +78,8 @@ const handle = (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void
       .catch(next);
   };
 
+const heapLimit = () => getHeapStatistics().heap_size_limit;
+
 const first = (v: unknown): string | undefined =>
   typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined;
 
@@ -114,7 +118,7 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
   settings: {
     live: {
       maxPerUser: envInt("LIVE_MAX_STREAMS_PER_USER", 5),
-      maxStreams: envInt("LIVE_MAX_STREAMS", 10_000),
+      maxStreams: envInt("LIVE_MAX_STREAMS", streamsTheHeapHolds(heapLimit())),
       pingMs: envInt("LIVE_PING_MS", 15_000),
       rereadMs: envInt("LIVE_REREAD_MS", 30_000),
       stallMs: envInt("LIVE_STALL_MS", 30_000),

@@ -56,6 +56,21 @@ export interface LiveOptions {
   onReadError?: (err: unknown, actorId: string) => void;
 }
 
+/** What one open stream holds of the gateway's heap (HTTP objects, its context, its state). */
+export const STREAM_HEAP_BYTES = 18 * 1024;
+/** What the gateway needs besides its streams (caches, routes, the broker). */
+const GATEWAY_BASE_HEAP_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The default bound on a gateway's streams: as many as its heap limit holds beside the rest,
+ * at most 10,000. The deployed gateway's 96 MB old space (package.json gateway_node_flags)
+ * holds about 3,000; 10,000 need --max-old-space-size=256 or more (docs/benchmarks.md).
+ */
+export function streamsTheHeapHolds(heapLimitBytes: number): number {
+  const room = Math.floor((heapLimitBytes - GATEWAY_BASE_HEAP_BYTES) / STREAM_HEAP_BYTES);
+  return Math.max(100, Math.min(10_000, room));
+}
+
 /** Too many streams: the 503's message and Retry-After. */
 export class LiveRefused extends Error {
   constructor(

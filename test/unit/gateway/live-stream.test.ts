@@ -6,6 +6,7 @@ import {
   LiveStreams,
   isCursorShaped,
   rowEvent,
+  streamsTheHeapHolds,
   type LiveOptions,
   type LiveSource,
 } from "../../../lib/gateway/live-stream";
@@ -236,6 +237,15 @@ describe("the bounds", () => {
     expect(r.of("ann")).toBe(2);
     await open(r, "ann");
     expect(r.of("ann")).toBe(3);
+  });
+
+  it("by default holds as many streams as the heap holds, at most 10,000", () => {
+    const MB = 1024 * 1024;
+    // The deployed gateway (96 MB old space and its young generation) against a bigger heap.
+    expect(streamsTheHeapHolds(120 * MB)).toBeGreaterThan(2000);
+    expect(streamsTheHeapHolds(120 * MB)).toBeLessThan(4000);
+    expect(streamsTheHeapHolds(384 * MB)).toBe(10_000);
+    expect(streamsTheHeapHolds(32 * MB)).toBe(100);
   });
 
   it("closes the stream of a client that stopped reading, and frees its slot", async () => {
