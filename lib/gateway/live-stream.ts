@@ -105,6 +105,8 @@ export class LiveStream {
   private again = false;
   private pending: ActivityRow[] = [];
   private wake?: () => void;
+  /** A write found the client's buffer full: the next page waits for its "drain". */
+  private full = false;
   /** When the last read began; the sweep reads streams that have not read for rereadMs. */
   readAt = 0;
   /** Since when the stream waits for its client to take its writes; 0: it does not. */
@@ -175,7 +177,8 @@ export class LiveStream {
         if (!more) return;
         if (rows.length < opts.pageSize) return;
         // A client slower than the rows: wait until it has taken them (or the sweep closes it).
-        if (this.sink && this.sink.writableLength > 0 && !(await this.drained())) return;
+        // ("drain" comes only after a write that said the buffer was full: not for any backlog.)
+        if (this.full && !(await this.drained())) return;
       }
     } catch (err) {
       this.streams.opts.onReadError?.(err, this.userId);
@@ -187,7 +190,7 @@ export class LiveStream {
     const sink = this.sink;
     if (!sink || this.closed) return false;
     for (const row of rows) {
-      sink.write(rowEvent(row));
+      if (!sink.write(rowEvent(row))) this.full = true;
       this.last = row.cursor;
     }
     if (sink.writableLength > this.streams.opts.maxBacklog) {
@@ -206,6 +209,7 @@ export class LiveStream {
       this.wake = () => {
         this.wake = undefined;
         this.waitingSince = 0;
+        this.full = false;
         resolve(!this.closed);
       };
       sink.once("drain", () => this.wake?.());

@@ -1,4 +1,4 @@
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ActivityRow } from "../../../lib/events/activity";
 import {
@@ -141,6 +141,27 @@ describe("a live stream", () => {
     expect(rowEvent(live[1])).toBe(
       `id: ${live[1].cursor}\nevent: transfer.in\ndata: ${JSON.stringify(live[1])}\n\n`,
     );
+  });
+
+  it("sends page after page to a client whose connection takes each write a moment later", async () => {
+    // A socket's backlog is not empty after a write, though the write said "go on" (no
+    // "drain" follows that): every page must still come.
+    const h = new History();
+    const rows = h.add("ann", 35);
+    const r = registry(h);
+    const parser = new SseParser();
+    const sink = new Writable({
+      highWaterMark: 1024 * 1024,
+      write(chunk: Buffer, _enc, done) {
+        parser.push(chunk.toString());
+        setTimeout(done, 2);
+      },
+    });
+    const s = r.reserve("ann");
+    await s.begin(rows[0].cursor);
+    s.attach(sink);
+    await until(() => parser.events.length === 34);
+    expect(parser.events.map(e => e.id)).toEqual(rows.slice(1).map(x => x.cursor));
   });
 
   it("without a cursor starts from now: only rows that come later", async () => {
