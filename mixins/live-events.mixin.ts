@@ -163,7 +163,8 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
       if (!userId) throw unauthorized();
 
       // EventSource's reconnection sends Last-Event-ID: newer than the URL's ?after=.
-      const after = first(req.headers["last-event-id"]) ?? first(req.query?.after);
+      // An empty one is none (a client that has seen no row yet).
+      const after = first(req.headers["last-event-id"]) || first(req.query?.after) || undefined;
       if (after !== undefined && !isCursorShaped(after))
         throw validationError("after", "is not a cursor of this stream");
 
