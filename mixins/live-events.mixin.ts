@@ -3,7 +3,7 @@ import { getHeapStatistics } from "node:v8";
 import type { Context, Service, ServiceSettingSchema } from "moleculer";
 import { defineMixin } from "./define";
 import { envInt } from "../lib/shared/env";
-import { unauthorized, validationError } from "../lib/shared/errors";
+import { clientError, forbidden, unauthorized, validationError } from "../lib/shared/errors";
 import { ACTIVITY_LIVE, type ActivityLive, type ActivityRow } from "../lib/events/activity";
 import {
   LiveRefused,
@@ -79,6 +79,16 @@ const handle = (fn: (this: LiveThis, req: Req, res: Res) => Promise<void> | void
   };
 
 const heapLimit = () => getHeapStatistics().heap_size_limit;
+
+/**
+ * The scopes of an API key, when the gateway's authenticate() found one (it puts them on
+ * the user); undefined for a user's token. The stream reads, as GET /api/me/activity does:
+ * a key needs `read`; the browser session is for a user's token only.
+ */
+function keyScopes(user: unknown): unknown[] | undefined {
+  const scopes = (user as { scopes?: unknown } | null | undefined)?.scopes;
+  return Array.isArray(scopes) ? scopes : undefined;
+}
 
 const first = (v: unknown): string | undefined =>
   typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined;
@@ -161,6 +171,9 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
         }
       }
       if (!userId) throw unauthorized();
+      const scopes = keyScopes(ctx?.meta.user);
+      if (scopes && !scopes.includes("read"))
+        throw clientError("FORBIDDEN", 'This API key lacks the "read" scope', { scope: "read" });
 
       // EventSource's reconnection sends Last-Event-ID: newer than the URL's ?after=.
       // An empty one is none (a client that has seen no row yet).
@@ -215,6 +228,8 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
     liveSession(req: Req, res: Res) {
       const userId = req.$ctx?.meta.user?.id;
       if (!userId) throw unauthorized();
+      if (keyScopes(req.$ctx?.meta.user))
+        throw forbidden("API keys cannot call this route; use a user token");
       const token = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
       const ttl = Math.min(this.settings.live.sessionTtlMs, tokenLifeMs(token) ?? Infinity);
       if (ttl < 1000) throw unauthorized("Invalid or expired token");

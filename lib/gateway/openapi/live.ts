@@ -38,6 +38,7 @@ export const LIVE_OPERATIONS: Record<string, StaticOperation> = {
       },
       400: ref("ValidationError"),
       401: ref("Unauthorized"),
+      403: ref("Forbidden"),
       503: {
         $ref: "#/components/responses/ServiceUnavailable",
         description:
@@ -68,6 +69,7 @@ export const LIVE_OPERATIONS: Record<string, StaticOperation> = {
         },
       },
       401: ref("Unauthorized"),
+      403: ref("Forbidden"),
     },
   },
   "DELETE events/session": {
