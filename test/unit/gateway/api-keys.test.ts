@@ -41,11 +41,13 @@ function gate(answer: () => Promise<ApiKeyOwner | null>, opts: Partial<ApiKeySet
 describe("the scope table of API keys", () => {
   it("names every aliased route of the gateway's authenticated routes, and nothing else", () => {
     const routes = (ApiService.settings?.routes ?? []) as Array<{
+      name?: string;
       authentication?: boolean;
       aliases?: Record<string, unknown>;
     }>;
+    // The live stream's route checks a key's scope itself (mixins/live-events.mixin.ts).
     const aliased = routes
-      .filter(r => r.authentication)
+      .filter(r => r.authentication && r.name !== "events")
       .flatMap(r => Object.keys(r.aliases ?? {}))
       .map(k => k.trim());
     expect(aliased.length).toBeGreaterThan(40);
