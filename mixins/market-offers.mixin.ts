@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Context, ServiceSettingSchema } from "moleculer";
 import { defineMixin } from "./define";
-import { accountParam, idParam, pageParams } from "../lib/shared/params";
+import { accountParam, idParam, pageParams, traitParam } from "../lib/shared/params";
 import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
@@ -71,17 +71,6 @@ interface ListParams {
 }
 
 const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
-const traitRule = {
-  type: "object" as const,
-  strict: "remove" as const,
-  props: {
-    trait_type: { type: "string" as const, min: 1, max: 64 },
-    value: [
-      { type: "string" as const, max: 256 },
-      { type: "number" as const, finite: true },
-    ],
-  },
-};
 /** An offer's id from its maker's request key: a retry of the request finds its offer. */
 const offerIdOf = (key: string) =>
   `ofr_${createHash("sha256").update(key).digest("hex").slice(0, 24)}`;
@@ -104,7 +93,7 @@ export const MarketOffersMixin = defineMixin<
         $$strict: "remove",
         nftId: { ...idParam, optional: true },
         collectionId: { ...idParam, optional: true },
-        traits: { type: "array", optional: true, max: 8, items: traitRule },
+        traits: { type: "array", optional: true, max: 8, items: traitParam },
         priceTokenId: idParam,
         price: amountRule(),
         expiresAt: { type: "string", optional: true, max: 40 },
@@ -235,7 +224,7 @@ export const MarketOffersMixin = defineMixin<
         makerId: accountParam,
         nftId: { ...idParam, nullable: true },
         collectionId: idParam,
-        traits: { type: "array", max: 8, items: traitRule },
+        traits: { type: "array", max: 8, items: traitParam },
         tokenId: idParam,
         price: amountRule(),
         expiresAt: { type: "string", optional: true, max: 40 },

@@ -67,6 +67,16 @@ export const tokenMetadataProps = {
 };
 
 /** What one NFT's metadata may weigh as JSON: one mint writes it twice (the NFT, its event). */
+/** One `{ trait_type, value }` of an NFT's attributes (or of an offer's traits). */
+export const traitParam = {
+  type: "object" as const,
+  strict: "remove" as const,
+  props: {
+    trait_type: textRule({ trim: true, min: 1, max: 64 }),
+    value: [textRule({ max: 256 }), { type: "number" as const, finite: true }],
+  },
+};
+
 export const NFT_METADATA_MAX_BYTES = 16 * 1024;
 
 /** An NFT's metadata (docs/api.md "NFTs and collections"). */
@@ -83,14 +93,7 @@ export const nftMetadataParam = {
       type: "array" as const,
       optional: true,
       max: 50,
-      items: {
-        type: "object" as const,
-        strict: "remove" as const,
-        props: {
-          trait_type: textRule({ trim: true, min: 1, max: 64 }),
-          value: [textRule({ max: 256 }), { type: "number" as const, finite: true }],
-        },
-      },
+      items: traitParam,
     },
   },
 };
