@@ -1,6 +1,7 @@
 import type { CollectionSpec } from "../lib/store/store";
 import { ACTIVITY_COLLECTIONS } from "../lib/activity/activity-log";
 import { DEX_COLLECTIONS } from "../lib/dex/liquidity-pools";
+import { AUCTION_COLLECTIONS } from "../lib/market/auction-book";
 import { MARKET_COLLECTIONS } from "../lib/market/market-book";
 import { OFFER_COLLECTIONS } from "../lib/market/offer-book";
 import { MARKETING_COLLECTIONS } from "../lib/marketing/campaigns";
@@ -30,6 +31,7 @@ export const SERVICE_COLLECTIONS: Record<string, Record<string, CollectionSpec>>
   market: {
     ...MARKET_COLLECTIONS,
     ...OFFER_COLLECTIONS,
+    ...AUCTION_COLLECTIONS,
     ...APPLIED_COLLECTION,
     ...OUTBOX_COLLECTION,
   },

@@ -27,6 +27,12 @@ import {
   type OffersMethods,
   type OffersVars,
 } from "../mixins/market-offers.mixin";
+import { AUCTION_COLLECTIONS, AuctionBook } from "../lib/market/auction-book";
+import {
+  MarketAuctionsMixin,
+  type AuctionsMethods,
+  type AuctionsVars,
+} from "../mixins/market-auctions.mixin";
 import type { Listing, ListingState } from "../lib/events/market";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/events/nfts";
 import { purchaseInput, type PurchaseResult } from "../lib/sagas/purchase-saga";
@@ -46,10 +52,12 @@ import * as schemas from "../lib/gateway/openapi/schemas";
 type MarketOwnSettings = ReadModelSettings & {
   /** How often listings past their expiresAt are written `expired` (ms; 0: never). */
   expiryIntervalMs: number;
+  /** A bid this close to an auction's end moves the end to this long after it (ms). */
+  auctionExtensionMs: number;
 };
 type MarketSettings = MarketOwnSettings & AccountsSettings;
 
-interface MarketVars extends OffersVars {
+interface MarketVars extends OffersVars, AuctionsVars {
   book: MarketBook;
   stopExpiry: () => void;
 }
@@ -68,6 +76,7 @@ interface MarketMethods {
 type MarketThis = Service<MarketSettings> &
   MarketMethods &
   OffersMethods &
+  AuctionsMethods &
   MarketVars &
   DbMethods &
   DbVars &
@@ -119,8 +128,14 @@ const MarketService: ServiceSchema<
 > = {
   name: "market",
   mixins: [
-    ...storesWithOutbox({ ...MARKET_COLLECTIONS, ...OFFER_COLLECTIONS, ...APPLIED_COLLECTION }),
+    ...storesWithOutbox({
+      ...MARKET_COLLECTIONS,
+      ...OFFER_COLLECTIONS,
+      ...AUCTION_COLLECTIONS,
+      ...APPLIED_COLLECTION,
+    }),
     MarketOffersMixin,
+    MarketAuctionsMixin,
     AccountsMixin,
     ReadModelMixin<MarketVars & MarketMethods>({
       // Listings are cancelled through the market's engine, which writes on its own.
@@ -141,6 +156,7 @@ const MarketService: ServiceSchema<
   settings: {
     readModel: { group: "market" },
     expiryIntervalMs: envInt("MARKET_EXPIRY_INTERVAL_MS", 5000),
+    auctionExtensionMs: envInt("AUCTION_EXTENSION_MS", 300_000),
   },
 
   actions: {
@@ -163,6 +179,10 @@ const MarketService: ServiceSchema<
         const { nftId, priceTokenId, price, expiresAt } = ctx.params;
         const nft = await this.nft(ctx, nftId);
         if (nft.ownerId === seller) await this.requireToken(ctx, priceTokenId);
+        if (await this.auctions.liveOn(nftId))
+          throw conflict("The NFT is in an auction", [
+            { field: "nftId", message: "in an auction" },
+          ]);
         const listing = await this.book.list(seller, callerKey(ctx), {
           nft,
           priceTokenId,
@@ -347,17 +367,23 @@ const MarketService: ServiceSchema<
     const outbox = this.openOutbox();
     this.book = new MarketBook(this.database, outbox);
     this.offers = new OfferBook(this.database, outbox);
+    this.auctions = new AuctionBook(this.database, outbox, this.settings.auctionExtensionMs);
     outbox.start();
-    // Every replica sweeps; each listing's expiry is a transaction, and each offer's a
-    // saga keyed by the offer's state, so one of them wins.
+    // Every replica sweeps; each listing's expiry is a transaction, and each offer's expiry
+    // and each auction's end a saga keyed by its state, so one of them wins: the auction's
+    // end is a durable timer (its endsAt in the store) that fires once whatever node is up.
     this.stopExpiry = repeat(
       this.settings.expiryIntervalMs,
       async () => {
         await this.book.expireDue();
         await this.expireOffers();
+        await this.endAuctions();
       },
       err =>
-        this.logger.warn({ err }, "Expiring listings or offers failed; the next run tries again"),
+        this.logger.warn(
+          { err },
+          "Expiring listings or offers, or ending auctions, failed; the next run tries again",
+        ),
     );
   },
 

@@ -26,7 +26,8 @@ import {
   type CloseOfferInput,
   type MakeOfferInput,
 } from "../lib/sagas/offer-sagas";
-import type { SagaCall } from "../lib/sagas/saga-definition";
+import { AUCTION_SAGAS, AUCTION_SAGA_STARTS } from "../lib/sagas/auction-sagas";
+import type { SagaCall, SagaDefinition } from "../lib/sagas/saga-definition";
 import type { OfferSagaParams, PurchaseParams } from "../lib/sagas/contract";
 import { SagaEngine } from "../lib/sagas/saga-engine";
 import {
@@ -112,6 +113,7 @@ const DEFINITIONS = [
   MAKE_OFFER_SAGA,
   ACCEPT_OFFER_SAGA,
   CLOSE_OFFER_SAGA,
+  ...AUCTION_SAGAS,
 ];
 /** The services each kind of saga calls: recovery waits (a while) for them to be discovered. */
 const SERVICES_OF: Record<string, string[]> = Object.fromEntries(
@@ -263,6 +265,21 @@ const SagasService: ServiceSchema<
       },
     },
 
+    /** The market's auctions (lib/sagas/auction-sagas.ts): started, bid on, settled, cancelled. */
+    ...Object.fromEntries(
+      Object.entries(AUCTION_SAGA_STARTS).map(([name, start]) => [
+        name,
+        {
+          visibility: "public" as const,
+          params: start.params,
+          handler(this: SagasThis, ctx: Context<OfferSagaParams<never>>): Promise<Saga> {
+            const user = (start.user as (i: unknown) => string)(ctx.params.input);
+            return this.runOffer(start.type, user, ctx.params);
+          },
+        },
+      ]),
+    ),
+
     list: {
       openapi: { summary: "The caller's launches", response: schemas.page(schemas.Saga) },
       params: {
@@ -392,11 +409,7 @@ const SagasService: ServiceSchema<
         maxBackoffMs: s.maxBackoffMs,
       },
     );
-    this.engine.define(LAUNCH_SAGA);
-    this.engine.define(PURCHASE_SAGA);
-    this.engine.define(MAKE_OFFER_SAGA);
-    this.engine.define(ACCEPT_OFFER_SAGA);
-    this.engine.define(CLOSE_OFFER_SAGA);
+    for (const d of DEFINITIONS) this.engine.define(d as SagaDefinition<unknown>);
     this.outbox.start();
     // Resumed once the services they call are known (or after a while, to retry anyway):
     // called before discovery, every step would fail and be retried. On SQLite files the

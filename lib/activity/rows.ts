@@ -9,7 +9,12 @@ import {
   type TokenCreated,
   type TokenTransferred,
 } from "../events/domain";
-import { MARKET_EVENTS, type ListingEvent, type OfferEvent } from "../events/market";
+import {
+  MARKET_EVENTS,
+  type AuctionEvent,
+  type ListingEvent,
+  type OfferEvent,
+} from "../events/market";
 import { NFT_EVENTS, type NftApproved, type NftMinted, type NftTransferred } from "../events/nfts";
 
 /**
@@ -52,6 +57,12 @@ export const ACTIVITY_CHANNELS = [
   MARKET_EVENTS.offerAccepted,
   MARKET_EVENTS.offerCancelled,
   MARKET_EVENTS.offerExpired,
+  MARKET_EVENTS.auctionStarted,
+  MARKET_EVENTS.bidPlaced,
+  MARKET_EVENTS.bidRefunded,
+  MARKET_EVENTS.auctionSettled,
+  MARKET_EVENTS.auctionUnsold,
+  MARKET_EVENTS.auctionCancelled,
   SAGA_EVENTS.completed,
   SAGA_EVENTS.compensated,
 ] as const;
@@ -195,6 +206,13 @@ function partsOf(event: DomainEvent): Part[] {
     case MARKET_EVENTS.offerCancelled:
     case MARKET_EVENTS.offerExpired:
       return offerParts(event.type, d as unknown as OfferEvent);
+    case MARKET_EVENTS.auctionStarted:
+    case MARKET_EVENTS.bidPlaced:
+    case MARKET_EVENTS.bidRefunded:
+    case MARKET_EVENTS.auctionSettled:
+    case MARKET_EVENTS.auctionUnsold:
+    case MARKET_EVENTS.auctionCancelled:
+      return auctionParts(event.type, d as unknown as AuctionEvent);
     case SAGA_EVENTS.completed:
     case SAGA_EVENTS.compensated: {
       const s = d as unknown as SagaEnded;
@@ -279,6 +297,59 @@ function offerParts(type: string, e: OfferEvent): Part[] {
     ...(royalty ? { royalty, royaltyTo: e.royaltyTo } : {}),
   };
   parts.push({ type: "sale.sold", actorId: o.sellerId!, ...ids, data: sale });
+  if (royalty && str(e.royaltyTo))
+    parts.push({
+      type: "royalty",
+      actorId: e.royaltyTo!,
+      ...ids,
+      data: { ...sale, amount: royalty },
+    });
+  return parts;
+}
+
+/**
+ * An auction's rows: the seller's start and end (settled, unsold, cancelled), a bidder's
+ * bid, the outbid bidder's refund, the winner's win and the collection owner's royalty.
+ */
+function auctionParts(type: string, e: AuctionEvent): Part[] {
+  const a = e.auction;
+  if (!a) return [];
+  const base = {
+    auctionId: a.id,
+    nftId: a.nftId,
+    collectionId: a.collectionId,
+    priceTokenId: a.priceTokenId,
+    reservePrice: a.reservePrice,
+    seller: a.sellerId,
+    endsAt: a.endsAt,
+  };
+  const ids = { nftId: a.nftId, collectionId: a.collectionId, tokenId: a.priceTokenId };
+  if (type === MARKET_EVENTS.bidPlaced || type === MARKET_EVENTS.bidRefunded) {
+    if (!e.bid || !str(e.bid.bidderId)) return [];
+    const data = { ...base, bidId: e.bid.id, bidder: e.bid.bidderId, amount: e.bid.amount };
+    const kind = type === MARKET_EVENTS.bidPlaced ? "bid.placed" : "bid.refunded";
+    return [{ type: kind, actorId: e.bid.bidderId, ...ids, data }];
+  }
+  const own: Record<string, ActivityType> = {
+    [MARKET_EVENTS.auctionStarted]: "auction.started",
+    [MARKET_EVENTS.auctionUnsold]: "auction.unsold",
+    [MARKET_EVENTS.auctionCancelled]: "auction.cancelled",
+  };
+  if (type !== MARKET_EVENTS.auctionSettled)
+    return own[type] ? [{ type: own[type], actorId: a.sellerId, ...ids, data: base }] : [];
+  const h = a.highestBid;
+  if (!h || !str(a.winnerId)) return [];
+  const royalty = e.royalty && BigInt(e.royalty) > 0n ? e.royalty : undefined;
+  const sale = {
+    ...base,
+    winner: a.winnerId,
+    price: h.amount,
+    ...(royalty ? { royalty, royaltyTo: e.royaltyTo } : {}),
+  };
+  const parts: Part[] = [
+    { type: "auction.settled", actorId: a.sellerId, ...ids, data: sale },
+    { type: "auction.won", actorId: a.winnerId!, ...ids, data: sale },
+  ];
   if (royalty && str(e.royaltyTo))
     parts.push({
       type: "royalty",

@@ -36,6 +36,9 @@ export const ACTIVITY_TYPES = [
   "bid.refunded",
   "auction.won",
   "auction.settled",
+  "auction.started",
+  "auction.unsold",
+  "auction.cancelled",
   "launch.completed",
   "launch.compensated",
 ] as const;

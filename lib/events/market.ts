@@ -14,6 +14,13 @@ export const MARKET_EVENTS = {
   offerAccepted: "market.offerAccepted",
   offerCancelled: "market.offerCancelled",
   offerExpired: "market.offerExpired",
+  /** Auctions (lib/market/auction-book.ts): the NFT held; a bid in (and the one it beat paid back); the end. */
+  auctionStarted: "market.auctionStarted",
+  bidPlaced: "market.bidPlaced",
+  bidRefunded: "market.bidRefunded",
+  auctionSettled: "market.auctionSettled",
+  auctionUnsold: "market.auctionUnsold",
+  auctionCancelled: "market.auctionCancelled",
 } as const;
 
 export type ListingState = "active" | "reserved" | "sold" | "cancelled" | "expired";
@@ -86,6 +93,43 @@ export interface Offer {
 export interface OfferEvent {
   offer: Offer;
   /** An accepted offer's royalty (to the collection's owner), a decimal string. */
+  royalty?: string;
+  royaltyTo?: string;
+}
+
+export type AuctionState = "active" | "settled" | "unsold" | "cancelled";
+
+export interface AuctionBid {
+  bidderId: string;
+  amount: string;
+}
+
+/**
+ * An English auction as docs/api.md gives it: the NFT held by the market while it runs,
+ * the highest bid in escrow, `endsAt` pushed back by a bid near the end.
+ */
+export interface Auction {
+  id: string;
+  nftId: string;
+  collectionId: string;
+  sellerId: string;
+  priceTokenId: string;
+  reservePrice: string;
+  minIncrementBps: number;
+  endsAt: string;
+  state: AuctionState;
+  highestBid: AuctionBid | null;
+  winnerId: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What the market.auction* and market.bid* events carry. */
+export interface AuctionEvent {
+  auction: Auction;
+  /** bidPlaced / bidRefunded: the bid. */
+  bid?: AuctionBid & { id: string };
+  /** auctionSettled: the royalty paid (a decimal string) and to whom. */
   royalty?: string;
   royaltyTo?: string;
 }

@@ -63,6 +63,10 @@ export const PRIVATE_ROUTES: Record<string, string> = {
   "POST market/offers": "market.makeOffer",
   "POST market/offers/:id/accept": "market.acceptOffer",
   "DELETE market/offers/:id": "market.cancelOffer",
+  // English auctions: the NFT held while one runs, bids escrowed, settled by a saga at the end.
+  "POST market/auctions": "market.createAuction",
+  "POST market/auctions/:id/bids": "market.bid",
+  "DELETE market/auctions/:id": "market.cancelAuction",
 };
 
 /** Anyone may call these (a user, when known, is still passed on). */
@@ -99,6 +103,8 @@ export const PUBLIC_ROUTES: Record<string, string> = {
   "GET market/listings/:id": "market.get",
   "GET market/offers": "market.listOffers",
   "GET market/offers/:id": "market.getOffer",
+  "GET market/auctions": "market.listAuctions",
+  "GET market/auctions/:id": "market.getAuction",
 };
 
 /** Login alone: a stricter rate limit, and never retried (see the gateway). */
@@ -178,6 +184,11 @@ export const KEY_ROUTE_SCOPES: Record<string, ApiKeyScope | null> = {
   "DELETE market/offers/:id": "market",
   "GET market/offers": "read",
   "GET market/offers/:id": "read",
+  "POST market/auctions": "market",
+  "POST market/auctions/:id/bids": "market",
+  "DELETE market/auctions/:id": "market",
+  "GET market/auctions": "read",
+  "GET market/auctions/:id": "read",
   "GET collections/:id/stats": "read",
   "GET collections/:id/traits": "read",
 };

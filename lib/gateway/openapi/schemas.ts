@@ -279,6 +279,29 @@ export const OfferAccepted = named(
     }),
   }),
 );
+const auctionBid = obj({ bidderId: str, amount: amount });
+export const Auction = named(
+  "Auction",
+  obj({
+    id: str,
+    nftId: str,
+    collectionId: str,
+    sellerId: str,
+    priceTokenId: str,
+    reservePrice: amount,
+    minIncrementBps: int,
+    endsAt: dateTime,
+    state: { enum: ["active", "settled", "unsold", "cancelled"] },
+    highestBid: nullable(auctionBid),
+    winnerId: nullable(str),
+    createdAt: dateTime,
+    updatedAt: dateTime,
+  }),
+);
+export const AuctionBid = named(
+  "AuctionBid",
+  obj({ id: str, auctionId: str, bidderId: str, amount: amount, auction: Auction }),
+);
 export const Purchase = named("Purchase", obj({ listing: Listing, sagaId: str }));
 
 const counts = (keys: string[]) => obj(Object.fromEntries(keys.map(k => [k, int])));
