@@ -455,6 +455,49 @@ describe("the contract: every documented route answers as documented", () => {
       }),
       200,
     );
+    // An auction of n3 (Ann's again), bid on by Bob; another of n1, cancelled.
+    const auctioned = ok(
+      await call("post", "/api/market/auctions", {
+        token: ann.token,
+        body: {
+          nftId: n3.id,
+          priceTokenId: id,
+          reservePrice: "10",
+          endsAt: new Date(Date.now() + 3600_000).toISOString(),
+        },
+      }),
+      201,
+    ).body as { id: string };
+    ok(await call("get", "/api/market/auctions", { query: { state: "active" } }), 200);
+    ok(await call("get", "/api/market/auctions/{id}", { path: { id: auctioned.id } }), 200);
+    ok(
+      await call("post", "/api/market/auctions/{id}/bids", {
+        token: bob.token,
+        path: { id: auctioned.id },
+        body: { amount: "10" },
+      }),
+      201,
+    );
+    const unwanted = ok(
+      await call("post", "/api/market/auctions", {
+        token: ann.token,
+        body: {
+          nftId: n1.id,
+          priceTokenId: id,
+          reservePrice: "10",
+          minIncrementBps: 100,
+          endsAt: new Date(Date.now() + 3600_000).toISOString(),
+        },
+      }),
+      201,
+    ).body as { id: string };
+    ok(
+      await call("delete", "/api/market/auctions/{id}", {
+        token: ann.token,
+        path: { id: unwanted.id },
+      }),
+      200,
+    );
 
     // The activity history, once it has the rows of what was done above.
     const transfers = ok(
