@@ -290,6 +290,13 @@ export const MarketAuctionsMixin = defineMixin<
         return this.auctions.refunded(ctx.params.id, ctx.params.bidId);
       },
     },
+    auctionBidAbsent: {
+      visibility: "public",
+      params: { $$strict: "remove", id: idParam, bidId: idParam },
+      handler(ctx: Context<IdParams & { bidId: string }>) {
+        return this.auctions.bidAbsent(ctx.params.id, ctx.params.bidId);
+      },
+    },
     auctionClose: {
       visibility: "public",
       params: stepParams,

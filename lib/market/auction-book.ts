@@ -280,6 +280,13 @@ export class AuctionBook {
     });
   }
 
+  /** Answers null unless the bid got in (409): what a bid's undo asks before its refund. */
+  async bidAbsent(id: string, bidId: string): Promise<null> {
+    const bid = await bidsIn(this.db).findOne({ _id: bidId, auctionId: id });
+    if (bid) throw conflict("The bid is in: its escrow is the auction's");
+    return null;
+  }
+
   /** The bid `beaten` was paid back: its event (the outbid bidder's row), once. */
   refunded(id: string, bidId: string): Promise<Auction> {
     return this.change(async (tx, auctions, events) => {

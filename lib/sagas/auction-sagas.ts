@@ -117,7 +117,6 @@ export const BID_SAGA: SagaDefinition<BidInput> = {
       },
     },
     {
-      // No compensation: a refused bid changed nothing; one that got in is never undone.
       name: "place",
       action: "market.auctionPlaceBid",
       params: s => ({
@@ -127,6 +126,13 @@ export const BID_SAGA: SagaDefinition<BidInput> = {
         bidderId: s.input.bidderId,
         amount: s.input.amount,
       }),
+      compensate: {
+        // A refused bid changed nothing. One whose outcome was unknown may be in: then this
+        // is refused (the escrow stays, as the bid's; the saga ends failed for a person),
+        // so the escrow is never paid back for a bid that holds it.
+        action: "market.auctionBidAbsent",
+        params: s => ({ id: s.input.auctionId, bidId: s.input.bidId }),
+      },
     },
     {
       name: "refundBeaten",

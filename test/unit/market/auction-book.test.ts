@@ -104,6 +104,9 @@ describe("auction rules", () => {
     expect(first.beaten).toBeNull();
     expect(first.auction.highestBid).toEqual({ bidderId: "cat", amount: "100" });
     expect(await book.place("auc_1", "b1", "s1", "cat", "100")).toEqual(first); // a repeat
+    // A bid's undo pays its escrow back only for a bid that is not in.
+    await expect(book.bidAbsent("auc_1", "b1")).rejects.toMatchObject({ code: 409 });
+    expect(await book.bidAbsent("auc_1", "b0")).toBeNull();
     await expect(book.place("auc_1", "b2", "s2", "dan", "104")).rejects.toMatchObject({
       type: "BID_TOO_LOW",
     });
