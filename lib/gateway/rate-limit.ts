@@ -42,6 +42,8 @@ export class RedisRateLimitStore implements AttemptCounter {
   private readonly syncMs: number;
   /** This window's hits not yet sent, and the totals Redis answered at the last sync. */
   private pending = new Map<string, number>();
+  /** The hits of the sync under way: counted until Redis's totals (which hold them) arrive. */
+  private sending = new Map<string, number>();
   private known = new Map<string, number>();
   private window = -1;
   private syncTimer: NodeJS.Timeout | undefined;
@@ -79,13 +81,14 @@ export class RedisRateLimitStore implements AttemptCounter {
         // A new window: the old counts are over (unsent hits of the last window are dropped).
         this.window = window;
         this.pending = new Map();
+        this.sending = new Map();
         this.known = new Map();
       }
       if (this.pending.size + this.known.size < MAX_LOCAL_KEYS) {
         const pending = (this.pending.get(k) ?? 0) + 1;
         this.pending.set(k, pending);
         this.syncTimer ??= setTimeout(() => void this.sync(), this.syncMs).unref();
-        return (this.known.get(k) ?? 0) + pending;
+        return (this.known.get(k) ?? 0) + (this.sending.get(k) ?? 0) + pending;
       }
       // Beyond the bound, every hit goes to Redis at once.
     }
@@ -101,7 +104,11 @@ export class RedisRateLimitStore implements AttemptCounter {
     const batch = this.pending;
     if (batch.size === 0) return Promise.resolve();
     this.pending = new Map();
+    this.sending = batch;
     const known = this.known;
+    const sent = () => {
+      if (this.sending === batch) this.sending = new Map();
+    };
     const multi = this.redis.multi();
     for (const [k, n] of batch) multi.incrby(k, n).pexpire(k, this.windowMs);
     this.syncing = multi.exec().then(
@@ -112,10 +119,12 @@ export class RedisRateLimitStore implements AttemptCounter {
           known.set(k, typeof total === "number" ? total : (known.get(k) ?? 0) + n);
           i += 2;
         }
+        sent();
       },
       // Redis down: the hits still count here, so this gateway keeps limiting on its own.
       () => {
         for (const [k, n] of batch) known.set(k, (known.get(k) ?? 0) + n);
+        sent();
       },
     );
     return this.syncing;
@@ -125,7 +134,7 @@ export class RedisRateLimitStore implements AttemptCounter {
     const k = this.keyOf(key);
     // Batched: what this gateway counted and learned at its last sync (the maps are this window's).
     if (this.syncMs > 0 && this.window === Math.floor(Date.now() / this.windowMs)) {
-      return (this.known.get(k) ?? 0) + (this.pending.get(k) ?? 0);
+      return (this.known.get(k) ?? 0) + (this.sending.get(k) ?? 0) + (this.pending.get(k) ?? 0);
     }
     return Number((await this.redis.get(k)) ?? 0);
   }
