@@ -5,7 +5,7 @@ import { accountParam, idParam, pageParams } from "../lib/shared/params";
 import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
-import { clientError, conflict, forbidden } from "../lib/shared/errors";
+import { conflict, forbidden } from "../lib/shared/errors";
 import type { Auction, AuctionState } from "../lib/events/market";
 import type { Collection, Nft } from "../lib/events/nfts";
 import {
@@ -19,6 +19,7 @@ import {
 import type { BidInput, EndAuctionInput, StartAuctionInput } from "../lib/sagas/auction-sagas";
 import type { OfferSagaParams } from "../lib/sagas/contract";
 import type { Saga } from "../lib/sagas/saga-log";
+import { sagaAnswer } from "../lib/sagas/saga-answer";
 import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
@@ -343,25 +344,15 @@ export const MarketAuctionsMixin = defineMixin<
       return n;
     },
 
-    async auctionAnswer<T>(
+    auctionAnswer<T>(
       ctx: GatewayContext,
       saga: Saga,
       id: string,
       done: (r: unknown) => T,
     ): Promise<T> {
-      if (saga.state === "completed") return done(saga.result);
-      if (saga.state === "running" || saga.state === "compensating") {
-        ctx.meta.$statusCode = 202;
-        ctx.meta.$responseHeaders = {
-          ...ctx.meta.$responseHeaders,
-          Location: `/api/market/auctions/${id}`,
-        };
-        return (await this.auctions.get(id).catch(() => ({ id, state: "pending" }))) as T;
-      }
-      const e = saga.error;
-      if (saga.state === "compensated" && e && e.type !== "INTERNAL_ERROR")
-        throw clientError(e.type, e.message);
-      throw new Error(`Auction saga ${saga.id} ended ${saga.state}`);
+      return sagaAnswer(ctx, saga, `/api/market/auctions/${id}`, done, () =>
+        this.auctions.get(id).catch(() => ({ id, state: "pending" })),
+      );
     },
   },
 });

@@ -5,7 +5,7 @@ import { accountParam, idParam, pageParams, traitParam } from "../lib/shared/par
 import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
-import { clientError, conflict, forbidden, validationError } from "../lib/shared/errors";
+import { conflict, forbidden, validationError } from "../lib/shared/errors";
 import type { Offer, OfferState, OfferTrait } from "../lib/events/market";
 import type { Collection, Nft } from "../lib/events/nfts";
 import { OfferBook, offerMatches, type NewOffer } from "../lib/market/offer-book";
@@ -18,6 +18,7 @@ import {
 } from "../lib/sagas/offer-sagas";
 import type { OfferSagaParams } from "../lib/sagas/contract";
 import type { Saga } from "../lib/sagas/saga-log";
+import { sagaAnswer } from "../lib/sagas/saga-answer";
 import * as schemas from "../lib/gateway/openapi/schemas";
 
 /**
@@ -321,25 +322,15 @@ export const MarketOffersMixin = defineMixin<
       return n;
     },
 
-    async offerAnswer<T>(
+    offerAnswer<T>(
       ctx: GatewayContext,
       saga: Saga,
       id: string,
       done: (r: unknown) => T,
     ): Promise<T> {
-      if (saga.state === "completed") return done(saga.result);
-      if (saga.state === "running" || saga.state === "compensating") {
-        ctx.meta.$statusCode = 202;
-        ctx.meta.$responseHeaders = {
-          ...ctx.meta.$responseHeaders,
-          Location: `/api/market/offers/${id}`,
-        };
-        return (await this.offers.get(id).catch(() => ({ id, state: "pending" }))) as T;
-      }
-      const e = saga.error;
-      if (saga.state === "compensated" && e && e.type !== "INTERNAL_ERROR")
-        throw clientError(e.type, e.message);
-      throw new Error(`Offer saga ${saga.id} ended ${saga.state}`);
+      return sagaAnswer(ctx, saga, `/api/market/offers/${id}`, done, () =>
+        this.offers.get(id).catch(() => ({ id, state: "pending" })),
+      );
     },
   },
 });

@@ -35,6 +35,7 @@ import {
 import { jwtSecret, verifyAccessToken, type AuthUser } from "../lib/users/jwt";
 import {
   clientAddress,
+  allAnswer,
   redisCounters,
   type RedisRateLimitStore,
   retryAfterSeconds,
@@ -47,9 +48,9 @@ import { OpsMixin, opsRoute } from "../mixins/ops.mixin";
 import { openApiRoute } from "../mixins/openapi.mixin";
 import { LiveEventsMixin, isLiveRequest, liveEventsRoute } from "../mixins/live-events.mixin";
 import { corsSettings, type CorsSettings } from "../lib/gateway/cors";
-import { answeringOptions, type OptionsGateway } from "../lib/gateway/options-request";
+import { answeringOptions } from "../lib/gateway/options-request";
 import { ApiKeyGate, apiKeySettings, type ApiKeySettings } from "../lib/gateway/api-keys";
-import type { Req, Res, Route } from "../lib/gateway/gateway-request";
+import type { GatewayParts, Req, Res, Route } from "../lib/gateway/gateway-request";
 import { API_KEY_REVOKED_EVENT, isApiKey } from "../lib/users/api-keys";
 
 /**
@@ -113,13 +114,6 @@ interface ApiVars {
   keyGate: IdempotencyGate;
   loginGuard: LoginThrottle;
   apiKeys: ApiKeyGate;
-}
-/** What moleculer-web adds to the service and we use; its typings declare none of it. */
-interface GatewayParts extends OptionsGateway {
-  sendError(req: Req, res: Res, err: Error): void;
-  routes: Array<{ rateLimit?: { store: unknown } }>;
-  server?: http.Server;
-  isHTTPS: boolean;
 }
 type ApiThis = Service<ApiSettings> & ApiMethods & ApiVars & GatewayParts & TrafficMethods;
 
@@ -404,13 +398,8 @@ const ApiService: ServiceSchema<
       // This node's own dependencies: nats, channels, the Redis cacher, stores that cannot
       // write (a full disk, "service/collection: …"); middlewares/health.middleware.ts.
       missing.push(...nodeProblems(this.broker));
-      for (const store of missing.includes("redis") ? [] : this.redisStores()) {
-        const ok = await store.ping().catch(() => false);
-        if (!ok) {
-          missing.push("redis");
-          break;
-        }
-      }
+      if (!missing.includes("redis") && !(await allAnswer(this.redisStores())))
+        missing.push("redis");
       return { ready: missing.length === 0, missing };
     },
 
@@ -447,7 +436,6 @@ const ApiService: ServiceSchema<
     );
   },
 
-  // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
   // users deleted a key: forget what this gateway was told of keys (lib/gateway/api-keys.ts).
   events: {
     [API_KEY_REVOKED_EVENT]() {

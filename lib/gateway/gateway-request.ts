@@ -1,10 +1,11 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { ActionEndpoint } from "moleculer";
 import type { GatewayContext } from "../shared/context";
 import type { KeyedRequest } from "./idempotency";
 import type { LoginAttempt } from "./login-throttle";
 import type { RouteRateLimit } from "./rate-limit";
 import type { MatchedAlias } from "./api-routes";
+import type { OptionsGateway } from "./options-request";
 
 /** What services/api.service.ts reads of moleculer-web's requests and routes. */
 
@@ -31,4 +32,12 @@ export interface Route {
   path: string;
   rateLimit?: RouteRateLimit;
   [option: string]: unknown;
+}
+
+/** What moleculer-web adds to the gateway service and it uses; its typings declare none of it. */
+export interface GatewayParts extends OptionsGateway {
+  sendError(req: Req, res: Res, err: Error): void;
+  routes: Array<{ rateLimit?: { store: unknown } }>;
+  server?: Server;
+  isHTTPS: boolean;
 }

@@ -279,6 +279,12 @@ export class RouteStore {
 }
 
 /** The Redis counters among `stores` (RouteStores' parts, counters), each once. */
+/** Whether every one of the Redis counters answers a ping (readiness). */
+export async function allAnswer(stores: RedisRateLimitStore[]): Promise<boolean> {
+  const answers = await Promise.all(stores.map(s => s.ping().catch(() => false)));
+  return answers.every(Boolean);
+}
+
 export function redisCounters(stores: unknown[]): RedisRateLimitStore[] {
   const counters = stores.flatMap(s => (s instanceof RouteStore ? s.parts.map(p => p.counter) : s));
   return [...new Set(counters)].filter(s => s instanceof RedisRateLimitStore);
