@@ -28,6 +28,7 @@ import {
   type OffersVars,
 } from "../mixins/market-offers.mixin";
 import { AUCTION_COLLECTIONS, AuctionBook } from "../lib/market/auction-book";
+import { MarketRetention } from "../lib/market/market-retention";
 import {
   MarketAuctionsMixin,
   type AuctionsMethods,
@@ -54,12 +55,17 @@ type MarketOwnSettings = ReadModelSettings & {
   expiryIntervalMs: number;
   /** A bid this close to an auction's end moves the end to this long after it (ms). */
   auctionExtensionMs: number;
+  /** Ended listings, offers and auctions (with their bids) are removed this long after (ms). */
+  retentionMs: number;
+  /** How often they are pruned (ms; 0: never). */
+  pruneIntervalMs: number;
 };
 type MarketSettings = MarketOwnSettings & AccountsSettings;
 
 interface MarketVars extends OffersVars, AuctionsVars {
   book: MarketBook;
   stopExpiry: () => void;
+  stopPrune: () => void;
 }
 
 interface MarketMethods {
@@ -157,6 +163,8 @@ const MarketService: ServiceSchema<
     readModel: { group: "market" },
     expiryIntervalMs: envInt("MARKET_EXPIRY_INTERVAL_MS", 5000),
     auctionExtensionMs: envInt("AUCTION_EXTENSION_MS", 300_000),
+    retentionMs: envInt("MARKET_RETENTION_MS", 30 * 24 * 3600_000),
+    pruneIntervalMs: envInt("MARKET_PRUNE_INTERVAL_MS", 10 * 60_000),
   },
 
   actions: {
@@ -385,10 +393,21 @@ const MarketService: ServiceSchema<
           "Expiring listings or offers, or ending auctions, failed; the next run tries again",
         ),
     );
+    // Every replica prunes too: removing what another removed first is harmless.
+    const retention = new MarketRetention(this.database);
+    this.stopPrune = repeat(
+      this.settings.pruneIntervalMs,
+      async () => {
+        const pruned = await retention.prune(new Date(Date.now() - this.settings.retentionMs));
+        if (Object.values(pruned).some(n => n > 0)) this.logger.info({ pruned }, "Market pruned");
+      },
+      err => this.logger.warn({ err }, "Market prune failed; the next run tries again"),
+    );
   },
 
   stopped() {
     this.stopExpiry?.();
+    this.stopPrune?.();
   },
 };
 

@@ -328,11 +328,14 @@ async function moveIn(
 ): Promise<AuctionDoc> {
   if (cur.state !== m.from || (m.sagaId !== undefined && cur.sagaId !== m.sagaId))
     throw conflict(`The auction is ${shown(cur)}`);
+  const now = new Date().toISOString();
   const set: Record<string, unknown> = {
     ...m.fields,
     state: m.to,
-    updatedAt: new Date().toISOString(),
+    updatedAt: now,
     version: cur.version + 1,
+    // An end is final (settled, unsold, cancelled): the market's retention counts from it.
+    ...(m.end ? { endedAt: now } : {}),
   };
   const update = m.end ? { $set: set, $unset: { liveNftId: true } } : { $set: set };
   const updated = await auctions.updateOne({ _id: cur._id, version: cur.version }, update);

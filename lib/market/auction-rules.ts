@@ -28,6 +28,8 @@ export interface AuctionDoc extends Doc, Omit<Auction, "id" | "state" | "highest
   royaltyTo: string;
   /** Set while the auction may still sell its NFT: one per NFT (a unique index). */
   liveNftId?: string;
+  /** When it was settled, unsold or cancelled: the market's retention counts from it. */
+  endedAt?: string;
 }
 
 /** A bid that got in: what it beat (its saga pays that back), whether that is done. */
@@ -45,7 +47,9 @@ export const AUCTION_COLLECTIONS: Record<"auctions" | "bids", CollectionSpec> = 
   auctions: {
     unique: ["createKey", "liveNftId"],
     indexes: ["state", "sellerId", "collectionId", "nftId", "endsAt", "createdAt"],
+    sparse: ["endedAt"],
   },
+  // Removed with their auction (lib/market/market-retention.ts), found by auctionId.
   bids: { indexes: ["auctionId"] },
 };
 

@@ -43,6 +43,8 @@ export interface ListingDoc extends Doc, Omit<Listing, "id" | "expiresAt"> {
   buyerId?: string;
   /** The royalty a sale paid and to whom (set when it is sold): market.sold tells it. */
   royalty?: { to: string; amount: string };
+  /** When it was sold, cancelled or expired: the market's retention counts from it. */
+  endedAt?: string;
 }
 
 export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
@@ -50,6 +52,7 @@ export const MARKET_COLLECTIONS: Record<"listings", CollectionSpec> = {
     unique: ["createKey"],
     uniqueSparse: ["liveNftId"],
     indexes: ["state", "sellerId", "collectionId", "nftId", "expiresAt"],
+    sparse: ["endedAt"],
   },
 };
 
@@ -301,17 +304,17 @@ async function moveIn(
 ): Promise<ListingDoc> {
   if (cur.state !== m.from || (m.sagaId !== undefined && cur.sagaId !== m.sagaId))
     throw conflict(`The listing is ${cur.state}, not ${m.from}`);
-  const set: Record<string, unknown> = {
-    state: m.to,
-    updatedAt: new Date().toISOString(),
-    version: cur.version + 1,
-  };
+  const now = new Date().toISOString();
+  const set: Record<string, unknown> = { state: m.to, updatedAt: now, version: cur.version + 1 };
   const unset: Record<string, true> = {};
   for (const [k, v] of Object.entries(m.fields ?? {})) {
     if (v === undefined) unset[k] = true;
     else set[k] = v;
   }
-  if (m.to === "cancelled" || m.to === "sold" || m.to === "expired") unset.liveNftId = true;
+  if (m.to === "cancelled" || m.to === "sold" || m.to === "expired") {
+    unset.liveNftId = true;
+    set.endedAt = now;
+  }
   const updated = await listings.updateOne(
     { _id: cur._id, version: cur.version },
     Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set },

@@ -29,6 +29,9 @@ import { MAX_LISTING_MS } from "./market-book";
 
 type InnerState = OfferState | "pending" | "accepting";
 
+/** The states an offer ends in (none is left again but by an undone close). */
+const ENDED_OFFER: readonly InnerState[] = ["accepted", "cancelled", "expired"];
+
 export interface OfferDoc extends Doc, Omit<Offer, "id" | "state"> {
   state: InnerState;
   version: number;
@@ -37,12 +40,15 @@ export interface OfferDoc extends Doc, Omit<Offer, "id" | "state"> {
   sagaId: string;
   /** Sorts by price, highest first (78 digits hold 2^256 − 1). */
   priceKey: string;
+  /** When it was accepted, cancelled or expired: the market's retention counts from it. */
+  endedAt?: string;
 }
 
 export const OFFER_COLLECTIONS: Record<"offers", CollectionSpec> = {
   offers: {
     unique: ["createKey"],
     indexes: ["state", "makerId", "collectionId", "nftId", "priceKey", "expiresAt"],
+    sparse: ["endedAt"],
   },
 };
 
@@ -311,16 +317,16 @@ async function moveIn(
 ): Promise<OfferDoc> {
   if (cur.state !== m.from || (m.sagaId !== undefined && cur.sagaId !== m.sagaId))
     throw conflict(`The offer is ${shown(cur, Date.now())}, not ${m.from}`);
-  const set: Record<string, unknown> = {
-    state: m.to,
-    updatedAt: new Date().toISOString(),
-    version: cur.version + 1,
-  };
+  const now = new Date().toISOString();
+  const set: Record<string, unknown> = { state: m.to, updatedAt: now, version: cur.version + 1 };
   const unset: Record<string, true> = {};
   for (const [k, v] of Object.entries(m.fields ?? {})) {
     if (v === undefined) unset[k] = true;
     else set[k] = v;
   }
+  // An undone close (reopen) makes it live again: no longer counted towards the retention.
+  if (ENDED_OFFER.includes(m.to)) set.endedAt = now;
+  else if (cur.endedAt !== undefined) unset.endedAt = true;
   const updated = await offers.updateOne(
     { _id: cur._id, version: cur.version },
     Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set },
