@@ -10,7 +10,8 @@ import { amountRule } from "../shared/amount";
  *  - start: the auction, pending → its NFT held by the market (nfts.lock named by the
  *    auction's id: its seller can neither move nor approve it) → active.
  *  - bid: the amount from the bidder into escrow → the bid placed (one compare-and-set that
- *    checks it and makes it the highest; refused, the escrow is paid back) → forward only,
+ *    checks it and makes it the highest; refused, the escrow is paid back; of unknown
+ *    outcome, placed again by its id until it is in or refused) → forward only,
  *    the bid it beat paid back from escrow and its refund told. Of 50 racing bids each is
  *    in or refused, and each beaten one is paid back by the saga of the bid that beat it.
  *  - settle: the auction closed (once its end is past; a bid racing it is refused as
@@ -126,10 +127,14 @@ export const BID_SAGA: SagaDefinition<BidInput> = {
         bidderId: s.input.bidderId,
         amount: s.input.amount,
       }),
+      // A bid whose outcome is unknown (a timeout, a node gone, a 5xx) is never undone: the
+      // same bid again tells. In: the saga goes on (the bid it beat is paid back); refused
+      // (ended, or beaten meanwhile: a refusal that lasts, so the first call cannot get in
+      // later either): the escrow is paid back as for any refused bid.
+      untilKnown: true,
       compensate: {
-        // A refused bid changed nothing. One whose outcome was unknown may be in: then this
-        // is refused (the escrow stays, as the bid's; the saga ends failed for a person),
-        // so the escrow is never paid back for a bid that holds it.
+        // Only a log written before untilKnown can undo a bid of unknown outcome: refused
+        // while the bid is in, so the escrow is never paid back for a bid that holds it.
         action: "market.auctionBidAbsent",
         params: s => ({ id: s.input.auctionId, bidId: s.input.bidId }),
       },

@@ -43,6 +43,14 @@ export interface SagaStep<I> {
    * never undoes the saga; the step is called again, with backoff, until it succeeds.
    */
   forwardOnly?: boolean;
+  /**
+   * An unknown outcome (retries used up, a 5xx) is learnt rather than undone: the step is
+   * called again by its key, with backoff, until it answers (it did its work: the saga goes
+   * on) or refuses (it did nothing: the steps before it are undone). For a step whose repeat
+   * tells the truth and whose refusal is final (a bid refused stays refused), where undoing
+   * a step that did its work would be wrong (a bid that is in holds its escrow).
+   */
+  untilKnown?: boolean;
   /** Meta of the call and of its compensation (e.g. the user it acts for). */
   meta?(s: StepInput<I>): Record<string, unknown>;
   compensate?: {

@@ -50,7 +50,8 @@ import {
  *    times at most; then the saga ends `failed`, logged at error level with its id. A
  *    refused compensation is asked again under a key of its own, not replayed.
  *  - A `forwardOnly` step (past the point of no return) is never undone: it is retried
- *    with backoff until it succeeds.
+ *    with backoff until it succeeds. An `untilKnown` step whose outcome is unknown is
+ *    called again by its key until it answers (forward) or refuses (undone as a refusal).
  *  - Leases: a saga is driven by one engine at a time, its `owner`. Every write is a
  *    compare-and-set on `owner` and `version` that extends `leaseUntil`, and a timer
  *    renews the lease while a call is out, so another engine (a replica on the same
@@ -331,6 +332,17 @@ export class SagaEngine {
           await this.naps.sleep(backoffMs(attempts, this.opts.backoffMs, this.opts.maxBackoffMs));
           continue;
         }
+        if (kind !== "refused" && step.untilKnown) {
+          // Its outcome is unknown: asked again (same key) until it answers or refuses.
+          await this.retryForward(
+            lease,
+            i,
+            attempts,
+            err,
+            "Step asked again: its outcome is unknown",
+          );
+          continue;
+        }
         if (kind !== "refused") this.logger.warn({ sagaId: lease.doc._id, err }, "Step broke");
         return { done: false, failure: { error: publicError(err), uncertain: kind !== "refused" } };
       }
@@ -340,18 +352,22 @@ export class SagaEngine {
   }
 
   /**
-   * A forward-only step failed: it is never undone, so it is called again after a backoff,
-   * however often; a refusal gives the next call a key of its own (a refusal replayed by
-   * its key could never succeed), anything else keeps the key (it may have done the work).
+   * A forward-only step failed (or an `untilKnown` one without an answer): it is not undone,
+   * so it is called again after a backoff, however often; a refusal gives the next call a
+   * key of its own (a refusal replayed by its key could never succeed), anything else keeps
+   * the key (it may have done the work).
    */
-  private async retryForward(lease: Lease, i: number, attempts: number, err: unknown) {
+  private async retryForward(
+    lease: Lease,
+    i: number,
+    attempts: number,
+    err: unknown,
+    msg = "Forward-only step retried: the saga cannot be undone past it",
+  ) {
     const s = lease.doc.steps[i];
     const refused = classify(err) === "refused";
     const level = refused || attempts >= this.opts.stepAttempts ? "error" : "warn";
-    this.logger[level](
-      { sagaId: lease.doc._id, step: s.name, attempts, err },
-      "Forward-only step retried: the saga cannot be undone past it",
-    );
+    this.logger[level]({ sagaId: lease.doc._id, step: s.name, attempts, err }, msg);
     const refusals = (s.refusals ?? 0) + (refused ? 1 : 0);
     await lease.save({
       steps: withStep(lease.doc.steps, i, { error: publicError(err), refusals }),

@@ -1,9 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Errors, type Context, type Middleware, type Service } from "moleculer";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
 import { ESCROW_ACCOUNT, type Auction, type Offer } from "../../lib/events/market";
+import type { SagaSummary } from "../../lib/sagas/saga-log";
 import type { Collection, Nft } from "../../lib/events/nfts";
 
 /**
@@ -36,6 +38,33 @@ interface Bid {
 }
 type Row = { type: string; actorId: string; data: { auctionId?: string; amount?: string } };
 
+/**
+ * A fault around the real market.auctionPlaceBid of one bidder: `after` lets the bid go in
+ * and loses its answer once (a 500: the saga cannot tell whether it is in); `before` fails
+ * every call of theirs before it reaches the market, until cleared. `hits` counts them.
+ */
+const placeFault = {
+  bidderId: "",
+  mode: null as "after" | "before" | null,
+  hits: 0,
+};
+const PlaceFault: Middleware & { name: string } = {
+  name: "PlaceBidFault",
+  localAction(next, action) {
+    if (action.name !== "market.auctionPlaceBid") return next;
+    return async function placeBidFault(this: Service, ctx: Context<{ bidderId: string }>) {
+      const f = placeFault;
+      if (f.mode === null || ctx.params.bidderId !== f.bidderId) return next.call(this, ctx);
+      f.hits++;
+      const lost = new Errors.MoleculerError("Injected: the answer was lost", 500, "LOST");
+      if (f.mode === "before") throw lost;
+      f.mode = null;
+      await next.call(this, ctx);
+      throw lost;
+    };
+  },
+};
+
 describe("auctions", () => {
   let p: Platform;
   let ann: Registered; // collection owner: 10 % royalty
@@ -46,7 +75,7 @@ describe("auctions", () => {
   let col: Collection;
 
   beforeAll(async () => {
-    p = await startPlatform(SERVICES, ENV);
+    p = await startPlatform(SERVICES, { env: ENV, middlewares: [PlaceFault] });
     [ann, bob, cat, dan] = await Promise.all(
       ["ann", "bob", "cat", "dan"].map(n => registerUser(p.client, n)),
     );
@@ -111,6 +140,13 @@ describe("auctions", () => {
         token: who.token,
       })
     ).body.rows;
+
+  const noSagaFailed = async () => {
+    const recent = await p.broker.call<SagaSummary[], { limit: number }>("sagas.recent", {
+      limit: 100,
+    });
+    expect(recent.filter(s => s.state === "failed")).toEqual([]);
+  };
 
   /** The escrow holds the active offers' prices and the active auctions' highest bids. */
   async function escrowMatchesWhatItHolds() {
@@ -230,6 +266,40 @@ describe("auctions", () => {
       );
     }, 5000);
   });
+
+  it("a bid whose answer was lost is in: its saga learns it and goes on, the beaten bid paid back", async () => {
+    const nft = await mint(bob);
+    const a = await started(bob, { nftId: nft.id, endsAt: inMs(60_000) });
+    const [catBefore, danBefore] = await Promise.all([bal(cat), bal(dan)]);
+    expect((await bid(cat, a.id, "100")).status).toBe(201);
+    Object.assign(placeFault, { bidderId: dan.id, mode: "after", hits: 0 });
+    const r = await bid(dan, a.id, "200");
+    expect(r.status, r.text).toBe(201); // its saga completed
+    expect(placeFault.hits).toBe(1);
+    expect(r.body.auction.highestBid).toEqual({ bidderId: dan.id, amount: "200" });
+    expect(await bal(dan)).toBe(danBefore - 200n); // in the bid
+    expect(await bal(cat)).toBe(catBefore); // beaten, paid back
+    await noSagaFailed();
+  });
+
+  it("a bid that never got in and no longer can: its saga learns it and pays the escrow back", async () => {
+    const nft = await mint(bob);
+    const a = await started(bob, { nftId: nft.id, endsAt: inMs(60_000) });
+    const [catBefore, danBefore] = await Promise.all([bal(cat), bal(dan)]);
+    Object.assign(placeFault, { bidderId: dan.id, mode: "before", hits: 0 });
+    const late = bid(dan, a.id, "200"); // escrowed; its placing fails, asked again
+    await waitUntil(async () => placeFault.hits >= 2, 10_000, 20);
+    expect(await bal(dan)).toBe(danBefore - 200n); // in escrow meanwhile
+    expect((await bid(cat, a.id, "300")).status).toBe(201); // it can no longer get in
+    placeFault.mode = null;
+    const r = await late;
+    expect(r.status, r.text).toBe(422);
+    expect(errorType(r)).toBe("BID_TOO_LOW");
+    expect(await bal(dan)).toBe(danBefore); // paid back
+    expect(await bal(cat)).toBe(catBefore - 300n);
+    expect((await get(a.id)).highestBid).toEqual({ bidderId: cat.id, amount: "300" });
+    await noSagaFailed();
+  }, 30_000);
 
   it("a bid near the end pushes it on; at the end the winner gets the NFT and the seller the price less the royalty", async () => {
     const nft = await mint(bob);

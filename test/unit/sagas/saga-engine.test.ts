@@ -476,6 +476,38 @@ describe("saga engine: calls that must succeed in the end", () => {
     expect(new Set(world.keysOf("svc.undoB"))).toEqual(new Set([`${doc._id}:b:undo`]));
   });
 
+  it("learns an untilKnown step's unknown outcome by asking again: done goes on, a refusal undoes the steps before", async () => {
+    const e = engine({}, true);
+    const def = definition(true);
+    e.define({
+      ...def,
+      type: "known",
+      steps: def.steps.map(s => (s.name === "b" ? { ...s, untilKnown: true } : s)),
+    });
+    // b did its work and its answer was lost, then timed out past stepAttempts (3).
+    world.plan("svc.b", "breakAfter", "timeout", "timeout", "timeout");
+    const first = await e.start("known", "usr_ann", "k1", "fp", { n: 7 });
+    await e.idle();
+    const done = (await e.find(first._id))!;
+    expect(done.state).toBe("completed");
+    expect(stepStates(done)).toEqual(["done", "done", "done"]);
+    expect(done.steps[1]).toMatchObject({ attempts: 5, result: { key: `${done._id}:b` } });
+    expect(new Set(world.keysOf("svc.b"))).toEqual(new Set([`${done._id}:b`]));
+    expect(world.keysOf("svc.undoB")).toEqual([]);
+
+    // A break, then a refusal: b did nothing; a is undone, b is not.
+    world.plan("svc.b", "break", "refuse");
+    const second = await e.start("known", "usr_ann", "k2", "fp", { n: 7 });
+    await e.idle();
+    const undone = (await e.find(second._id))!;
+    expect(undone.state).toBe("compensated");
+    expect(stepStates(undone)).toEqual(["compensated", "failed", "pending"]);
+    expect(undone.steps[1].uncertain).toBe(false);
+    expect(undone.error).toMatchObject({ step: "b", type: "NOPE" });
+    expect(world.keysOf("svc.undoB")).toEqual([]);
+    expect(world.keysOf("svc.undoA")).toEqual([`${undone._id}:a:undo`]);
+  });
+
   it("never undoes a saga past a forward-only step: it is called again until it succeeds", async () => {
     const e = engine({}, false, replayingRefusals());
     const def = definition();
