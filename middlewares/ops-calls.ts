@@ -9,6 +9,7 @@ import {
 } from "../lib/gateway/ops/snapshot";
 import type { SagaSummary } from "../lib/sagas/saga-log";
 import type { WebhookStats } from "../lib/webhooks/delivery-queue";
+import type { MarketOpsStats } from "../lib/market/escrow-holdings";
 
 /** The operator page's calls to the cluster (mixins/ops.mixin.ts); the snapshot is lib/gateway/ops/snapshot.ts. */
 
@@ -75,6 +76,26 @@ export function webhookStats(
     .call<WebhookStats, Record<string, never>>(
       "webhooks.stats",
       {},
+      { timeout: timeoutMs, retries: 0, caller: OPS_CALLER },
+    )
+    .catch(() => null);
+}
+
+/**
+ * The market's escrow (its balance beside what the market holds) and the auctions ending
+ * soonest when the market service runs, within `timeoutMs`, never retried; null otherwise.
+ */
+export function marketStats(
+  broker: Pick<ServiceBroker, "call" | "registry">,
+  auctions: number,
+  timeoutMs: number,
+): Promise<MarketOpsStats | null> {
+  const up = broker.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "market");
+  if (!up) return Promise.resolve(null);
+  return broker
+    .call<MarketOpsStats, { auctions: number }>(
+      "market.opsStats",
+      { auctions },
       { timeout: timeoutMs, retries: 0, caller: OPS_CALLER },
     )
     .catch(() => null);

@@ -27,7 +27,7 @@ import {
   type OpsSnapshot,
   type RegistryNode,
 } from "../lib/gateway/ops/snapshot";
-import { askNode, recentSagas, webhookStats } from "../middlewares/ops-calls";
+import { askNode, marketStats, recentSagas, webhookStats } from "../middlewares/ops-calls";
 import { clientAddress, retryAfterSeconds } from "../lib/gateway/rate-limit";
 import type { LoginThrottle } from "../lib/gateway/login-throttle";
 
@@ -39,8 +39,8 @@ import type { LoginThrottle } from "../lib/gateway/login-throttle";
  *
  * One collector per gateway feeds every viewer: each `intervalMs` it asks every node for its
  * metrics (for the requests/s and transfers/s ring), and while someone watches also for its
- * health, the sagas service for the latest sagas and the webhooks service for its delivery
- * backlog and failures, each call with a short timeout so a dead
+ * health, the sagas service for the latest sagas, the webhooks service for its delivery
+ * backlog and failures and the market for its escrow, each call with a short timeout so a dead
  * node costs one timeout, not a stalled page.
  */
 
@@ -59,6 +59,8 @@ export interface OpsSettings {
   nodeTimeoutMs: number;
   /** Sagas listed. */
   sagas: number;
+  /** Auctions listed, soonest end first. */
+  auctions: number;
 }
 
 type Req = IncomingMessage & {
@@ -190,6 +192,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
       historyMs: 5 * 60_000,
       nodeTimeoutMs: envInt("OPS_NODE_TIMEOUT_MS", 1000),
       sagas: 20,
+      auctions: 10,
     } satisfies OpsSettings,
   } as OpsGatewaySettings,
 
@@ -353,20 +356,21 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
     async opsCollect(full: boolean, sample: boolean): Promise<OpsSnapshot> {
       if (!sample && this.opsInFlight) return this.opsInFlight;
       const run = async (): Promise<OpsSnapshot> => {
-        const { nodeTimeoutMs, sagas } = this.settings.ops;
+        const { nodeTimeoutMs, sagas, auctions } = this.settings.ops;
         const nodes = this.broker.registry.getNodeList({
           onlyAvailable: false,
           withServices: true,
         }) as unknown as RegistryNode[];
-        const [answers, recent, hooks] = await Promise.all([
+        const [answers, recent, hooks, market] = await Promise.all([
           Promise.all(nodes.map(n => askNode(this.broker, n, full, nodeTimeoutMs))),
           full ? recentSagas(this.broker, sagas, nodeTimeoutMs) : null,
           full ? webhookStats(this.broker, nodeTimeoutMs) : null,
+          full ? marketStats(this.broker, auctions, nodeTimeoutMs) : null,
         ]);
 
         const now = Date.now();
         if (sample) this.opsRing.add(now, countersOf(answers));
-        const snapshot = snapshotOf(answers, recent, hooks, this.opsRing.list(), now, full);
+        const snapshot = snapshotOf(answers, recent, hooks, market, this.opsRing.list(), now, full);
         if (full) this.opsLatest = { at: now, snapshot };
         return snapshot;
       };

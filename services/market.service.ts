@@ -34,6 +34,7 @@ import {
   type AuctionsMethods,
   type AuctionsVars,
 } from "../mixins/market-auctions.mixin";
+import { MarketOpsMixin } from "../mixins/market-ops.mixin";
 import type { Listing, ListingState } from "../lib/events/market";
 import { NFT_EVENTS, type Collection, type Nft, type NftTransferred } from "../lib/events/nfts";
 import { purchaseInput, type PurchaseResult } from "../lib/sagas/purchase-saga";
@@ -142,6 +143,7 @@ const MarketService: ServiceSchema<
     }),
     MarketOffersMixin,
     MarketAuctionsMixin,
+    MarketOpsMixin,
     AccountsMixin,
     ReadModelMixin<MarketVars & MarketMethods>({
       // Listings are cancelled through the market's engine, which writes on its own.

@@ -191,6 +191,43 @@
       cell(tr, String(w.disabledEndpoints), "num");
       cell(tr, w.disabled.map(d => `${d.id}: ${d.reason ?? ""}`).join("; "));
     });
+    // Amounts are decimal strings of base units: shown as they are, never as numbers.
+    const market = s.market;
+    const lines = market ? market.escrow.tokens : [];
+    $("escrow-summary").textContent = !market
+      ? ""
+      : market.escrow.agrees === true
+        ? "balance = held"
+        : market.escrow.agrees === false
+          ? market.escrow.complete
+            ? "balance differs from held (a sale under way, or money stuck)"
+            : "too much to sum: partial figures"
+          : "a balance is unknown";
+    fill("escrow", lines, 7, market ? "nothing held" : "market service not reachable", (tr, e) => {
+      tr.dataset.token = e.tokenId;
+      if (e.agrees === false) tr.className = "warn";
+      cell(tr, e.tokenId);
+      cell(tr, e.balance ?? "–", "num");
+      cell(tr, e.held, "num");
+      cell(tr, e.offers, "num");
+      cell(tr, e.bids, "num");
+      cell(tr, e.purchases, "num");
+      cell(tr, e.agrees === null ? "unknown" : e.agrees ? "yes" : "NO", "state");
+    });
+    const ending = market ? market.endingSoon : [];
+    fill(
+      "auctions",
+      ending,
+      4,
+      market ? "no auction running" : "market service not reachable",
+      (tr, a) => {
+        tr.dataset.auction = a.id;
+        cell(tr, a.id);
+        cell(tr, a.nftId);
+        cell(tr, a.highestBid ? a.highestBid.amount : "no bid", "num");
+        cell(tr, new Date(a.endsAt).toLocaleString());
+      },
+    );
     const sagaText = s.sagas.available ? "no sagas yet" : "sagas service not reachable";
     fill("sagas", s.sagas.rows, 5, sagaText, (tr, g) => {
       tr.dataset.saga = g.id;

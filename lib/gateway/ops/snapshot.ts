@@ -6,6 +6,7 @@
 
 import type { SagaSummary } from "../../sagas/saga-log";
 import type { WebhookStats } from "../../webhooks/delivery-queue";
+import type { MarketOpsStats } from "../../market/escrow-holdings";
 
 /** One value of a metric as `$node.metrics` lists it (gauges and counters; histograms differ). */
 export interface MetricValue {
@@ -73,6 +74,8 @@ export interface OpsSnapshot {
   sagas: { available: boolean; rows: SagaSummary[] };
   /** The webhook delivery backlog and failures; null when the webhooks service did not answer. */
   webhooks: WebhookStats | null;
+  /** The market's escrow beside what it holds, and the auctions ending soonest; null when the market did not answer. */
+  market: MarketOpsStats | null;
   /** requests/s (actions handled, cluster-wide) and transfers/s over the last minutes. */
   rates: RatePoint[];
 }
@@ -256,6 +259,7 @@ export function snapshotOf(
   answers: NodeAnswer[],
   recent: SagaSummary[] | null,
   hooks: WebhookStats | null,
+  market: MarketOpsStats | null,
   rates: RatePoint[],
   now: number,
   full: boolean,
@@ -301,6 +305,7 @@ export function snapshotOf(
     lag: answers.flatMap(({ n, metrics }) => (metrics ? lagOf(n.id, metrics) : [])),
     sagas: { available: Boolean(recent), rows: recent ?? [] },
     webhooks: hooks,
+    market,
     rates,
   };
   snapshot.nodes.sort((a, b) => a.id.localeCompare(b.id));
