@@ -3,6 +3,7 @@ import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { createToken, startClients, uniqueSymbol, type TransferBody } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import type { ActivityRow } from "../../lib/events/activity";
 import type { Listing } from "../../lib/events/market";
 import type { Collection, Nft } from "../../lib/events/nfts";
@@ -187,6 +188,7 @@ describe("activity over HTTP", () => {
     expect(second.status).toBe(201);
     const bought = await post(`/api/market/listings/${second.body.id}/buy`, undefined, carol);
     expect(bought.status, bought.text).toBe(201);
+    await expectEscrowBalanced(p, [price.id]);
 
     const ofNft = () => all<ActivityRow>(`/api/nfts/${nftId}/activity?order=asc`);
     await waitUntil(async () => (await ofNft()).length === 6, 5000, 20);

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type Registered } from "../helpers/http";
 import { createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import type { Listing } from "../../lib/events/market";
 import type { Collection, Nft } from "../../lib/events/nfts";
 import type { CollectionStats } from "../../lib/read-models/nft-views";
@@ -58,6 +59,8 @@ describe("collection stats, traits and NFT search", () => {
     }
   });
   afterAll(() => p.stop());
+  // Its sales go through the escrow: it holds what the market says it does.
+  afterEach(() => expectEscrowBalanced(p, [tok]));
 
   const stats = async () =>
     (await p.client.get<CollectionStats>(`/api/collections/${col.id}/stats`)).body;

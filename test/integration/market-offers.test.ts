@@ -1,9 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
-import { ESCROW_ACCOUNT, type Listing, type Offer } from "../../lib/events/market";
+import { expectEscrowBalanced } from "../helpers/escrow";
+import type { Listing, Offer } from "../../lib/events/market";
 import type { Collection, Nft } from "../../lib/events/nfts";
 
 /**
@@ -50,6 +51,7 @@ describe("offers", () => {
     ).body;
   });
   afterAll(() => p.stop());
+  afterEach(() => escrowMatchesActiveOffers());
 
   const mint = async (to: Registered, traits: Record<string, string> = {}) => {
     const attributes = Object.entries(traits).map(([trait_type, value]) => ({ trait_type, value }));
@@ -82,12 +84,8 @@ describe("offers", () => {
     (await p.client.get<Nft>(`/api/nfts/${nftId}`)).body.ownerId;
   const errorType = (res: { body: unknown }) => (res.body as ErrorBody).error.type;
 
-  /** The escrow holds the prices of the active offers and nothing else. */
-  async function escrowMatchesActiveOffers() {
-    const active = await p.client.get<List<Offer>>("/api/market/offers?state=active&limit=100");
-    const sum = active.body.rows.reduce((s, o) => s + BigInt(o.price), 0n);
-    expect(await bal(ESCROW_ACCOUNT)).toBe(sum);
-  }
+  /** The escrow holds the prices of the active offers and nothing else (test/helpers/escrow.ts). */
+  const escrowMatchesActiveOffers = () => expectEscrowBalanced(p, [tok]);
 
   it("an offer on one NFT: escrowed when made, accepted as a sale with its royalty", async () => {
     const nft = await mint(bob);

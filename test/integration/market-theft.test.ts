@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import { ESCROW_ACCOUNT, type Listing } from "../../lib/events/market";
 import type { Collection, Nft } from "../../lib/events/nfts";
 import type { Saga } from "../../lib/sagas/saga-log";
@@ -54,6 +55,8 @@ describe("a seller who moves the NFT and their money away during a sale", () => 
     collectionId = c.body.id;
   });
   afterAll(() => p.stop());
+  // The escrow holds what the market says it does (nothing, once each sale ended).
+  afterEach(() => expectEscrowBalanced(p, [tokenId]));
 
   const balance = (who: string) => balanceOf(p.client, tokenId, who).then(BigInt);
   const ownerOf = async (nftId: string) =>

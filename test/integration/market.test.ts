@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPlatform, type Platform } from "../helpers/platform";
 import { registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { balanceOf, createToken } from "../helpers/tokens";
 import { waitUntil } from "../helpers/cluster";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import { MAX_UINT256 } from "../../lib/shared/amount";
 import type { Listing } from "../../lib/events/market";
 import type { Collection, Nft } from "../../lib/events/nfts";
@@ -12,7 +13,8 @@ import type { AnalyticsSummary } from "../../lib/read-models/read-model";
  * The marketplace over HTTP (docs/api.md "Marketplace"): the real gateway, users, tokens, nfts,
  * market, sagas and analytics in one process, SQLite in memory. A purchase is a saga
  * (lib/sagas/purchase-saga.ts): all or nothing, the royalty floor(price × royaltyBps / 10000)
- * to the collection's owner, the rest to the seller, the NFT to the buyer.
+ * to the collection's owner, the rest to the seller, the NFT to the buyer. After every test
+ * the escrow holds exactly what the market says it holds (nothing, once every sale ended).
  */
 
 const SERVICES = ["api", "users", "tokens", "nfts", "market", "sagas", "analytics"];
@@ -34,14 +36,18 @@ describe("the marketplace over HTTP", () => {
   let bob: Registered; // seller
   let cat: Registered; // buyer, holds the price token
   let tokenId: string;
+  /** Every price token a test used: the escrow balances in each. */
+  const used: string[] = [];
 
   beforeAll(async () => {
     p = await startPlatform(SERVICES, ENV);
     [ann, bob, cat] = await Promise.all(["ann", "bob", "cat"].map(n => registerUser(p.client, n)));
     tokenId = (await createToken(p.client, cat.token, { decimals: 0, initialSupply: "1000000" }))
       .id;
+    used.push(tokenId);
   });
   afterAll(() => p.stop());
+  afterEach(() => expectEscrowBalanced(p, used));
 
   /** A collection of Ann's with one NFT minted to `owner`. */
   async function nftOf(owner: Registered, royaltyBps = 250, creator = ann) {
@@ -265,6 +271,7 @@ describe("the marketplace over HTTP", () => {
   it("royalty arithmetic near 2^256−1: price = max, royaltyBps 9999, nothing lost", async () => {
     const max = MAX_UINT256.toString();
     const big = (await createToken(p.client, cat.token, { decimals: 0, initialSupply: max })).id;
+    used.push(big);
     const nft = await nftOf(bob, 9999);
     const l = await listed(bob, nft.id, max, big);
     const res = await buy(cat, l.id);
@@ -279,6 +286,7 @@ describe("the marketplace over HTTP", () => {
 
   it("1-unit prices: a royalty that floors to 0 pays the seller 1; a royalty of 100 % pays the owner 1", async () => {
     const one = (await createToken(p.client, cat.token, { decimals: 0, initialSupply: "2" })).id;
+    used.push(one);
     const floored = await nftOf(bob, 9999);
     expect((await buy(cat, (await listed(bob, floored.id, "1", one)).id)).status).toBe(201);
     expect(await balances(one, ann, bob, cat)).toEqual(["0", "1", "1"]);
