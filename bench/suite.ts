@@ -58,7 +58,10 @@ const CASES: Case[] = [
   { name: "startup", about: "k: each node's time to /health/ready" },
   { name: "launches", about: "launch sagas, embedded and over NATS" },
   { name: "market", about: "NFT purchase sagas, embedded" },
-  { name: "offers", about: "offers made and accepted (sagas, escrow), embedded" },
+  {
+    name: "offers",
+    about: "offers made and accepted, then bids racing on auctions (sagas, escrow), embedded",
+  },
   { name: "webhooks", about: "webhook deliveries/s to a local receiver, embedded" },
   {
     name: "journal",
