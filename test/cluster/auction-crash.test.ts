@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
 import { registerUser, type Registered } from "../helpers/http";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { setFaults, sleep } from "../helpers/resilience";
@@ -135,6 +136,7 @@ describe.skipIf(clusterDown())(
         [bob.id]: "1800",
         [ann.id]: "200",
       });
+      await expectEscrowBalanced({ client: c, broker: probe }, [token.id]);
     }, 90_000);
   },
 );

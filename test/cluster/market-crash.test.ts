@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ServiceBroker } from "moleculer";
 import { registerUser, type Registered } from "../helpers/http";
+import { expectEscrowBalanced } from "../helpers/escrow";
 import { clusterDown, useCluster, waitUntil } from "../helpers/cluster";
 import type { Gateway, NodeProcess } from "../helpers/cluster";
 import { setFaults, sleep } from "../helpers/resilience";
@@ -116,5 +117,6 @@ describe.skipIf(clusterDown())("a purchase survives a SIGKILL of the sagas proce
       [ann.id]: String(royalty),
     });
     expect(await state()).toBe("sold");
+    await expectEscrowBalanced({ client: c, broker: probe }, [token.id]);
   });
 });

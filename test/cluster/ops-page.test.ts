@@ -4,12 +4,15 @@ import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../helpers/browser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterDown, useCluster, type Gateway, type NodeProcess } from "../helpers/cluster";
+import { registerUser } from "../helpers/http";
+import { createToken } from "../helpers/tokens";
 
 /**
  * The operator page (/ops) in a real headless Chromium, on a cluster of real processes: an
  * admin logs in through the page's own form and sees every node listed; a node SIGKILLed
  * leaves the list (or is marked unavailable) within seconds; a node whose calls fail (FAULTS)
- * gets the gateway's circuit breaker for it opened, and the page shows it.
+ * gets the gateway's circuit breaker for it opened, and the page shows it; the market's
+ * escrow and its auctions ending soonest are drawn from the snapshot.
  */
 
 const ADMIN = "ops-admin@example.com";
@@ -127,5 +130,68 @@ describe.skipIf(clusterDown())("the operator page in a browser", () => {
     await page.screenshot({
       path: path.join(os.tmpdir(), `mintmesh-ops-${cluster.namespace}.png`),
     });
+  });
+
+  it("shows the market's escrow beside what it holds, and the auctions ending soonest", async () => {
+    await Promise.all([
+      cluster.node({ name: "nfts", services: ["nfts"] }),
+      cluster.node({ name: "market", services: ["market"] }),
+    ]);
+    await page.waitForSelector(row("market", "available"), { timeout: 15_000 });
+    const c = gateway.client;
+    const [seller, buyer] = await Promise.all(["seller", "buyer"].map(n => registerUser(c, n)));
+    const tok = (await createToken(c, buyer.token, { decimals: 0, initialSupply: "1000" })).id;
+    const col = await c.post<{ id: string }>(
+      "/api/collections",
+      { name: "Ops", symbol: "OPS", royaltyBps: 0 },
+      { token: seller.token },
+    );
+    const mint = async () =>
+      (
+        await c.post<{ id: string }>(
+          `/api/collections/${col.body.id}/nfts`,
+          { metadata: { name: "Lot" } },
+          { token: seller.token },
+        )
+      ).body.id;
+    const [offered, auctioned] = [await mint(), await mint()];
+    const offer = await c.post(
+      "/api/market/offers",
+      { nftId: offered, priceTokenId: tok, price: "300" },
+      { token: buyer.token },
+    );
+    expect(offer.status, offer.text).toBe(201);
+    const auction = await c.post<{ id: string }>(
+      "/api/market/auctions",
+      {
+        nftId: auctioned,
+        priceTokenId: tok,
+        reservePrice: "100",
+        endsAt: new Date(Date.now() + 3_600_000).toISOString(),
+      },
+      { token: seller.token },
+    );
+    expect(auction.status, auction.text).toBe(201);
+    const bid = await c.post(
+      `/api/market/auctions/${auction.body.id}/bids`,
+      { amount: "150" },
+      { token: buyer.token },
+    );
+    expect(bid.status, bid.text).toBe(201);
+
+    // Columns: token, balance, held, offers, highest bids, purchases in flight, agrees.
+    const line = `#escrow tr[data-token="${tok}"]`;
+    await page.waitForSelector(line, { timeout: 15_000 });
+    await expect
+      .poll(async () => (await page.locator(`${line} td`).allInnerTexts()).join("|"), {
+        timeout: 10_000,
+      })
+      .toBe(`${tok}|450|450|300|150|0|yes`);
+    expect(await page.locator("#escrow-summary").innerText()).toBe("balance = held");
+    const ending = await page
+      .locator(`#auctions tr[data-auction="${auction.body.id}"]`)
+      .innerText();
+    expect(ending).toContain(auctioned);
+    expect(ending).toContain("150");
   });
 });
