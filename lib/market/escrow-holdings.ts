@@ -28,7 +28,7 @@ export interface EscrowHeld {
 }
 
 export interface EscrowHoldings {
-  /** Largest `held` first, at most `maxTokens`. */
+  /** Largest `held` first, at most `maxTokens` (and those asked for). */
   tokens: EscrowHeld[];
   /** How many documents each kind counts (all of them, not only those summed). */
   counts: { offers: number; auctions: number; purchases: number };
@@ -108,8 +108,10 @@ export class EscrowView {
       a.held === b.held ? a.tokenId.localeCompare(b.tokenId) : a.held > b.held ? -1 : 1,
     );
     const partial = [offers, auctions, listings].some(docs => docs.length > scan);
+    // The largest, and those asked for whatever their size.
+    const shown = rows.filter((r, i) => i < maxTokens || also.includes(r.tokenId));
     return {
-      tokens: rows.slice(0, maxTokens).map(r => ({
+      tokens: shown.map(r => ({
         tokenId: r.tokenId,
         offers: r.offers.toString(10),
         bids: r.bids.toString(10),

@@ -66,6 +66,9 @@ describe("the escrow's holdings", () => {
     const few = await new EscrowView(db, { scan: 100, maxTokens: 1 }).holdings();
     expect(few.complete).toBe(false);
     expect(few.tokens.map(t => t.tokenId)).toEqual(["tA"]);
+    // A token asked for is shown whatever its size.
+    const asked = await new EscrowView(db, { scan: 100, maxTokens: 1 }).holdings(["tC"]);
+    expect(asked.tokens.map(t => t.tokenId)).toEqual(["tA", "tC"]);
   });
 
   it("lists the running auctions by end, soonest first, at most `limit`", async () => {
