@@ -31,7 +31,9 @@ export interface CollectionSpec {
   uniqueSparse?: string[];
   /**
    * Indexes over several fields, in order (equality fields first, the sort field last):
-   * a page of one account's activity read newest first finds its rows in the index.
+   * a page of one account's activity read newest first finds its rows in the index. Only
+   * for queries with an equality on every field but the last: on SQLite a document missing
+   * one of those is left out of the index (a row of a token transfer is in none of the NFT indexes).
    */
   compound?: string[][];
 }

@@ -81,11 +81,20 @@ export class SqliteCollection<T extends Doc = Doc> {
     for (const f of spec.sparse ?? []) add("sparse", f, false, true);
     for (const f of spec.uniqueSparse ?? []) add("uniqueSparse", f, true, true);
     for (const fields of spec.compound ?? []) {
-      const index = `${this.name}:compound:${fields.join("+")}`;
-      const exprs = fields.map(f => fieldExpr(f)).join(", ");
+      // Partial: a row without one of the equality fields costs no write in an index no
+      // query of it can use (half of an activity row's index writes); the sort field, which
+      // a query orders by without a condition, is not one of them. The name says so, so an
+      // index made before it was partial is dropped and made again.
+      const index = `${this.name}:compound:${fields.join("+")}:partial`;
+      const exprs = fields.map(f => fieldExpr(f));
+      const present = exprs
+        .slice(0, -1)
+        .map(e => `${e} IS NOT NULL`)
+        .join(" AND ");
       wanted.set(
         index,
-        `CREATE INDEX IF NOT EXISTS ${quoteIdent(index)} ON ${this.table} (${exprs})`,
+        `CREATE INDEX IF NOT EXISTS ${quoteIdent(index)} ON ${this.table} (${exprs.join(", ")})` +
+          (present ? ` WHERE ${present}` : ""),
       );
     }
     const existing = conn
