@@ -103,7 +103,7 @@ async function main(): Promise<void> {
         eventId: `${ACTIVITY_EVENTS.recorded}:${row.id}`,
         type: ACTIVITY_EVENTS.recorded,
         occurredAt: row.at,
-        data: row,
+        data: { rows: [row] },
       });
     }
     let delivered = 0;

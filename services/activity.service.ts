@@ -28,7 +28,9 @@ import {
   ACTIVITY_EVENTS,
   ACTIVITY_LIVE,
   ACTIVITY_TYPES,
+  RECORDED_MAX_ROWS,
   type ActivityLive,
+  type ActivityRecorded,
   type ActivityRow,
   type ActivityType,
 } from "../lib/events/activity";
@@ -43,8 +45,8 @@ import * as schemas from "../lib/gateway/openapi/schemas";
  * activity: the history of every account, token, NFT and collection, kept forever (no
  * retention: docs/durability.md), from a consumer group ("activity") on the domain
  * channels. Each event becomes one row per account it concerns (lib/activity/rows.ts);
- * the rows, the applied-event records and one `activity.recorded` event per row (its
- * outbox, for the webhooks service) commit in one transaction (lib/activity/activity-log.ts
+ * the rows, the applied-event records and their `activity.recorded` events (up to 100
+ * rows each, through its outbox, for the webhooks service) commit in one transaction (lib/activity/activity-log.ts
  * numbers the rows there: cursor order is commit order). After the commit it broadcasts
  * ACTIVITY_LIVE, a hint for the gateways' live streams, which then read `list` after their
  * cursors. `list` is the contract the live stream builds on; the routes of docs/api.md
@@ -189,10 +191,13 @@ const recorded: ReadModelChannel<ReadModelThis & ActivityVars & OutboxVars> = {
       fresh.map(r => r.event),
     );
     if (rows.length === 0) return;
-    // The webhook deliveries' source: one event per row, its id the row's.
-    const events: DomainEvent[] = rows.map(row =>
-      domainEvent(ACTIVITY_EVENTS.recorded, row.id, row),
-    );
+    // The webhook deliveries' source: one event per RECORDED_MAX_ROWS rows, its id its first
+    // row's (each row is in one batch only).
+    const events: DomainEvent<ActivityRecorded>[] = [];
+    for (let i = 0; i < rows.length; i += RECORDED_MAX_ROWS) {
+      const chunk = rows.slice(i, i + RECORDED_MAX_ROWS);
+      events.push(domainEvent(ACTIVITY_EVENTS.recorded, chunk[0]!.id, { rows: chunk }));
+    }
     const send = await this.outbox.writeIn(tx, events);
     this.pending = { send, actorIds };
   },

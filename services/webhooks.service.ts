@@ -6,7 +6,7 @@ import {
   type ReadModelSettings,
   type ReadModelVars,
 } from "../mixins/read-model.mixin";
-import { ACTIVITY_EVENTS } from "../lib/events/activity";
+import { ACTIVITY_EVENTS, type ActivityRow } from "../lib/events/activity";
 import { APPLIED_COLLECTION } from "../lib/read-models/applied-events";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
 import { ConfigError, isProduction } from "../lib/shared/config-guards";
@@ -29,7 +29,7 @@ import {
 import {
   WEBHOOK_EVENT_TYPES,
   WebhookEndpoints,
-  isActivityRow,
+  rowsOfRecorded,
   queueRows,
 } from "../lib/webhooks/endpoints";
 import { scheduleFromEnv, type RetrySchedule } from "../lib/webhooks/schedule";
@@ -124,12 +124,15 @@ const WebhooksService: ServiceSchema<
           // Rows that arrive together are queued in one transaction; their order does not matter.
           key: () => "rows",
           async apply(fresh, tx) {
-            const rows = fresh.map(r => r.event.data).filter(isActivityRow);
-            if (rows.length < fresh.length)
-              this.logger.error(
-                { count: fresh.length - rows.length },
-                "Malformed activity rows skipped",
-              );
+            const rows: ActivityRow[] = [];
+            let malformed = 0;
+            for (const r of fresh) {
+              const got = rowsOfRecorded(r.event.data);
+              rows.push(...got.rows);
+              malformed += got.malformed;
+            }
+            if (malformed > 0)
+              this.logger.error({ count: malformed }, "Malformed activity rows skipped");
             await queueRows(tx, rows);
           },
         },

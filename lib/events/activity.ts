@@ -62,6 +62,19 @@ export interface ActivityRow {
   data: Record<string, unknown>;
 }
 
+/**
+ * The payload of an `activity.recorded` event: rows committed together, at most
+ * RECORDED_MAX_ROWS of them (one event per batch, not per row: a transfer's two rows cost
+ * one outbox entry and one message between them, not two each). A consumer also takes the
+ * older shape, a row alone as the payload (`rowsOfRecorded`).
+ */
+export interface ActivityRecorded {
+  rows: ActivityRow[];
+}
+
+/** Rows per `activity.recorded` event: about 50 kB, far below a NATS message's 1 MB. */
+export const RECORDED_MAX_ROWS = 100;
+
 /** The payload of ACTIVITY_LIVE. */
 export interface ActivityLive {
   actorIds: string[];

@@ -135,6 +135,17 @@ export const wants = (ep: Pick<EndpointDoc, "events">, type: string): boolean =>
   ep.events.includes("*") || ep.events.includes(type);
 
 /** The minimum an activity row needs to be delivered; anything else is skipped. */
+/**
+ * The rows of an `activity.recorded` payload: `{ rows }`, or a row alone (the shape of the
+ * events published before they carried batches). Whatever is not a row is left out.
+ */
+export function rowsOfRecorded(data: unknown): { rows: ActivityRow[]; malformed: number } {
+  const batch = (data as { rows?: unknown } | null)?.rows;
+  const all: unknown[] = Array.isArray(batch) ? batch : [data];
+  const rows = all.filter(isActivityRow);
+  return { rows, malformed: all.length - rows.length };
+}
+
 export function isActivityRow(v: unknown): v is ActivityRow {
   const r = v as Partial<ActivityRow> | null;
   return (

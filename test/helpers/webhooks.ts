@@ -6,7 +6,13 @@ import {
 } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServiceBroker } from "moleculer";
-import { ACTIVITY_EVENTS, type ActivityRow, type ActivityType } from "../../lib/events/activity";
+import {
+  ACTIVITY_EVENTS,
+  RECORDED_MAX_ROWS,
+  type ActivityRecorded,
+  type ActivityRow,
+  type ActivityType,
+} from "../../lib/events/activity";
 import type { DomainEvent } from "../../lib/events/domain";
 import { verify } from "../../lib/webhooks/signer";
 import { sendToChannel } from "./channels";
@@ -98,14 +104,16 @@ export function activityRow(actorId: string, type: ActivityType = "transfer.in")
   };
 }
 
-/** The domain event the activity service's outbox publishes for a row. */
-export const recordedEvent = (row: ActivityRow): DomainEvent<ActivityRow> => ({
-  eventId: `${ACTIVITY_EVENTS.recorded}:${row.id}`,
+/** The domain event the activity service's outbox publishes for rows committed together. */
+export const recordedEvent = (rows: ActivityRow[]): DomainEvent<ActivityRecorded> => ({
+  eventId: `${ACTIVITY_EVENTS.recorded}:${rows[0]!.id}`,
   type: ACTIVITY_EVENTS.recorded,
-  occurredAt: row.at,
-  data: row,
+  occurredAt: rows[0]!.at,
+  data: { rows },
 });
 
+/** Publishes `rows` as the activity service does: RECORDED_MAX_ROWS to an event. */
 export async function publishRows(broker: ServiceBroker, rows: ActivityRow[]): Promise<void> {
-  for (const r of rows) await sendToChannel(broker, recordedEvent(r));
+  for (let i = 0; i < rows.length; i += RECORDED_MAX_ROWS)
+    await sendToChannel(broker, recordedEvent(rows.slice(i, i + RECORDED_MAX_ROWS)));
 }

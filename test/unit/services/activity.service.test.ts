@@ -6,7 +6,9 @@ import UsersService from "../../../services/users.service";
 import {
   ACTIVITY_EVENTS,
   ACTIVITY_LIVE,
+  RECORDED_MAX_ROWS,
   type ActivityLive,
+  type ActivityRecorded,
   type ActivityRow,
 } from "../../../lib/events/activity";
 import type { DomainEvent, Token } from "../../../lib/events/domain";
@@ -17,8 +19,8 @@ import { testBroker } from "../../helpers/read-models";
 
 /**
  * The activity service in a broker of its own with the real users and tokens services, on
- * the in-memory channels adapter: what other services see of it. Each row leaves as an
- * `activity.recorded` event (the webhooks' source) and an `activity.live` hint after its
+ * the in-memory channels adapter: what other services see of it. Rows leave in
+ * `activity.recorded` events (the webhooks' source) and an `activity.live` hint after its
  * commit; `activity.list` is the contract the live stream reads; a transfer's Location
  * answers from the tokens journal while the history has not recorded it.
  */
@@ -36,7 +38,9 @@ async function userIn(broker: ReturnType<typeof testBroker>, name: string): Prom
 
 describe("activity service", () => {
   const broker = testBroker();
-  const recorded: Array<DomainEvent<ActivityRow>> = [];
+  const recorded: Array<DomainEvent<ActivityRecorded>> = [];
+  const rowsSent = (tokenId: string) =>
+    recorded.flatMap(e => e.data.rows).filter(r => r.tokenId === tokenId);
   const live: ActivityLive[] = [];
   broker.createService(UsersService);
   broker.createService(TokensService);
@@ -46,7 +50,7 @@ describe("activity service", () => {
     channels: {
       [ACTIVITY_EVENTS.recorded]: {
         group: "probe",
-        handler: (ctx: Context<DomainEvent<ActivityRow>>) => void recorded.push(ctx.params),
+        handler: (ctx: Context<DomainEvent<ActivityRecorded>>) => void recorded.push(ctx.params),
       },
     },
     events: { [ACTIVITY_LIVE]: (ctx: Context<ActivityLive>) => void live.push(ctx.params) },
@@ -56,7 +60,7 @@ describe("activity service", () => {
 
   const list = (params: object) => broker.call<Page, object>("activity.list", params);
 
-  it("sends each row as activity.recorded (the row's id in its eventId) and a live hint for its accounts", async () => {
+  it("sends its rows on activity.recorded (batches named by their first row) and a live hint for its accounts", async () => {
     const [ann, bob] = [await userIn(broker, "ann"), await userIn(broker, "bob")];
     const meta: Meta = { user: { id: ann } };
     const token = await broker.call<Token, object>(
@@ -69,20 +73,26 @@ describe("activity service", () => {
       { id: token.id, to: bob, amount: "3" },
       { meta },
     );
-    await waitUntil(() => recorded.filter(e => e.data.tokenId === token.id).length === 3, 5000, 10);
-    const sent = recorded.filter(e => e.data.tokenId === token.id);
+    await waitUntil(() => rowsSent(token.id).length === 3, 5000, 10);
+    const sent = rowsSent(token.id);
     const rows = [
       ...(await list({ actorId: ann, order: "asc" })).rows,
       ...(await list({ actorId: bob })).rows,
     ];
-    expect(sent.map(e => e.data).sort((a, b) => a.cursor.localeCompare(b.cursor))).toEqual(
+    expect([...sent].sort((a, b) => a.cursor.localeCompare(b.cursor))).toEqual(
       rows.sort((a, b) => a.cursor.localeCompare(b.cursor)),
     );
-    for (const e of sent) {
+    for (const e of recorded) {
       expect(e.type).toBe(ACTIVITY_EVENTS.recorded);
-      expect(e.eventId).toBe(`${ACTIVITY_EVENTS.recorded}:${e.data.id}`);
+      expect(e.eventId).toBe(`${ACTIVITY_EVENTS.recorded}:${e.data.rows[0]!.id}`);
+      expect(e.data.rows.length).toBeGreaterThan(0);
+      expect(e.data.rows.length).toBeLessThanOrEqual(RECORDED_MAX_ROWS);
     }
-    expect(sent.find(e => e.data.type === "transfer.in")!.data).toMatchObject({
+    // Fewer events than rows: a transfer's two rows travel together.
+    expect(recorded.filter(e => e.data.rows.some(r => r.tokenId === token.id)).length).toBeLessThan(
+      sent.length,
+    );
+    expect(sent.find(r => r.type === "transfer.in")).toMatchObject({
       actorId: bob,
       data: { transferId: t.id, from: ann, to: bob, amount: "3" },
     });
