@@ -16,7 +16,7 @@ import { defineMixin } from "./define";
  * `poolServices` (the dex) may move tokens to or from it; to anyone else, the gateway's
  * callers included, it is an unknown account. Nobody can sign in as a pool, so nobody
  * can spend from it or approve a spender of it. The market's escrow (`escrow_market`,
- * lib/market/escrow.ts) is kept the same way, for `escrowServices` (the market and the sagas that
+ * lib/events/market.ts) is kept the same way, for `escrowServices` (the market and the sagas that
  * run its sales).
  */
 

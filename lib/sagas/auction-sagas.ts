@@ -1,6 +1,6 @@
-import { ESCROW_ACCOUNT } from "../events/market";
 import type { AuctionClosing, PlacedBid } from "../market/auction-book";
 import type { SagaDefinition, StepInput } from "./saga-definition";
+import { escrowStep, fromEscrow } from "./escrow-steps";
 import { amountRule } from "../shared/amount";
 
 /**
@@ -55,14 +55,6 @@ export interface EndAuctionInput {
   tokenId: string;
 }
 
-const fromEscrow = (tokenId: string, to: string, amount: string, key: string) => ({
-  tokenId,
-  from: ESCROW_ACCOUNT,
-  to,
-  amount,
-  idempotencyKey: key,
-});
-
 export const START_AUCTION_SAGA: SagaDefinition<StartAuctionInput> = {
   type: START_AUCTION,
   steps: [
@@ -100,23 +92,10 @@ const beatenOf = (s: B) => (s.results.place as PlacedBid | undefined)?.beaten ??
 export const BID_SAGA: SagaDefinition<BidInput> = {
   type: BID,
   steps: [
-    {
-      name: "escrow",
-      action: "tokens.transferInternal",
-      params: s => ({
-        tokenId: s.input.tokenId,
-        from: s.input.bidderId,
-        to: ESCROW_ACCOUNT,
-        amount: s.input.amount,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "tokens.transferInternal",
-        params: s => fromEscrow(s.input.tokenId, s.input.bidderId, s.input.amount, s.key),
-        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
-        needsResult: true,
-      },
-    },
+    escrowStep<BidInput>(
+      i => i.bidderId,
+      i => i.amount,
+    ),
     {
       name: "place",
       action: "market.auctionPlaceBid",

@@ -1,6 +1,7 @@
-import { ESCROW_ACCOUNT, type Offer, type OfferTrait } from "../events/market";
+import type { Offer, OfferTrait } from "../events/market";
 import type { Nft } from "../events/nfts";
 import type { SagaDefinition, StepInput } from "./saga-definition";
+import { escrowStep, fromEscrow } from "./escrow-steps";
 import { royaltyOf } from "./purchase-saga";
 import { amountRule } from "../shared/amount";
 
@@ -76,14 +77,6 @@ export function acceptInput(
   };
 }
 
-const fromEscrow = (tokenId: string, to: string, amount: string, key: string) => ({
-  tokenId,
-  from: ESCROW_ACCOUNT,
-  to,
-  amount,
-  idempotencyKey: key,
-});
-
 export const MAKE_OFFER_SAGA: SagaDefinition<MakeOfferInput> = {
   type: MAKE_OFFER,
   steps: [
@@ -96,23 +89,10 @@ export const MAKE_OFFER_SAGA: SagaDefinition<MakeOfferInput> = {
         params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
       },
     },
-    {
-      name: "escrow",
-      action: "tokens.transferInternal",
-      params: s => ({
-        tokenId: s.input.tokenId,
-        from: s.input.makerId,
-        to: ESCROW_ACCOUNT,
-        amount: s.input.price,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "tokens.transferInternal",
-        params: s => fromEscrow(s.input.tokenId, s.input.makerId, s.input.price, s.key),
-        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
-        needsResult: true,
-      },
-    },
+    escrowStep<MakeOfferInput>(
+      i => i.makerId,
+      i => i.price,
+    ),
     {
       name: "activate",
       action: "market.offerActivate",

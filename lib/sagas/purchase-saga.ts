@@ -1,14 +1,15 @@
 import { parseAmount } from "../shared/amount";
-import { ESCROW_ACCOUNT, type Listing } from "../events/market";
+import type { Listing } from "../events/market";
 import type { Collection, Nft } from "../events/nfts";
 import type { SagaDefinition, StepInput } from "./saga-definition";
+import { escrowStep, fromEscrow } from "./escrow-steps";
 
 /**
  * The NFT purchase of docs/api.md as a saga (lib/sagas/saga-engine.ts), all or nothing:
  *
  *   reserve the listing (active → reserved, a compare-and-set: of two buyers one wins)
  *   → hold the NFT for this sale (its seller can no longer move or approve it)
- *   → move the price from the buyer into the market's escrow (lib/market/escrow.ts)
+ *   → move the price from the buyer into the market's escrow (lib/sagas/escrow-steps.ts)
  *   → move the NFT from the seller to the buyer (still held)
  *   ─ past this point the sale is done and only goes forward ─
  *   → pay the seller price − royalty from escrow → pay the royalty from escrow
@@ -84,13 +85,7 @@ function payout(
     action: "tokens.transferInternal",
     forwardOnly: true,
     skip: (s: S) => amount(s.input) === "0",
-    params: (s: S) => ({
-      tokenId: s.input.tokenId,
-      from: ESCROW_ACCOUNT,
-      to: to(s.input),
-      amount: amount(s.input),
-      idempotencyKey: s.key,
-    }),
+    params: (s: S) => fromEscrow(s.input.tokenId, to(s.input), amount(s.input), s.key),
   };
 }
 
@@ -117,29 +112,10 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         params: s => ({ id: s.input.nftId, lock: s.sagaId }),
       },
     },
-    {
-      name: "escrow",
-      action: "tokens.transferInternal",
-      params: s => ({
-        tokenId: s.input.tokenId,
-        from: s.input.buyerId,
-        to: ESCROW_ACCOUNT,
-        amount: s.input.price,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "tokens.transferInternal",
-        params: s => ({
-          tokenId: s.input.tokenId,
-          from: ESCROW_ACCOUNT,
-          to: s.input.buyerId,
-          amount: s.input.price,
-          idempotencyKey: s.key,
-        }),
-        // Unknown whether it paid: the same call again tells (a 422 now: it never paid).
-        needsResult: true,
-      },
-    },
+    escrowStep<PurchaseInput>(
+      i => i.buyerId,
+      i => i.price,
+    ),
     {
       name: "moveNft",
       action: "nfts.transferFrom",
