@@ -151,9 +151,9 @@ const ApiService: ServiceSchema<
   ApiThis
 > = {
   name: "api",
-  // LiveEventsMixin first: its stopped() (ending the streams) then runs before moleculer-web's
-  // server.close(), which would wait for them.
-  mixins: [LiveEventsMixin, ApiGateway, TrafficMixin, OpsMixin, NearCacheMixin],
+  // The mixins that hold streams (live events, the operator page's) before moleculer-web: their
+  // stopped() end the streams, then moleculer-web's server.close(), which would wait for them.
+  mixins: [LiveEventsMixin, OpsMixin, ApiGateway, TrafficMixin, NearCacheMixin],
 
   // moleculer-web's one action per HTTP request: retrying it replays the whole request under a
   // new parent id; its breaker, tripped by one failing downstream, made every route 404; its

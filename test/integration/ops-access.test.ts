@@ -4,7 +4,7 @@ import { signSession } from "../../lib/gateway/ops/access";
 import { newSagaDoc, withStep, type SagaDoc } from "../../lib/sagas/saga-log";
 import type { Store } from "../../lib/store/store";
 import type { ApiClient } from "../helpers/http";
-import { usePlatform } from "../helpers/platform";
+import { startPlatform, usePlatform } from "../helpers/platform";
 
 /**
  * Who may see the operator page (/ops) and its data: the admins of ADMIN_EMAILS, by bearer
@@ -221,6 +221,37 @@ describe("operator page access with ADMIN_EMAILS set", () => {
     await expect
       .poll(async () => (await firstEvent(url, auth)).status, { timeout: 5000 })
       .toBe(200);
+  });
+});
+
+describe("operator streams at a stop", () => {
+  it("ends them: a gateway with one open stops at once, not when the client leaves", async () => {
+    const p = await startPlatform(["api", "users"], { env: { ADMIN_EMAILS: ADMIN } });
+    const admin = await register(p.client, ADMIN);
+    const held = new AbortController();
+    const res = await fetch(`${p.baseUrl}/ops/api/stream`, {
+      headers: { authorization: `Bearer ${admin.token}` },
+      signal: held.signal,
+    });
+    expect(res.status).toBe(200);
+    const reading = (async () => {
+      const reader = res.body!.getReader();
+      while (!(await reader.read()).done);
+      return "ended";
+    })().catch(() => "aborted");
+    try {
+      // The stream is still open when the stop begins; the stop ends it (the client sees
+      // its end) instead of waiting for the client, which never leaves here.
+      const stopped = p.stop().then(() => "stopped");
+      const first = await Promise.race([
+        stopped,
+        new Promise(resolve => setTimeout(() => resolve("still stopping"), 10_000)),
+      ]);
+      expect(first).toBe("stopped");
+      expect(await reading).toBe("ended");
+    } finally {
+      held.abort();
+    }
   });
 });
 
