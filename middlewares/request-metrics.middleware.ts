@@ -1,5 +1,6 @@
 import { METRIC, type Context, type Middleware, type ServiceBroker } from "moleculer";
 import { defineMiddleware } from "../mixins/define";
+import type { Meta } from "../lib/shared/context";
 
 /**
  * Moleculer's request metrics (moleculer.request.total, .error.total, .active, .time), made
@@ -88,7 +89,9 @@ export function RequestMetricsMiddleware(): Middleware {
       t.active++;
       const done = () => {
         t.active--;
-        if (t.times.length < MAX_SAMPLES) t.times.push(performance.now() - start);
+        // A request that became a stream (Meta.stream) lasted as long as its client stayed.
+        if (t.times.length < MAX_SAMPLES && !(ctx.meta as Meta | undefined)?.stream)
+          t.times.push(performance.now() - start);
       };
       return next(ctx).then(
         res => {

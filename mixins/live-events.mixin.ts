@@ -24,6 +24,7 @@ import {
 import { cookieValue, overHttps } from "../lib/gateway/ops/access";
 import { sendJson } from "../lib/gateway/http-errors";
 import { LIVE_OPERATIONS } from "../lib/gateway/openapi/live";
+import { openEventStream } from "../lib/gateway/event-stream";
 
 /**
  * The live stream GET /api/me/events (docs/api.md "Live events"), mixed into the gateway
@@ -214,13 +215,7 @@ export const LiveEventsMixin = defineMixin<LiveGatewaySettings, LiveMethods, Liv
         stream.close();
         return;
       }
-      req.socket.setTimeout(0); // a quiet stream is no idle connection: it has its pings
-      res.writeHead(200, {
-        "Content-Type": "text/event-stream; charset=utf-8",
-        ...NO_STORE,
-        "X-Accel-Buffering": "no",
-        Connection: "keep-alive",
-      });
+      openEventStream(req, res);
       stream.attach(res);
     },
 

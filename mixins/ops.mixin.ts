@@ -30,6 +30,7 @@ import {
 import { askNode, marketStats, recentSagas, webhookStats } from "../middlewares/ops-calls";
 import { clientAddress, retryAfterSeconds } from "../lib/gateway/rate-limit";
 import type { LoginThrottle } from "../lib/gateway/login-throttle";
+import { openEventStream } from "../lib/gateway/event-stream";
 
 /**
  * The operator page at /ops (docs/observability.md "Operator page"), mixed into the gateway
@@ -335,13 +336,7 @@ export const OpsMixin = defineMixin<OpsGatewaySettings, OpsMethods, OpsVars & Ga
       }
       const stream: Stream = { req, res };
       this.opsStreams.add(stream);
-      req.socket.setTimeout(0); // a quiet stream is no idle connection
-      res.writeHead(200, {
-        "Content-Type": "text/event-stream; charset=utf-8",
-        ...NO_STORE,
-        "X-Accel-Buffering": "no",
-        Connection: "keep-alive",
-      });
+      openEventStream(req, res);
       res.write(`retry: ${Math.max(1000, this.settings.ops.intervalMs)}\n\n`);
       res.on("close", () => this.opsStreams.delete(stream));
       this.opsViewedAt = Date.now();

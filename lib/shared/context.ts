@@ -23,6 +23,11 @@ export interface Meta {
   /** Sent as the Location header (moleculer-web). */
   $location?: string;
   $responseHeaders?: Record<string, string>;
+  /**
+   * Set on the gateway's request when it became a long-lived stream (SSE): its time is the
+   * stream's life, not a latency, and the request metrics leave it out of their times.
+   */
+  stream?: boolean;
 }
 
 /** A context as the gateway hands it to an action. */

@@ -1,4 +1,5 @@
-import { Errors, ServiceBroker } from "moleculer";
+import { Errors, ServiceBroker, type Context } from "moleculer";
+import type { Meta } from "../../../lib/shared/context";
 import { afterEach, describe, expect, it } from "vitest";
 import { RequestMetricsMiddleware } from "../../../middlewares/request-metrics.middleware";
 
@@ -55,5 +56,37 @@ describe("RequestMetricsMiddleware", () => {
     } | null;
     expect(time?.count).toBe(3);
     expect(metric("moleculer.request.active").get(labels)?.value).toBe(0);
+  });
+
+  it("counts a request that became a stream (Meta.stream) but leaves its life out of the times", async () => {
+    broker = new ServiceBroker({
+      logger: false,
+      metrics: { enabled: true },
+      internalMiddlewares: false,
+      middlewares: [RequestMetricsMiddleware()],
+    });
+    broker.createService({
+      name: "gw",
+      actions: {
+        // As the gateway's live and operator streams do (lib/gateway/event-stream.ts).
+        stream: (ctx: Context<unknown, Meta>) => {
+          ctx.meta.stream = true;
+          return new Promise(r => setTimeout(r, 300));
+        },
+        plain: () => new Promise(r => setTimeout(r, 10)),
+      },
+    });
+    await broker.start();
+    await broker.call("gw.stream");
+    await broker.call("gw.plain");
+    await new Promise(r => setTimeout(r, 1100));
+    const labels = { service: "gw", action: "gw.stream", caller: null, type: "local" };
+    const total = broker.metrics.getMetric("moleculer.request.total")!;
+    const time = broker.metrics.getMetric("moleculer.request.time")!;
+    expect(total.get(labels)?.value).toBe(1);
+    expect((time.get(labels) as { count: number } | null)?.count ?? 0).toBe(0);
+    expect((time.get({ ...labels, action: "gw.plain" }) as { count: number } | null)?.count).toBe(
+      1,
+    );
   });
 });
