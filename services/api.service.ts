@@ -39,8 +39,8 @@ import {
   redisCounters,
   type RedisRateLimitStore,
   retryAfterSeconds,
-  gatewayRateLimits,
   trustProxyHops,
+  withRateLimits,
 } from "../lib/gateway/rate-limit";
 import { LoginRefused, LoginThrottle } from "../lib/gateway/login-throttle";
 import { TrafficMixin, type TrafficMethods, type TrafficVars } from "../mixins/traffic.mixin";
@@ -302,16 +302,13 @@ const ApiService: ServiceSchema<
    * be too late. Here they follow whatever settings the service was given.
    */
   merged(schema) {
-    const settings = schema.settings;
-    if (!settings) return;
-    const limits = gatewayRateLimits({
-      ...settings.rateLimits,
-      hops: settings.trustProxy,
-      redisUrl: settings.redisUrl,
-    });
-    settings.routes = settings.routes.map(route =>
-      limits[route.name] ? { ...route, rateLimit: limits[route.name] } : route,
-    );
+    const s = schema.settings;
+    if (s)
+      s.routes = withRateLimits(s.routes, {
+        ...s.rateLimits,
+        hops: s.trustProxy,
+        redisUrl: s.redisUrl,
+      });
   },
 
   methods: {

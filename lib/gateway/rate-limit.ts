@@ -348,3 +348,15 @@ export function gatewayRateLimits(opts: {
   const all = limit([api]);
   return { login: limit([api, login]), private: all, public: all, openapi: all, events: all };
 }
+
+/** `routes` with the rate limit of their name (gatewayRateLimits), the others as given. */
+export function withRateLimits<R extends { name?: string }>(
+  routes: R[],
+  opts: Parameters<typeof gatewayRateLimits>[0],
+): R[] {
+  const limits = gatewayRateLimits(opts);
+  return routes.map(route => {
+    const limit = route.name ? limits[route.name] : undefined;
+    return limit ? { ...route, rateLimit: limit } : route;
+  });
+}
