@@ -1,4 +1,5 @@
-import type { Middleware, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Middleware, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { sagaStepParams } from "../lib/shared/params";
 
 /**
  * A mixin written against its own settings, methods and vars, so the compiler checks
@@ -24,4 +25,18 @@ export function defineMiddleware<T extends { name: string }>(
   middleware: T,
 ): Middleware & { name: string } {
   return middleware as unknown as Middleware & { name: string };
+}
+
+/**
+ * An internal action a saga step calls with nothing but the document's id and the saga's
+ * (sagaStepParams), answered by `call` on the service it is in (a book's method).
+ */
+export function sagaStepAction<T>(call: (self: T, id: string, sagaId: string) => Promise<unknown>) {
+  return {
+    visibility: "public" as const,
+    params: sagaStepParams,
+    handler(this: T, ctx: Context<{ id: string; sagaId: string }>) {
+      return call(this, ctx.params.id, ctx.params.sagaId);
+    },
+  };
 }

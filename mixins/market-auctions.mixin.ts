@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Context, ServiceSettingSchema } from "moleculer";
-import { defineMixin } from "./define";
-import { accountParam, idParam, pageParams } from "../lib/shared/params";
+import { defineMixin, sagaStepAction } from "./define";
+import { accountParam, idParam, pageParams, sagaStepParams } from "../lib/shared/params";
 import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
@@ -82,7 +82,6 @@ export interface BidAnswer {
   auction: Auction;
 }
 
-const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
 const hashed = (prefix: string, key: string) =>
   `${prefix}_${createHash("sha256").update(key).digest("hex").slice(0, 24)}`;
 const endInput = (d: AuctionDoc): EndAuctionInput => ({
@@ -262,23 +261,13 @@ export const MarketAuctionsMixin = defineMixin<
         return this.auctions.create(auctionId, sagaId, a);
       },
     },
-    auctionDrop: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.auctions.drop(ctx.params.id, ctx.params.sagaId);
-      },
-    },
-    auctionActivate: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.auctions.activate(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    auctionDrop: sagaStepAction<AuctionsVars>((s, id, sagaId) => s.auctions.drop(id, sagaId)),
+    auctionActivate: sagaStepAction<AuctionsVars>((s, id, sagaId) =>
+      s.auctions.activate(id, sagaId),
+    ),
     auctionPlaceBid: {
       visibility: "public",
-      params: { ...stepParams, bidId: idParam, bidderId: accountParam, amount: amountRule() },
+      params: { ...sagaStepParams, bidId: idParam, bidderId: accountParam, amount: amountRule() },
       handler(ctx: Context<StepParams & { bidId: string; bidderId: string; amount: string }>) {
         const p = ctx.params;
         return this.auctions.place(p.id, p.bidId, p.sagaId, p.bidderId, p.amount);
@@ -298,30 +287,12 @@ export const MarketAuctionsMixin = defineMixin<
         return this.auctions.bidAbsent(ctx.params.id, ctx.params.bidId);
       },
     },
-    auctionClose: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.auctions.close(ctx.params.id, ctx.params.sagaId);
-      },
-    },
-    auctionReopen: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.auctions.reopen(ctx.params.id, ctx.params.sagaId);
-      },
-    },
-    auctionFinish: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.auctions.finish(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    auctionClose: sagaStepAction<AuctionsVars>((s, id, sagaId) => s.auctions.close(id, sagaId)),
+    auctionReopen: sagaStepAction<AuctionsVars>((s, id, sagaId) => s.auctions.reopen(id, sagaId)),
+    auctionFinish: sagaStepAction<AuctionsVars>((s, id, sagaId) => s.auctions.finish(id, sagaId)),
     auctionCancel: {
       visibility: "public",
-      params: { ...stepParams, sellerId: accountParam },
+      params: { ...sagaStepParams, sellerId: accountParam },
       handler(ctx: Context<StepParams & { sellerId: string }>) {
         return this.auctions.cancel(ctx.params.id, ctx.params.sagaId, ctx.params.sellerId);
       },

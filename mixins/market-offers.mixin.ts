@@ -1,7 +1,13 @@
 import { createHash } from "node:crypto";
 import type { Context, ServiceSettingSchema } from "moleculer";
-import { defineMixin } from "./define";
-import { accountParam, idParam, pageParams, traitParam } from "../lib/shared/params";
+import { defineMixin, sagaStepAction } from "./define";
+import {
+  accountParam,
+  idParam,
+  pageParams,
+  sagaStepParams,
+  traitParam,
+} from "../lib/shared/params";
 import { amountRule } from "../lib/shared/amount";
 import { callerKey } from "../lib/shared/caller-key";
 import { created, requireUserId, type GatewayContext } from "../lib/shared/context";
@@ -71,7 +77,6 @@ interface ListParams {
   offset: number;
 }
 
-const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
 /** An offer's id from its maker's request key: a retry of the request finds its offer. */
 const offerIdOf = (key: string) =>
   `ofr_${createHash("sha256").update(key).digest("hex").slice(0, 24)}`;
@@ -242,39 +247,21 @@ export const MarketOffersMixin = defineMixin<
         });
       },
     },
-    offerDrop: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.offers.drop(ctx.params.id, ctx.params.sagaId);
-      },
-    },
-    offerActivate: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.offers.activate(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    offerDrop: sagaStepAction<OffersVars>((s, id, sagaId) => s.offers.drop(id, sagaId)),
+    offerActivate: sagaStepAction<OffersVars>((s, id, sagaId) => s.offers.activate(id, sagaId)),
     offerReserve: {
       visibility: "public",
-      params: { ...stepParams, nftId: idParam, sellerId: accountParam },
+      params: { ...sagaStepParams, nftId: idParam, sellerId: accountParam },
       async handler(ctx: Context<StepParams & { nftId: string; sellerId: string }>) {
         // The NFT as it is now: who owns it and its traits decide, not what the route saw.
         const nft = await this.nft(ctx, ctx.params.nftId);
         return this.offers.reserve(ctx.params.id, ctx.params.sagaId, nft, ctx.params.sellerId);
       },
     },
-    offerRelease: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.offers.release(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    offerRelease: sagaStepAction<OffersVars>((s, id, sagaId) => s.offers.release(id, sagaId)),
     offerAccept: {
       visibility: "public",
-      params: { ...stepParams, royalty: amountRule(), royaltyTo: accountParam },
+      params: { ...sagaStepParams, royalty: amountRule(), royaltyTo: accountParam },
       handler(ctx: Context<StepParams & { royalty: string; royaltyTo: string }>) {
         const p = ctx.params;
         return this.offers.accept(p.id, p.sagaId, p.royalty, p.royaltyTo);
@@ -283,7 +270,7 @@ export const MarketOffersMixin = defineMixin<
     offerClose: {
       visibility: "public",
       params: {
-        ...stepParams,
+        ...sagaStepParams,
         how: { type: "enum", values: ["cancelled", "expired"] },
         makerId: accountParam,
       },
@@ -292,13 +279,7 @@ export const MarketOffersMixin = defineMixin<
         return this.offers.close(p.id, p.sagaId, p.how, p.makerId);
       },
     },
-    offerReopen: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<StepParams>) {
-        return this.offers.reopen(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    offerReopen: sagaStepAction<OffersVars>((s, id, sagaId) => s.offers.reopen(id, sagaId)),
   },
 
   methods: {

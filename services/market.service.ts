@@ -1,4 +1,5 @@
-import { accountParam, idParam, pageParams } from "../lib/shared/params";
+import { accountParam, idParam, pageParams, sagaStepParams } from "../lib/shared/params";
+import { sagaStepAction } from "../mixins/define";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbMethods, DbVars } from "../mixins/db.mixin";
 import { storesWithOutbox, type OutboxMethods, type OutboxVars } from "../mixins/outbox.mixin";
@@ -124,8 +125,6 @@ export interface BuyAnswer {
   listing: Listing;
   sagaId: string;
 }
-
-const stepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
 
 const MarketService: ServiceSchema<
   MarketOwnSettings,
@@ -285,24 +284,18 @@ const MarketService: ServiceSchema<
     // Internal: the purchase saga's steps (lib/sagas/purchase-saga.ts), each idempotent per saga.
     reserve: {
       visibility: "public",
-      params: { ...stepParams, buyerId: accountParam },
+      params: { ...sagaStepParams, buyerId: accountParam },
       handler(ctx: Context<ReserveParams>): Promise<Listing> {
         return this.book.reserve(ctx.params.id, ctx.params.sagaId, ctx.params.buyerId);
       },
     },
 
-    release: {
-      visibility: "public",
-      params: stepParams,
-      handler(ctx: Context<SagaStepParams>): Promise<Listing> {
-        return this.book.release(ctx.params.id, ctx.params.sagaId);
-      },
-    },
+    release: sagaStepAction<MarketVars>((s, id, sagaId) => s.book.release(id, sagaId)),
 
     sell: {
       visibility: "public",
       params: {
-        ...stepParams,
+        ...sagaStepParams,
         // What the sale paid the collection's owner: market.sold tells it (activity rows).
         royalty: amountRule({ optional: true }),
         royaltyTo: { ...idParam, optional: true },

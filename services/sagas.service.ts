@@ -11,7 +11,7 @@ import { notFound, validationError } from "../lib/shared/errors";
 import { newId } from "../lib/shared/ids";
 import { LAUNCH, LAUNCH_SAGA, type LaunchInput } from "../lib/sagas/launch-saga";
 import { fingerprint } from "../lib/tokens/ledger";
-import { PURCHASE, PURCHASE_SAGA } from "../lib/sagas/purchase-saga";
+import { PURCHASE, PURCHASE_PARAMS, PURCHASE_SAGA } from "../lib/sagas/purchase-saga";
 import {
   ACCEPT_OFFER,
   ACCEPT_OFFER_SAGA,
@@ -120,9 +120,6 @@ const SERVICES_OF: Record<string, string[]> = Object.fromEntries(
   DEFINITIONS.map(d => [d.type, [...new Set(d.steps.map(s => s.action.split(".")[0]))]]),
 );
 
-const idRule = { type: "string" as const, min: 1, max: 64 };
-const accountRule = { type: "string" as const, min: 1, max: 128 };
-
 const SagasService: ServiceSchema<
   SagasOwnSettings,
   SagasMethods & DbMethods & OutboxMethods,
@@ -208,24 +205,7 @@ const SagasService: ServiceSchema<
      */
     purchase: {
       visibility: "public",
-      params: {
-        $$strict: "remove",
-        key: { type: "string", min: 1, max: 300 },
-        input: {
-          type: "object",
-          strict: "remove",
-          props: {
-            listingId: idRule,
-            nftId: idRule,
-            sellerId: accountRule,
-            buyerId: accountRule,
-            tokenId: idRule,
-            price: amountRule(),
-            royalty: amountRule(),
-            royaltyTo: accountRule,
-          },
-        },
-      },
+      params: PURCHASE_PARAMS,
       async handler(ctx: Context<PurchaseParams>): Promise<Saga> {
         const { input, key } = ctx.params;
         // Its payouts only go forward once the NFT moved: a share below 0 could never be paid.

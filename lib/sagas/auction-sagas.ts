@@ -1,6 +1,7 @@
 import type { AuctionClosing, PlacedBid } from "../market/auction-book";
 import type { SagaDefinition, StepInput } from "./saga-definition";
-import { escrowStep, fromEscrow } from "./escrow-steps";
+import { escrowStep, fromEscrow, payoutStep, releaseNftStep } from "./sale-steps";
+import { accountRule, idRule, sagaParams } from "./saga-params";
 import { amountRule } from "../shared/amount";
 
 /**
@@ -178,32 +179,21 @@ export const SETTLE_AUCTION_SAGA: SagaDefinition<EndAuctionInput> = {
         needsResult: true,
       },
     },
-    {
-      name: "paySeller",
-      action: "tokens.transferInternal",
-      forwardOnly: true,
-      skip: (s: E) => (saleOf(s)?.sellerShare ?? "0") === "0",
-      params: s => fromEscrow(s.input.tokenId, s.input.sellerId, saleOf(s)!.sellerShare, s.key),
-    },
-    {
-      name: "payRoyalty",
-      action: "tokens.transferInternal",
-      forwardOnly: true,
-      skip: (s: E) => (saleOf(s)?.royalty ?? "0") === "0",
-      params: s => fromEscrow(s.input.tokenId, saleOf(s)!.royaltyTo, saleOf(s)!.royalty, s.key),
-    },
+    payoutStep<EndAuctionInput>("paySeller", s => {
+      const sale = saleOf(s);
+      return sale && { to: s.input.sellerId, amount: sale.sellerShare };
+    }),
+    payoutStep<EndAuctionInput>("payRoyalty", s => {
+      const sale = saleOf(s);
+      return sale && { to: sale.royaltyTo, amount: sale.royalty };
+    }),
     {
       name: "finish",
       action: "market.auctionFinish",
       forwardOnly: true,
       params: s => ({ id: s.input.auctionId, sagaId: s.sagaId }),
     },
-    {
-      name: "releaseNft",
-      action: "nfts.unlock",
-      forwardOnly: true,
-      params: s => ({ id: s.input.nftId, lock: s.input.auctionId }),
-    },
+    releaseNftStep<EndAuctionInput>(s => s.input.auctionId),
   ],
   result: r => r.finish,
 };
@@ -216,24 +206,11 @@ export const CANCEL_AUCTION_SAGA: SagaDefinition<EndAuctionInput> = {
       action: "market.auctionCancel",
       params: s => ({ id: s.input.auctionId, sagaId: s.sagaId, sellerId: s.input.sellerId }),
     },
-    {
-      name: "releaseNft",
-      action: "nfts.unlock",
-      forwardOnly: true,
-      params: s => ({ id: s.input.nftId, lock: s.input.auctionId }),
-    },
+    releaseNftStep<EndAuctionInput>(s => s.input.auctionId),
   ],
   result: r => r.cancel,
 };
 
-const idRule = { type: "string" as const, min: 1, max: 64 };
-const accountRule = { type: "string" as const, min: 1, max: 128 };
-const keyRule = { type: "string" as const, min: 1, max: 300 };
-const sagaParams = (props: Record<string, unknown>) => ({
-  $$strict: "remove",
-  key: keyRule,
-  input: { type: "object", strict: "remove", props },
-});
 const endProps = { auctionId: idRule, nftId: idRule, sellerId: accountRule, tokenId: idRule };
 
 /** The sagas service's actions that start these sagas: each saga's type, params and user. */

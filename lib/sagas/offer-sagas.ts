@@ -1,8 +1,9 @@
 import type { Offer, OfferTrait } from "../events/market";
 import type { Nft } from "../events/nfts";
-import type { SagaDefinition, StepInput } from "./saga-definition";
-import { escrowStep, fromEscrow } from "./escrow-steps";
-import { royaltyOf } from "./purchase-saga";
+import type { SagaDefinition } from "./saga-definition";
+import { escrowStep, fromEscrow, payoutStep, releaseNftStep } from "./sale-steps";
+import { accountRule, idRule, sagaParams } from "./saga-params";
+import { royaltyOf, sellerShare } from "./purchase-saga";
 import { amountRule } from "../shared/amount";
 
 /**
@@ -103,9 +104,6 @@ export const MAKE_OFFER_SAGA: SagaDefinition<MakeOfferInput> = {
   result: r => r.activate,
 };
 
-type A = StepInput<AcceptOfferInput>;
-const sellerShare = (i: AcceptOfferInput) => (BigInt(i.price) - BigInt(i.royalty)).toString(10);
-
 export const ACCEPT_OFFER_SAGA: SagaDefinition<AcceptOfferInput> = {
   type: ACCEPT_OFFER,
   steps: [
@@ -154,20 +152,14 @@ export const ACCEPT_OFFER_SAGA: SagaDefinition<AcceptOfferInput> = {
         needsResult: true,
       },
     },
-    {
-      name: "paySeller",
-      action: "tokens.transferInternal",
-      forwardOnly: true,
-      skip: (s: A) => sellerShare(s.input) === "0",
-      params: s => fromEscrow(s.input.tokenId, s.input.sellerId, sellerShare(s.input), s.key),
-    },
-    {
-      name: "payRoyalty",
-      action: "tokens.transferInternal",
-      forwardOnly: true,
-      skip: (s: A) => s.input.royalty === "0",
-      params: s => fromEscrow(s.input.tokenId, s.input.royaltyTo, s.input.royalty, s.key),
-    },
+    payoutStep<AcceptOfferInput>("paySeller", s => ({
+      to: s.input.sellerId,
+      amount: sellerShare(s.input),
+    })),
+    payoutStep<AcceptOfferInput>("payRoyalty", s => ({
+      to: s.input.royaltyTo,
+      amount: s.input.royalty,
+    })),
     {
       name: "markAccepted",
       action: "market.offerAccept",
@@ -179,12 +171,7 @@ export const ACCEPT_OFFER_SAGA: SagaDefinition<AcceptOfferInput> = {
         royaltyTo: s.input.royaltyTo,
       }),
     },
-    {
-      name: "releaseNft",
-      action: "nfts.unlock",
-      forwardOnly: true,
-      params: s => ({ id: s.input.nftId, lock: s.sagaId }),
-    },
+    releaseNftStep<AcceptOfferInput>(s => s.sagaId),
   ],
   result: (r): AcceptOfferResult => ({ offer: r.markAccepted as Offer, nft: r.releaseNft as Nft }),
 };
@@ -217,60 +204,33 @@ export const CLOSE_OFFER_SAGA: SagaDefinition<CloseOfferInput> = {
   result: r => r.close,
 };
 
-const idRule = { type: "string" as const, min: 1, max: 64 };
-const accountRule = { type: "string" as const, min: 1, max: 128 };
-
 /** The params of the sagas service's actions that start these sagas. */
-export const MAKE_OFFER_PARAMS = {
-  $$strict: "remove",
-  key: { type: "string", min: 1, max: 300 },
-  input: {
-    type: "object",
-    strict: "remove",
-    props: {
-      offerId: idRule,
-      makerId: accountRule,
-      nftId: { ...idRule, nullable: true },
-      collectionId: idRule,
-      traits: { type: "array", max: 8, items: "object" },
-      tokenId: idRule,
-      price: amountRule(),
-      expiresAt: { type: "string", max: 40, optional: true },
-    },
-  },
-};
+export const MAKE_OFFER_PARAMS = sagaParams({
+  offerId: idRule,
+  makerId: accountRule,
+  nftId: { ...idRule, nullable: true },
+  collectionId: idRule,
+  traits: { type: "array", max: 8, items: "object" },
+  tokenId: idRule,
+  price: amountRule(),
+  expiresAt: { type: "string", max: 40, optional: true },
+});
 
-export const ACCEPT_OFFER_PARAMS = {
-  $$strict: "remove",
-  key: { type: "string", min: 1, max: 300 },
-  input: {
-    type: "object",
-    strict: "remove",
-    props: {
-      offerId: idRule,
-      nftId: idRule,
-      sellerId: accountRule,
-      makerId: accountRule,
-      tokenId: idRule,
-      price: amountRule(),
-      royalty: amountRule(),
-      royaltyTo: accountRule,
-    },
-  },
-};
+export const ACCEPT_OFFER_PARAMS = sagaParams({
+  offerId: idRule,
+  nftId: idRule,
+  sellerId: accountRule,
+  makerId: accountRule,
+  tokenId: idRule,
+  price: amountRule(),
+  royalty: amountRule(),
+  royaltyTo: accountRule,
+});
 
-export const CLOSE_OFFER_PARAMS = {
-  $$strict: "remove",
-  key: { type: "string", min: 1, max: 300 },
-  input: {
-    type: "object",
-    strict: "remove",
-    props: {
-      offerId: idRule,
-      makerId: accountRule,
-      how: { type: "enum", values: ["cancelled", "expired"] },
-      tokenId: idRule,
-      price: amountRule(),
-    },
-  },
-};
+export const CLOSE_OFFER_PARAMS = sagaParams({
+  offerId: idRule,
+  makerId: accountRule,
+  how: { type: "enum", values: ["cancelled", "expired"] },
+  tokenId: idRule,
+  price: amountRule(),
+});

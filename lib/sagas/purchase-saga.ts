@@ -1,15 +1,16 @@
-import { parseAmount } from "../shared/amount";
+import { amountRule, parseAmount } from "../shared/amount";
 import type { Listing } from "../events/market";
 import type { Collection, Nft } from "../events/nfts";
-import type { SagaDefinition, StepInput } from "./saga-definition";
-import { escrowStep, fromEscrow } from "./escrow-steps";
+import type { SagaDefinition } from "./saga-definition";
+import { escrowStep, payoutStep, releaseNftStep } from "./sale-steps";
+import { accountRule, idRule, sagaParams } from "./saga-params";
 
 /**
  * The NFT purchase of docs/api.md as a saga (lib/sagas/saga-engine.ts), all or nothing:
  *
  *   reserve the listing (active → reserved, a compare-and-set: of two buyers one wins)
  *   → hold the NFT for this sale (its seller can no longer move or approve it)
- *   → move the price from the buyer into the market's escrow (lib/sagas/escrow-steps.ts)
+ *   → move the price from the buyer into the market's escrow (lib/sagas/sale-steps.ts)
  *   → move the NFT from the seller to the buyer (still held)
  *   ─ past this point the sale is done and only goes forward ─
  *   → pay the seller price − royalty from escrow → pay the royalty from escrow
@@ -69,25 +70,8 @@ export function royaltyOf(price: string, royaltyBps: number): string {
 }
 
 /** What the seller receives: the price less the royalty. */
-export const sellerShare = (i: PurchaseInput): string =>
+export const sellerShare = (i: { price: string; royalty: string }): string =>
   (parseAmount(i.price) - parseAmount(i.royalty)).toString(10);
-
-type S = StepInput<PurchaseInput>;
-
-/** A payout from escrow once the NFT has moved: forward only, it cannot lack the funds. */
-function payout(
-  name: string,
-  to: (i: PurchaseInput) => string,
-  amount: (i: PurchaseInput) => string,
-) {
-  return {
-    name,
-    action: "tokens.transferInternal",
-    forwardOnly: true,
-    skip: (s: S) => amount(s.input) === "0",
-    params: (s: S) => fromEscrow(s.input.tokenId, to(s.input), amount(s.input), s.key),
-  };
-}
 
 export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
   type: PURCHASE,
@@ -140,12 +124,14 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         needsResult: true,
       },
     },
-    payout("paySeller", i => i.sellerId, sellerShare),
-    payout(
-      "payRoyalty",
-      i => i.royaltyTo,
-      i => i.royalty,
-    ),
+    payoutStep<PurchaseInput>("paySeller", s => ({
+      to: s.input.sellerId,
+      amount: sellerShare(s.input),
+    })),
+    payoutStep<PurchaseInput>("payRoyalty", s => ({
+      to: s.input.royaltyTo,
+      amount: s.input.royalty,
+    })),
     {
       name: "markSold",
       action: "market.sell",
@@ -157,12 +143,19 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         royaltyTo: s.input.royaltyTo,
       }),
     },
-    {
-      name: "releaseNft",
-      action: "nfts.unlock",
-      forwardOnly: true,
-      params: s => ({ id: s.input.nftId, lock: s.sagaId }),
-    },
+    releaseNftStep<PurchaseInput>(s => s.sagaId),
   ],
   result: (r): PurchaseResult => ({ listing: r.markSold as Listing, nft: r.releaseNft as Nft }),
 };
+
+/** The params of the sagas service's action that starts a purchase. */
+export const PURCHASE_PARAMS = sagaParams({
+  listingId: idRule,
+  nftId: idRule,
+  sellerId: accountRule,
+  buyerId: accountRule,
+  tokenId: idRule,
+  price: amountRule(),
+  royalty: amountRule(),
+  royaltyTo: accountRule,
+});

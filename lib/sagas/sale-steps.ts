@@ -1,10 +1,11 @@
 import { ESCROW_ACCOUNT } from "../events/market";
-import type { SagaStep } from "./saga-definition";
+import type { SagaStep, StepInput } from "./saga-definition";
 
 /**
- * The market's escrow moves, shared by the purchase, offer and auction sagas: money a
- * buyer commits goes into the escrow account (lib/events/market.ts), which only these
- * sagas pay out of, so a payout never lacks the funds.
+ * The steps the market's sales share (the purchase, the accepted offer, the settled
+ * auction): money a buyer commits goes into the escrow account (lib/events/market.ts),
+ * which only these sagas pay out of, so a payout never lacks the funds; the NFT held for
+ * the sale is let go at the end.
  */
 
 /** tokens.transferInternal's params: `amount` of `tokenId` from escrow to `to`, under `key`. */
@@ -39,5 +40,37 @@ export function escrowStep<I extends { tokenId: string }>(
       params: s => fromEscrow(s.input.tokenId, payer(s.input), amount(s.input), s.key),
       needsResult: true,
     },
+  };
+}
+
+/**
+ * A payout from escrow once the NFT has moved: forward only (it cannot lack the funds),
+ * skipped when `pay` says none is due (no sale, or a part of 0).
+ */
+export function payoutStep<I extends { tokenId: string }>(
+  name: string,
+  pay: (s: StepInput<I>) => { to: string; amount: string } | null,
+): SagaStep<I> {
+  return {
+    name,
+    action: "tokens.transferInternal",
+    forwardOnly: true,
+    skip: s => (pay(s)?.amount ?? "0") === "0",
+    params: s => {
+      const { to, amount } = pay(s)!;
+      return fromEscrow(s.input.tokenId, to, amount, s.key);
+    },
+  };
+}
+
+/** The last step of a sale: the NFT's hold (`lock`) let go. Forward only. */
+export function releaseNftStep<I extends { nftId: string }>(
+  lock: (s: StepInput<I>) => string,
+): SagaStep<I> {
+  return {
+    name: "releaseNft",
+    action: "nfts.unlock",
+    forwardOnly: true,
+    params: s => ({ id: s.input.nftId, lock: lock(s) }),
   };
 }

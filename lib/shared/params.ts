@@ -11,6 +11,9 @@ export const idParam = { type: "string" as const, min: 1, max: 64 };
 /** An account: a user id or a linked wallet's 0x address. */
 export const accountParam = { type: "string" as const, trim: true, min: 1, max: 128 };
 
+/** An internal action a saga step calls: the document it acts on and the saga acting. */
+export const sagaStepParams = { $$strict: "remove" as const, id: idParam, sagaId: idParam };
+
 /** `?limit=` (1–100, default 20) and `?offset=` of a list (docs/api.md "Lists"). */
 export const pageParams = {
   limit: {
