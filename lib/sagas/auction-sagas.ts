@@ -1,6 +1,13 @@
 import type { AuctionClosing, PlacedBid } from "../market/auction-book";
 import type { SagaDefinition, StepInput } from "./saga-definition";
-import { escrowStep, fromEscrow, payoutStep, releaseNftStep } from "./sale-steps";
+import {
+  escrowStep,
+  fromEscrow,
+  holdNftStep,
+  moveNftStep,
+  payoutStep,
+  releaseNftStep,
+} from "./sale-steps";
 import { accountRule, idRule, sagaParams } from "./saga-params";
 import { amountRule } from "../shared/amount";
 
@@ -68,15 +75,7 @@ export const START_AUCTION_SAGA: SagaDefinition<StartAuctionInput> = {
         params: s => ({ id: s.input.auctionId, sagaId: s.sagaId }),
       },
     },
-    {
-      name: "holdNft",
-      action: "nfts.lock",
-      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.input.auctionId }),
-      compensate: {
-        action: "nfts.unlock",
-        params: s => ({ id: s.input.nftId, lock: s.input.auctionId }),
-      },
-    },
+    holdNftStep<StartAuctionInput>(s => s.input.auctionId),
     {
       name: "activate",
       action: "market.auctionActivate",
@@ -156,29 +155,10 @@ export const SETTLE_AUCTION_SAGA: SagaDefinition<EndAuctionInput> = {
         params: s => ({ id: s.input.auctionId, sagaId: s.sagaId }),
       },
     },
-    {
-      name: "moveNft",
-      action: "nfts.transferFrom",
-      skip: (s: E) => saleOf(s) === null,
-      params: s => ({
-        id: s.input.nftId,
-        from: s.input.sellerId,
-        to: saleOf(s)!.winnerId,
-        lock: s.input.auctionId,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "nfts.transferFrom",
-        params: s => ({
-          id: s.input.nftId,
-          from: saleOf(s)!.winnerId,
-          to: s.input.sellerId,
-          lock: s.input.auctionId,
-          idempotencyKey: s.key,
-        }),
-        needsResult: true,
-      },
-    },
+    moveNftStep<EndAuctionInput>(s => {
+      const sale = saleOf(s);
+      return sale && { from: s.input.sellerId, to: sale.winnerId, lock: s.input.auctionId };
+    }),
     payoutStep<EndAuctionInput>("paySeller", s => {
       const sale = saleOf(s);
       return sale && { to: s.input.sellerId, amount: sale.sellerShare };

@@ -1,7 +1,14 @@
 import type { Offer, OfferTrait } from "../events/market";
 import type { Nft } from "../events/nfts";
 import type { SagaDefinition } from "./saga-definition";
-import { escrowStep, fromEscrow, payoutStep, releaseNftStep } from "./sale-steps";
+import {
+  escrowStep,
+  fromEscrow,
+  holdNftStep,
+  moveNftStep,
+  payoutStep,
+  releaseNftStep,
+} from "./sale-steps";
 import { accountRule, idRule, sagaParams } from "./saga-params";
 import { royaltyOf, sellerShare } from "./purchase-saga";
 import { amountRule } from "../shared/amount";
@@ -121,37 +128,12 @@ export const ACCEPT_OFFER_SAGA: SagaDefinition<AcceptOfferInput> = {
         params: s => ({ id: s.input.offerId, sagaId: s.sagaId }),
       },
     },
-    {
-      name: "holdNft",
-      action: "nfts.lock",
-      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.sagaId }),
-      compensate: {
-        action: "nfts.unlock",
-        params: s => ({ id: s.input.nftId, lock: s.sagaId }),
-      },
-    },
-    {
-      name: "moveNft",
-      action: "nfts.transferFrom",
-      params: s => ({
-        id: s.input.nftId,
-        from: s.input.sellerId,
-        to: s.input.makerId,
-        lock: s.sagaId,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "nfts.transferFrom",
-        params: s => ({
-          id: s.input.nftId,
-          from: s.input.makerId,
-          to: s.input.sellerId,
-          lock: s.sagaId,
-          idempotencyKey: s.key,
-        }),
-        needsResult: true,
-      },
-    },
+    holdNftStep<AcceptOfferInput>(s => s.sagaId),
+    moveNftStep<AcceptOfferInput>(s => ({
+      from: s.input.sellerId,
+      to: s.input.makerId,
+      lock: s.sagaId,
+    })),
     payoutStep<AcceptOfferInput>("paySeller", s => ({
       to: s.input.sellerId,
       amount: sellerShare(s.input),

@@ -2,7 +2,7 @@ import { amountRule, parseAmount } from "../shared/amount";
 import type { Listing } from "../events/market";
 import type { Collection, Nft } from "../events/nfts";
 import type { SagaDefinition } from "./saga-definition";
-import { escrowStep, payoutStep, releaseNftStep } from "./sale-steps";
+import { escrowStep, holdNftStep, moveNftStep, payoutStep, releaseNftStep } from "./sale-steps";
 import { accountRule, idRule, sagaParams } from "./saga-params";
 
 /**
@@ -86,44 +86,16 @@ export const PURCHASE_SAGA: SagaDefinition<PurchaseInput> = {
         params: s => ({ id: s.input.listingId, sagaId: s.sagaId }),
       },
     },
-    {
-      name: "holdNft",
-      action: "nfts.lock",
-      params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: s.sagaId }),
-      compensate: {
-        action: "nfts.unlock",
-        // Harmless when it never held it: only this sale's hold is let go.
-        params: s => ({ id: s.input.nftId, lock: s.sagaId }),
-      },
-    },
+    holdNftStep<PurchaseInput>(s => s.sagaId),
     escrowStep<PurchaseInput>(
       i => i.buyerId,
       i => i.price,
     ),
-    {
-      name: "moveNft",
-      action: "nfts.transferFrom",
-      params: s => ({
-        id: s.input.nftId,
-        from: s.input.sellerId,
-        to: s.input.buyerId,
-        lock: s.sagaId,
-        idempotencyKey: s.key,
-      }),
-      compensate: {
-        action: "nfts.transferFrom",
-        // Still held by this sale: the buyer cannot have moved it meanwhile.
-        params: s => ({
-          id: s.input.nftId,
-          from: s.input.buyerId,
-          to: s.input.sellerId,
-          lock: s.sagaId,
-          idempotencyKey: s.key,
-        }),
-        // Unknown whether it moved: the same call again tells (a 409 now: it never did).
-        needsResult: true,
-      },
-    },
+    moveNftStep<PurchaseInput>(s => ({
+      from: s.input.sellerId,
+      to: s.input.buyerId,
+      lock: s.sagaId,
+    })),
     payoutStep<PurchaseInput>("paySeller", s => ({
       to: s.input.sellerId,
       amount: sellerShare(s.input),

@@ -63,6 +63,52 @@ export function payoutStep<I extends { tokenId: string }>(
   };
 }
 
+/**
+ * The NFT held for the sale under `lock` (its owner can neither move nor approve it), let
+ * go by the undo: harmless when it never held it, only this hold is let go.
+ */
+export function holdNftStep<I extends { nftId: string; sellerId: string }>(
+  lock: (s: StepInput<I>) => string,
+): SagaStep<I> {
+  return {
+    name: "holdNft",
+    action: "nfts.lock",
+    params: s => ({ id: s.input.nftId, owner: s.input.sellerId, lock: lock(s) }),
+    compensate: { action: "nfts.unlock", params: s => ({ id: s.input.nftId, lock: lock(s) }) },
+  };
+}
+
+/**
+ * The NFT moved `from` → `to` under the sale's hold, or skipped when `move` says there is
+ * no sale. Undone by the move back (the NFT is still held: its new owner cannot have
+ * moved it); unknown whether it moved, the undo asks again (a 409 then: it never did).
+ */
+export function moveNftStep<I extends { nftId: string }>(
+  move: (s: StepInput<I>) => { from: string; to: string; lock: string } | null,
+): SagaStep<I> {
+  const transfer = (s: StepInput<I>, back: boolean) => {
+    const { from, to, lock } = move(s)!;
+    return {
+      id: s.input.nftId,
+      from: back ? to : from,
+      to: back ? from : to,
+      lock,
+      idempotencyKey: s.key,
+    };
+  };
+  return {
+    name: "moveNft",
+    action: "nfts.transferFrom",
+    skip: s => move(s) === null,
+    params: s => transfer(s, false),
+    compensate: {
+      action: "nfts.transferFrom",
+      params: s => transfer(s, true),
+      needsResult: true,
+    },
+  };
+}
+
 /** The last step of a sale: the NFT's hold (`lock`) let go. Forward only. */
 export function releaseNftStep<I extends { nftId: string }>(
   lock: (s: StepInput<I>) => string,
