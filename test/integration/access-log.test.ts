@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
-import type { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiClient } from "../helpers/http";
 import { withSettings } from "../helpers/platform";
+import { brokerWithLogs } from "../helpers/logs";
 
 /**
  * The gateway's access log, as pino writes it: the platform (api, users) with the project's
@@ -23,26 +23,12 @@ describe("the gateway's access log", () => {
   let raw = "";
 
   beforeAll(async () => {
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        raw += chunk.toString();
-        for (const l of chunk.toString().split("\n").filter(Boolean))
-          lines.push(JSON.parse(l) as Line);
-        done();
-      },
-    });
-    vi.resetModules();
-    const { ServiceBroker: Broker } = await import("moleculer");
-    const config: BrokerOptions = (await import("../../moleculer.config")).default;
-    const pino = config.logger as { type: string; options: { pino: object } };
-    broker = new Broker({
-      ...config,
-      transporter: null,
+    broker = await brokerWithLogs({
       nodeID: `access-${process.pid}`,
-      logLevel: "info",
-      logger: {
-        ...pino,
-        options: { ...pino.options, level: "info", pino: { ...pino.options.pino, destination } },
+      level: "info",
+      write: chunk => {
+        raw += chunk;
+        for (const l of chunk.split("\n").filter(Boolean)) lines.push(JSON.parse(l) as Line);
       },
     });
     for (const [name, settings] of [

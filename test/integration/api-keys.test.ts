@@ -1,10 +1,10 @@
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
-import type { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiClient, registerUser, type ErrorBody, type Registered } from "../helpers/http";
 import { withSettings } from "../helpers/platform";
+import { brokerWithLogs } from "../helpers/logs";
 import { createToken } from "../helpers/tokens";
 
 /**
@@ -36,30 +36,17 @@ describe("API keys", () => {
   const keys: string[] = [];
 
   beforeAll(async () => {
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        raw += chunk.toString();
-        done();
-      },
-    });
-    vi.resetModules();
-    const { ServiceBroker: Broker } = await import("moleculer");
-    const config: BrokerOptions = (await import("../../moleculer.config")).default;
-    const pino = config.logger as { type: string; options: { pino: object } };
-    broker = new Broker({
-      ...config,
-      transporter: null,
+    broker = await brokerWithLogs({
       nodeID: `keys-${process.pid}`,
-      logLevel: "debug",
-      logger: {
-        ...pino,
-        options: { ...pino.options, level: "debug", pino: { ...pino.options.pino, destination } },
-      },
-      tracing: {
-        ...(config.tracing as object),
-        enabled: true,
-        exporter: [{ type: "Event", options: { interval: 0 } }],
-      },
+      level: "debug",
+      write: chunk => void (raw += chunk),
+      options: config => ({
+        tracing: {
+          ...(config.tracing as object),
+          enabled: true,
+          exporter: [{ type: "Event", options: { interval: 0 } }],
+        },
+      }),
     });
     const given: Record<string, object> = {
       api: {

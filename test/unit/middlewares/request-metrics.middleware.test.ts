@@ -4,17 +4,21 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RequestMetricsMiddleware } from "../../../middlewares/request-metrics.middleware";
 
 /** Moleculer's request metrics, as middlewares/request-metrics.middleware.ts keeps them. */
+/** A broker whose only middleware is the one under test. */
+const metricsBroker = () =>
+  new ServiceBroker({
+    logger: false,
+    metrics: { enabled: true },
+    internalMiddlewares: false,
+    middlewares: [RequestMetricsMiddleware()],
+  });
+
 describe("RequestMetricsMiddleware", () => {
   let broker: ServiceBroker;
   afterEach(() => broker?.stop());
 
   it("counts calls, errors and times under Moleculer's names once it flushes", async () => {
-    broker = new ServiceBroker({
-      logger: false,
-      metrics: { enabled: true },
-      internalMiddlewares: false,
-      middlewares: [RequestMetricsMiddleware()],
-    });
+    broker = metricsBroker();
     broker.createService({
       name: "svc",
       actions: {
@@ -59,12 +63,7 @@ describe("RequestMetricsMiddleware", () => {
   });
 
   it("counts a request that became a stream (Meta.stream) but leaves its life out of the times", async () => {
-    broker = new ServiceBroker({
-      logger: false,
-      metrics: { enabled: true },
-      internalMiddlewares: false,
-      middlewares: [RequestMetricsMiddleware()],
-    });
+    broker = metricsBroker();
     broker.createService({
       name: "gw",
       actions: {
