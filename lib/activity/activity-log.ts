@@ -18,18 +18,12 @@ import { decodeCursor, encodeCursor, rowsOf, toActivityRow, type DraftRow } from
 export const ACTIVITY = "activity";
 export const ACTIVITY_SEQ = "activitySeq";
 
-export interface ActivityDoc extends Doc {
+/** A row as stored: the row's fields (ActivityRow) but its cursor, which is `seq` encoded. */
+export interface ActivityDoc extends Doc, Omit<ActivityRow, "id" | "cursor"> {
   /** The row id (lib/activity/rows.ts rowId): unique, so a late redelivery never repeats it. */
   _id: string;
   seq: number;
   eventId: string;
-  type: ActivityType;
-  at: string;
-  actorId: string;
-  tokenId?: string;
-  nftId?: string;
-  collectionId?: string;
-  data: Record<string, unknown>;
   /** 1 on the event's lead row, absent on the others (internal). */
   lead?: 1;
   /** On a transfer's lead row. */

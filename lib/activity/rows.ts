@@ -25,16 +25,8 @@ import { NFT_EVENTS, type NftApproved, type NftMinted, type NftTransferred } fro
  */
 
 /** A row before it is stored: no cursor yet (the store numbers rows as they commit). */
-export interface DraftRow {
-  id: string;
+export interface DraftRow extends Omit<ActivityRow, "cursor"> {
   eventId: string;
-  type: ActivityType;
-  at: string;
-  actorId: string;
-  tokenId?: string;
-  nftId?: string;
-  collectionId?: string;
-  data: Record<string, unknown>;
   /** The event's first row (internal: answered by no route). */
   lead: boolean;
   /** A transfer's id on its lead row, so GET /api/tokens/:id/transfers/:transferId finds it. */
